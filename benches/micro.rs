@@ -1,0 +1,120 @@
+//! Criterion micro-benchmarks of the hot pure functions: key encoding,
+//! head and log-entry encode/decode, value compression and the conflict rule.
+//!
+//! Run with `cargo bench -p consensusdb-benches`. Each group also measures
+//! a reference in the same run (a plain copy of the same bytes, or a plain
+//! integer comparison), so figures can be reported as ratios.
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, UNIX_EPOCH};
+
+use consensusdb_types::conflict::incoming_wins;
+use consensusdb_types::key_codec::{decode_key, encode_key};
+use consensusdb_types::{
+    Compression, Head, LogEntry, Mutation, MutationKind, NodeId, Origin, RecordKey, RowKey, Stamp, TimeUuid,
+};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::{Rng, SeedableRng};
+
+fn sample_key() -> RecordKey {
+    RowKey::new("tenant-000042", "ACCOUNT", "balance")
+        .at(Some(TimeUuid::random_at(UNIX_EPOCH + Duration::from_millis(1_700_000_000_000))))
+}
+
+fn sample_head() -> Head {
+    Head {
+        stamp: Stamp { hlc: 1_700_000_000_000 << 16, origin: Origin { node: NodeId(7), incarnation: 1 } },
+        seq: 123_456,
+        expires_at_ms: Some(1_800_000_000_000),
+        stored_size: 256,
+        compression: Compression::Lz4,
+        tombstone: false,
+        seal: None,
+    }
+}
+
+fn keys(c: &mut Criterion) {
+    let key = sample_key();
+    let encoded = encode_key(&key);
+    let mut group = c.benchmark_group("key");
+    group.bench_function("reference_copy_encoded", |b| b.iter(|| black_box(encoded.clone())));
+    group.bench_function("encode", |b| b.iter(|| encode_key(black_box(&key))));
+    group.bench_function("decode", |b| b.iter(|| decode_key(black_box(&encoded))));
+    group.finish();
+}
+
+fn envelopes(c: &mut Criterion) {
+    let head = sample_head();
+    let head_bytes = head.encode();
+    let entry = LogEntry {
+        origin: head.stamp.origin,
+        seq: 1,
+        hlc: head.stamp.hlc,
+        mutations: (0..100)
+            .map(|i| Mutation {
+                key: encode_key(&RowKey::new("tenant", "ACCOUNT", format!("m{i}")).at(None)),
+                kind: MutationKind::Put {
+                    value: vec![7; 256],
+                    compression: Compression::None,
+                    expires_at_ms: None,
+                },
+            })
+            .collect(),
+    };
+    let entry_bytes = entry.encode_value();
+    let log_key = entry.log_key();
+    let mut group = c.benchmark_group("envelope");
+    group.bench_function("reference_copy_head", |b| b.iter(|| black_box(head_bytes.clone())));
+    group.bench_function("head_encode", |b| b.iter(|| black_box(&head).encode()));
+    group.bench_function("head_decode", |b| b.iter(|| Head::decode(black_box(&head_bytes))));
+    group.throughput(Throughput::Bytes(entry_bytes.len() as u64));
+    group.bench_function("reference_copy_log_entry_100", |b| b.iter(|| black_box(entry_bytes.clone())));
+    group.bench_function("log_entry_encode_100", |b| b.iter(|| black_box(&entry).encode_value()));
+    group.bench_function("log_entry_decode_100", |b| {
+        b.iter(|| LogEntry::decode(black_box(&log_key), black_box(&entry_bytes)))
+    });
+    group.finish();
+}
+
+fn compression(c: &mut Criterion) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    // Random bytes (incompressible, as the load generator writes) and JSON-like text.
+    let random: Vec<u8> = (0..4096).map(|_| rng.random()).collect();
+    let text = br#"{"account":"tenant-42","balance":1024,"currency":"EUR"}"#.repeat(75);
+    let mut group = c.benchmark_group("compression");
+    for (name, value) in [("random_4k", &random), ("text_4k", &text)] {
+        group.throughput(Throughput::Bytes(value.len() as u64));
+        group.bench_with_input(BenchmarkId::new("reference_copy", name), value, |b, v| {
+            b.iter(|| black_box(v.to_vec()))
+        });
+        for codec in [Compression::Lz4, Compression::Snappy] {
+            let (used, stored) = codec.compress(value);
+            group.bench_with_input(BenchmarkId::new(format!("{codec:?}_compress"), name), value, |b, v| {
+                b.iter(|| codec.compress(black_box(v)))
+            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("{codec:?}_decompress"), name),
+                &stored,
+                |b, s| b.iter(|| used.decompress(black_box(s), value.len())),
+            );
+        }
+    }
+    group.finish();
+}
+
+fn conflict(c: &mut Criterion) {
+    let a = sample_head().stamp;
+    let b_stamp = Stamp { hlc: a.hlc, origin: Origin { node: NodeId(8), incarnation: 1 } };
+    let mut group = c.benchmark_group("conflict");
+    group.bench_function("reference_u64_compare", |b| b.iter(|| black_box(a.hlc) > black_box(b_stamp.hlc)));
+    group.bench_function("incoming_wins_tie_on_hlc", |b| {
+        b.iter(|| incoming_wins(Some(black_box(&a)), black_box(&b_stamp)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, keys, envelopes, compression, conflict);
+criterion_main!(benches);

@@ -1,0 +1,65 @@
+//! Layer 4 of ConsensusDB: the network-facing servers of a node.
+//!
+//! Today this is the gRPC API (`consensusdb.v1.Records`) with server
+//! reflection and the standard health service, so `grpcurl` and `grpcui`
+//! work out of the box. The HTTPS gateway, TLS and authorization land here
+//! too, each in its own module.
+//!
+//! Servers take their listener and a shutdown future as arguments, so the
+//! same code runs in production, in in-process tests on ephemeral ports, and
+//! behind a fault-injecting transport.
+
+mod deadline;
+mod records_service;
+pub mod status;
+
+use std::future::Future;
+
+use consensusdb_proto::v1::records_server::RecordsServer;
+use consensusdb_storage::Store;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use records_service::RecordsService;
+
+/// The fully qualified name of the records service, as health checks use it.
+pub const RECORDS_SERVICE_NAME: &str = "consensusdb.v1.Records";
+
+/// Why the gRPC server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not load the descriptor set.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves the gRPC API on `listener` until `shutdown` completes, then stops
+/// accepting, lets in-flight calls finish and returns. Health turns
+/// `NOT_SERVING` as soon as shutdown starts.
+pub async fn serve_grpc(
+    store: Store,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RecordsServer<RecordsService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(consensusdb_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let shutdown = async move {
+        shutdown.await;
+        health.set_not_serving::<RecordsServer<RecordsService>>().await;
+    };
+    let records = RecordsServer::new(RecordsService::new(store));
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(records)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

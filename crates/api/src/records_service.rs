@@ -1,0 +1,232 @@
+//! The `consensusdb.v1.Records` service: converts requests to domain types
+//! at the edge, calls the store, converts results back.
+
+use std::pin::Pin;
+
+use consensusdb_proto::convert::{self, field, optional_time, record_key, required, row_key};
+use consensusdb_proto::v1::records_server::Records;
+use consensusdb_proto::v1::{self, get_range_request::Window};
+use consensusdb_storage::{
+    Page, PutRecord, RangeQuery, RangeWindow, ReadOptions, Record, ScanQuery, ScanScope, Store,
+};
+use consensusdb_types::FieldError;
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::deadline::deadline;
+use crate::status::{from_field, from_storage};
+
+/// Serves records from one [`Store`].
+#[derive(Clone)]
+pub struct RecordsService {
+    store: Store,
+}
+
+impl RecordsService {
+    /// A service over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+type ScanStream = Pin<Box<dyn Stream<Item = Result<v1::ScanChunk, Status>> + Send + 'static>>;
+
+fn put_record(request: v1::PutRequest, prefix: &str) -> Result<PutRecord, FieldError> {
+    Ok(PutRecord {
+        key: record_key(request.key.as_ref(), &field(prefix, "key"))?,
+        compression: convert::compression(request.compression, &field(prefix, "compression"))?,
+        ttl_ms: convert::ttl_ms(request.ttl_ms, &field(prefix, "ttl_ms"))?,
+        if_absent: request.if_absent,
+        value: request.value,
+    })
+}
+
+fn read_options(read: Option<&v1::ReadOptions>) -> ReadOptions {
+    read.map_or_else(ReadOptions::default, |r| ReadOptions { head_only: r.head_only, raw: r.raw })
+}
+
+fn record(record: Record) -> v1::Record {
+    v1::Record {
+        key: Some(v1::Key::from(&record.key)),
+        head: Some(v1::Head::from(&record.head)),
+        value: record.value.unwrap_or_default(),
+    }
+}
+
+fn records(page: Page) -> (Vec<v1::Record>, Vec<u8>) {
+    (page.records.into_iter().map(record).collect(), page.next_page_token.unwrap_or_default())
+}
+
+fn page_token(token: Vec<u8>) -> Option<Vec<u8>> {
+    (!token.is_empty()).then_some(token)
+}
+
+impl RecordsService {
+    fn scan(
+        &self,
+        scope: ScanScope,
+        options: Option<v1::ScanOptions>,
+    ) -> Result<Response<ScanStream>, Status> {
+        let options = required(options.as_ref(), "options").map_err(from_field)?;
+        let query = ScanQuery {
+            scope,
+            limit: options.limit,
+            page_token: page_token(options.page_token.clone()),
+            read: read_options(options.read.as_ref()),
+        };
+        let chunks = self.store.scan(query).map_err(|e| from_storage(prefix_options(e)))?;
+        let stream = ReceiverStream::new(chunks).map(|chunk| {
+            chunk
+                .map(|page| {
+                    let (records, next_page_token) = records(page);
+                    v1::ScanChunk { records, next_page_token }
+                })
+                .map_err(from_storage)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Scan limits and tokens live under `options` on the wire.
+fn prefix_options(error: consensusdb_storage::StorageError) -> consensusdb_storage::StorageError {
+    match error {
+        consensusdb_storage::StorageError::Invalid(e) if e.field == "limit" || e.field == "page_token" => {
+            consensusdb_storage::StorageError::Invalid(e.within("options"))
+        }
+        other => other,
+    }
+}
+
+#[tonic::async_trait]
+impl Records for RecordsService {
+    async fn put(&self, request: Request<v1::PutRequest>) -> Result<Response<v1::PutResponse>, Status> {
+        let deadline = deadline(request.metadata());
+        let record = put_record(request.into_inner(), "").map_err(from_field)?;
+        let ack = self.store.put(record, deadline).await.map_err(from_storage)?;
+        Ok(Response::new(v1::PutResponse { head: ack.heads.first().map(v1::Head::from) }))
+    }
+
+    async fn put_batch(
+        &self,
+        request: Request<v1::PutBatchRequest>,
+    ) -> Result<Response<v1::PutBatchResponse>, Status> {
+        let deadline = deadline(request.metadata());
+        let records = request
+            .into_inner()
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(index, record)| put_record(record, &format!("records[{index}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(from_field)?;
+        let ack = self.store.put_batch(records, deadline).await.map_err(from_storage)?;
+        Ok(Response::new(v1::PutBatchResponse {
+            seq: ack.seq,
+            heads: ack.heads.iter().map(v1::Head::from).collect(),
+        }))
+    }
+
+    async fn get(&self, request: Request<v1::GetRequest>) -> Result<Response<v1::GetResponse>, Status> {
+        let request = request.into_inner();
+        let key = record_key(request.key.as_ref(), "key").map_err(from_field)?;
+        let found = self.store.get(key, read_options(request.read.as_ref())).await.map_err(from_storage)?;
+        match found {
+            Some(found) => Ok(Response::new(v1::GetResponse { record: Some(record(found)) })),
+            None => Err(Status::not_found("key: no live record at this key")),
+        }
+    }
+
+    async fn get_recent(
+        &self,
+        request: Request<v1::GetRecentRequest>,
+    ) -> Result<Response<v1::GetResponse>, Status> {
+        let request = request.into_inner();
+        let row = row_key(request.row.as_ref(), "row").map_err(from_field)?;
+        let at = optional_time(&request.at_or_before, "at_or_before").map_err(from_field)?;
+        let found = self
+            .store
+            .get_recent(row, at, read_options(request.read.as_ref()))
+            .await
+            .map_err(from_storage)?;
+        match found {
+            Some(found) => Ok(Response::new(v1::GetResponse { record: Some(record(found)) })),
+            None => Err(Status::not_found("row: no live timed record at or before at_or_before")),
+        }
+    }
+
+    async fn get_range(
+        &self,
+        request: Request<v1::GetRangeRequest>,
+    ) -> Result<Response<v1::GetRangeResponse>, Status> {
+        let request = request.into_inner();
+        let row = row_key(request.row.as_ref(), "row").map_err(from_field)?;
+        let window = match &request.window {
+            None => RangeWindow::NewestFirst { at_or_before: None },
+            Some(Window::NewestFirst(w)) => RangeWindow::NewestFirst {
+                at_or_before: optional_time(&w.at_or_before, "newest_first.at_or_before")
+                    .map_err(from_field)?,
+            },
+            Some(Window::Forward(w)) => RangeWindow::Forward {
+                from: optional_time(&w.from, "forward.from").map_err(from_field)?,
+                until: optional_time(&w.until, "forward.until").map_err(from_field)?,
+            },
+        };
+        let query = RangeQuery {
+            row,
+            window,
+            limit: request.limit,
+            page_token: page_token(request.page_token),
+            read: read_options(request.read.as_ref()),
+        };
+        let (records, next_page_token) = records(self.store.get_range(query).await.map_err(from_storage)?);
+        Ok(Response::new(v1::GetRangeResponse { records, next_page_token }))
+    }
+
+    type ScanRowStream = ScanStream;
+
+    async fn scan_row(&self, request: Request<v1::ScanRowRequest>) -> Result<Response<ScanStream>, Status> {
+        let request = request.into_inner();
+        let row = row_key(request.row.as_ref(), "row").map_err(from_field)?;
+        self.scan(ScanScope::Row(row), request.options)
+    }
+
+    type ScanRegionStream = ScanStream;
+
+    async fn scan_region(
+        &self,
+        request: Request<v1::ScanRegionRequest>,
+    ) -> Result<Response<ScanStream>, Status> {
+        let request = request.into_inner();
+        self.scan(ScanScope::Region { major: request.major_key, region: request.region }, request.options)
+    }
+
+    type ScanTenantStream = ScanStream;
+
+    async fn scan_tenant(
+        &self,
+        request: Request<v1::ScanTenantRequest>,
+    ) -> Result<Response<ScanStream>, Status> {
+        let request = request.into_inner();
+        self.scan(ScanScope::Tenant { major: request.major_key }, request.options)
+    }
+
+    async fn touch(&self, request: Request<v1::TouchRequest>) -> Result<Response<v1::TouchResponse>, Status> {
+        let deadline = deadline(request.metadata());
+        let request = request.into_inner();
+        let key = record_key(request.key.as_ref(), "key").map_err(from_field)?;
+        let ttl = convert::ttl_ms(request.ttl_ms, "ttl_ms").map_err(from_field)?;
+        let head = self.store.touch(key, ttl, deadline).await.map_err(from_storage)?;
+        Ok(Response::new(v1::TouchResponse { head: Some(v1::Head::from(&head)) }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<v1::RemoveRequest>,
+    ) -> Result<Response<v1::RemoveResponse>, Status> {
+        let deadline = deadline(request.metadata());
+        let key = record_key(request.get_ref().key.as_ref(), "key").map_err(from_field)?;
+        let head = self.store.remove(key, deadline).await.map_err(from_storage)?;
+        Ok(Response::new(v1::RemoveResponse { head: Some(v1::Head::from(&head)) }))
+    }
+}

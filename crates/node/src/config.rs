@@ -1,0 +1,365 @@
+//! Node configuration: a serde struct, layered defaults < file <
+//! environment (`CONSENSUSDB_*`, nested with `__`) < command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use consensusdb_storage::{StoreOptions, SyncPolicy};
+use consensusdb_types::{FieldError, Limits};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment variables that set configuration.
+pub const ENV_PREFIX: &str = "CONSENSUSDB_";
+/// The environment variable naming a config file (not a config key itself).
+pub const CONFIG_FILE_ENV: &str = "CONSENSUSDB_CONFIG";
+
+/// Everything a node can be configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Where the node keeps its data.
+    pub data_dir: PathBuf,
+    /// The gRPC API.
+    pub grpc: GrpcConfig,
+    /// Durability and the writer.
+    pub storage: StorageConfig,
+    /// Limits on client input.
+    pub limits: LimitsConfig,
+    /// Development switches. Never for production.
+    pub dev: DevConfig,
+}
+
+/// The gRPC API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// When the writer fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// fsync every group commit before acknowledging it.
+    Always,
+    /// Leave flushing to the OS: survives a process crash, not a machine crash.
+    Os,
+}
+
+/// Durability and the writer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// When to fsync.
+    pub sync: SyncMode,
+    /// Most writes in one group commit.
+    pub max_group_commit: usize,
+    /// Writes that may queue for the writer before callers wait.
+    pub writer_queue_depth: usize,
+}
+
+/// Limits on client input; see [`Limits`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Bytes of one key component.
+    pub max_component_bytes: usize,
+    /// Bytes of one value.
+    pub max_value_bytes: usize,
+    /// Records in one batch.
+    pub max_batch_records: usize,
+    /// Bytes of all values in one batch.
+    pub max_batch_bytes: usize,
+    /// Largest `limit` of a range read or scan.
+    pub max_read_limit: u32,
+    /// Target bytes of one scan chunk.
+    pub scan_chunk_bytes: usize,
+    /// How far in the future a client TimeUUID may be, in milliseconds.
+    pub max_future_ms: u64,
+}
+
+/// Development switches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevConfig {
+    /// Allow plaintext gRPC on a non-loopback address.
+    pub insecure_plaintext: bool,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            grpc: GrpcConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            dev: DevConfig::default(),
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 4482)) }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        let defaults = StoreOptions::new("");
+        Self {
+            sync: SyncMode::Always,
+            max_group_commit: defaults.max_group_commit,
+            writer_queue_depth: defaults.writer_queue_depth,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            max_component_bytes: l.max_component_bytes,
+            max_value_bytes: l.max_value_bytes,
+            max_batch_records: l.max_batch_records,
+            max_batch_bytes: l.max_batch_bytes,
+            max_read_limit: l.max_read_limit,
+            scan_chunk_bytes: l.scan_chunk_bytes,
+            max_future_ms: l.max_future_ms,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The storage limits.
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            max_component_bytes: self.max_component_bytes,
+            max_value_bytes: self.max_value_bytes,
+            max_batch_records: self.max_batch_records,
+            max_batch_bytes: self.max_batch_bytes,
+            max_read_limit: self.max_read_limit,
+            scan_chunk_bytes: self.scan_chunk_bytes,
+            max_future_ms: self.max_future_ms,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Clone, Default)]
+pub struct FlagOverrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub grpc_listen: Option<SocketAddr>,
+    /// `--sync`.
+    pub sync: Option<SyncMode>,
+    /// `--insecure-plaintext`.
+    pub insecure_plaintext: bool,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer did not parse, or named an unknown key.
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    /// The config file given does not exist.
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// A value is out of range.
+    #[error("configuration: {0}")]
+    Invalid(#[from] FieldError),
+}
+
+impl NodeConfig {
+    /// Loads the layers: defaults, then `file` (or `$CONSENSUSDB_CONFIG`),
+    /// then `CONSENSUSDB_*` variables from `env`, then `flags`; validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &FlagOverrides,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.iter().find(|(k, _)| k == CONFIG_FILE_ENV).map(|(_, v)| PathBuf::from(v)));
+        let mut figment = Figment::from(Serialized::defaults(NodeConfig::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::MissingFile(file));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Figment reads the process environment; to keep loading testable,
+        // the given variables are turned into a provider of their own.
+        let env_toml = env_as_toml(&env);
+        figment = figment.merge(Toml::string(&env_toml));
+        if let Some(dir) = &flags.data_dir {
+            figment = figment.merge(Serialized::default("data_dir", dir));
+        }
+        if let Some(listen) = flags.grpc_listen {
+            figment = figment.merge(Serialized::default("grpc.listen", listen));
+        }
+        if let Some(sync) = flags.sync {
+            figment = figment.merge(Serialized::default("storage.sync", sync));
+        }
+        if flags.insecure_plaintext {
+            figment = figment.merge(Serialized::default("dev.insecure_plaintext", true));
+        }
+        let config: NodeConfig = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(FieldError::new("data_dir", "must not be empty"));
+        }
+        if self.storage.max_group_commit == 0 {
+            return Err(FieldError::new("storage.max_group_commit", "must be greater than 0"));
+        }
+        if self.storage.writer_queue_depth == 0 {
+            return Err(FieldError::new("storage.writer_queue_depth", "must be greater than 0"));
+        }
+        self.limits.to_limits().validate("limits")?;
+        if !self.grpc.listen.ip().is_loopback() && !self.dev.insecure_plaintext {
+            return Err(FieldError::new(
+                "grpc.listen",
+                format!(
+                    "{} is not a loopback address; this build serves plaintext gRPC only, so \
+                     listening beyond this machine needs the explicit --insecure-plaintext flag",
+                    self.grpc.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The options to open storage with.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            data_dir: self.data_dir.clone(),
+            sync: match self.storage.sync {
+                SyncMode::Always => SyncPolicy::Always,
+                SyncMode::Os => SyncPolicy::Os,
+            },
+            limits: self.limits.to_limits(),
+            max_group_commit: self.storage.max_group_commit,
+            writer_queue_depth: self.storage.writer_queue_depth,
+        }
+    }
+}
+
+/// Turns `CONSENSUSDB_GRPC__LISTEN=...` into `grpc.listen = ...` TOML, so
+/// the values get TOML typing (numbers, booleans) and unknown keys are
+/// refused by `deny_unknown_fields` like any other layer.
+fn env_as_toml(env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+        if name == CONFIG_FILE_ENV || key.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
+        let quoted = toml::Value::String(value.clone()).to_string();
+        let typed = value
+            .parse::<toml::Value>()
+            .ok()
+            .filter(|v| matches!(v, toml::Value::Integer(_) | toml::Value::Boolean(_)))
+            .map_or(quoted, |v| v.to_string());
+        // Dotted keys on one line need each segment quoted.
+        let dotted: Vec<String> = path.iter().map(|p| toml::Value::String(p.clone()).to_string()).collect();
+        out.push_str(&format!("{} = {typed}\n", dotted.join(".")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn no_config_at_all_serves_loopback_4482_with_data_in_dot_data() {
+        let config = NodeConfig::load(None, env(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(config.grpc.listen.to_string(), "127.0.0.1:4482");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.storage.sync, SyncMode::Always);
+    }
+
+    #[test]
+    fn the_checked_in_example_parses_and_validates() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config.example.toml");
+        let config = NodeConfig::load(Some(&example), env(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(config, NodeConfig::default(), "the example documents the defaults");
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[grpc]\nlisten = \"127.0.0.1:1000\"\n[limits]\nmax_read_limit = 50\n",
+        )
+        .unwrap();
+        let vars = env(&[
+            ("CONSENSUSDB_GRPC__LISTEN", "127.0.0.1:2000"),
+            ("CONSENSUSDB_LIMITS__MAX_READ_LIMIT", "60"),
+            ("OTHER", "x"),
+        ]);
+        let flags = FlagOverrides { data_dir: Some("/from/flag".into()), ..Default::default() };
+        let config = NodeConfig::load(Some(&file), vars, &flags).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.grpc.listen.to_string(), "127.0.0.1:2000");
+        assert_eq!(config.limits.max_read_limit, 60);
+        let vars = env(&[("CONSENSUSDB_CONFIG", file.to_str().unwrap())]);
+        let config = NodeConfig::load(None, vars, &FlagOverrides::default()).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+    }
+
+    #[test]
+    fn unknown_keys_in_any_layer_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "[grpc]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap();
+        let err = NodeConfig::load(Some(&file), env(&[]), &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = NodeConfig::load(None, env(&[("CONSENSUSDB_DATADIR", "x")]), &FlagOverrides::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("datadir"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key() {
+        let vars = env(&[("CONSENSUSDB_LIMITS__MAX_VALUE_BYTES", "8000000")]);
+        let err = NodeConfig::load(None, vars, &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("limits.max_value_bytes"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_beyond_loopback_needs_the_dev_flag() {
+        let flags =
+            FlagOverrides { grpc_listen: Some("0.0.0.0:4482".parse().unwrap()), ..Default::default() };
+        let err = NodeConfig::load(None, env(&[]), &flags).unwrap_err();
+        assert!(err.to_string().contains("--insecure-plaintext"), "{err}");
+        let flags = FlagOverrides { insecure_plaintext: true, ..flags };
+        NodeConfig::load(None, env(&[]), &flags).unwrap();
+    }
+
+    #[test]
+    fn missing_config_file_is_a_clear_error() {
+        let err =
+            NodeConfig::load(Some(Path::new("/no/such/file.toml")), env(&[]), &FlagOverrides::default())
+                .unwrap_err();
+        assert!(err.to_string().contains("/no/such/file.toml"));
+    }
+}

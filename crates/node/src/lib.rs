@@ -1,0 +1,61 @@
+//! Layer 5 of ConsensusDB: the node. It loads configuration, opens storage,
+//! serves the APIs and shuts down cleanly.
+//!
+//! The `consensusdb` binary (`main.rs`) is a thin command-line shell over
+//! [`run`]; tests call [`run`] in-process with their own listener and
+//! shutdown future.
+
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use consensusdb_storage::{StorageError, Store};
+use tokio::net::TcpListener;
+
+use crate::config::NodeConfig;
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage could not be opened or closed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] consensusdb_api::ServeError),
+    /// A blocking task failed.
+    #[error("internal task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Binds the configured gRPC address.
+pub async fn bind(config: &NodeConfig) -> Result<TcpListener, NodeError> {
+    let addr = config.grpc.listen;
+    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })
+}
+
+/// Opens storage, serves gRPC on `listener` until `shutdown` completes, then
+/// drains in-flight calls, commits and flushes queued writes, and returns.
+pub async fn run(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    let options = config.store_options();
+    let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
+    let served = consensusdb_api::serve_grpc(store.clone(), listener, shutdown).await;
+    // Close storage even if serving failed, so acknowledged writes are flushed.
+    let closed = store.close().await;
+    served?;
+    closed?;
+    Ok(())
+}

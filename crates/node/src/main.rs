@@ -1,0 +1,146 @@
+//! The `consensusdb` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use consensusdb_node::config::{FlagOverrides, NodeConfig, SyncMode};
+use tracing_subscriber::EnvFilter;
+
+/// ConsensusDB: a leaderless, multi-tenant, time-series event store.
+#[derive(Debug, Parser)]
+#[command(name = "consensusdb", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node. With no configuration at all it serves gRPC on
+    /// 127.0.0.1:4482 with its data in ./data.
+    Serve(ServeArgs),
+    /// Print the effective configuration (all layers applied) as TOML.
+    Config(ServeArgs),
+}
+
+/// Configuration layers: defaults < --config file < CONSENSUSDB_* environment < these flags.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// A TOML config file (see deploy/config.example.toml).
+    #[arg(long, short = 'c', value_name = "FILE", env = "CONSENSUSDB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the node keeps its data [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:4482].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// When to fsync: `always` (before every acknowledgement) or `os`.
+    #[arg(long, value_name = "POLICY", value_parser = parse_sync)]
+    sync: Option<SyncMode>,
+    /// DEVELOPMENT ONLY: allow plaintext gRPC on a non-loopback address.
+    #[arg(long)]
+    insecure_plaintext: bool,
+}
+
+fn parse_sync(value: &str) -> Result<SyncMode, String> {
+    match value {
+        "always" => Ok(SyncMode::Always),
+        "os" => Ok(SyncMode::Os),
+        other => Err(format!("expected `always` or `os`, got `{other}`")),
+    }
+}
+
+impl ServeArgs {
+    fn load(&self) -> Result<NodeConfig, consensusdb_node::config::ConfigError> {
+        let flags = FlagOverrides {
+            data_dir: self.data_dir.clone(),
+            grpc_listen: self.listen,
+            sync: self.sync,
+            insecure_plaintext: self.insecure_plaintext,
+        };
+        NodeConfig::load(self.config.as_deref(), std::env::vars(), &flags)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Config(args) => match args.load() {
+            Ok(config) => match toml::to_string_pretty(&config) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            },
+            Err(error) => fail(&error),
+        },
+    }
+}
+
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("consensusdb: {error}");
+    ExitCode::FAILURE
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    let config = match args.load() {
+        Ok(config) => config,
+        Err(error) => return fail(&error),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error),
+    };
+    let result = runtime.block_on(async move {
+        let listener = consensusdb_node::bind(&config).await?;
+        let addr = listener.local_addr().map_err(|source| consensusdb_node::NodeError::Bind {
+            addr: config.grpc.listen,
+            source,
+        })?;
+        if config.dev.insecure_plaintext {
+            tracing::warn!("DEVELOPMENT MODE: --insecure-plaintext lets unauthenticated, unencrypted clients reach this node");
+        }
+        tracing::warn!(%addr, "gRPC is plaintext: only this machine should reach it");
+        // Scripts and tests wait for this line to know the node is up.
+        println!("consensusdb serving gRPC on {addr} with data in {}", config.data_dir.display());
+        consensusdb_node::run(config, listener, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(&error),
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C will stop the node");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested: draining");
+}

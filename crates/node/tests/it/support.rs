@@ -1,0 +1,145 @@
+//! A node running in-process on an ephemeral port, and `must_*` helpers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use consensusdb_node::NodeError;
+use consensusdb_node::config::NodeConfig;
+use consensusdb_proto::v1::records_client::RecordsClient;
+use consensusdb_proto::v1::{self, Compression};
+use consensusdb_types::TimeUuid;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// Every test is bounded in time.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A node serving on 127.0.0.1 with its own data directory.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub client: RecordsClient<Channel>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), NodeError>>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestNode {
+    /// A node on a fresh temporary directory.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A node on a fresh temporary directory, with changed configuration.
+    pub async fn start_with(change: impl FnOnce(&mut NodeConfig)) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut node = Self::start_in(temp.path(), change).await;
+        node._temp = Some(temp);
+        node
+    }
+
+    /// A node on `data_dir`.
+    pub async fn start_in(data_dir: &Path, change: impl FnOnce(&mut NodeConfig)) -> Self {
+        let mut config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
+        config.grpc.listen = "127.0.0.1:0".parse().expect("addr");
+        change(&mut config);
+        let listener = consensusdb_node::bind(&config).await.expect("binds");
+        let addr = listener.local_addr().expect("local addr");
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(consensusdb_node::run(config, listener, async move {
+            let _ = signal.await;
+        }));
+        let client = connect(addr).await;
+        Self { addr, client, shutdown: Some(shutdown), task: Some(task), _temp: None }
+    }
+
+    /// Shuts down cleanly; panics if the node reports an error.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.shutdown.take().map(|s| s.send(()));
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(TEST_TIMEOUT, task)
+            .await
+            .expect("node stops in time")
+            .expect("node task")
+            .expect("node stops cleanly");
+        self._temp.take()
+    }
+}
+
+/// A client connected to `addr`, retrying while the server starts.
+pub async fn connect(addr: SocketAddr) -> RecordsClient<Channel> {
+    let endpoint = format!("http://{addr}");
+    for _ in 0..100 {
+        if let Ok(client) = RecordsClient::connect(endpoint.clone()).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("could not connect to {addr}");
+}
+
+pub fn key(major: &str, region: &str, minor: &str, time: Option<TimeUuid>) -> v1::Key {
+    v1::Key {
+        major_key: major.into(),
+        region: region.into(),
+        minor_key: minor.into(),
+        time_uuid: time.map(|t| t.as_bytes().to_vec()).unwrap_or_default(),
+    }
+}
+
+pub fn row(major: &str, region: &str, minor: &str) -> v1::RowKey {
+    v1::RowKey { major_key: major.into(), region: region.into(), minor_key: minor.into() }
+}
+
+pub fn put_request(key: v1::Key, value: &[u8]) -> v1::PutRequest {
+    v1::PutRequest {
+        key: Some(key),
+        value: value.to_vec(),
+        compression: Compression::None.into(),
+        if_absent: false,
+        ttl_ms: 0,
+    }
+}
+
+pub async fn must_put(client: &mut RecordsClient<Channel>, key: v1::Key, value: &[u8]) -> v1::Head {
+    client
+        .put(put_request(key.clone(), value))
+        .await
+        .unwrap_or_else(|status| panic!("put {key:?}: {status}"))
+        .into_inner()
+        .head
+        .expect("put returns a head")
+}
+
+pub async fn must_get(client: &mut RecordsClient<Channel>, key: v1::Key) -> v1::Record {
+    client
+        .get(v1::GetRequest { key: Some(key.clone()), read: None })
+        .await
+        .unwrap_or_else(|status| panic!("get {key:?}: {status}"))
+        .into_inner()
+        .record
+        .expect("get returns a record")
+}
+
+/// Drains a scan stream into its records and final page token.
+pub async fn must_collect(
+    stream: Result<tonic::Response<tonic::Streaming<v1::ScanChunk>>, tonic::Status>,
+) -> (Vec<v1::Record>, Vec<u8>, usize) {
+    let mut stream = stream.expect("scan starts").into_inner();
+    let (mut records, mut token, mut chunks) = (Vec::new(), Vec::new(), 0);
+    while let Some(chunk) = stream.message().await.expect("scan chunk") {
+        chunks += 1;
+        records.extend(chunk.records);
+        if !chunk.next_page_token.is_empty() {
+            token = chunk.next_page_token;
+        }
+    }
+    (records, token, chunks)
+}
+
+/// The same v7 TimeUUID for the same `ms` (after a fixed base time) on every call.
+pub fn at_ms(ms: u64) -> TimeUuid {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms);
+    TimeUuid::from_content(time, &ms.to_be_bytes())
+}

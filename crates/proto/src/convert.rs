@@ -1,0 +1,167 @@
+//! Conversions between wire messages and domain types.
+//!
+//! Wire-to-domain conversions validate and name the offending field, using
+//! the proto field names (`key.time_uuid`, `row.major_key`, ...).
+
+use consensusdb_types::{Compression, FieldError, Head, NodeId, Origin, RecordKey, RowKey, Stamp, TimeUuid};
+
+use crate::v1;
+
+/// `parent.name`, or `name` at the top level.
+pub fn field(parent: &str, name: &str) -> String {
+    if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") }
+}
+
+/// A required message field, or an error naming it.
+pub fn required<'a, T>(message: Option<&'a T>, name: &str) -> Result<&'a T, FieldError> {
+    message.ok_or_else(|| FieldError::new(name, "is required"))
+}
+
+/// An optional TimeUUID: empty bytes are `None`.
+pub fn optional_time(bytes: &[u8], name: &str) -> Result<Option<TimeUuid>, FieldError> {
+    if bytes.is_empty() { Ok(None) } else { TimeUuid::from_slice(bytes, name).map(Some) }
+}
+
+/// The record key of a `Key` message named `name`.
+pub fn record_key(key: Option<&v1::Key>, name: &str) -> Result<RecordKey, FieldError> {
+    let key = required(key, name)?;
+    Ok(RecordKey {
+        row: RowKey::new(&key.major_key, &key.region, &key.minor_key),
+        time: optional_time(&key.time_uuid, &field(name, "time_uuid"))?,
+    })
+}
+
+/// The row key of a `RowKey` message named `name`.
+pub fn row_key(row: Option<&v1::RowKey>, name: &str) -> Result<RowKey, FieldError> {
+    let row = required(row, name)?;
+    Ok(RowKey::new(&row.major_key, &row.region, &row.minor_key))
+}
+
+/// The codec of a wire enum value.
+pub fn compression(value: i32, name: &str) -> Result<Compression, FieldError> {
+    match v1::Compression::try_from(value) {
+        Ok(v1::Compression::None) => Ok(Compression::None),
+        Ok(v1::Compression::Lz4) => Ok(Compression::Lz4),
+        Ok(v1::Compression::Snappy) => Ok(Compression::Snappy),
+        Err(_) => Err(FieldError::new(name, format!("unknown compression {value}"))),
+    }
+}
+
+/// A TTL in milliseconds: 0 means none, negative is refused.
+pub fn ttl_ms(value: i64, name: &str) -> Result<Option<u64>, FieldError> {
+    match u64::try_from(value) {
+        Ok(0) => Ok(None),
+        Ok(ttl) => Ok(Some(ttl)),
+        Err(_) => Err(FieldError::new(name, format!("must not be negative, got {value}"))),
+    }
+}
+
+impl From<Compression> for v1::Compression {
+    fn from(value: Compression) -> Self {
+        match value {
+            Compression::None => v1::Compression::None,
+            Compression::Lz4 => v1::Compression::Lz4,
+            Compression::Snappy => v1::Compression::Snappy,
+        }
+    }
+}
+
+impl From<&RecordKey> for v1::Key {
+    fn from(key: &RecordKey) -> Self {
+        v1::Key {
+            major_key: key.row.major.clone(),
+            region: key.row.region.clone(),
+            minor_key: key.row.minor.clone(),
+            time_uuid: key.time.map(|t| t.as_bytes().to_vec()).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&RowKey> for v1::RowKey {
+    fn from(row: &RowKey) -> Self {
+        v1::RowKey { major_key: row.major.clone(), region: row.region.clone(), minor_key: row.minor.clone() }
+    }
+}
+
+impl From<&Head> for v1::Head {
+    fn from(head: &Head) -> Self {
+        v1::Head {
+            stamp: Some(v1::Stamp {
+                hlc: head.stamp.hlc,
+                origin: Some(v1::Origin {
+                    node_id: head.stamp.origin.node.0.to_be_bytes().to_vec(),
+                    incarnation: head.stamp.origin.incarnation,
+                }),
+            }),
+            seq: head.seq,
+            write_time_ms: head.stamp.physical_ms(),
+            expires_at_ms: head.expires_at_ms.unwrap_or(0),
+            stored_size: head.stored_size,
+            compression: v1::Compression::from(head.compression).into(),
+            tombstone: head.tombstone,
+        }
+    }
+}
+
+impl TryFrom<&v1::Head> for Head {
+    type Error = FieldError;
+
+    /// Rebuilds a head from a response (for clients). Sealing is not on the wire.
+    fn try_from(head: &v1::Head) -> Result<Self, FieldError> {
+        let stamp = required(head.stamp.as_ref(), "head.stamp")?;
+        let origin = required(stamp.origin.as_ref(), "head.stamp.origin")?;
+        let node: [u8; 16] = origin
+            .node_id
+            .as_slice()
+            .try_into()
+            .map_err(|_| FieldError::new("head.stamp.origin.node_id", "must be 16 bytes"))?;
+        Ok(Head {
+            stamp: Stamp {
+                hlc: stamp.hlc,
+                origin: Origin { node: NodeId(u128::from_be_bytes(node)), incarnation: origin.incarnation },
+            },
+            seq: head.seq,
+            expires_at_ms: (head.expires_at_ms != 0).then_some(head.expires_at_ms),
+            stored_size: head.stored_size,
+            compression: compression(head.compression, "head.compression")?,
+            tombstone: head.tombstone,
+            seal: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_round_trips_through_the_wire() {
+        let head = Head {
+            stamp: Stamp { hlc: 77 << 16, origin: Origin { node: NodeId(5), incarnation: 2 } },
+            seq: 9,
+            expires_at_ms: Some(1234),
+            stored_size: 10,
+            compression: Compression::Snappy,
+            tombstone: false,
+            seal: None,
+        };
+        let wire = v1::Head::from(&head);
+        assert_eq!(wire.write_time_ms, 77);
+        assert_eq!(Head::try_from(&wire).unwrap(), head);
+    }
+
+    #[test]
+    fn bad_wire_values_name_their_field() {
+        assert_eq!(ttl_ms(-1, "ttl_ms").unwrap_err().field, "ttl_ms");
+        assert_eq!(ttl_ms(0, "ttl_ms").unwrap(), None);
+        assert_eq!(compression(9, "compression").unwrap_err().field, "compression");
+        let key = v1::Key {
+            major_key: "t".into(),
+            region: "r".into(),
+            minor_key: "m".into(),
+            time_uuid: vec![1; 3],
+        };
+        assert_eq!(record_key(Some(&key), "key").unwrap_err().field, "key.time_uuid");
+        assert_eq!(record_key(None, "key").unwrap_err().field, "key");
+    }
+}

@@ -1,0 +1,19 @@
+//! The generated gRPC code of ConsensusDB (`consensusdb.v1`), and the
+//! conversions between its messages and the domain types of
+//! `consensusdb-types`.
+//!
+//! This is the one crate that runs code generation. Servers and the SDK
+//! import the messages from here and convert at their edge; prost structs
+//! never travel deeper than the request handlers.
+
+pub mod convert;
+
+/// Messages and services of `proto/consensusdb/v1/records.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("consensusdb.v1");
+
+    /// The encoded `FileDescriptorSet` of the API, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/consensusdb_v1_descriptor.bin"));
+}

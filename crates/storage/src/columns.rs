@@ -1,0 +1,59 @@
+//! The column families, by role, and their RocksDB options.
+
+use consensusdb_types::stored_value;
+use rocksdb::compaction_filter::Decision;
+use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, Options};
+
+use crate::clock::now_ms;
+
+/// Record key -> [`consensusdb_types::Head`] (the newest version).
+pub(crate) const RECORDS: &str = "records";
+/// Record key -> stored value of the version in `records`.
+pub(crate) const VALUES: &str = "values";
+/// `(origin, seq)` -> full [`consensusdb_types::LogEntry`].
+pub(crate) const LOG: &str = "log";
+/// Origin -> [`consensusdb_types::FrontierMark`].
+pub(crate) const FRONTIER: &str = "frontier";
+/// Peer -> what it has acknowledged (filled by replication).
+pub(crate) const PEERS: &str = "peers";
+/// Format versions and node identity.
+pub(crate) const META: &str = "meta";
+
+/// Every column family this build knows, besides RocksDB's `default`.
+pub(crate) const ALL: [&str; 6] = [RECORDS, VALUES, LOG, FRONTIER, PEERS, META];
+
+/// Options for the database as a whole.
+pub(crate) fn db_options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    // Two cores is the reference machine; RocksDB's default of 2 background
+    // jobs is right there and scales with `increase_parallelism` elsewhere.
+    options.increase_parallelism(
+        std::thread::available_parallelism().map_or(2, |n| i32::try_from(n.get()).unwrap_or(2)),
+    );
+    options.set_compression_type(DBCompressionType::Lz4);
+    options
+}
+
+/// Descriptors for every column family.
+pub(crate) fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+    ALL.iter()
+        .map(|&name| {
+            let mut options = Options::default();
+            options.set_compression_type(DBCompressionType::Lz4);
+            if name == VALUES {
+                // Drop expired values at compaction. The head in `records`
+                // stays behind as the stub that still takes part in conflict
+                // resolution, so a late older put cannot win on one node and
+                // lose on another. (The Rust binding can only *replace* a
+                // value with a `'static` slice, which is why heads and values
+                // live in separate column families: removal needs no new bytes.)
+                options.set_compaction_filter("drop_expired_values", |_level, _key, value: &[u8]| {
+                    if stored_value::is_expired(value, now_ms()) { Decision::Remove } else { Decision::Keep }
+                });
+            }
+            ColumnFamilyDescriptor::new(name, options)
+        })
+        .collect()
+}

@@ -1,0 +1,162 @@
+//! Opening a data directory: the process lock, the format check and the
+//! node identity.
+//!
+//! Layout:
+//!
+//! ```text
+//! <data_dir>/node.lock   held (flock) while a process uses the directory
+//! <data_dir>/rocksdb/    the database
+//! ```
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use consensusdb_types::{FrontierMark, NodeId, Origin};
+use rocksdb::DB;
+
+use crate::StorageError;
+use crate::columns::{self, FRONTIER, META};
+
+/// The data directory format this build writes and reads.
+pub const DATA_DIR_FORMAT: u32 = 1;
+/// The key encoding this build writes and reads.
+pub const KEY_ENCODING_FORMAT: u32 = 1;
+
+const META_DATA_DIR_FORMAT: &[u8] = b"format.data_dir";
+const META_KEY_ENCODING: &[u8] = b"format.key_encoding";
+const META_NODE_ID: &[u8] = b"node_id";
+const META_INCARNATION: &[u8] = b"incarnation";
+
+/// Holds the directory's lock for as long as it lives.
+pub(crate) struct DataDirLock {
+    _file: File,
+}
+
+/// The database handle and the directory lock, dropped in that order.
+pub(crate) struct Engine {
+    pub(crate) db: DB,
+    _lock: DataDirLock,
+}
+
+/// An opened data directory.
+pub(crate) struct OpenedDataDir {
+    pub(crate) engine: Engine,
+    pub(crate) origin: Origin,
+    /// Where this origin's own log stands: the last seq and its HLC.
+    pub(crate) own_mark: FrontierMark,
+}
+
+/// Locks, opens and checks `path`, creating it on first start.
+pub(crate) fn open(path: &Path) -> Result<OpenedDataDir, StorageError> {
+    std::fs::create_dir_all(path)
+        .map_err(StorageError::io(format!("creating data directory {}", path.display())))?;
+    let lock = lock(path)?;
+    let db_path = rocksdb_path(path);
+    refuse_unknown_column_families(path, &db_path)?;
+    let db = DB::open_cf_descriptors(&columns::db_options(), &db_path, columns::descriptors())?;
+    let origin = load_or_create_identity(path, &db)?;
+    let frontier = db.cf_handle(FRONTIER).expect("frontier column family is opened with the db");
+    let own_mark = match db.get_cf(frontier, origin.to_bytes())? {
+        Some(bytes) => FrontierMark::decode(&bytes)?,
+        None => FrontierMark::default(),
+    };
+    Ok(OpenedDataDir { engine: Engine { db, _lock: lock }, origin, own_mark })
+}
+
+fn lock(path: &Path) -> Result<DataDirLock, StorageError> {
+    let lock_path = path.join("node.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(StorageError::io(format!("opening {}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(TryLockError::WouldBlock) => {
+            Err(StorageError::DataDirInUse { path: path.to_path_buf(), lock: lock_path })
+        }
+        Err(TryLockError::Error(source)) => {
+            Err(StorageError::Io { context: format!("locking {}", lock_path.display()), source })
+        }
+    }
+}
+
+/// A directory written by a newer build may hold column families this build
+/// does not know; RocksDB would refuse it with an opaque message.
+fn refuse_unknown_column_families(path: &Path, db_path: &Path) -> Result<(), StorageError> {
+    if !db_path.join("CURRENT").exists() {
+        return Ok(());
+    }
+    let existing = DB::list_cf(&rocksdb::Options::default(), db_path)?;
+    if let Some(unknown) =
+        existing.iter().find(|name| name.as_str() != "default" && !columns::ALL.contains(&name.as_str()))
+    {
+        return Err(unknown_format(
+            path,
+            format!(
+                "it has a column family {unknown:?} this build does not know; it was written by a newer ConsensusDB"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn unknown_format(path: &Path, reason: String) -> StorageError {
+    StorageError::DataDir { path: path.to_path_buf(), reason }
+}
+
+fn load_or_create_identity(path: &Path, db: &DB) -> Result<Origin, StorageError> {
+    let meta = db.cf_handle(META).expect("meta column family is opened with the db");
+    let read_u32 = |key: &[u8]| -> Result<Option<u32>, StorageError> {
+        match db.get_cf(meta, key)? {
+            None => Ok(None),
+            Some(bytes) => bytes.as_slice().try_into().map(|b| Some(u32::from_be_bytes(b))).map_err(|_| {
+                unknown_format(path, format!("meta entry {} is not 4 bytes", String::from_utf8_lossy(key)))
+            }),
+        }
+    };
+    match db.get_cf(meta, META_NODE_ID)? {
+        None => {
+            // First start: the directory is new.
+            let origin = Origin { node: NodeId::random(), incarnation: 1 };
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(meta, META_DATA_DIR_FORMAT, DATA_DIR_FORMAT.to_be_bytes());
+            batch.put_cf(meta, META_KEY_ENCODING, KEY_ENCODING_FORMAT.to_be_bytes());
+            batch.put_cf(meta, META_NODE_ID, origin.node.0.to_be_bytes());
+            batch.put_cf(meta, META_INCARNATION, origin.incarnation.to_be_bytes());
+            let mut sync = rocksdb::WriteOptions::default();
+            sync.set_sync(true);
+            db.write_opt(batch, &sync)?;
+            tracing::info!(node = %origin.node, data_dir = %path.display(), "created a new data directory");
+            Ok(origin)
+        }
+        Some(node_bytes) => {
+            for (key, supported) in
+                [(META_DATA_DIR_FORMAT, DATA_DIR_FORMAT), (META_KEY_ENCODING, KEY_ENCODING_FORMAT)]
+            {
+                let found = read_u32(key)?;
+                if found != Some(supported) {
+                    let name = String::from_utf8_lossy(key);
+                    let found = found.map_or_else(|| "none".to_string(), |v| v.to_string());
+                    return Err(unknown_format(
+                        path,
+                        format!("{name} is {found}, but this build supports only {supported}"),
+                    ));
+                }
+            }
+            let node: [u8; 16] = node_bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| unknown_format(path, "node_id is not 16 bytes".into()))?;
+            let incarnation = read_u32(META_INCARNATION)?
+                .ok_or_else(|| unknown_format(path, "meta has a node_id but no incarnation".into()))?;
+            Ok(Origin { node: NodeId(u128::from_be_bytes(node)), incarnation })
+        }
+    }
+}
+
+/// The path of the RocksDB directory inside a data directory.
+pub fn rocksdb_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("rocksdb")
+}

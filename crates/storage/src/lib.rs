@@ -1,0 +1,61 @@
+//! Layer 2 of ConsensusDB: one RocksDB per node. This is the only crate that
+//! names RocksDB.
+//!
+//! Column families, by role:
+//!
+//! | family     | key                | value                                  |
+//! |------------|--------------------|----------------------------------------|
+//! | `records`  | encoded record key | the newest version's head               |
+//! | `values`   | encoded record key | that version's value, with its expiry   |
+//! | `log`      | origin, seq        | the full mutation ([`consensusdb_types::LogEntry`]) |
+//! | `frontier` | origin             | last applied seq and HLC                |
+//! | `peers`    | peer               | what the peer has acknowledged          |
+//! | `meta`     | name               | format versions, node id, incarnation   |
+//!
+//! Invariants:
+//! - One write is one `WriteBatch` holding its heads, values, log entry and
+//!   frontier mark, committed by the single writer ([`writer`]) in groups,
+//!   synced before acknowledgement by default.
+//! - Seqs of an origin are dense: a rejected write never takes one.
+//! - For any key the version with the greatest stamp is kept
+//!   ([`consensusdb_types::conflict`]); a tombstone is an ordinary version.
+//! - Reads hide tombstones and expired versions; compaction drops expired
+//!   values and keeps their heads as stubs.
+//! - A data directory of an unknown format, or one in use by another
+//!   process, is refused with a clear error.
+//! - No RocksDB call runs on the async reactor.
+
+mod clock;
+mod columns;
+mod data_dir;
+mod error;
+mod page_token;
+mod reads;
+mod scan;
+mod store;
+mod validate;
+mod writer;
+
+use std::sync::atomic::AtomicU64;
+
+pub use data_dir::{DATA_DIR_FORMAT, KEY_ENCODING_FORMAT, rocksdb_path};
+pub use error::StorageError;
+pub use reads::{Page, ReadOptions, Record};
+pub use store::{PutRecord, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy};
+pub use writer::WriteAck;
+
+/// Monotonic counters, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Writes (log entries) committed.
+    pub writes_committed: AtomicU64,
+    /// Group commits (synced `WriteBatch`es).
+    pub groups_committed: AtomicU64,
+    /// Incoming versions that lost to a stored version with a greater stamp.
+    pub conflicts_lost: AtomicU64,
+    /// Client TimeUUIDs refused for being too far in the future.
+    pub future_time_rejected: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! Reads: point gets, the newest record at or before a time, ranges and
+//! scans. These functions block; the async [`crate::Store`] runs them on
+//! the blocking pool.
+//!
+//! Every read works on one RocksDB snapshot, so a head and its value always
+//! belong to the same version. Tombstones and expired versions are skipped.
+//! Head-only reads never touch the `values` column family.
+
+use std::ops::ControlFlow;
+
+use consensusdb_types::key_codec::decode_key;
+use consensusdb_types::{Head, RecordKey, stored_value};
+use rocksdb::{DB, SnapshotWithThreadMode};
+
+use crate::columns::{RECORDS, VALUES};
+use crate::{StorageError, page_token};
+
+/// What a read returns besides the heads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Return heads only; values are not loaded.
+    pub head_only: bool,
+    /// Return values as stored (still compressed), with the codec in the head.
+    pub raw: bool,
+}
+
+/// One live version of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its key.
+    pub key: RecordKey,
+    /// Its head.
+    pub head: Head,
+    /// The value; `None` for head-only reads. Decompressed unless raw.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Record {
+    /// Rough bytes this record takes in a response, for chunking.
+    pub(crate) fn response_size(&self, encoded_key_len: usize) -> usize {
+        encoded_key_len + 96 + self.value.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// A page of records and the token for the next page, if there may be more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The records, in the query's order.
+    pub records: Vec<Record>,
+    /// Pass back to continue after the last record.
+    pub next_page_token: Option<Vec<u8>>,
+}
+
+/// A half-open range of encoded keys, `[lower, upper)`.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyRange {
+    pub(crate) lower: Vec<u8>,
+    pub(crate) upper: Vec<u8>,
+}
+
+/// Reads against one snapshot.
+pub(crate) struct SnapshotReader<'a> {
+    db: &'a DB,
+    snapshot: SnapshotWithThreadMode<'a, DB>,
+    options: ReadOptions,
+    max_value_bytes: usize,
+    now_ms: u64,
+}
+
+impl<'a> SnapshotReader<'a> {
+    pub(crate) fn new(db: &'a DB, options: ReadOptions, max_value_bytes: usize, now_ms: u64) -> Self {
+        Self { db, snapshot: db.snapshot(), options, max_value_bytes, now_ms }
+    }
+
+    /// The live record at `key`, if any.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        let records = self.db.cf_handle(RECORDS).expect("records column family exists");
+        let Some(bytes) = self.snapshot.get_pinned_cf(records, key)? else {
+            return Ok(None);
+        };
+        self.live_record(key, &bytes)
+    }
+
+    /// Builds the record for a stored head, or `None` if reads must hide it.
+    fn live_record(&self, key: &[u8], head_bytes: &[u8]) -> Result<Option<Record>, StorageError> {
+        let head = Head::decode(head_bytes)?;
+        if head.is_hidden(self.now_ms) {
+            return Ok(None);
+        }
+        let value = if self.options.head_only {
+            None
+        } else {
+            let values = self.db.cf_handle(VALUES).expect("values column family exists");
+            match self.snapshot.get_pinned_cf(values, key)? {
+                Some(entry) => {
+                    let stored = stored_value::decode(&entry)?;
+                    Some(if self.options.raw {
+                        stored.to_vec()
+                    } else {
+                        head.compression.decompress(stored, self.max_value_bytes)?
+                    })
+                }
+                // Compaction ignores snapshots: an expiring value can vanish
+                // between our clock read and now. Hide it, as it is expired.
+                None if head.expires_at_ms.is_some() => return Ok(None),
+                None => {
+                    return Err(StorageError::Corrupt(consensusdb_types::DecodeError {
+                        what: "record",
+                        reason: "a live head has no value".into(),
+                    }));
+                }
+            }
+        };
+        Ok(Some(Record { key: decode_key(key)?, head, value }))
+    }
+
+    /// Visits live records in `range`, forwards or backwards, starting after
+    /// `resume_after`. Returns `true` if the range may hold more records
+    /// after the last one visited (the visitor stopped early).
+    pub(crate) fn walk(
+        &self,
+        range: &KeyRange,
+        reverse: bool,
+        resume_after: Option<&[u8]>,
+        mut visit: impl FnMut(Record, &[u8]) -> ControlFlow<()>,
+    ) -> Result<bool, StorageError> {
+        let records = self.db.cf_handle(RECORDS).expect("records column family exists");
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_lower_bound(range.lower.clone());
+        options.set_iterate_upper_bound(range.upper.clone());
+        let mut iter = self.snapshot.raw_iterator_cf_opt(records, options);
+        match (reverse, resume_after) {
+            (false, None) => iter.seek_to_first(),
+            (true, None) => iter.seek_to_last(),
+            (false, Some(after)) => {
+                iter.seek(after);
+                if iter.key() == Some(after) {
+                    iter.next();
+                }
+            }
+            (true, Some(after)) => {
+                iter.seek_for_prev(after);
+                if iter.key() == Some(after) {
+                    iter.prev();
+                }
+            }
+        }
+        while let (Some(key), Some(head)) = (iter.key(), iter.value()) {
+            if let Some(record) = self.live_record(key, head)? {
+                if visit(record, key).is_break() {
+                    if reverse {
+                        iter.prev()
+                    } else {
+                        iter.next()
+                    }
+                    iter.status()?;
+                    return Ok(iter.valid());
+                }
+            }
+            if reverse { iter.prev() } else { iter.next() }
+        }
+        iter.status()?;
+        Ok(false)
+    }
+
+    /// One page of up to `limit` records of `range`.
+    pub(crate) fn page(
+        &self,
+        range: &KeyRange,
+        reverse: bool,
+        page_token: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page, StorageError> {
+        let resume =
+            page_token.map(|token| page_token::decode(token, &range.lower, &range.upper)).transpose()?;
+        let mut records = Vec::new();
+        let mut last_key = Vec::new();
+        let more = self.walk(range, reverse, resume, |record, key| {
+            records.push(record);
+            if records.len() >= limit {
+                last_key = key.to_vec();
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(Page { records, next_page_token: more.then(|| page_token::encode(&last_key)) })
+    }
+}

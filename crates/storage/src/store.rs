@@ -1,0 +1,462 @@
+//! The async face of the storage layer.
+//!
+//! Writes go to the single writer thread through a bounded queue; reads run
+//! on tokio's blocking pool. No RocksDB call ever runs on the async reactor.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use consensusdb_types::key_codec::{
+    encode_key, encode_timed, prefix_successor, region_prefix, row_prefix, tenant_prefix, timed_prefix,
+};
+use consensusdb_types::{
+    Compression, FieldError, Head, HybridClock, Limits, Origin, RecordKey, RowKey, TimeUuid,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::now_ms;
+use crate::data_dir::{self, Engine};
+use crate::reads::{KeyRange, SnapshotReader};
+use crate::scan::ScanChunks;
+use crate::validate::{self, field};
+use crate::writer::{StagedPut, WriteCommand, Writer, WriterMessage};
+use crate::{Counters, Page, ReadOptions, Record, StorageError, WriteAck};
+
+/// When the writer syncs the WAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// fsync every group before acknowledging it (the default). An
+    /// acknowledged write survives a crash of the process or the machine.
+    #[default]
+    Always,
+    /// Write the WAL to the OS but do not fsync. An acknowledged write
+    /// survives a crash of the process, not of the machine.
+    Os,
+}
+
+/// How to open a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// When to fsync.
+    pub sync: SyncPolicy,
+    /// Limits on client input.
+    pub limits: Limits,
+    /// Most writes committed in one group.
+    pub max_group_commit: usize,
+    /// Writes that may wait for the writer before callers queue up.
+    pub writer_queue_depth: usize,
+}
+
+impl StoreOptions {
+    /// Defaults for `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            sync: SyncPolicy::Always,
+            limits: Limits::default(),
+            max_group_commit: 1024,
+            writer_queue_depth: 4096,
+        }
+    }
+}
+
+/// One record of a put, as a client asked for it.
+#[derive(Debug, Clone)]
+pub struct PutRecord {
+    /// Where to write.
+    pub key: RecordKey,
+    /// The value, uncompressed.
+    pub value: Vec<u8>,
+    /// The codec to store it with (used only if it makes the value smaller).
+    pub compression: Compression,
+    /// Time to live; `None` never expires.
+    pub ttl_ms: Option<u64>,
+    /// Refuse the write if a live record exists at the key.
+    pub if_absent: bool,
+}
+
+/// Which records a range read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeWindow {
+    /// Newest first, from `at_or_before` (inclusive; `None` = the newest).
+    NewestFirst {
+        /// The upper bound.
+        at_or_before: Option<TimeUuid>,
+    },
+    /// Oldest first, in `[from, until)`; `None` leaves that side open.
+    Forward {
+        /// The inclusive lower bound.
+        from: Option<TimeUuid>,
+        /// The exclusive upper bound.
+        until: Option<TimeUuid>,
+    },
+}
+
+/// A paged read of the timed records of one row.
+#[derive(Debug, Clone)]
+pub struct RangeQuery {
+    /// The row.
+    pub row: RowKey,
+    /// Direction and bounds.
+    pub window: RangeWindow,
+    /// Most records in the page.
+    pub limit: u32,
+    /// From a previous page, to continue.
+    pub page_token: Option<Vec<u8>>,
+    /// Heads only, raw values.
+    pub read: ReadOptions,
+}
+
+/// What a scan covers. Scans include untimed records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanScope {
+    /// Every record of a tenant.
+    Tenant {
+        /// The tenant.
+        major: String,
+    },
+    /// Every record of one region (table) of a tenant.
+    Region {
+        /// The tenant.
+        major: String,
+        /// The region.
+        region: String,
+    },
+    /// Every record of one row.
+    Row(RowKey),
+}
+
+/// A streamed, paged scan.
+#[derive(Debug, Clone)]
+pub struct ScanQuery {
+    /// What to scan.
+    pub scope: ScanScope,
+    /// Most records in total; the last chunk carries a page token if more remain.
+    pub limit: u32,
+    /// From a previous scan, to continue.
+    pub page_token: Option<Vec<u8>>,
+    /// Heads only, raw values.
+    pub read: ReadOptions,
+}
+
+pub(crate) struct Shared {
+    pub(crate) engine: Arc<Engine>,
+    origin: Origin,
+    limits: Limits,
+    inbox: mpsc::Sender<WriterMessage>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    closing: AtomicBool,
+    counters: Arc<Counters>,
+}
+
+/// A node's storage: cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Store {
+    /// Opens (or creates) the data directory and starts the writer thread.
+    /// Blocks on disk I/O: call it before serving, or on the blocking pool.
+    pub fn open(options: StoreOptions) -> Result<Self, StorageError> {
+        options.limits.validate("limits")?;
+        let opened = data_dir::open(&options.data_dir)?;
+        let engine = Arc::new(opened.engine);
+        let counters = Arc::new(Counters::default());
+        let (inbox, receiver) = mpsc::channel(options.writer_queue_depth.max(1));
+        let writer = Writer {
+            engine: engine.clone(),
+            origin: opened.origin,
+            clock: HybridClock::starting_after(opened.own_mark.hlc),
+            next_seq: opened.own_mark.seq + 1,
+            sync: options.sync,
+            max_group: options.max_group_commit.max(1),
+            counters: counters.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("consensusdb-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(StorageError::io("starting the writer thread"))?;
+        tracing::info!(origin = %opened.origin, last_seq = opened.own_mark.seq, "storage opened");
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                origin: opened.origin,
+                limits: options.limits,
+                inbox,
+                writer: Mutex::new(Some(handle)),
+                closing: AtomicBool::new(false),
+                counters,
+            }),
+        })
+    }
+
+    /// This node's origin (node id and incarnation).
+    pub fn origin(&self) -> Origin {
+        self.shared.origin
+    }
+
+    /// The limits client input is checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Counters for metrics.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// Writes one record. Field errors name `key.*`, `value`, `ttl_ms`.
+    pub async fn put(&self, record: PutRecord, deadline: Option<Instant>) -> Result<WriteAck, StorageError> {
+        let staged = self.stage_puts(vec![record], |_| String::new()).await?;
+        self.submit(WriteCommand::Put(staged), deadline).await
+    }
+
+    /// Writes several records as one log entry and one durable commit, all
+    /// or nothing. Field errors name `records[i].*`.
+    pub async fn put_batch(
+        &self,
+        records: Vec<PutRecord>,
+        deadline: Option<Instant>,
+    ) -> Result<WriteAck, StorageError> {
+        validate::batch(&records, &self.shared.limits)?;
+        let staged = self.stage_puts(records, |i| format!("records[{i}]")).await?;
+        self.submit(WriteCommand::Put(staged), deadline).await
+    }
+
+    /// Validates and compresses puts. Large batches compress on the blocking pool.
+    async fn stage_puts(
+        &self,
+        records: Vec<PutRecord>,
+        prefix: impl Fn(usize) -> String,
+    ) -> Result<Vec<StagedPut>, StorageError> {
+        let now = now_ms();
+        let limits = self.shared.limits;
+        let mut checked = Vec::with_capacity(records.len());
+        for (index, record) in records.into_iter().enumerate() {
+            let prefix = prefix(index);
+            if let Err(error) = validate::not_in_future(&record.key, &limits, now, &field(&prefix, "key")) {
+                self.shared.counters.future_time_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(error.into());
+            }
+            let expires_at_ms = validate::put_record(&record, &limits, now, &prefix)?;
+            checked.push((record, expires_at_ms, field(&prefix, "key")));
+        }
+        // Compressing a few KiB is cheaper than a trip to the blocking pool;
+        // large batches must not stall the reactor.
+        const INLINE_COMPRESSION_BYTES: usize = 64 * 1024;
+        let total: usize = checked.iter().map(|(r, _, _)| r.value.len()).sum();
+        let compress = move || {
+            checked
+                .into_iter()
+                .map(|(record, expires_at_ms, field)| {
+                    let (compression, value) = record.compression.compress(&record.value);
+                    StagedPut {
+                        key: encode_key(&record.key),
+                        field,
+                        value,
+                        compression,
+                        expires_at_ms,
+                        if_absent: record.if_absent,
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        if total <= INLINE_COMPRESSION_BYTES { Ok(compress()) } else { run_blocking(compress).await }
+    }
+
+    /// Writes a new version of the live record at `key` with the same value
+    /// and a new expiry (`None` = never). `NotFound` if there is none.
+    pub async fn touch(
+        &self,
+        key: RecordKey,
+        ttl_ms: Option<u64>,
+        deadline: Option<Instant>,
+    ) -> Result<Head, StorageError> {
+        validate::key(&key, &self.shared.limits, "key")?;
+        let expires_at_ms = validate::expiry(ttl_ms, now_ms(), "")?;
+        let command = WriteCommand::Touch { key: encode_key(&key), field: "key".into(), expires_at_ms };
+        Ok(first_head(self.submit(command, deadline).await?))
+    }
+
+    /// Writes a tombstone at `key`. Removing an absent key still writes one,
+    /// so the removal wins over an older version that has not arrived yet.
+    pub async fn remove(&self, key: RecordKey, deadline: Option<Instant>) -> Result<Head, StorageError> {
+        validate::key(&key, &self.shared.limits, "key")?;
+        let command = WriteCommand::Remove { key: encode_key(&key) };
+        Ok(first_head(self.submit(command, deadline).await?))
+    }
+
+    async fn submit(
+        &self,
+        command: WriteCommand,
+        deadline: Option<Instant>,
+    ) -> Result<WriteAck, StorageError> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(StorageError::ShuttingDown);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .inbox
+            .send(WriterMessage::Write { command, deadline, reply })
+            .await
+            .map_err(|_| StorageError::ShuttingDown)?;
+        answer.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// The live record at `key`.
+    pub async fn get(&self, key: RecordKey, read: ReadOptions) -> Result<Option<Record>, StorageError> {
+        validate::key(&key, &self.shared.limits, "key")?;
+        let encoded = encode_key(&key);
+        self.read(read, move |reader| reader.get(&encoded)).await
+    }
+
+    /// The newest live timed record of `row` at or before `at` (`None` = the newest).
+    pub async fn get_recent(
+        &self,
+        row: RowKey,
+        at: Option<TimeUuid>,
+        read: ReadOptions,
+    ) -> Result<Option<Record>, StorageError> {
+        row.validate(&self.shared.limits).map_err(|e| e.within("row"))?;
+        let range = newest_first_range(&row, at);
+        self.read(read, move |reader| Ok(reader.page(&range, true, None, 1)?.records.pop())).await
+    }
+
+    /// A page of the timed records of a row.
+    pub async fn get_range(&self, query: RangeQuery) -> Result<Page, StorageError> {
+        query.row.validate(&self.shared.limits).map_err(|e| e.within("row"))?;
+        let limit = validate::read_limit(query.limit, &self.shared.limits)?;
+        let (range, reverse) = match query.window {
+            RangeWindow::NewestFirst { at_or_before } => (newest_first_range(&query.row, at_or_before), true),
+            RangeWindow::Forward { from, until } => {
+                if let (Some(from), Some(until)) = (from, until) {
+                    if encode_timed(&query.row, &until) <= encode_timed(&query.row, &from) {
+                        return Err(FieldError::new("forward.until", "must be after forward.from").into());
+                    }
+                }
+                (forward_range(&query.row, from, until), false)
+            }
+        };
+        self.read(query.read, move |reader| reader.page(&range, reverse, query.page_token.as_deref(), limit))
+            .await
+    }
+
+    /// Streams a scan in chunks of about `limits.scan_chunk_bytes`. The last
+    /// chunk carries a page token if the limit cut the scan short. The scan
+    /// stops when the receiver is dropped.
+    pub fn scan(&self, query: ScanQuery) -> Result<mpsc::Receiver<Result<Page, StorageError>>, StorageError> {
+        let limits = self.shared.limits;
+        let limit = validate::read_limit(query.limit, &limits)?;
+        let prefix = match &query.scope {
+            ScanScope::Tenant { major } => {
+                consensusdb_types::key::validate_component("major_key", major, &limits)?;
+                tenant_prefix(major)
+            }
+            ScanScope::Region { major, region } => {
+                consensusdb_types::key::validate_component("major_key", major, &limits)?;
+                consensusdb_types::key::validate_component("region", region, &limits)?;
+                region_prefix(major, region)
+            }
+            ScanScope::Row(row) => {
+                row.validate(&limits).map_err(|e| e.within("row"))?;
+                row_prefix(row)
+            }
+        };
+        let upper = prefix_successor(&prefix).expect("encoded prefixes end in a terminator below 0xFF");
+        let range = KeyRange { lower: prefix, upper };
+        if let Some(token) = &query.page_token {
+            crate::page_token::decode(token, &range.lower, &range.upper)?;
+        }
+        let (sender, receiver) = mpsc::channel(2);
+        let engine = self.shared.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = SnapshotReader::new(&engine.db, query.read, limits.max_value_bytes, now_ms());
+            let chunks = ScanChunks { limit, chunk_bytes: limits.scan_chunk_bytes };
+            if let Err(error) = chunks.stream(&reader, &range, query.page_token.as_deref(), &sender) {
+                let _ = sender.blocking_send(Err(error));
+            }
+        });
+        Ok(receiver)
+    }
+
+    /// Runs a read against a fresh snapshot on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        options: ReadOptions,
+        work: impl FnOnce(&SnapshotReader<'_>) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let engine = self.shared.engine.clone();
+        let max_value = self.shared.limits.max_value_bytes;
+        run_blocking(move || work(&SnapshotReader::new(&engine.db, options, max_value, now_ms()))).await?
+    }
+
+    /// Stops accepting writes, commits everything already queued, flushes
+    /// and stops the writer thread. Reads keep working until the last clone
+    /// of the store is dropped.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        if self.shared.closing.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (done, finished) = oneshot::channel();
+        if self.shared.inbox.send(WriterMessage::Shutdown(done)).await.is_ok() {
+            finished.await.map_err(|_| StorageError::ShuttingDown)??;
+        }
+        let handle = self.shared.writer.lock().ok().and_then(|mut handle| handle.take());
+        if let Some(handle) = handle {
+            // The writer replied before returning, so this join is immediate.
+            if run_blocking(move || handle.join()).await?.is_err() {
+                tracing::error!("the writer thread panicked while stopping");
+            }
+        }
+        tracing::info!("storage closed");
+        Ok(())
+    }
+}
+
+/// Runs blocking work on tokio's blocking pool.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work).await.map_err(|join| StorageError::Io {
+        context: "blocking task".into(),
+        source: std::io::Error::other(join.to_string()),
+    })
+}
+
+fn first_head(ack: WriteAck) -> Head {
+    *ack.heads.first().expect("a touch or remove writes exactly one head")
+}
+
+/// Timed records of `row` up to and including `at`.
+fn newest_first_range(row: &RowKey, at: Option<TimeUuid>) -> KeyRange {
+    let lower = timed_prefix(row);
+    let upper = match at {
+        // Keys are prefix-free, so `key ++ 0x00` is the next possible key:
+        // an exclusive bound there includes `at` itself.
+        Some(at) => {
+            let mut key = encode_timed(row, &at);
+            key.push(0);
+            key
+        }
+        None => prefix_successor(&lower).expect("timed prefix ends below 0xFF"),
+    };
+    KeyRange { lower, upper }
+}
+
+/// Timed records of `row` in `[from, until)`.
+fn forward_range(row: &RowKey, from: Option<TimeUuid>, until: Option<TimeUuid>) -> KeyRange {
+    let prefix = timed_prefix(row);
+    KeyRange {
+        lower: from.map_or_else(|| prefix.clone(), |from| encode_timed(row, &from)),
+        upper: until.map_or_else(
+            || prefix_successor(&prefix).expect("timed prefix ends below 0xFF"),
+            |until| encode_timed(row, &until),
+        ),
+    }
+}

@@ -1,0 +1,280 @@
+//! Storage tests that need the crate's insides: the writer, the column
+//! families and the on-disk format.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use consensusdb_types::key_codec::encode_key;
+use consensusdb_types::{Compression, FrontierMark, HybridClock, LogEntry, RecordKey, RowKey, TimeUuid};
+use tokio::sync::oneshot;
+
+use crate::columns::{FRONTIER, LOG, META, RECORDS, VALUES};
+use crate::data_dir;
+use crate::writer::{StagedPut, WriteCommand, Writer};
+use crate::*;
+
+fn key(minor: &str) -> RecordKey {
+    RowKey::new("tenant", "ACCOUNT", minor).at(None)
+}
+
+fn put(minor: &str, value: &[u8]) -> PutRecord {
+    PutRecord {
+        key: key(minor),
+        value: value.to_vec(),
+        compression: Compression::None,
+        ttl_ms: None,
+        if_absent: false,
+    }
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(StoreOptions::new(dir)).expect("store opens")
+}
+
+/// Every seq in the log of `store`'s origin, in order.
+fn logged_seqs(store: &Store) -> Vec<u64> {
+    let db = &store.shared.engine.db;
+    let log = db.cf_handle(LOG).expect("log cf");
+    db.iterator_cf(log, rocksdb::IteratorMode::Start)
+        .map(|item| {
+            let (k, v) = item.expect("iterates");
+            LogEntry::decode(&k, &v).expect("decodes").seq
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn rejected_writes_never_consume_a_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.put(put("a", b"1"), None).await.unwrap().seq, 1);
+    let absent = PutRecord { if_absent: true, ..put("a", b"2") };
+    assert!(matches!(store.put(absent, None).await, Err(StorageError::AlreadyExists { .. })));
+    let past = Instant::now() - Duration::from_millis(1);
+    assert!(matches!(store.put(put("b", b"3"), Some(past)).await, Err(StorageError::DeadlineExceeded)));
+    assert!(matches!(store.touch(key("missing"), None, None).await, Err(StorageError::NotFound { .. })));
+    assert_eq!(store.put(put("c", b"4"), None).await.unwrap().seq, 2);
+    assert_eq!(logged_seqs(&store), vec![1, 2]);
+    let db = &store.shared.engine.db;
+    let mark = db.get_cf(db.cf_handle(FRONTIER).unwrap(), store.origin().to_bytes()).unwrap().unwrap();
+    assert_eq!(FrontierMark::decode(&mark).unwrap().seq, 2);
+}
+
+#[tokio::test]
+async fn concurrent_writes_all_commit_with_dense_unique_seqs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put(put(&format!("k{i}"), b"v"), None).await.unwrap().seq })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+    assert_eq!(logged_seqs(&store), seqs);
+}
+
+/// Runs one group through a writer built by hand, so both commands are
+/// guaranteed to share a group.
+fn commit_one_group(store: &Store, commands: Vec<WriteCommand>) -> Vec<Result<WriteAck, StorageError>> {
+    let mut writer = Writer {
+        engine: store.shared.engine.clone(),
+        origin: store.origin(),
+        clock: HybridClock::default(),
+        next_seq: 1,
+        sync: SyncPolicy::Always,
+        max_group: 16,
+        counters: Arc::new(Counters::default()),
+    };
+    let (writes, answers): (Vec<_>, Vec<_>) = commands
+        .into_iter()
+        .map(|command| {
+            let (reply, answer) = oneshot::channel();
+            ((command, None, reply), answer)
+        })
+        .unzip();
+    writer.commit_group(writes);
+    answers.into_iter().map(|a| a.blocking_recv().expect("writer replies")).collect()
+}
+
+fn staged(minor: &str, if_absent: bool) -> StagedPut {
+    StagedPut {
+        key: encode_key(&key(minor)),
+        field: "key".into(),
+        value: b"v".to_vec(),
+        compression: Compression::None,
+        expires_at_ms: None,
+        if_absent,
+    }
+}
+
+#[test]
+fn put_if_absent_sees_writes_pending_in_the_same_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let results = commit_one_group(
+        &store,
+        vec![
+            WriteCommand::Put(vec![staged("x", true)]),
+            WriteCommand::Put(vec![staged("x", true)]),
+            WriteCommand::Put(vec![staged("y", true)]),
+            // Touch sees the value staged by the first command.
+            WriteCommand::Touch { key: encode_key(&key("x")), field: "key".into(), expires_at_ms: None },
+        ],
+    );
+    assert_eq!(results[0].as_ref().unwrap().seq, 1);
+    assert!(matches!(results[1], Err(StorageError::AlreadyExists { .. })));
+    assert_eq!(results[2].as_ref().unwrap().seq, 2, "the rejected write left no gap");
+    assert_eq!(results[3].as_ref().unwrap().seq, 3);
+}
+
+#[tokio::test]
+async fn expired_values_are_hidden_and_compaction_keeps_the_head_stub() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put(PutRecord { ttl_ms: Some(1), ..put("ttl", b"gone soon") }, None).await.unwrap();
+    store.put(put("keep", b"stays"), None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(store.get(key("ttl"), ReadOptions::default()).await.unwrap().is_none());
+    let db = &store.shared.engine.db;
+    let values = db.cf_handle(VALUES).unwrap();
+    let records = db.cf_handle(RECORDS).unwrap();
+    let ttl_key = encode_key(&key("ttl"));
+    assert!(db.get_cf(values, &ttl_key).unwrap().is_some(), "not compacted yet");
+    db.flush_cf(values).unwrap();
+    db.compact_range_cf(values, None::<&[u8]>, None::<&[u8]>);
+    assert!(db.get_cf(values, &ttl_key).unwrap().is_none(), "compaction dropped the expired value");
+    assert!(db.get_cf(records, &ttl_key).unwrap().is_some(), "the head stays as a stub");
+    let kept = store.get(key("keep"), ReadOptions::default()).await.unwrap().unwrap();
+    assert_eq!(kept.value.as_deref(), Some(&b"stays"[..]));
+}
+
+#[tokio::test]
+async fn remove_hides_and_later_writes_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let first = store.put(put("r", b"1"), None).await.unwrap().heads[0];
+    let tomb = store.remove(key("r"), None).await.unwrap();
+    assert!(tomb.tombstone && tomb.stamp > first.stamp);
+    assert!(store.get(key("r"), ReadOptions::default()).await.unwrap().is_none());
+    let again = store.put(PutRecord { if_absent: true, ..put("r", b"2") }, None).await.unwrap().heads[0];
+    assert!(again.stamp > tomb.stamp);
+    let read = store.get(key("r"), ReadOptions::default()).await.unwrap().unwrap();
+    assert_eq!(read.value.as_deref(), Some(&b"2"[..]));
+}
+
+#[tokio::test]
+async fn touch_rewrites_the_value_with_a_new_expiry_and_stamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let value = b"compress me ".repeat(50);
+    let original =
+        store.put(PutRecord { compression: Compression::Lz4, ..put("t", &value) }, None).await.unwrap().heads
+            [0];
+    let touched = store.touch(key("t"), Some(60_000), None).await.unwrap();
+    assert!(touched.stamp > original.stamp);
+    assert_eq!(touched.compression, Compression::Lz4);
+    assert!(touched.expires_at_ms.is_some());
+    let read = store.get(key("t"), ReadOptions::default()).await.unwrap().unwrap();
+    assert_eq!(read.value.as_deref(), Some(value.as_slice()));
+    assert_eq!(read.head, touched);
+}
+
+#[tokio::test]
+async fn reopen_keeps_records_identity_and_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let origin = store.origin();
+    store.put(put("a", b"1"), None).await.unwrap();
+    store.close().await.unwrap();
+    assert!(matches!(store.put(put("b", b"2"), None).await, Err(StorageError::ShuttingDown)));
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.origin(), origin);
+    assert_eq!(store.put(put("b", b"2"), None).await.unwrap().seq, 2);
+    assert!(store.get(key("a"), ReadOptions::default()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_second_opener_gets_already_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let err = Store::open(StoreOptions::new(dir.path())).err().expect("second open fails");
+    assert!(matches!(err, StorageError::DataDirInUse { .. }));
+    assert!(err.to_string().contains("already in use"), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_formats_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let db = &store.shared.engine.db;
+    db.put_cf(db.cf_handle(META).unwrap(), b"format.data_dir", 99u32.to_be_bytes()).unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let err = Store::open(StoreOptions::new(dir.path())).err().expect("refused");
+    assert!(err.to_string().contains("format.data_dir is 99"), "{err}");
+
+    let newer = tempfile::tempdir().unwrap();
+    drop(open(newer.path()));
+    let mut options = rocksdb::Options::default();
+    options.create_missing_column_families(true);
+    let mut names: Vec<&str> = crate::columns::ALL.to_vec();
+    names.push("from_the_future");
+    drop(rocksdb::DB::open_cf(&options, data_dir::rocksdb_path(newer.path()), names).unwrap());
+    let err = Store::open(StoreOptions::new(newer.path())).err().expect("refused");
+    assert!(err.to_string().contains("from_the_future"), "{err}");
+}
+
+#[tokio::test]
+async fn scans_are_chunked_by_bytes_and_paged() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = consensusdb_types::Limits { scan_chunk_bytes: 2048, ..Default::default() };
+    let store = Store::open(StoreOptions { limits, ..StoreOptions::new(dir.path()) }).unwrap();
+    let records: Vec<_> = (0..50).map(|i| put(&format!("m{i:02}"), &[b'x'; 500])).collect();
+    store.put_batch(records, None).await.unwrap();
+    let query = |token| ScanQuery {
+        scope: ScanScope::Tenant { major: "tenant".into() },
+        limit: 30,
+        page_token: token,
+        read: ReadOptions::default(),
+    };
+    let mut chunks = store.scan(query(None)).unwrap();
+    let mut first = Vec::new();
+    let mut token = None;
+    let mut chunk_count = 0;
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk.unwrap();
+        chunk_count += 1;
+        first.extend(chunk.records);
+        token = chunk.next_page_token.or(token);
+    }
+    assert_eq!(first.len(), 30);
+    assert!(chunk_count >= 30 * 500 / 2048, "chunks bounded by bytes: got {chunk_count}");
+    let mut rest = Vec::new();
+    let mut chunks = store.scan(query(token)).unwrap();
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk.unwrap();
+        assert!(chunk.next_page_token.is_none());
+        rest.extend(chunk.records);
+    }
+    assert_eq!(rest.len(), 20);
+    let minors: Vec<_> = first.iter().chain(&rest).map(|r| r.key.row.minor.clone()).collect();
+    assert_eq!(minors, (0..50).map(|i| format!("m{i:02}")).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn future_time_uuids_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let future = TimeUuid::random_at(SystemTime::now() + Duration::from_secs(48 * 3600));
+    let record = PutRecord { key: RowKey::new("t", "r", "m").at(Some(future)), ..put("x", b"v") };
+    let err = store.put(record, None).await.unwrap_err();
+    assert_eq!(err.field(), Some("key.time_uuid"));
+    assert_eq!(store.counters().future_time_rejected.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

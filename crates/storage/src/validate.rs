@@ -1,0 +1,104 @@
+//! Checks of client input against the configured [`Limits`]. Every error
+//! names the request field, as spelled in the wire messages.
+
+use std::collections::HashMap;
+
+use consensusdb_types::{FieldError, Limits, RecordKey};
+
+use crate::PutRecord;
+
+/// `prefix.name`, or `name` at the top level.
+pub(crate) fn field(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}
+
+/// Checks one key; `prefix` names the message holding it (`key`, `records[2].key`).
+pub(crate) fn key(key: &RecordKey, limits: &Limits, prefix: &str) -> Result<(), FieldError> {
+    key.validate(limits).map_err(|e| e.within(prefix))
+}
+
+/// Checks that a client TimeUUID is not beyond the future bound.
+pub(crate) fn not_in_future(
+    key: &RecordKey,
+    limits: &Limits,
+    now_ms: u64,
+    prefix: &str,
+) -> Result<(), FieldError> {
+    let Some(time) = key.time else { return Ok(()) };
+    let ahead = time.unix_ms().saturating_sub(i64::try_from(now_ms).unwrap_or(i64::MAX));
+    if ahead > 0 && ahead.unsigned_abs() > limits.max_future_ms {
+        return Err(FieldError::new(
+            field(prefix, "time_uuid"),
+            format!("is {ahead} ms in the future, beyond the limit of {} ms", limits.max_future_ms),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one record of a put; `prefix` is empty for a single put.
+/// Returns the record's absolute expiry.
+pub(crate) fn put_record(
+    record: &PutRecord,
+    limits: &Limits,
+    now_ms: u64,
+    prefix: &str,
+) -> Result<Option<u64>, FieldError> {
+    key(&record.key, limits, &field(prefix, "key"))?;
+    if record.value.len() > limits.max_value_bytes {
+        return Err(FieldError::new(
+            field(prefix, "value"),
+            format!("is {} bytes, over the limit of {} bytes", record.value.len(), limits.max_value_bytes),
+        ));
+    }
+    expiry(record.ttl_ms, now_ms, prefix)
+}
+
+/// The absolute expiry of a TTL, refusing TTLs that overflow.
+pub(crate) fn expiry(ttl_ms: Option<u64>, now_ms: u64, prefix: &str) -> Result<Option<u64>, FieldError> {
+    ttl_ms
+        .map(|ttl| {
+            now_ms.checked_add(ttl).ok_or_else(|| FieldError::new(field(prefix, "ttl_ms"), "is too large"))
+        })
+        .transpose()
+}
+
+/// Checks the shape of a batch: size, count and duplicate keys.
+pub(crate) fn batch(records: &[PutRecord], limits: &Limits) -> Result<(), FieldError> {
+    if records.is_empty() {
+        return Err(FieldError::new("records", "must not be empty"));
+    }
+    if records.len() > limits.max_batch_records {
+        return Err(FieldError::new(
+            "records",
+            format!("has {} records, over the limit of {}", records.len(), limits.max_batch_records),
+        ));
+    }
+    let total: usize = records.iter().map(|r| r.value.len()).sum();
+    if total > limits.max_batch_bytes {
+        return Err(FieldError::new(
+            "records",
+            format!("values total {total} bytes, over the limit of {} bytes", limits.max_batch_bytes),
+        ));
+    }
+    let mut seen = HashMap::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        if let Some(first) = seen.insert(&record.key, index) {
+            return Err(FieldError::new(
+                format!("records[{index}].key"),
+                format!("is the same key as records[{first}]; a batch writes each key once"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a read `limit`.
+pub(crate) fn read_limit(limit: u32, limits: &Limits) -> Result<usize, FieldError> {
+    if limit == 0 || limit > limits.max_read_limit {
+        return Err(FieldError::new(
+            "limit",
+            format!("must be between 1 and {}, got {limit}", limits.max_read_limit),
+        ));
+    }
+    Ok(limit as usize)
+}

@@ -1,0 +1,334 @@
+//! The single writer: it takes concurrent writes and commits each group of
+//! them as one synced `WriteBatch`.
+//!
+//! Order of work for every command in a group:
+//! 1. drop it if its deadline has passed (nothing applied, no seq used);
+//! 2. check it against the stored state *and* the writes earlier in the same
+//!    group (put-if-absent, touch needs a live record);
+//! 3. only then allocate its seq and stamp, so rejected writes never leave
+//!    gaps in the origin's seq;
+//! 4. stage the record heads and values (under the conflict rule), the full
+//!    log entry, and, once per group, the frontier mark.
+//!
+//! Once a write has a seq it commits, even if its deadline passes while the
+//! group is synced. The thread owns the hybrid logical clock, so stamps need
+//! no lock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use consensusdb_types::conflict::incoming_wins;
+use consensusdb_types::{
+    Compression, FrontierMark, Head, HybridClock, LogEntry, Mutation, MutationKind, Origin, stored_value,
+};
+use rocksdb::{DB, WriteBatch, WriteOptions};
+
+use crate::data_dir::Engine;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::now_ms;
+use crate::columns::{FRONTIER, LOG, RECORDS, VALUES};
+use crate::{Counters, StorageError, SyncPolicy};
+
+/// One record of a put, checked and compressed, waiting for the writer.
+#[derive(Debug)]
+pub(crate) struct StagedPut {
+    pub(crate) key: Vec<u8>,
+    /// The request field naming this record's key, for errors.
+    pub(crate) field: String,
+    pub(crate) value: Vec<u8>,
+    pub(crate) compression: Compression,
+    pub(crate) expires_at_ms: Option<u64>,
+    pub(crate) if_absent: bool,
+}
+
+/// A change a client asked for.
+#[derive(Debug)]
+pub(crate) enum WriteCommand {
+    /// One or more records, committed as one log entry.
+    Put(Vec<StagedPut>),
+    /// Re-write the live record at `key` with a new expiry.
+    Touch { key: Vec<u8>, field: String, expires_at_ms: Option<u64> },
+    /// Write a tombstone at `key`.
+    Remove { key: Vec<u8> },
+}
+
+/// What an accepted write became.
+#[derive(Debug, Clone)]
+pub struct WriteAck {
+    /// The seq of its log entry.
+    pub seq: u64,
+    /// The head left on each key, in request order.
+    pub heads: Vec<Head>,
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<WriteAck, StorageError>>;
+
+pub(crate) enum WriterMessage {
+    Write {
+        command: WriteCommand,
+        deadline: Option<Instant>,
+        reply: Reply,
+    },
+    /// Finish everything queued before this message, flush, and stop.
+    Shutdown(oneshot::Sender<Result<(), StorageError>>),
+}
+
+pub(crate) struct Writer {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) origin: Origin,
+    pub(crate) clock: HybridClock,
+    pub(crate) next_seq: u64,
+    pub(crate) sync: SyncPolicy,
+    pub(crate) max_group: usize,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// The newest version of a key as the group sees it: stored, or staged by
+/// an earlier write of the same group.
+#[derive(Clone)]
+struct Version {
+    head: Head,
+    /// The stored value bytes, when known (staged puts; loaded for touch).
+    value: Option<Vec<u8>>,
+}
+
+struct Accepted {
+    reply: Reply,
+    ack: WriteAck,
+}
+
+impl Writer {
+    fn db(&self) -> &DB {
+        &self.engine.db
+    }
+
+    /// Runs until a shutdown message or until every sender is gone.
+    pub(crate) fn run(mut self, mut inbox: mpsc::Receiver<WriterMessage>) {
+        let mut group = Vec::with_capacity(self.max_group);
+        while let Some(first) = inbox.blocking_recv() {
+            group.push(first);
+            while group.len() < self.max_group {
+                match inbox.try_recv() {
+                    Ok(message) => group.push(message),
+                    Err(_) => break,
+                }
+            }
+            let mut shutdown = None;
+            let mut writes = Vec::with_capacity(group.len());
+            for message in group.drain(..) {
+                match message {
+                    WriterMessage::Write { command, deadline, reply } if shutdown.is_none() => {
+                        writes.push((command, deadline, reply));
+                    }
+                    WriterMessage::Write { reply, .. } => {
+                        let _ = reply.send(Err(StorageError::ShuttingDown));
+                    }
+                    WriterMessage::Shutdown(done) => shutdown = Some(done),
+                }
+            }
+            self.commit_group(writes);
+            if let Some(done) = shutdown {
+                inbox.close();
+                while let Ok(message) = inbox.try_recv() {
+                    if let WriterMessage::Write { reply, .. } = message {
+                        let _ = reply.send(Err(StorageError::ShuttingDown));
+                    }
+                }
+                let _ = done.send(self.flush());
+                return;
+            }
+        }
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db().flush_wal(true)?;
+        self.db().flush()?;
+        Ok(())
+    }
+
+    pub(crate) fn commit_group(&mut self, writes: Vec<(WriteCommand, Option<Instant>, Reply)>) {
+        if writes.is_empty() {
+            return;
+        }
+        let first_seq = self.next_seq;
+        let mut batch = WriteBatch::default();
+        let mut staged: HashMap<Vec<u8>, Option<Version>> = HashMap::new();
+        let mut accepted = Vec::with_capacity(writes.len());
+        let mut last_mark = None;
+        for (command, deadline, reply) in writes {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let _ = reply.send(Err(StorageError::DeadlineExceeded));
+                continue;
+            }
+            let mutations = match self.plan(command, &mut staged) {
+                Ok(mutations) => mutations,
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                    continue;
+                }
+            };
+            let entry = LogEntry {
+                origin: self.origin,
+                seq: self.next_seq,
+                hlc: self.clock.tick(now_ms()),
+                mutations,
+            };
+            self.next_seq += 1;
+            match self.stage(&mut batch, &mut staged, &entry) {
+                Ok(heads) => {
+                    last_mark = Some(FrontierMark { seq: entry.seq, hlc: entry.hlc });
+                    accepted.push(Accepted { reply, ack: WriteAck { seq: entry.seq, heads } });
+                }
+                Err(error) => {
+                    // Reading the stored state failed: fail the whole group,
+                    // since staged entries may depend on this one's seq.
+                    self.fail_group(first_seq, accepted, &error);
+                    let _ = reply.send(Err(error));
+                    return;
+                }
+            }
+        }
+        let Some(mark) = last_mark else { return };
+        let frontier = self.db().cf_handle(FRONTIER).expect("frontier column family exists");
+        batch.put_cf(frontier, self.origin.to_bytes(), mark.encode());
+        let mut options = WriteOptions::default();
+        options.set_sync(self.sync == SyncPolicy::Always);
+        match self.db().write_opt(batch, &options) {
+            Ok(()) => {
+                self.counters.groups_committed.fetch_add(1, Ordering::Relaxed);
+                self.counters.writes_committed.fetch_add(accepted.len() as u64, Ordering::Relaxed);
+                for Accepted { reply, ack } in accepted {
+                    let _ = reply.send(Ok(ack));
+                }
+            }
+            Err(error) => {
+                let error = StorageError::Engine(error);
+                tracing::error!(%error, "group commit failed; no write of the group was applied");
+                self.fail_group(first_seq, accepted, &error);
+            }
+        }
+    }
+
+    /// Nothing of the group was written: give the seqs back so they stay dense.
+    fn fail_group(&mut self, first_seq: u64, accepted: Vec<Accepted>, error: &StorageError) {
+        self.next_seq = first_seq;
+        for Accepted { reply, .. } in accepted {
+            let _ = reply.send(Err(StorageError::CommitFailed { reason: error.to_string() }));
+        }
+    }
+
+    /// Checks a command against the current state and turns it into mutations.
+    fn plan(
+        &self,
+        command: WriteCommand,
+        staged: &mut HashMap<Vec<u8>, Option<Version>>,
+    ) -> Result<Vec<Mutation>, StorageError> {
+        let now = now_ms();
+        match command {
+            WriteCommand::Put(records) => {
+                for record in records.iter().filter(|r| r.if_absent) {
+                    if let Some(current) = self.current(&record.key, staged)? {
+                        if !current.head.is_hidden(now) {
+                            return Err(StorageError::AlreadyExists { field: record.field.clone() });
+                        }
+                    }
+                }
+                Ok(records
+                    .into_iter()
+                    .map(|r| Mutation {
+                        key: r.key,
+                        kind: MutationKind::Put {
+                            value: r.value,
+                            compression: r.compression,
+                            expires_at_ms: r.expires_at_ms,
+                        },
+                    })
+                    .collect())
+            }
+            WriteCommand::Touch { key, field, expires_at_ms } => {
+                let current = self
+                    .current(&key, staged)?
+                    .filter(|v| !v.head.is_hidden(now))
+                    .ok_or_else(|| StorageError::NotFound { field: field.clone() })?;
+                let value = match current.value {
+                    Some(value) => value,
+                    None => self.stored_value(&key)?.ok_or(StorageError::NotFound { field })?,
+                };
+                Ok(vec![Mutation {
+                    key,
+                    kind: MutationKind::Put { value, compression: current.head.compression, expires_at_ms },
+                }])
+            }
+            WriteCommand::Remove { key } => Ok(vec![Mutation { key, kind: MutationKind::Tombstone }]),
+        }
+    }
+
+    /// The newest version of `key`, staged in this group or stored.
+    fn current(
+        &self,
+        key: &[u8],
+        staged: &mut HashMap<Vec<u8>, Option<Version>>,
+    ) -> Result<Option<Version>, StorageError> {
+        if let Some(version) = staged.get(key) {
+            return Ok(version.clone());
+        }
+        let records = self.db().cf_handle(RECORDS).expect("records column family exists");
+        let version = match self.db().get_pinned_cf(records, key)? {
+            Some(bytes) => Some(Version { head: Head::decode(&bytes)?, value: None }),
+            None => None,
+        };
+        staged.insert(key.to_vec(), version.clone());
+        Ok(version)
+    }
+
+    fn stored_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let values = self.db().cf_handle(VALUES).expect("values column family exists");
+        match self.db().get_pinned_cf(values, key)? {
+            Some(bytes) => Ok(Some(stored_value::decode(&bytes)?.to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds the entry's record changes (those that win) and the entry itself
+    /// to the batch. Returns the head of each mutation.
+    fn stage(
+        &self,
+        batch: &mut WriteBatch,
+        staged: &mut HashMap<Vec<u8>, Option<Version>>,
+        entry: &LogEntry,
+    ) -> Result<Vec<Head>, StorageError> {
+        let records = self.db().cf_handle(RECORDS).expect("records column family exists");
+        let values = self.db().cf_handle(VALUES).expect("values column family exists");
+        let log = self.db().cf_handle(LOG).expect("log column family exists");
+        let stamp = entry.stamp();
+        let mut heads = Vec::with_capacity(entry.mutations.len());
+        for mutation in &entry.mutations {
+            let head = mutation.head(stamp, entry.seq);
+            let existing = self.current(&mutation.key, staged)?;
+            if incoming_wins(existing.as_ref().map(|v| &v.head.stamp), &stamp) {
+                batch.put_cf(records, &mutation.key, head.encode());
+                let value = match &mutation.kind {
+                    MutationKind::Put { value, expires_at_ms, .. } => {
+                        batch.put_cf(values, &mutation.key, stored_value::encode(*expires_at_ms, value));
+                        Some(value.clone())
+                    }
+                    MutationKind::Tombstone => {
+                        batch.delete_cf(values, &mutation.key);
+                        None
+                    }
+                };
+                staged.insert(mutation.key.clone(), Some(Version { head, value }));
+            } else {
+                // Only possible when a replicated stamp from a clock ahead of
+                // ours already holds the key: the newer version stays.
+                self.counters.conflicts_lost.fetch_add(1, Ordering::Relaxed);
+            }
+            heads.push(head);
+        }
+        batch.put_cf(log, entry.log_key(), entry.encode_value());
+        Ok(heads)
+    }
+}

@@ -1,0 +1,86 @@
+//! The error codes shared by every layer and interface.
+//!
+//! Each crate has its own error enum; each of those maps to one
+//! [`ErrorCode`], and each code maps once to a gRPC status (in the API crate)
+//! and once to an HTTP status (here).
+
+use std::fmt;
+
+/// The outcome class of a failed request, independent of the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The request is malformed; the message names the field.
+    InvalidArgument,
+    /// The record does not exist (or is removed or expired).
+    NotFound,
+    /// Put-if-absent found a live record.
+    AlreadyExists,
+    /// The caller's deadline passed before the write was given a seq.
+    DeadlineExceeded,
+    /// The node cannot serve now (shutting down, overloaded writer queue).
+    Unavailable,
+    /// A requested position no longer exists (for example a purged seq).
+    OutOfRange,
+    /// The request is valid but the state does not allow it.
+    FailedPrecondition,
+    /// A bug or a damaged data directory. Never used for bad input.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status the JSON gateway answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidArgument | ErrorCode::OutOfRange => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::AlreadyExists => 409,
+            ErrorCode::FailedPrecondition => 412,
+            ErrorCode::DeadlineExceeded => 504,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// A stable, machine-readable name (`INVALID_ARGUMENT`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
+            ErrorCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::OutOfRange => "OUT_OF_RANGE",
+            ErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Bad input, naming the field that was wrong (`key.major_key`,
+/// `records[3].ttl_ms`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The request field, in the wire message's own spelling.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A new error for `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+
+    /// The same error for a field nested under `parent` (`records[2]` + `key.major_key`).
+    pub fn within(self, parent: &str) -> Self {
+        Self { field: format!("{parent}.{}", self.field), message: self.message }
+    }
+}
