@@ -145,19 +145,18 @@ impl<'a> SnapshotReader<'a> {
                 }
             }
         }
-        while let (Some(key), Some(head)) = (iter.key(), iter.value()) {
-            if let Some(record) = self.live_record(key, head)? {
-                if visit(record, key).is_break() {
-                    if reverse {
-                        iter.prev()
-                    } else {
-                        iter.next()
-                    }
-                    iter.status()?;
-                    return Ok(iter.valid());
-                }
-            }
+        let step = |iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>| {
             if reverse { iter.prev() } else { iter.next() }
+        };
+        while let (Some(key), Some(head)) = (iter.key(), iter.value()) {
+            if let Some(record) = self.live_record(key, head)?
+                && visit(record, key).is_break()
+            {
+                step(&mut iter);
+                iter.status()?;
+                return Ok(iter.valid());
+            }
+            step(&mut iter);
         }
         iter.status()?;
         Ok(false)

@@ -148,7 +148,8 @@ pub(crate) struct Shared {
     pub(crate) engine: Arc<Engine>,
     origin: Origin,
     limits: Limits,
-    inbox: mpsc::Sender<WriterMessage>,
+    /// `None` only while dropping.
+    inbox: Option<mpsc::Sender<WriterMessage>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     closing: AtomicBool,
     counters: Arc<Counters>,
@@ -188,7 +189,7 @@ impl Store {
                 engine,
                 origin: opened.origin,
                 limits: options.limits,
-                inbox,
+                inbox: Some(inbox),
                 writer: Mutex::new(Some(handle)),
                 closing: AtomicBool::new(false),
                 counters,
@@ -301,12 +302,15 @@ impl Store {
             return Err(StorageError::ShuttingDown);
         }
         let (reply, answer) = oneshot::channel();
-        self.shared
-            .inbox
+        self.inbox()?
             .send(WriterMessage::Write { command, deadline, reply })
             .await
             .map_err(|_| StorageError::ShuttingDown)?;
         answer.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    fn inbox(&self) -> Result<&mpsc::Sender<WriterMessage>, StorageError> {
+        self.shared.inbox.as_ref().ok_or(StorageError::ShuttingDown)
     }
 
     /// The live record at `key`.
@@ -335,10 +339,10 @@ impl Store {
         let (range, reverse) = match query.window {
             RangeWindow::NewestFirst { at_or_before } => (newest_first_range(&query.row, at_or_before), true),
             RangeWindow::Forward { from, until } => {
-                if let (Some(from), Some(until)) = (from, until) {
-                    if encode_timed(&query.row, &until) <= encode_timed(&query.row, &from) {
-                        return Err(FieldError::new("forward.until", "must be after forward.from").into());
-                    }
+                if let (Some(from), Some(until)) = (from, until)
+                    && encode_timed(&query.row, &until) <= encode_timed(&query.row, &from)
+                {
+                    return Err(FieldError::new("forward.until", "must be after forward.from").into());
                 }
                 (forward_range(&query.row, from, until), false)
             }
@@ -404,7 +408,7 @@ impl Store {
             return Ok(());
         }
         let (done, finished) = oneshot::channel();
-        if self.shared.inbox.send(WriterMessage::Shutdown(done)).await.is_ok() {
+        if self.inbox()?.send(WriterMessage::Shutdown(done)).await.is_ok() {
             finished.await.map_err(|_| StorageError::ShuttingDown)??;
         }
         let handle = self.shared.writer.lock().ok().and_then(|mut handle| handle.take());
@@ -416,6 +420,20 @@ impl Store {
         }
         tracing::info!("storage closed");
         Ok(())
+    }
+}
+
+impl Drop for Shared {
+    /// Closing the queue ends the writer loop (after it commits what is
+    /// queued); joining it releases the writer's handle on the database, so
+    /// the data directory is free as soon as the last `Store` is gone.
+    fn drop(&mut self) {
+        self.inbox.take();
+        if let Some(handle) = self.writer.get_mut().ok().and_then(Option::take)
+            && handle.join().is_err()
+        {
+            tracing::error!("the writer thread panicked");
+        }
     }
 }
 

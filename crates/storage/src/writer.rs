@@ -230,10 +230,10 @@ impl Writer {
         match command {
             WriteCommand::Put(records) => {
                 for record in records.iter().filter(|r| r.if_absent) {
-                    if let Some(current) = self.current(&record.key, staged)? {
-                        if !current.head.is_hidden(now) {
-                            return Err(StorageError::AlreadyExists { field: record.field.clone() });
-                        }
+                    if let Some(current) = self.current(&record.key, staged)?
+                        && !current.head.is_hidden(now)
+                    {
+                        return Err(StorageError::AlreadyExists { field: record.field.clone() });
                     }
                 }
                 Ok(records

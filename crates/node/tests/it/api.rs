@@ -284,7 +284,7 @@ async fn touch_sets_a_new_expiry_and_expired_records_disappear() {
     let first = node.client.put(put).await.unwrap().into_inner().head.unwrap();
     let touched = node
         .client
-        .touch(v1::TouchRequest { key: Some(k.clone()), ttl_ms: 50 })
+        .touch(v1::TouchRequest { key: Some(k.clone()), ttl_ms: 1000 })
         .await
         .unwrap()
         .into_inner()
@@ -293,7 +293,7 @@ async fn touch_sets_a_new_expiry_and_expired_records_disappear() {
     assert!(touched.seq > first.seq);
     assert!(touched.expires_at_ms < first.expires_at_ms);
     assert_eq!(must_get(&mut node.client, k.clone()).await.value, b"token");
-    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let status = node.client.get(v1::GetRequest { key: Some(k.clone()), read: None }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "expired records are hidden");
     let status = node.client.touch(v1::TouchRequest { key: Some(k), ttl_ms: 0 }).await.unwrap_err();
