@@ -58,6 +58,14 @@ fn records(page: Page) -> (Vec<v1::Record>, Vec<u8>) {
     (page.records.into_iter().map(record).collect(), page.next_page_token.unwrap_or_default())
 }
 
+/// A record response, or NOT_FOUND with `message`.
+fn found_or(found: Option<Record>, message: &'static str) -> Result<Response<v1::GetResponse>, Status> {
+    match found {
+        Some(found) => Ok(Response::new(v1::GetResponse { record: Some(record(found)) })),
+        None => Err(Status::not_found(message)),
+    }
+}
+
 fn page_token(token: Vec<u8>) -> Option<Vec<u8>> {
     (!token.is_empty()).then_some(token)
 }
@@ -131,10 +139,7 @@ impl Records for RecordsService {
         let request = request.into_inner();
         let key = record_key(request.key.as_ref(), "key").map_err(from_field)?;
         let found = self.store.get(key, read_options(request.read.as_ref())).await.map_err(from_storage)?;
-        match found {
-            Some(found) => Ok(Response::new(v1::GetResponse { record: Some(record(found)) })),
-            None => Err(Status::not_found("key: no live record at this key")),
-        }
+        found_or(found, "key: no live record at this key")
     }
 
     async fn get_recent(
@@ -149,10 +154,7 @@ impl Records for RecordsService {
             .get_recent(row, at, read_options(request.read.as_ref()))
             .await
             .map_err(from_storage)?;
-        match found {
-            Some(found) => Ok(Response::new(v1::GetResponse { record: Some(record(found)) })),
-            None => Err(Status::not_found("row: no live timed record at or before at_or_before")),
-        }
+        found_or(found, "row: no live timed record at or before at_or_before")
     }
 
     async fn get_range(

@@ -26,7 +26,7 @@ pub struct NodeConfig {
     /// Durability and the writer.
     pub storage: StorageConfig,
     /// Limits on client input.
-    pub limits: LimitsConfig,
+    pub limits: Limits,
     /// Development switches. Never for production.
     pub dev: DevConfig,
 }
@@ -61,26 +61,6 @@ pub struct StorageConfig {
     pub writer_queue_depth: usize,
 }
 
-/// Limits on client input; see [`Limits`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    /// Bytes of one key component.
-    pub max_component_bytes: usize,
-    /// Bytes of one value.
-    pub max_value_bytes: usize,
-    /// Records in one batch.
-    pub max_batch_records: usize,
-    /// Bytes of all values in one batch.
-    pub max_batch_bytes: usize,
-    /// Largest `limit` of a range read or scan.
-    pub max_read_limit: u32,
-    /// Target bytes of one scan chunk.
-    pub scan_chunk_bytes: usize,
-    /// How far in the future a client TimeUUID may be, in milliseconds.
-    pub max_future_ms: u64,
-}
-
 /// Development switches.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -95,7 +75,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./data"),
             grpc: GrpcConfig::default(),
             storage: StorageConfig::default(),
-            limits: LimitsConfig::default(),
+            limits: Limits::default(),
             dev: DevConfig::default(),
         }
     }
@@ -114,36 +94,6 @@ impl Default for StorageConfig {
             sync: SyncMode::Always,
             max_group_commit: defaults.max_group_commit,
             writer_queue_depth: defaults.writer_queue_depth,
-        }
-    }
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let l = Limits::default();
-        Self {
-            max_component_bytes: l.max_component_bytes,
-            max_value_bytes: l.max_value_bytes,
-            max_batch_records: l.max_batch_records,
-            max_batch_bytes: l.max_batch_bytes,
-            max_read_limit: l.max_read_limit,
-            scan_chunk_bytes: l.scan_chunk_bytes,
-            max_future_ms: l.max_future_ms,
-        }
-    }
-}
-
-impl LimitsConfig {
-    /// The storage limits.
-    pub fn to_limits(&self) -> Limits {
-        Limits {
-            max_component_bytes: self.max_component_bytes,
-            max_value_bytes: self.max_value_bytes,
-            max_batch_records: self.max_batch_records,
-            max_batch_bytes: self.max_batch_bytes,
-            max_read_limit: self.max_read_limit,
-            scan_chunk_bytes: self.scan_chunk_bytes,
-            max_future_ms: self.max_future_ms,
         }
     }
 }
@@ -226,7 +176,7 @@ impl NodeConfig {
         if self.storage.writer_queue_depth == 0 {
             return Err(FieldError::new("storage.writer_queue_depth", "must be greater than 0"));
         }
-        self.limits.to_limits().validate("limits")?;
+        self.limits.validate("limits")?;
         if !self.grpc.listen.ip().is_loopback() && !self.dev.insecure_plaintext {
             return Err(FieldError::new(
                 "grpc.listen",
@@ -248,7 +198,7 @@ impl NodeConfig {
                 SyncMode::Always => SyncPolicy::Always,
                 SyncMode::Os => SyncPolicy::Os,
             },
-            limits: self.limits.to_limits(),
+            limits: self.limits,
             max_group_commit: self.storage.max_group_commit,
             writer_queue_depth: self.storage.writer_queue_depth,
         }

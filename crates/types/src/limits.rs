@@ -14,6 +14,11 @@ const MESSAGE_OVERHEAD: usize = 256 * 1024;
 
 /// The configurable limits on client requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields, default)
+)]
 pub struct Limits {
     /// Maximum bytes of one key component (major, region or minor).
     pub max_component_bytes: usize,
