@@ -2,7 +2,7 @@
 
 use consensusdb_types::stored_value;
 use rocksdb::compaction_filter::Decision;
-use rocksdb::{ColumnFamilyDescriptor, DBCompressionType, Options};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 
 use crate::clock::now_ms;
 
@@ -21,6 +21,12 @@ pub(crate) const META: &str = "meta";
 
 /// Every column family this build knows, besides RocksDB's `default`.
 pub(crate) const ALL: [&str; 6] = [RECORDS, VALUES, LOG, FRONTIER, PEERS, META];
+
+/// The handle of a column family. Every family in [`ALL`] is opened with
+/// the database, so a missing one is a bug, not an input error.
+pub(crate) fn handle<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
+    db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is opened with the database"))
+}
 
 /// Options for the database as a whole.
 pub(crate) fn db_options() -> Options {

@@ -55,7 +55,7 @@ pub(crate) fn open(path: &Path) -> Result<OpenedDataDir, StorageError> {
     refuse_unknown_column_families(path, &db_path)?;
     let db = DB::open_cf_descriptors(&columns::db_options(), &db_path, columns::descriptors())?;
     let origin = load_or_create_identity(path, &db)?;
-    let frontier = db.cf_handle(FRONTIER).expect("frontier column family is opened with the db");
+    let frontier = columns::handle(&db, FRONTIER);
     let own_mark = match db.get_cf(frontier, origin.to_bytes())? {
         Some(bytes) => FrontierMark::decode(&bytes)?,
         None => FrontierMark::default(),
@@ -107,7 +107,7 @@ fn unknown_format(path: &Path, reason: String) -> StorageError {
 }
 
 fn load_or_create_identity(path: &Path, db: &DB) -> Result<Origin, StorageError> {
-    let meta = db.cf_handle(META).expect("meta column family is opened with the db");
+    let meta = columns::handle(db, META);
     let read_u32 = |key: &[u8]| -> Result<Option<u32>, StorageError> {
         match db.get_cf(meta, key)? {
             None => Ok(None),
@@ -157,6 +157,6 @@ fn load_or_create_identity(path: &Path, db: &DB) -> Result<Origin, StorageError>
 }
 
 /// The path of the RocksDB directory inside a data directory.
-pub fn rocksdb_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn rocksdb_path(data_dir: &Path) -> PathBuf {
     data_dir.join("rocksdb")
 }

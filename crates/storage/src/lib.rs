@@ -14,7 +14,7 @@
 //!
 //! Invariants:
 //! - One write is one `WriteBatch` holding its heads, values, log entry and
-//!   frontier mark, committed by the single writer ([`writer`]) in groups,
+//!   frontier mark, committed by the single writer thread in groups,
 //!   synced before acknowledgement by default.
 //! - Seqs of an origin are dense: a rejected write never takes one.
 //! - For any key the version with the greatest stamp is kept
@@ -38,7 +38,7 @@ mod writer;
 
 use std::sync::atomic::AtomicU64;
 
-pub use data_dir::{DATA_DIR_FORMAT, KEY_ENCODING_FORMAT, rocksdb_path};
+pub use data_dir::{DATA_DIR_FORMAT, KEY_ENCODING_FORMAT};
 pub use error::StorageError;
 pub use reads::{Page, ReadOptions, Record};
 pub use store::{PutRecord, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy};

@@ -12,7 +12,7 @@ use consensusdb_types::key_codec::decode_key;
 use consensusdb_types::{Head, RecordKey, stored_value};
 use rocksdb::{DB, SnapshotWithThreadMode};
 
-use crate::columns::{RECORDS, VALUES};
+use crate::columns::{self, RECORDS, VALUES};
 use crate::{StorageError, page_token};
 
 /// What a read returns besides the heads.
@@ -74,7 +74,7 @@ impl<'a> SnapshotReader<'a> {
 
     /// The live record at `key`, if any.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
-        let records = self.db.cf_handle(RECORDS).expect("records column family exists");
+        let records = columns::handle(self.db, RECORDS);
         let Some(bytes) = self.snapshot.get_pinned_cf(records, key)? else {
             return Ok(None);
         };
@@ -90,7 +90,7 @@ impl<'a> SnapshotReader<'a> {
         let value = if self.options.head_only {
             None
         } else {
-            let values = self.db.cf_handle(VALUES).expect("values column family exists");
+            let values = columns::handle(self.db, VALUES);
             match self.snapshot.get_pinned_cf(values, key)? {
                 Some(entry) => {
                     let stored = stored_value::decode(&entry)?;
@@ -124,7 +124,7 @@ impl<'a> SnapshotReader<'a> {
         resume_after: Option<&[u8]>,
         mut visit: impl FnMut(Record, &[u8]) -> ControlFlow<()>,
     ) -> Result<bool, StorageError> {
-        let records = self.db.cf_handle(RECORDS).expect("records column family exists");
+        let records = columns::handle(self.db, RECORDS);
         let mut options = rocksdb::ReadOptions::default();
         options.set_iterate_lower_bound(range.lower.clone());
         options.set_iterate_upper_bound(range.upper.clone());

@@ -29,7 +29,7 @@ use crate::data_dir::Engine;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
-use crate::columns::{FRONTIER, LOG, RECORDS, VALUES};
+use crate::columns::{self, FRONTIER, LOG, RECORDS, VALUES};
 use crate::{Counters, StorageError, SyncPolicy};
 
 /// One record of a put, checked and compressed, waiting for the writer.
@@ -192,7 +192,7 @@ impl Writer {
             }
         }
         let Some(mark) = last_mark else { return };
-        let frontier = self.db().cf_handle(FRONTIER).expect("frontier column family exists");
+        let frontier = columns::handle(self.db(), FRONTIER);
         batch.put_cf(frontier, self.origin.to_bytes(), mark.encode());
         let mut options = WriteOptions::default();
         options.set_sync(self.sync == SyncPolicy::Always);
@@ -275,7 +275,7 @@ impl Writer {
         if let Some(version) = staged.get(key) {
             return Ok(version.clone());
         }
-        let records = self.db().cf_handle(RECORDS).expect("records column family exists");
+        let records = columns::handle(self.db(), RECORDS);
         let version = match self.db().get_pinned_cf(records, key)? {
             Some(bytes) => Some(Version { head: Head::decode(&bytes)?, value: None }),
             None => None,
@@ -285,7 +285,7 @@ impl Writer {
     }
 
     fn stored_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let values = self.db().cf_handle(VALUES).expect("values column family exists");
+        let values = columns::handle(self.db(), VALUES);
         match self.db().get_pinned_cf(values, key)? {
             Some(bytes) => Ok(Some(stored_value::decode(&bytes)?.to_vec())),
             None => Ok(None),
@@ -300,9 +300,9 @@ impl Writer {
         staged: &mut HashMap<Vec<u8>, Option<Version>>,
         entry: &LogEntry,
     ) -> Result<Vec<Head>, StorageError> {
-        let records = self.db().cf_handle(RECORDS).expect("records column family exists");
-        let values = self.db().cf_handle(VALUES).expect("values column family exists");
-        let log = self.db().cf_handle(LOG).expect("log column family exists");
+        let records = columns::handle(self.db(), RECORDS);
+        let values = columns::handle(self.db(), VALUES);
+        let log = columns::handle(self.db(), LOG);
         let stamp = entry.stamp();
         let mut heads = Vec::with_capacity(entry.mutations.len());
         for mutation in &entry.mutations {
