@@ -162,27 +162,66 @@ impl<'a> SnapshotReader<'a> {
         Ok(false)
     }
 
-    /// One page of up to `limit` records of `range`.
+    /// One page of up to `limit` records of `range`, cut short before it
+    /// would pass `max_bytes`.
     pub(crate) fn page(
         &self,
         range: &KeyRange,
         reverse: bool,
         page_token: Option<&[u8]>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<Page, StorageError> {
         let resume =
             page_token.map(|token| page_token::decode(token, &range.lower, &range.upper)).transpose()?;
-        let mut records = Vec::new();
-        let mut last_key = Vec::new();
+        let mut page = PageBuilder::new(max_bytes);
+        let mut full = false;
         let more = self.walk(range, reverse, resume, |record, key| {
-            records.push(record);
-            if records.len() >= limit {
-                last_key = key.to_vec();
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+            if !page.fits(&record, key) {
+                full = true;
+                return ControlFlow::Break(());
             }
+            page.push(record, key);
+            if page.records.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         })?;
-        Ok(Page { records, next_page_token: more.then(|| page_token::encode(&last_key)) })
+        Ok(page.finish(more || full))
+    }
+}
+
+/// Collects records up to a byte budget and remembers the last key taken.
+pub(crate) struct PageBuilder {
+    pub(crate) records: Vec<Record>,
+    bytes: usize,
+    max_bytes: usize,
+    last_key: Vec<u8>,
+}
+
+impl PageBuilder {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Self { records: Vec::new(), bytes: 0, max_bytes, last_key: Vec::new() }
+    }
+
+    /// Whether `record` fits; the first record of a page always does.
+    pub(crate) fn fits(&self, record: &Record, key: &[u8]) -> bool {
+        self.records.is_empty() || self.bytes + record.response_size(key.len()) <= self.max_bytes
+    }
+
+    pub(crate) fn push(&mut self, record: Record, key: &[u8]) {
+        self.bytes += record.response_size(key.len());
+        self.records.push(record);
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+    }
+
+    /// Takes the records so far, leaving an empty builder that still
+    /// remembers the last key.
+    pub(crate) fn take(&mut self) -> Vec<Record> {
+        self.bytes = 0;
+        std::mem::take(&mut self.records)
+    }
+
+    /// The page, with a token to resume after the last record if `more`.
+    pub(crate) fn finish(self, more: bool) -> Page {
+        Page { records: self.records, next_page_token: more.then(|| page_token::encode(&self.last_key)) }
     }
 }

@@ -5,14 +5,14 @@ use std::ops::ControlFlow;
 use tokio::sync::mpsc;
 
 use crate::page_token;
-use crate::reads::{KeyRange, SnapshotReader};
+use crate::reads::{KeyRange, PageBuilder, SnapshotReader};
 use crate::{Page, StorageError};
 
 /// How a scan is cut into messages.
 pub(crate) struct ScanChunks {
     /// Most records in total.
     pub(crate) limit: usize,
-    /// A chunk is sent once it holds about this many bytes.
+    /// A chunk is sent before it would pass this many bytes.
     pub(crate) chunk_bytes: usize,
 }
 
@@ -29,35 +29,28 @@ impl ScanChunks {
     ) -> Result<(), StorageError> {
         let resume =
             page_token.map(|token| page_token::decode(token, &range.lower, &range.upper)).transpose()?;
-        let mut chunk = Page::default();
-        let mut chunk_size = 0;
-        let mut sent = 0;
-        let mut last_key = Vec::new();
+        let mut chunk = PageBuilder::new(self.chunk_bytes);
+        let mut taken = 0;
         let mut receiver_gone = false;
         let more = reader.walk(range, false, resume, |record, key| {
-            chunk_size += record.response_size(key.len());
-            chunk.records.push(record);
-            sent += 1;
-            if sent >= self.limit {
-                last_key = key.to_vec();
-                return ControlFlow::Break(());
-            }
-            if chunk_size >= self.chunk_bytes {
-                chunk_size = 0;
-                if sender.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+            if !chunk.fits(&record, key) {
+                let full = Page { records: chunk.take(), next_page_token: None };
+                if sender.blocking_send(Ok(full)).is_err() {
                     receiver_gone = true;
                     return ControlFlow::Break(());
                 }
             }
-            ControlFlow::Continue(())
+            chunk.push(record, key);
+            taken += 1;
+            if taken >= self.limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         })?;
         if receiver_gone {
             return Ok(());
         }
-        chunk.next_page_token = more.then(|| page_token::encode(&last_key));
-        if !chunk.records.is_empty() || chunk.next_page_token.is_some() {
+        let last = chunk.finish(more);
+        if !last.records.is_empty() || last.next_page_token.is_some() {
             // A closed receiver means the client went away; nothing to do.
-            let _ = sender.blocking_send(Ok(chunk));
+            let _ = sender.blocking_send(Ok(last));
         }
         Ok(())
     }

@@ -329,7 +329,7 @@ impl Store {
     ) -> Result<Option<Record>, StorageError> {
         row.validate(&self.shared.limits).map_err(|e| e.within("row"))?;
         let range = newest_first_range(&row, at);
-        self.read(read, move |reader| Ok(reader.page(&range, true, None, 1)?.records.pop())).await
+        self.read(read, move |reader| Ok(reader.page(&range, true, None, 1, usize::MAX)?.records.pop())).await
     }
 
     /// A page of the timed records of a row.
@@ -347,11 +347,14 @@ impl Store {
                 (forward_range(&query.row, from, until), false)
             }
         };
-        self.read(query.read, move |reader| reader.page(&range, reverse, query.page_token.as_deref(), limit))
-            .await
+        let max_bytes = self.shared.limits.page_bytes;
+        self.read(query.read, move |reader| {
+            reader.page(&range, reverse, query.page_token.as_deref(), limit, max_bytes)
+        })
+        .await
     }
 
-    /// Streams a scan in chunks of about `limits.scan_chunk_bytes`. The last
+    /// Streams a scan in chunks of at most `limits.page_bytes` (or one record). The last
     /// chunk carries a page token if the limit cut the scan short. The scan
     /// stops when the receiver is dropped.
     pub fn scan(&self, query: ScanQuery) -> Result<mpsc::Receiver<Result<Page, StorageError>>, StorageError> {
@@ -381,7 +384,7 @@ impl Store {
         let engine = self.shared.engine.clone();
         tokio::task::spawn_blocking(move || {
             let reader = SnapshotReader::new(&engine.db, query.read, limits.max_value_bytes, now_ms());
-            let chunks = ScanChunks { limit, chunk_bytes: limits.scan_chunk_bytes };
+            let chunks = ScanChunks { limit, chunk_bytes: limits.page_bytes };
             if let Err(error) = chunks.stream(&reader, &range, query.page_token.as_deref(), &sender) {
                 let _ = sender.blocking_send(Err(error));
             }

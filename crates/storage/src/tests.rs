@@ -234,7 +234,7 @@ async fn unknown_formats_are_refused_clearly() {
 #[tokio::test]
 async fn scans_are_chunked_by_bytes_and_paged() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = consensusdb_types::Limits { scan_chunk_bytes: 2048, ..Default::default() };
+    let limits = consensusdb_types::Limits { page_bytes: 2048, ..Default::default() };
     let store = Store::open(StoreOptions { limits, ..StoreOptions::new(dir.path()) }).unwrap();
     let records: Vec<_> = (0..50).map(|i| put(&format!("m{i:02}"), &[b'x'; 500])).collect();
     store.put_batch(records, None).await.unwrap();
@@ -277,4 +277,42 @@ async fn future_time_uuids_are_refused_and_counted() {
     let err = store.put(record, None).await.unwrap_err();
     assert_eq!(err.field(), Some("key.time_uuid"));
     assert_eq!(store.counters().future_time_rejected.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn range_pages_are_cut_by_bytes_and_resume_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = consensusdb_types::Limits { page_bytes: 4096, ..Default::default() };
+    let store = Store::open(StoreOptions { limits, ..StoreOptions::new(dir.path()) }).unwrap();
+    let row = RowKey::new("tenant", "EVENTS", "big");
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let records: Vec<_> = (0..20u64)
+        .map(|i| PutRecord {
+            key: row
+                .clone()
+                .at(Some(TimeUuid::from_content(base + Duration::from_millis(i), &i.to_be_bytes()))),
+            ..put("unused", &[b'x'; 1500])
+        })
+        .collect();
+    store.put_batch(records, None).await.unwrap();
+    let mut token = None;
+    let mut pages = Vec::new();
+    loop {
+        let query = RangeQuery {
+            row: row.clone(),
+            window: RangeWindow::NewestFirst { at_or_before: None },
+            limit: 1000,
+            page_token: token.take(),
+            read: ReadOptions::default(),
+        };
+        let page = store.get_range(query).await.unwrap();
+        pages.push(page.records.len());
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    // 1500-byte values under a 4096-byte budget: two per page.
+    assert!(pages.iter().all(|&n| n <= 2), "pages {pages:?}");
+    assert_eq!(pages.iter().sum::<usize>(), 20);
 }

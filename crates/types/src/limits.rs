@@ -30,8 +30,10 @@ pub struct Limits {
     pub max_batch_bytes: usize,
     /// Maximum `limit` of a range read or scan page.
     pub max_read_limit: u32,
-    /// Target bytes of one streamed scan chunk.
-    pub scan_chunk_bytes: usize,
+    /// Most bytes of one range page or streamed scan chunk. A page is cut
+    /// before the record that would pass it, so it holds at least one record
+    /// and never more than `max(page_bytes, one record)`.
+    pub page_bytes: usize,
     /// How far in the future a client TimeUUID may be, in milliseconds.
     pub max_future_ms: u64,
 }
@@ -44,7 +46,7 @@ impl Default for Limits {
             max_batch_records: 1000,
             max_batch_bytes: 3 * 1024 * 1024,
             max_read_limit: 10_000,
-            scan_chunk_bytes: 1024 * 1024,
+            page_bytes: 1024 * 1024,
             max_future_ms: 24 * 60 * 60 * 1000,
         }
     }
@@ -63,7 +65,7 @@ impl Limits {
             ("max_batch_records", self.max_batch_records),
             ("max_batch_bytes", self.max_batch_bytes),
             ("max_read_limit", self.max_read_limit as usize),
-            ("scan_chunk_bytes", self.scan_chunk_bytes),
+            ("page_bytes", self.page_bytes),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -76,7 +78,7 @@ impl Limits {
         let bounded = [
             ("max_value_bytes", self.max_value_bytes),
             ("max_batch_bytes", self.max_batch_bytes),
-            ("scan_chunk_bytes", self.scan_chunk_bytes),
+            ("page_bytes", self.page_bytes),
         ];
         for (name, value) in bounded {
             if value > max_payload {

@@ -205,7 +205,7 @@ async fn get_range_pages_newest_first_and_forward() {
 
 #[tokio::test]
 async fn scans_cover_exactly_their_row_region_or_tenant() {
-    let mut node = TestNode::start_with(|c| c.limits.scan_chunk_bytes = 1024).await;
+    let mut node = TestNode::start_with(|c| c.limits.page_bytes = 1024).await;
     // "ab" and "a\0" share byte prefixes with "a"; neither may leak into a scan of "a".
     for major in ["a", "ab", "a\0"] {
         for region in ["ACCOUNT", "CHAT"] {
