@@ -6,6 +6,6 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$here/setup-build-deps.sh"
 source "$here/env.sh"
-cd "$here/.."
-cargo build --release --locked --bin consensusdb
+# No cd: ./data is relative to where the script is run from.
+cargo build --release --locked --manifest-path "$here/../Cargo.toml" --bin consensusdb
 exec "$CARGO_TARGET_DIR/release/consensusdb" serve "$@"

@@ -46,10 +46,15 @@ pub async fn serve_grpc(
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RecordsServer<RecordsService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(consensusdb_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: grpcurl speaks v1, while grpcui, older
+    // grpcurl and most other tools still speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(consensusdb_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let shutdown = async move {
         shutdown.await;
         health.set_not_serving::<RecordsServer<RecordsService>>().await;
@@ -57,7 +62,8 @@ pub async fn serve_grpc(
     let records = RecordsServer::new(RecordsService::new(store));
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(records)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -325,7 +325,7 @@ async fn reflection_and_health_work_out_of_the_box() {
         .into_inner();
     assert_eq!(status.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
 
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -339,5 +339,20 @@ async fn reflection_and_health_work_out_of_the_box() {
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"consensusdb.v1.Records".to_string()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+
+    // The older v1alpha protocol, which most tools still use, answers too.
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as V1AlphaClient;
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest as AlphaReflectionRequest,
+        server_reflection_request::MessageRequest as AlphaRequest,
+    };
+    let mut alpha = V1AlphaClient::new(channel);
+    let request = AlphaReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::ListServices(String::new())),
+    };
+    let mut responses =
+        alpha.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+    assert!(responses.next().await.unwrap().unwrap().message_response.is_some());
     node.stop().await;
 }
