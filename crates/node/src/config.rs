@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use consensusdb_storage::{StoreOptions, SyncPolicy};
+use consensusdb_types::limits::MAX_PAYLOAD_BYTES;
 use consensusdb_types::{FieldError, Limits};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
@@ -57,8 +58,11 @@ pub struct StorageConfig {
     pub sync: SyncMode,
     /// Most writes in one group commit.
     pub max_group_commit: usize,
-    /// Writes that may queue for the writer before callers wait.
-    pub writer_queue_depth: usize,
+    /// Bytes of keys and values that may queue for the writer before
+    /// callers wait.
+    pub writer_queue_bytes: usize,
+    /// Scans that may stream at once; more get `UNAVAILABLE`.
+    pub max_concurrent_scans: usize,
 }
 
 /// Development switches.
@@ -93,7 +97,8 @@ impl Default for StorageConfig {
         Self {
             sync: SyncMode::Always,
             max_group_commit: defaults.max_group_commit,
-            writer_queue_depth: defaults.writer_queue_depth,
+            writer_queue_bytes: defaults.writer_queue_bytes,
+            max_concurrent_scans: defaults.max_concurrent_scans,
         }
     }
 }
@@ -173,8 +178,14 @@ impl NodeConfig {
         if self.storage.max_group_commit == 0 {
             return Err(FieldError::new("storage.max_group_commit", "must be greater than 0"));
         }
-        if self.storage.writer_queue_depth == 0 {
-            return Err(FieldError::new("storage.writer_queue_depth", "must be greater than 0"));
+        if self.storage.writer_queue_bytes < MAX_PAYLOAD_BYTES {
+            return Err(FieldError::new(
+                "storage.writer_queue_bytes",
+                format!("must be at least {MAX_PAYLOAD_BYTES}, the largest single request"),
+            ));
+        }
+        if self.storage.max_concurrent_scans == 0 {
+            return Err(FieldError::new("storage.max_concurrent_scans", "must be greater than 0"));
         }
         self.limits.validate("limits")?;
         if !self.grpc.listen.ip().is_loopback() && !self.dev.insecure_plaintext {
@@ -200,7 +211,8 @@ impl NodeConfig {
             },
             limits: self.limits,
             max_group_commit: self.storage.max_group_commit,
-            writer_queue_depth: self.storage.writer_queue_depth,
+            writer_queue_bytes: self.storage.writer_queue_bytes,
+            max_concurrent_scans: self.storage.max_concurrent_scans,
         }
     }
 }

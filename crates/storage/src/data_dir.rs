@@ -15,7 +15,7 @@ use consensusdb_types::{FrontierMark, NodeId, Origin};
 use rocksdb::DB;
 
 use crate::StorageError;
-use crate::columns::{self, FRONTIER, META};
+use crate::columns::{self, FRONTIER, META, RECORDS};
 
 /// The data directory format this build writes and reads.
 pub const DATA_DIR_FORMAT: u32 = 1;
@@ -61,6 +61,15 @@ pub(crate) fn open(path: &Path) -> Result<OpenedDataDir, StorageError> {
         None => FrontierMark::default(),
     };
     Ok(OpenedDataDir { engine: Engine { db, _lock: lock }, origin, own_mark })
+}
+
+/// The database of `path` opened read-only, so every write fails: lets tests
+/// drive the writer's failure path with a real RocksDB error.
+#[cfg(test)]
+pub(crate) fn open_read_only(path: &Path) -> Engine {
+    let db = DB::open_cf_for_read_only(&rocksdb::Options::default(), rocksdb_path(path), columns::ALL, false)
+        .expect("opens read-only");
+    Engine { db, _lock: lock(path).expect("directory is free") }
 }
 
 fn lock(path: &Path) -> Result<DataDirLock, StorageError> {
@@ -118,7 +127,18 @@ fn load_or_create_identity(path: &Path, db: &DB) -> Result<Origin, StorageError>
     };
     match db.get_cf(meta, META_NODE_ID)? {
         None => {
-            // First start: the directory is new.
+            // First start, unless something is already here: a directory with
+            // meta entries or records but no node id is damaged or foreign,
+            // and must not be silently taken over.
+            let holds_data = |family| {
+                db.iterator_cf(columns::handle(db, family), rocksdb::IteratorMode::Start).next().is_some()
+            };
+            if holds_data(META) || holds_data(RECORDS) {
+                return Err(unknown_format(
+                    path,
+                    "it holds data but no node_id in meta; refusing to adopt it".into(),
+                ));
+            }
             let origin = Origin { node: NodeId::random(), incarnation: 1 };
             let mut batch = rocksdb::WriteBatch::default();
             batch.put_cf(meta, META_DATA_DIR_FORMAT, DATA_DIR_FORMAT.to_be_bytes());

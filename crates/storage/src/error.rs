@@ -26,6 +26,12 @@ pub enum StorageError {
     /// was not applied.
     #[error("deadline exceeded before the write was accepted; it was not applied")]
     DeadlineExceeded,
+    /// Too much work of one kind is under way; retry later.
+    #[error("busy: {what}")]
+    Busy {
+        /// What is saturated.
+        what: String,
+    },
     /// The store is closing and accepts no more work.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -51,10 +57,21 @@ pub enum StorageError {
     /// RocksDB reported an error.
     #[error("storage engine: {0}")]
     Engine(#[from] rocksdb::Error),
-    /// The write's group could not be committed; nothing of it was applied.
-    #[error("the write was not applied: {reason}")]
-    CommitFailed {
-        /// Why the group failed.
+    /// Writing the write's group failed in a way that may or may not have
+    /// made it durable (the WAL may replay it at the next start).
+    #[error(
+        "storage failed while committing this write ({reason}); it may or may not have been \
+         applied: retry it with the same TimeUUID on another node, or here after a restart"
+    )]
+    OutcomeUnknown {
+        /// The storage engine's error.
+        reason: String,
+    },
+    /// An earlier storage failure stopped the writer; nothing is accepted
+    /// until the node restarts and recovers its state from disk.
+    #[error("this node stopped accepting writes after a storage failure ({reason}); restart it")]
+    WriterStopped {
+        /// The storage engine's error.
         reason: String,
     },
     /// A filesystem operation failed.
@@ -75,12 +92,14 @@ impl StorageError {
             StorageError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             StorageError::NotFound { .. } => ErrorCode::NotFound,
             StorageError::DeadlineExceeded => ErrorCode::DeadlineExceeded,
-            StorageError::ShuttingDown => ErrorCode::Unavailable,
+            StorageError::ShuttingDown
+            | StorageError::Busy { .. }
+            | StorageError::OutcomeUnknown { .. }
+            | StorageError::WriterStopped { .. } => ErrorCode::Unavailable,
             StorageError::DataDirInUse { .. } | StorageError::DataDir { .. } => ErrorCode::FailedPrecondition,
-            StorageError::Corrupt(_)
-            | StorageError::Engine(_)
-            | StorageError::CommitFailed { .. }
-            | StorageError::Io { .. } => ErrorCode::Internal,
+            StorageError::Corrupt(_) | StorageError::Engine(_) | StorageError::Io { .. } => {
+                ErrorCode::Internal
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 use std::ops::ControlFlow;
 
 use consensusdb_types::key_codec::decode_key;
+use consensusdb_types::limits::MAX_PAYLOAD_BYTES;
 use consensusdb_types::{Head, RecordKey, stored_value};
 use rocksdb::{DB, SnapshotWithThreadMode};
 
@@ -63,13 +64,12 @@ pub(crate) struct SnapshotReader<'a> {
     db: &'a DB,
     snapshot: SnapshotWithThreadMode<'a, DB>,
     options: ReadOptions,
-    max_value_bytes: usize,
     now_ms: u64,
 }
 
 impl<'a> SnapshotReader<'a> {
-    pub(crate) fn new(db: &'a DB, options: ReadOptions, max_value_bytes: usize, now_ms: u64) -> Self {
-        Self { db, snapshot: db.snapshot(), options, max_value_bytes, now_ms }
+    pub(crate) fn new(db: &'a DB, options: ReadOptions, now_ms: u64) -> Self {
+        Self { db, snapshot: db.snapshot(), options, now_ms }
     }
 
     /// The live record at `key`, if any.
@@ -97,7 +97,7 @@ impl<'a> SnapshotReader<'a> {
                     Some(if self.options.raw {
                         stored.to_vec()
                     } else {
-                        head.compression.decompress(stored, self.max_value_bytes)?
+                        head.compression.decompress(stored, MAX_PAYLOAD_BYTES)?
                     })
                 }
                 // Compaction ignores snapshots: an expiring value can vanish

@@ -1,6 +1,7 @@
 //! Streaming a scan in chunks bounded by bytes.
 
 use std::ops::ControlFlow;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -8,24 +9,30 @@ use crate::page_token;
 use crate::reads::{KeyRange, PageBuilder, SnapshotReader};
 use crate::{Page, StorageError};
 
-/// How a scan is cut into messages.
+/// How long a scan waits for a client to take its next chunk before giving
+/// up, so a stalled client cannot hold a blocking thread and a snapshot.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a scan is cut into messages, and where they go.
 pub(crate) struct ScanChunks {
     /// Most records in total.
     pub(crate) limit: usize,
     /// A chunk is sent before it would pass this many bytes.
     pub(crate) chunk_bytes: usize,
+    /// To wait on the channel with a timeout from the blocking thread.
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) sender: mpsc::Sender<Result<Page, StorageError>>,
 }
 
 impl ScanChunks {
-    /// Walks `range` and sends chunks to `sender` until the range or the
-    /// limit is exhausted, or the receiver is gone. The last chunk carries
+    /// Walks `range` and sends chunks until the range or the limit is
+    /// exhausted, or the receiver is gone. The last chunk carries
     /// the page token if the limit stopped the scan.
     pub(crate) fn stream(
         &self,
         reader: &SnapshotReader<'_>,
         range: &KeyRange,
         page_token: Option<&[u8]>,
-        sender: &mpsc::Sender<Result<Page, StorageError>>,
     ) -> Result<(), StorageError> {
         let resume =
             page_token.map(|token| page_token::decode(token, &range.lower, &range.upper)).transpose()?;
@@ -35,7 +42,7 @@ impl ScanChunks {
         let more = reader.walk(range, false, resume, |record, key| {
             if !chunk.fits(&record, key) {
                 let full = Page { records: chunk.take(), next_page_token: None };
-                if sender.blocking_send(Ok(full)).is_err() {
+                if !self.send(Ok(full)) {
                     receiver_gone = true;
                     return ControlFlow::Break(());
                 }
@@ -49,9 +56,17 @@ impl ScanChunks {
         }
         let last = chunk.finish(more);
         if !last.records.is_empty() || last.next_page_token.is_some() {
-            // A closed receiver means the client went away; nothing to do.
-            let _ = sender.blocking_send(Ok(last));
+            self.send(Ok(last));
         }
         Ok(())
+    }
+
+    /// Sends one message; `false` if the client went away or stalled.
+    pub(crate) fn send(&self, message: Result<Page, StorageError>) -> bool {
+        let sent = self.runtime.block_on(tokio::time::timeout(STALL_TIMEOUT, self.sender.send(message)));
+        if sent.is_err() {
+            tracing::info!("scan abandoned: the client took no chunk for {STALL_TIMEOUT:?}");
+        }
+        matches!(sent, Ok(Ok(())))
     }
 }

@@ -15,7 +15,7 @@ use consensusdb_types::key_codec::{
 use consensusdb_types::{
     Compression, FieldError, Head, HybridClock, Limits, Origin, RecordKey, RowKey, TimeUuid,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::clock::now_ms;
 use crate::data_dir::{self, Engine};
@@ -48,8 +48,11 @@ pub struct StoreOptions {
     pub limits: Limits,
     /// Most writes committed in one group.
     pub max_group_commit: usize,
-    /// Writes that may wait for the writer before callers queue up.
-    pub writer_queue_depth: usize,
+    /// Bytes of keys and values that may wait for the writer; further
+    /// writers wait for room, so memory stays bounded under any load.
+    pub writer_queue_bytes: usize,
+    /// Scans that may stream at once; more are refused as `UNAVAILABLE`.
+    pub max_concurrent_scans: usize,
 }
 
 impl StoreOptions {
@@ -60,10 +63,16 @@ impl StoreOptions {
             sync: SyncPolicy::Always,
             limits: Limits::default(),
             max_group_commit: 1024,
-            writer_queue_depth: 4096,
+            writer_queue_bytes: 256 * 1024 * 1024,
+            max_concurrent_scans: 64,
         }
     }
 }
+
+/// Messages the writer channel holds; memory is bounded by `writer_queue_bytes`.
+const WRITER_CHANNEL_CAPACITY: usize = 65_536;
+/// The queue always has room for the largest single request.
+const MIN_QUEUE_ROOM_KIB: u32 = (consensusdb_types::limits::MAX_PAYLOAD_BYTES / 1024) as u32 + 1;
 
 /// One record of a put, as a client asked for it.
 #[derive(Debug, Clone)]
@@ -151,6 +160,11 @@ pub(crate) struct Shared {
     /// `None` only while dropping.
     inbox: Option<mpsc::Sender<WriterMessage>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Room in the writer queue, in KiB of keys and values.
+    queue_room: Arc<Semaphore>,
+    queue_room_kib: u32,
+    scan_slots: Arc<Semaphore>,
+    max_concurrent_scans: usize,
     closing: AtomicBool,
     counters: Arc<Counters>,
 }
@@ -169,7 +183,11 @@ impl Store {
         let opened = data_dir::open(&options.data_dir)?;
         let engine = Arc::new(opened.engine);
         let counters = Arc::new(Counters::default());
-        let (inbox, receiver) = mpsc::channel(options.writer_queue_depth.max(1));
+        // The channel only orders writes; `queue_room` bounds their memory.
+        let (inbox, receiver) = mpsc::channel(WRITER_CHANNEL_CAPACITY);
+        let queue_room_kib = u32::try_from(options.writer_queue_bytes / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(MIN_QUEUE_ROOM_KIB, Semaphore::MAX_PERMITS as u32);
         let writer = Writer {
             engine: engine.clone(),
             origin: opened.origin,
@@ -178,6 +196,7 @@ impl Store {
             sync: options.sync,
             max_group: options.max_group_commit.max(1),
             counters: counters.clone(),
+            stopped: None,
         };
         let handle = std::thread::Builder::new()
             .name("consensusdb-writer".into())
@@ -191,6 +210,10 @@ impl Store {
                 limits: options.limits,
                 inbox: Some(inbox),
                 writer: Mutex::new(Some(handle)),
+                queue_room: Arc::new(Semaphore::new(queue_room_kib as usize)),
+                queue_room_kib,
+                scan_slots: Arc::new(Semaphore::new(options.max_concurrent_scans.max(1))),
+                max_concurrent_scans: options.max_concurrent_scans.max(1),
                 closing: AtomicBool::new(false),
                 counters,
             }),
@@ -241,10 +264,7 @@ impl Store {
         let mut checked = Vec::with_capacity(records.len());
         for (index, record) in records.into_iter().enumerate() {
             let prefix = prefix(index);
-            if let Err(error) = validate::not_in_future(&record.key, &limits, now, &field(&prefix, "key")) {
-                self.shared.counters.future_time_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Err(error.into());
-            }
+            self.check_not_in_future(&record.key, &field(&prefix, "key"))?;
             let expires_at_ms = validate::put_record(&record, &limits, now, &prefix)?;
             checked.push((record, expires_at_ms, field(&prefix, "key")));
         }
@@ -279,7 +299,7 @@ impl Store {
         ttl_ms: Option<u64>,
         deadline: Option<Instant>,
     ) -> Result<Head, StorageError> {
-        validate::key(&key, &self.shared.limits, "key")?;
+        self.check_write_key(&key)?;
         let expires_at_ms = validate::expiry(ttl_ms, now_ms(), "")?;
         let command = WriteCommand::Touch { key: encode_key(&key), field: "key".into(), expires_at_ms };
         Ok(first_head(self.submit(command, deadline).await?))
@@ -288,7 +308,7 @@ impl Store {
     /// Writes a tombstone at `key`. Removing an absent key still writes one,
     /// so the removal wins over an older version that has not arrived yet.
     pub async fn remove(&self, key: RecordKey, deadline: Option<Instant>) -> Result<Head, StorageError> {
-        validate::key(&key, &self.shared.limits, "key")?;
+        self.check_write_key(&key)?;
         let command = WriteCommand::Remove { key: encode_key(&key) };
         Ok(first_head(self.submit(command, deadline).await?))
     }
@@ -301,12 +321,30 @@ impl Store {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(StorageError::ShuttingDown);
         }
+        // Hold room for the command's bytes until the writer has answered.
+        let kib =
+            u32::try_from(command.byte_size() / 1024 + 1).unwrap_or(u32::MAX).min(self.shared.queue_room_kib);
+        let _room = self.shared.queue_room.acquire_many(kib).await.map_err(|_| StorageError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
         self.inbox()?
             .send(WriterMessage::Write { command, deadline, reply })
             .await
             .map_err(|_| StorageError::ShuttingDown)?;
         answer.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Checks the key of a touch or remove, as puts check theirs.
+    fn check_write_key(&self, key: &RecordKey) -> Result<(), StorageError> {
+        validate::key(key, &self.shared.limits, "key")?;
+        self.check_not_in_future(key, "key")
+    }
+
+    /// Refuses (and counts) a client TimeUUID beyond the future bound.
+    fn check_not_in_future(&self, key: &RecordKey, field: &str) -> Result<(), StorageError> {
+        validate::not_in_future(key, &self.shared.limits, now_ms(), field).map_err(|error| {
+            self.shared.counters.future_time_rejected.fetch_add(1, Ordering::Relaxed);
+            error.into()
+        })
     }
 
     fn inbox(&self) -> Result<&mpsc::Sender<WriterMessage>, StorageError> {
@@ -356,7 +394,9 @@ impl Store {
 
     /// Streams a scan in chunks of at most `limits.page_bytes` (or one record). The last
     /// chunk carries a page token if the limit cut the scan short. The scan
-    /// stops when the receiver is dropped.
+    /// stops when the receiver is dropped or stops reading for a minute; at
+    /// most `max_concurrent_scans` run at once, each holding one blocking
+    /// thread and one snapshot.
     pub fn scan(&self, query: ScanQuery) -> Result<mpsc::Receiver<Result<Page, StorageError>>, StorageError> {
         let limits = self.shared.limits;
         let limit = validate::read_limit(query.limit, &limits)?;
@@ -380,13 +420,18 @@ impl Store {
         if let Some(token) = &query.page_token {
             crate::page_token::decode(token, &range.lower, &range.upper)?;
         }
+        let slot = self.shared.scan_slots.clone().try_acquire_owned().map_err(|_| StorageError::Busy {
+            what: format!("{} scans are already streaming; retry later", self.shared.max_concurrent_scans),
+        })?;
         let (sender, receiver) = mpsc::channel(2);
         let engine = self.shared.engine.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let reader = SnapshotReader::new(&engine.db, query.read, limits.max_value_bytes, now_ms());
-            let chunks = ScanChunks { limit, chunk_bytes: limits.page_bytes };
-            if let Err(error) = chunks.stream(&reader, &range, query.page_token.as_deref(), &sender) {
-                let _ = sender.blocking_send(Err(error));
+            let _slot = slot;
+            let reader = SnapshotReader::new(&engine.db, query.read, now_ms());
+            let chunks = ScanChunks { limit, chunk_bytes: limits.page_bytes, runtime, sender };
+            if let Err(error) = chunks.stream(&reader, &range, query.page_token.as_deref()) {
+                chunks.send(Err(error));
             }
         });
         Ok(receiver)
@@ -399,8 +444,7 @@ impl Store {
         work: impl FnOnce(&SnapshotReader<'_>) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let engine = self.shared.engine.clone();
-        let max_value = self.shared.limits.max_value_bytes;
-        run_blocking(move || work(&SnapshotReader::new(&engine.db, options, max_value, now_ms()))).await?
+        run_blocking(move || work(&SnapshotReader::new(&engine.db, options, now_ms()))).await?
     }
 
     /// Stops accepting writes, commits everything already queued, flushes

@@ -8,7 +8,7 @@ use consensusdb_types::key_codec::encode_key;
 use consensusdb_types::{Compression, FrontierMark, HybridClock, LogEntry, RecordKey, RowKey, TimeUuid};
 use tokio::sync::oneshot;
 
-use crate::columns::{FRONTIER, LOG, META, RECORDS, VALUES};
+use crate::columns::{self, FRONTIER, LOG, META, RECORDS, VALUES};
 use crate::data_dir;
 use crate::writer::{StagedPut, WriteCommand, Writer};
 use crate::*;
@@ -79,18 +79,22 @@ async fn concurrent_writes_all_commit_with_dense_unique_seqs() {
     assert_eq!(logged_seqs(&store), seqs);
 }
 
-/// Runs one group through a writer built by hand, so both commands are
-/// guaranteed to share a group.
-fn commit_one_group(store: &Store, commands: Vec<WriteCommand>) -> Vec<Result<WriteAck, StorageError>> {
-    let mut writer = Writer {
-        engine: store.shared.engine.clone(),
-        origin: store.origin(),
+/// A writer built by hand over `engine`, so tests control its groups.
+fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_types::Origin) -> Writer {
+    Writer {
+        engine,
+        origin,
         clock: HybridClock::default(),
         next_seq: 1,
         sync: SyncPolicy::Always,
         max_group: 16,
         counters: Arc::new(Counters::default()),
-    };
+        stopped: None,
+    }
+}
+
+/// Runs one group through `writer` and collects the answers.
+fn commit_group(writer: &mut Writer, commands: Vec<WriteCommand>) -> Vec<Result<WriteAck, StorageError>> {
     let (writes, answers): (Vec<_>, Vec<_>) = commands
         .into_iter()
         .map(|command| {
@@ -99,7 +103,8 @@ fn commit_one_group(store: &Store, commands: Vec<WriteCommand>) -> Vec<Result<Wr
         })
         .unzip();
     writer.commit_group(writes);
-    answers.into_iter().map(|a| a.blocking_recv().expect("writer replies")).collect()
+    // The writer answers before commit_group returns.
+    answers.into_iter().map(|mut a| a.try_recv().expect("writer replied")).collect()
 }
 
 fn staged(minor: &str, if_absent: bool) -> StagedPut {
@@ -117,8 +122,9 @@ fn staged(minor: &str, if_absent: bool) -> StagedPut {
 fn put_if_absent_sees_writes_pending_in_the_same_group() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let results = commit_one_group(
-        &store,
+    let mut writer = hand_built_writer(store.shared.engine.clone(), store.origin());
+    let results = commit_group(
+        &mut writer,
         vec![
             WriteCommand::Put(vec![staged("x", true)]),
             WriteCommand::Put(vec![staged("x", true)]),
@@ -315,4 +321,79 @@ async fn range_pages_are_cut_by_bytes_and_resume_without_loss() {
     // 1500-byte values under a 4096-byte budget: two per page.
     assert!(pages.iter().all(|&n| n <= 2), "pages {pages:?}");
     assert_eq!(pages.iter().sum::<usize>(), 20);
+}
+
+#[tokio::test]
+async fn a_failed_commit_is_outcome_unknown_and_stops_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let origin = store.origin();
+    store.put(put("before", b"1"), None).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    // A read-only database fails every write with a real RocksDB error.
+    let mut writer = hand_built_writer(Arc::new(data_dir::open_read_only(dir.path())), origin);
+    writer.next_seq = 2;
+    let first = commit_group(&mut writer, vec![WriteCommand::Put(vec![staged("x", false)])]);
+    assert!(matches!(first[0], Err(StorageError::OutcomeUnknown { .. })), "{:?}", first[0]);
+    assert_eq!(writer.next_seq, 3, "a seq that may be on disk is never handed out again");
+    assert!(writer.counters.writer_stopped.load(std::sync::atomic::Ordering::Acquire));
+    let later = commit_group(&mut writer, vec![WriteCommand::Remove { key: encode_key(&key("y")) }]);
+    assert!(matches!(later[0], Err(StorageError::WriterStopped { .. })), "{:?}", later[0]);
+    assert_eq!(later[0].as_ref().unwrap_err().code(), consensusdb_types::ErrorCode::Unavailable);
+}
+
+#[tokio::test]
+async fn concurrent_scans_are_capped_and_a_dropped_scan_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = consensusdb_types::Limits { page_bytes: 1024, ..Default::default() };
+    let options = StoreOptions { limits, max_concurrent_scans: 1, ..StoreOptions::new(dir.path()) };
+    let store = Store::open(options).unwrap();
+    store.put_batch((0..50).map(|i| put(&format!("m{i:02}"), &[b'x'; 500])).collect(), None).await.unwrap();
+    let query = ScanQuery {
+        scope: ScanScope::Region { major: "tenant".into(), region: "ACCOUNT".into() },
+        limit: 100,
+        page_token: None,
+        read: ReadOptions::default(),
+    };
+    let stalled = store.scan(query.clone()).unwrap();
+    let err = store.scan(query.clone()).err().expect("second scan refused");
+    assert!(matches!(err, StorageError::Busy { .. }), "{err}");
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.scan(query.clone()) {
+            Ok(_) => break,
+            Err(StorageError::Busy { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(other) => panic!("slot never freed: {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_ttls_and_future_keys_on_every_write_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let err = store.put(PutRecord { ttl_ms: Some(0), ..put("z", b"v") }, None).await.unwrap_err();
+    assert_eq!(err.field(), Some("ttl_ms"));
+    let future = TimeUuid::random_at(SystemTime::now() + Duration::from_secs(48 * 3600));
+    let far = RowKey::new("t", "r", "m").at(Some(future));
+    assert_eq!(store.remove(far.clone(), None).await.unwrap_err().field(), Some("key.time_uuid"));
+    assert_eq!(store.touch(far, Some(10), None).await.unwrap_err().field(), Some("key.time_uuid"));
+    assert_eq!(store.counters().future_time_rejected.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn a_directory_with_data_but_no_node_id_is_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.put(put("a", b"1"), None).await.unwrap();
+    let db = &store.shared.engine.db;
+    db.delete_cf(columns::handle(db, META), b"node_id").unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let err = Store::open(StoreOptions::new(dir.path())).err().expect("refused");
+    assert!(err.to_string().contains("no node_id"), "{err}");
 }

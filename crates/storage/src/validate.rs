@@ -53,13 +53,22 @@ pub(crate) fn put_record(
     expiry(record.ttl_ms, now_ms, prefix)
 }
 
-/// The absolute expiry of a TTL, refusing TTLs that overflow.
+/// The absolute expiry of a TTL. `Some(0)` would write a record that is
+/// born expired, so it is refused (`None` means no expiry), as are TTLs that
+/// overflow.
 pub(crate) fn expiry(ttl_ms: Option<u64>, now_ms: u64, prefix: &str) -> Result<Option<u64>, FieldError> {
-    ttl_ms
-        .map(|ttl| {
-            now_ms.checked_add(ttl).ok_or_else(|| FieldError::new(field(prefix, "ttl_ms"), "is too large"))
-        })
-        .transpose()
+    let name = field(prefix, "ttl_ms");
+    match ttl_ms {
+        None => Ok(None),
+        Some(0) => Err(FieldError::new(name, "must be positive; leave it unset for no expiry")),
+        Some(ttl) => now_ms.checked_add(ttl).map(Some).ok_or_else(|| FieldError::new(name, "is too large")),
+    }
+}
+
+/// Bytes a record takes in a batch: its key components, their framing and its value.
+fn record_bytes(record: &PutRecord) -> usize {
+    let row = &record.key.row;
+    row.major.len() + row.region.len() + row.minor.len() + 32 + record.value.len()
 }
 
 /// Checks the shape of a batch: size, count and duplicate keys.
@@ -73,11 +82,14 @@ pub(crate) fn batch(records: &[PutRecord], limits: &Limits) -> Result<(), FieldE
             format!("has {} records, over the limit of {}", records.len(), limits.max_batch_records),
         ));
     }
-    let total: usize = records.iter().map(|r| r.value.len()).sum();
+    let total: usize = records.iter().map(record_bytes).sum();
     if total > limits.max_batch_bytes {
         return Err(FieldError::new(
             "records",
-            format!("values total {total} bytes, over the limit of {} bytes", limits.max_batch_bytes),
+            format!(
+                "keys and values total {total} bytes, over the limit of {} bytes",
+                limits.max_batch_bytes
+            ),
         ));
     }
     let mut seen = HashMap::with_capacity(records.len());

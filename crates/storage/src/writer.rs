@@ -13,6 +13,12 @@
 //! Once a write has a seq it commits, even if its deadline passes while the
 //! group is synced. The thread owns the hybrid logical clock, so stamps need
 //! no lock.
+//!
+//! If RocksDB fails to write a group, the writes' outcome is unknown: the
+//! WAL may hold them (a failed fsync after a successful write) and replay
+//! them at the next start. So the writer never hands those seqs out again;
+//! it answers "outcome unknown" and stops accepting writes (fail-stop) until
+//! the node restarts and recovers its frontier from disk.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +50,10 @@ pub(crate) struct StagedPut {
     pub(crate) if_absent: bool,
 }
 
+/// Most bytes of values and keys committed in one group, so one
+/// `WriteBatch` stays a bounded allocation however large the requests.
+const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
 /// A change a client asked for.
 #[derive(Debug)]
 pub(crate) enum WriteCommand {
@@ -53,6 +63,16 @@ pub(crate) enum WriteCommand {
     Touch { key: Vec<u8>, field: String, expires_at_ms: Option<u64> },
     /// Write a tombstone at `key`.
     Remove { key: Vec<u8> },
+}
+
+impl WriteCommand {
+    /// Bytes of keys and values the command carries.
+    pub(crate) fn byte_size(&self) -> usize {
+        match self {
+            WriteCommand::Put(records) => records.iter().map(|r| r.key.len() + r.value.len()).sum(),
+            WriteCommand::Touch { key, .. } | WriteCommand::Remove { key } => key.len(),
+        }
+    }
 }
 
 /// What an accepted write became.
@@ -76,6 +96,15 @@ pub(crate) enum WriterMessage {
     Shutdown(oneshot::Sender<Result<(), StorageError>>),
 }
 
+impl WriterMessage {
+    fn byte_size(&self) -> usize {
+        match self {
+            WriterMessage::Write { command, .. } => command.byte_size(),
+            WriterMessage::Shutdown(_) => 0,
+        }
+    }
+}
+
 pub(crate) struct Writer {
     pub(crate) engine: Arc<Engine>,
     pub(crate) origin: Origin,
@@ -84,6 +113,8 @@ pub(crate) struct Writer {
     pub(crate) sync: SyncPolicy,
     pub(crate) max_group: usize,
     pub(crate) counters: Arc<Counters>,
+    /// Set after a failed group commit; every later write is refused.
+    pub(crate) stopped: Option<String>,
 }
 
 /// The newest version of a key as the group sees it: stored, or staged by
@@ -100,6 +131,13 @@ struct Accepted {
     ack: WriteAck,
 }
 
+/// A mutation with the stamp of the version it would replace, loaded before
+/// the write is given a seq so that staging it cannot fail.
+struct Planned {
+    mutation: Mutation,
+    existing: Option<Version>,
+}
+
 impl Writer {
     fn db(&self) -> &DB {
         &self.engine.db
@@ -109,10 +147,14 @@ impl Writer {
     pub(crate) fn run(mut self, mut inbox: mpsc::Receiver<WriterMessage>) {
         let mut group = Vec::with_capacity(self.max_group);
         while let Some(first) = inbox.blocking_recv() {
+            let mut bytes = first.byte_size();
             group.push(first);
-            while group.len() < self.max_group {
+            while group.len() < self.max_group && bytes < MAX_GROUP_BYTES {
                 match inbox.try_recv() {
-                    Ok(message) => group.push(message),
+                    Ok(message) => {
+                        bytes += message.byte_size();
+                        group.push(message);
+                    }
                     Err(_) => break,
                 }
             }
@@ -143,17 +185,22 @@ impl Writer {
         }
     }
 
+    /// Syncs the WAL and flushes every column family's memtable, so the
+    /// next start replays nothing.
     fn flush(&self) -> Result<(), StorageError> {
         self.db().flush_wal(true)?;
-        self.db().flush()?;
+        let families: Vec<_> = columns::ALL.iter().map(|name| columns::handle(self.db(), name)).collect();
+        self.db().flush_cfs_opt(&families, &rocksdb::FlushOptions::default())?;
         Ok(())
     }
 
     pub(crate) fn commit_group(&mut self, writes: Vec<(WriteCommand, Option<Instant>, Reply)>) {
-        if writes.is_empty() {
+        if let Some(reason) = &self.stopped {
+            for (_, _, reply) in writes {
+                let _ = reply.send(Err(StorageError::WriterStopped { reason: reason.clone() }));
+            }
             return;
         }
-        let first_seq = self.next_seq;
         let mut batch = WriteBatch::default();
         let mut staged: HashMap<Vec<u8>, Option<Version>> = HashMap::new();
         let mut accepted = Vec::with_capacity(writes.len());
@@ -163,8 +210,8 @@ impl Writer {
                 let _ = reply.send(Err(StorageError::DeadlineExceeded));
                 continue;
             }
-            let mutations = match self.plan(command, &mut staged) {
-                Ok(mutations) => mutations,
+            let planned = match self.plan(command, &mut staged) {
+                Ok(planned) => planned,
                 Err(error) => {
                     let _ = reply.send(Err(error));
                     continue;
@@ -174,22 +221,12 @@ impl Writer {
                 origin: self.origin,
                 seq: self.next_seq,
                 hlc: self.clock.tick(now_ms()),
-                mutations,
+                mutations: Vec::with_capacity(planned.len()),
             };
             self.next_seq += 1;
-            match self.stage(&mut batch, &mut staged, &entry) {
-                Ok(heads) => {
-                    last_mark = Some(FrontierMark { seq: entry.seq, hlc: entry.hlc });
-                    accepted.push(Accepted { reply, ack: WriteAck { seq: entry.seq, heads } });
-                }
-                Err(error) => {
-                    // Reading the stored state failed: fail the whole group,
-                    // since staged entries may depend on this one's seq.
-                    self.fail_group(first_seq, accepted, &error);
-                    let _ = reply.send(Err(error));
-                    return;
-                }
-            }
+            let (entry, heads) = self.stage(&mut batch, &mut staged, entry, planned);
+            last_mark = Some(FrontierMark { seq: entry.seq, hlc: entry.hlc });
+            accepted.push(Accepted { reply, ack: WriteAck { seq: entry.seq, heads } });
         }
         let Some(mark) = last_mark else { return };
         let frontier = columns::handle(self.db(), FRONTIER);
@@ -205,18 +242,14 @@ impl Writer {
                 }
             }
             Err(error) => {
-                let error = StorageError::Engine(error);
-                tracing::error!(%error, "group commit failed; no write of the group was applied");
-                self.fail_group(first_seq, accepted, &error);
+                let reason = error.to_string();
+                tracing::error!(%reason, "group commit failed; outcome unknown, refusing writes until restart");
+                self.counters.writer_stopped.store(true, Ordering::Release);
+                for Accepted { reply, .. } in accepted {
+                    let _ = reply.send(Err(StorageError::OutcomeUnknown { reason: reason.clone() }));
+                }
+                self.stopped = Some(reason);
             }
-        }
-    }
-
-    /// Nothing of the group was written: give the seqs back so they stay dense.
-    fn fail_group(&mut self, first_seq: u64, accepted: Vec<Accepted>, error: &StorageError) {
-        self.next_seq = first_seq;
-        for Accepted { reply, .. } in accepted {
-            let _ = reply.send(Err(StorageError::CommitFailed { reason: error.to_string() }));
         }
     }
 
@@ -225,9 +258,9 @@ impl Writer {
         &self,
         command: WriteCommand,
         staged: &mut HashMap<Vec<u8>, Option<Version>>,
-    ) -> Result<Vec<Mutation>, StorageError> {
+    ) -> Result<Vec<Planned>, StorageError> {
         let now = now_ms();
-        match command {
+        let mutations = match command {
             WriteCommand::Put(records) => {
                 for record in records.iter().filter(|r| r.if_absent) {
                     if let Some(current) = self.current(&record.key, staged)?
@@ -236,7 +269,7 @@ impl Writer {
                         return Err(StorageError::AlreadyExists { field: record.field.clone() });
                     }
                 }
-                Ok(records
+                records
                     .into_iter()
                     .map(|r| Mutation {
                         key: r.key,
@@ -246,7 +279,7 @@ impl Writer {
                             expires_at_ms: r.expires_at_ms,
                         },
                     })
-                    .collect())
+                    .collect()
             }
             WriteCommand::Touch { key, field, expires_at_ms } => {
                 let current = self
@@ -257,13 +290,20 @@ impl Writer {
                     Some(value) => value,
                     None => self.stored_value(&key)?.ok_or(StorageError::NotFound { field })?,
                 };
-                Ok(vec![Mutation {
+                vec![Mutation {
                     key,
                     kind: MutationKind::Put { value, compression: current.head.compression, expires_at_ms },
-                }])
+                }]
             }
-            WriteCommand::Remove { key } => Ok(vec![Mutation { key, kind: MutationKind::Tombstone }]),
-        }
+            WriteCommand::Remove { key } => vec![Mutation { key, kind: MutationKind::Tombstone }],
+        };
+        mutations
+            .into_iter()
+            .map(|mutation| {
+                let existing = self.current(&mutation.key, staged)?;
+                Ok(Planned { mutation, existing })
+            })
+            .collect()
     }
 
     /// The newest version of `key`, staged in this group or stored.
@@ -293,21 +333,21 @@ impl Writer {
     }
 
     /// Adds the entry's record changes (those that win) and the entry itself
-    /// to the batch. Returns the head of each mutation.
+    /// to the batch. Returns the entry and the head of each mutation.
     fn stage(
         &self,
         batch: &mut WriteBatch,
         staged: &mut HashMap<Vec<u8>, Option<Version>>,
-        entry: &LogEntry,
-    ) -> Result<Vec<Head>, StorageError> {
+        mut entry: LogEntry,
+        planned: Vec<Planned>,
+    ) -> (LogEntry, Vec<Head>) {
         let records = columns::handle(self.db(), RECORDS);
         let values = columns::handle(self.db(), VALUES);
         let log = columns::handle(self.db(), LOG);
         let stamp = entry.stamp();
-        let mut heads = Vec::with_capacity(entry.mutations.len());
-        for mutation in &entry.mutations {
+        let mut heads = Vec::with_capacity(planned.len());
+        for Planned { mutation, existing } in planned {
             let head = mutation.head(stamp, entry.seq);
-            let existing = self.current(&mutation.key, staged)?;
             if incoming_wins(existing.as_ref().map(|v| &v.head.stamp), &stamp) {
                 batch.put_cf(records, &mutation.key, head.encode());
                 let value = match &mutation.kind {
@@ -327,8 +367,9 @@ impl Writer {
                 self.counters.conflicts_lost.fetch_add(1, Ordering::Relaxed);
             }
             heads.push(head);
+            entry.mutations.push(mutation);
         }
         batch.put_cf(log, entry.log_key(), entry.encode_value());
-        Ok(heads)
+        (entry, heads)
     }
 }

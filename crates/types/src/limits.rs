@@ -12,6 +12,12 @@ pub const GRPC_MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
 /// Room kept for keys, heads and framing inside one message.
 const MESSAGE_OVERHEAD: usize = 256 * 1024;
 
+/// The most payload bytes any limit may allow: a request or response chunk
+/// within it always fits in one gRPC message. Also the hard cap on
+/// decompressed values, so lowering `max_value_bytes` later never makes
+/// older, larger values unreadable.
+pub const MAX_PAYLOAD_BYTES: usize = GRPC_MESSAGE_LIMIT - MESSAGE_OVERHEAD;
+
 /// The configurable limits on client requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(
@@ -26,7 +32,7 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// Maximum records in one batch put.
     pub max_batch_records: usize,
-    /// Maximum bytes of all values in one batch put.
+    /// Maximum bytes of all keys and values in one batch put.
     pub max_batch_bytes: usize,
     /// Maximum `limit` of a range read or scan page.
     pub max_read_limit: u32,
@@ -57,7 +63,7 @@ impl Limits {
     /// chunks within them fit in one gRPC message. `field_prefix` names the
     /// configuration section in errors.
     pub fn validate(&self, field_prefix: &str) -> Result<(), FieldError> {
-        let max_payload = GRPC_MESSAGE_LIMIT - MESSAGE_OVERHEAD;
+        let max_payload = MAX_PAYLOAD_BYTES;
         let field = |name: &str| format!("{field_prefix}.{name}");
         let positive = [
             ("max_component_bytes", self.max_component_bytes),

@@ -101,16 +101,20 @@ impl TimeUuid {
     /// The largest id whose time is `ticks`: every id at that time sorts at
     /// or before it.
     pub fn max_for_ticks(ticks: u64) -> Self {
-        match v7_ms_of_ticks(ticks) {
+        if let Some(ms) = v7_ms_of_ticks(ticks) {
             // At a whole millisecond a v7 id can exist, and v7 sorts after v1.
-            Some(ms) => Self::v7_with_bits(ms, [0xFF; 10]).with_max_variant(),
-            None => {
-                let mut bytes = v1_time_bytes(ticks.min(MAX_V1_TICKS));
-                bytes[8] = 0xBF;
-                bytes[9..].fill(0xFF);
-                Self(Uuid::from_bytes(bytes))
-            }
+            return Self::v7_with_bits(ms, [0xFF; 10]).with_max_variant();
         }
+        if ticks <= MAX_V1_TICKS {
+            let mut bytes = v1_time_bytes(ticks);
+            bytes[8] = 0xBF;
+            bytes[9..].fill(0xFF);
+            return Self(Uuid::from_bytes(bytes));
+        }
+        // Past the v1 range (year 5236) only v7 ids exist: the newest one at
+        // or before `ticks` is the last whole millisecond, saturating at v7's end.
+        let ms = ((ticks - UNIX_EPOCH_TICKS) / TICKS_PER_MS).min(MAX_V7_MS);
+        Self::v7_with_bits(ms, [0xFF; 10]).with_max_variant()
     }
 
     fn with_max_variant(self) -> Self {
@@ -262,6 +266,13 @@ mod tests {
         let ticks = UNIX_EPOCH_TICKS + MAX_V7_MS * TICKS_PER_MS;
         assert_eq!(TimeUuid::min_for_ticks(ticks).ticks(), ticks);
         assert_eq!(TimeUuid::max_for_ticks(ticks).ticks(), ticks);
+        // Between whole milliseconds past the v1 range, the bound is the
+        // millisecond before, not a v1 id centuries earlier.
+        let between = MAX_V1_TICKS + 12_345;
+        let bound = TimeUuid::max_for_ticks(between);
+        assert_eq!(bound.version(), TimeVersion::V7);
+        assert!(bound.ticks() <= between && between - bound.ticks() < TICKS_PER_MS);
+        assert_eq!(TimeUuid::max_for_ticks(u64::MAX).ticks(), UNIX_EPOCH_TICKS + MAX_V7_MS * TICKS_PER_MS);
     }
 
     #[test]
