@@ -357,7 +357,7 @@ async fn concurrent_scans_are_capped_and_a_dropped_scan_frees_its_slot() {
         read: ReadOptions::default(),
     };
     let stalled = store.scan(query.clone()).unwrap();
-    let err = store.scan(query.clone()).err().expect("second scan refused");
+    let err = store.scan(query.clone()).expect_err("second scan refused");
     assert!(matches!(err, StorageError::Busy { .. }), "{err}");
     drop(stalled);
     let deadline = Instant::now() + Duration::from_secs(10);
