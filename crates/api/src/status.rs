@@ -42,3 +42,24 @@ fn with_field(mut status: Status, field: Option<&str>) -> Status {
     }
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_map_to_their_grpc_codes_with_the_field() {
+        let status = from_storage(StorageError::AlreadyExists { field: "records[1].key".into() });
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert_eq!(
+            status.metadata().get(FIELD_METADATA).and_then(|v| v.to_str().ok()),
+            Some("records[1].key")
+        );
+        assert_eq!(from_storage(StorageError::ShuttingDown).code(), Code::Unavailable);
+        assert_eq!(from_storage(StorageError::Busy { what: "scans".into() }).code(), Code::Unavailable);
+        assert_eq!(from_storage(StorageError::DeadlineExceeded).code(), Code::DeadlineExceeded);
+        let status = from_field(FieldError::new("limit", "must be between 1 and 10000, got 0"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "limit: must be between 1 and 10000, got 0");
+    }
+}

@@ -84,3 +84,25 @@ impl FieldError {
         Self { field: format!("{parent}.{}", self.field), message: self.message }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_never_a_500() {
+        assert_eq!(ErrorCode::InvalidArgument.http_status(), 400);
+        assert_eq!(ErrorCode::NotFound.http_status(), 404);
+        assert_eq!(ErrorCode::AlreadyExists.http_status(), 409);
+        assert_eq!(ErrorCode::Unavailable.http_status(), 503);
+        assert_eq!(ErrorCode::Internal.http_status(), 500);
+        assert_eq!(ErrorCode::InvalidArgument.to_string(), "INVALID_ARGUMENT");
+    }
+
+    #[test]
+    fn nested_fields_keep_their_path() {
+        let error = FieldError::new("key.major_key", "must not be empty").within("records[2]");
+        assert_eq!(error.field, "records[2].key.major_key");
+        assert_eq!(error.to_string(), "records[2].key.major_key: must not be empty");
+    }
+}
