@@ -9,11 +9,18 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/env.sh"
 cd "$here/.."
 
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --release --locked --workspace --all-targets --no-fail-fast
 echo "== doc tests"
-cargo test --release --locked --workspace --doc
+cargo test --release --locked --workspace --doc 2>&1 | tee -a "$log"
+echo "== unit, property and integration tests"
+cargo test --release --locked --workspace --all-targets --no-fail-fast 2>&1 | tee -a "$log"
+
+# One closing line for the whole run (each test binary prints its own).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -22,6 +22,22 @@
 //! The time part stores the normalized time first, so v1 and v7 ids sort by
 //! real time; the version and bytes 6..16 of the UUID follow, from which the
 //! whole UUID is rebuilt exactly. Bytes 0..6 are implied by the time.
+//!
+//! ```
+//! use consensusdb_types::key_codec::{decode_key, encode_key, row_prefix, tenant_prefix};
+//! use consensusdb_types::{RowKey, TimeUuid};
+//!
+//! let row = RowKey::new("acme", "ACCOUNT", "balance");
+//! let event = row.clone().at(Some(TimeUuid::now()));
+//! let encoded = encode_key(&event);
+//! // A row, and the tenant holding it, are byte prefixes of the key...
+//! assert!(encoded.starts_with(&row_prefix(&row)) && encoded.starts_with(&tenant_prefix("acme")));
+//! // ...but tenant "ac" is not, although "ac" is a string prefix of "acme".
+//! assert!(!encoded.starts_with(&tenant_prefix("ac")));
+//! // The row's untimed record sorts before its events, and decoding is exact.
+//! assert!(encode_key(&row.clone().at(None)) < encoded);
+//! assert_eq!(decode_key(&encoded).unwrap(), event);
+//! ```
 
 use crate::time_uuid::TimeUuid;
 use crate::wire::{DecodeError, Reader};

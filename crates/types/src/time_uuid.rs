@@ -4,6 +4,19 @@
 //! UUID v1 epoch. It is the native unit of v1, a v7 millisecond maps to it
 //! exactly, and no representable time of either version is negative. Keys
 //! sort by this time first, so v1 and v7 ids interleave by real time.
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use consensusdb_types::TimeUuid;
+//!
+//! let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+//! // The same event content at the same time always gets the same id, so
+//! // writing it twice (say from two data centers) stores it once.
+//! assert_eq!(TimeUuid::from_content(at, b"deposit 10"), TimeUuid::from_content(at, b"deposit 10"));
+//! // Bounds for "everything at this time", for range queries.
+//! let id = TimeUuid::random_at(at);
+//! assert!(TimeUuid::min_for(at).ticks() <= id.ticks() && id.ticks() <= TimeUuid::max_for(at).ticks());
+//! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
