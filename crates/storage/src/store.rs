@@ -185,9 +185,8 @@ impl Store {
         let counters = Arc::new(Counters::default());
         // The channel only orders writes; `queue_room` bounds their memory.
         let (inbox, receiver) = mpsc::channel(WRITER_CHANNEL_CAPACITY);
-        let queue_room_kib = u32::try_from(options.writer_queue_bytes / 1024)
-            .unwrap_or(u32::MAX)
-            .clamp(MIN_QUEUE_ROOM_KIB, Semaphore::MAX_PERMITS as u32);
+        let queue_room_kib =
+            u32::try_from(options.writer_queue_bytes / 1024).unwrap_or(u32::MAX).max(MIN_QUEUE_ROOM_KIB);
         let writer = Writer {
             engine: engine.clone(),
             origin: opened.origin,
@@ -264,8 +263,8 @@ impl Store {
         let mut checked = Vec::with_capacity(records.len());
         for (index, record) in records.into_iter().enumerate() {
             let prefix = prefix(index);
-            self.check_not_in_future(&record.key, &field(&prefix, "key"))?;
             let expires_at_ms = validate::put_record(&record, &limits, now, &prefix)?;
+            self.check_not_in_future(&record.key, &field(&prefix, "key"))?;
             checked.push((record, expires_at_ms, field(&prefix, "key")));
         }
         // Compressing a few KiB is cheaper than a trip to the blocking pool;
@@ -276,15 +275,9 @@ impl Store {
             checked
                 .into_iter()
                 .map(|(record, expires_at_ms, field)| {
-                    let (compression, value) = record.compression.compress(&record.value);
-                    StagedPut {
-                        key: encode_key(&record.key),
-                        field,
-                        value,
-                        compression,
-                        expires_at_ms,
-                        if_absent: record.if_absent,
-                    }
+                    let key = encode_key(&record.key);
+                    let (compression, value) = record.compression.compress_owned(record.value);
+                    StagedPut { key, field, value, compression, expires_at_ms, if_absent: record.if_absent }
                 })
                 .collect::<Vec<_>>()
         };

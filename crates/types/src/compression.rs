@@ -41,16 +41,30 @@ impl Compression {
     /// Compresses `value`. Returns the codec actually used and the bytes:
     /// when compression would not make the value smaller, it is stored as is.
     pub fn compress(self, value: &[u8]) -> (Compression, Vec<u8>) {
+        match self.shrink(value) {
+            Some(compressed) => (self, compressed),
+            None => (Compression::None, value.to_vec()),
+        }
+    }
+
+    /// [`Compression::compress`] for an owned value, which is returned
+    /// without a copy when it is stored as is.
+    pub fn compress_owned(self, value: Vec<u8>) -> (Compression, Vec<u8>) {
+        match self.shrink(&value) {
+            Some(compressed) => (self, compressed),
+            None => (Compression::None, value),
+        }
+    }
+
+    /// The compressed bytes, if this codec makes `value` smaller.
+    fn shrink(self, value: &[u8]) -> Option<Vec<u8>> {
         let compressed = match self {
-            Compression::None => return (Compression::None, value.to_vec()),
+            Compression::None => return None,
             Compression::Lz4 => lz4_flex::compress_prepend_size(value),
-            Compression::Snappy => match snap::raw::Encoder::new().compress_vec(value) {
-                Ok(bytes) => bytes,
-                // Only fails for inputs over ~4 GiB, far beyond Limits.
-                Err(_) => return (Compression::None, value.to_vec()),
-            },
+            // Only fails for inputs over ~4 GiB, far beyond Limits.
+            Compression::Snappy => snap::raw::Encoder::new().compress_vec(value).ok()?,
         };
-        if compressed.len() < value.len() { (self, compressed) } else { (Compression::None, value.to_vec()) }
+        (compressed.len() < value.len()).then_some(compressed)
     }
 
     /// Decompresses `stored`, refusing output larger than `max_len`.
@@ -97,6 +111,15 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Compression::Lz4.decompress(&bytes, 1 << 20);
             let _ = Compression::Snappy.decompress(&bytes, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn owned_compression_agrees_with_borrowed() {
+        for value in [b"balance=100;".repeat(100), vec![7]] {
+            for codec in [Compression::None, Compression::Lz4, Compression::Snappy] {
+                assert_eq!(codec.compress_owned(value.clone()), codec.compress(&value));
+            }
         }
     }
 
