@@ -1,9 +1,11 @@
 //! Criterion micro-benchmarks of the hot pure functions: key encoding,
 //! head and log-entry encode/decode, value compression and the conflict rule.
 //!
-//! Run with `cargo bench -p consensusdb-benches`. Each group also measures
-//! a reference in the same run (a plain copy of the same bytes, or a plain
-//! integer comparison), so figures can be reported as ratios.
+//! Run with `cargo bench --workspace --bench micro` (`--workspace` keeps the
+//! dependency features, and so the RocksDB build, shared with the tests).
+//! Each group also measures a reference in the same run (a plain copy of the
+//! same bytes, or a plain integer comparison), so figures can be reported as
+//! ratios.
 
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]

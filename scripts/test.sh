@@ -16,11 +16,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
+status=0
 echo "== doc tests"
-cargo test --release --locked --workspace --doc 2>&1 | tee -a "$log"
+cargo test --release --locked --workspace --doc 2>&1 | tee -a "$log" || status=1
 echo "== unit, property and integration tests"
-cargo test --release --locked --workspace --all-targets --no-fail-fast 2>&1 | tee -a "$log"
+cargo test --release --locked --workspace --all-targets --no-fail-fast 2>&1 | tee -a "$log" || status=1
 
-# One closing line for the whole run (each test binary prints its own).
+# One closing line for the whole run (each test binary prints its own),
+# printed whether or not something failed.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

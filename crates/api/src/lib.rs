@@ -19,6 +19,7 @@ use consensusdb_proto::v1::records_server::RecordsServer;
 use consensusdb_storage::Store;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
 
 pub use records_service::RecordsService;
 
@@ -46,6 +47,9 @@ pub async fn serve_grpc(
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RecordsServer<RecordsService>>().await;
+    // "" is the whole server: what grpc_health_probe and Kubernetes' gRPC
+    // probes ask about by default.
+    health.set_service_status("", ServingStatus::Serving).await;
     // Both reflection versions: grpcurl speaks v1, while grpcui, older
     // grpcurl and most other tools still speak only v1alpha.
     let reflection = || {
@@ -58,6 +62,7 @@ pub async fn serve_grpc(
     let shutdown = async move {
         shutdown.await;
         health.set_not_serving::<RecordsServer<RecordsService>>().await;
+        health.set_service_status("", ServingStatus::NotServing).await;
     };
     let records = RecordsServer::new(RecordsService::new(store));
     tonic::transport::Server::builder()

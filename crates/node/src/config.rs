@@ -1,6 +1,7 @@
 //! Node configuration: a serde struct, layered defaults < file <
 //! environment (`CONSENSUSDB_*`, nested with `__`) < command-line flags.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -128,6 +129,25 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("configuration: {0}")]
     Invalid(#[from] FieldError),
+    /// A `CONSENSUSDB_*` variable is not valid UTF-8.
+    #[error("environment variable {0} is not valid UTF-8")]
+    NotUtf8(String),
+}
+
+/// The `CONSENSUSDB_*` variables of `env`. Other variables are ignored even
+/// when they are not UTF-8; ours must be.
+fn config_variables(
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in env {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)).map(str::to_string) else {
+            continue;
+        };
+        let value = value.into_string().map_err(|_| ConfigError::NotUtf8(name.clone()))?;
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 impl NodeConfig {
@@ -135,10 +155,10 @@ impl NodeConfig {
     /// then `CONSENSUSDB_*` variables from `env`, then `flags`; validates.
     pub fn load(
         file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
         flags: &FlagOverrides,
     ) -> Result<Self, ConfigError> {
-        let env: Vec<(String, String)> = env.into_iter().collect();
+        let env = config_variables(env)?;
         let file = file
             .map(Path::to_path_buf)
             .or_else(|| env.iter().find(|(k, _)| k == CONFIG_FILE_ENV).map(|(_, v)| PathBuf::from(v)));
@@ -218,9 +238,12 @@ impl NodeConfig {
 }
 
 /// Turns `CONSENSUSDB_GRPC__LISTEN=...` into `grpc.listen = ...` TOML, so
-/// the values get TOML typing (numbers, booleans) and unknown keys are
-/// refused by `deny_unknown_fields` like any other layer.
+/// unknown keys are refused by `deny_unknown_fields` like in any other
+/// layer. Each value is typed by the field it sets (looked up in the
+/// defaults): `CONSENSUSDB_DATA_DIR=2024` stays a path, while
+/// `CONSENSUSDB_LIMITS__MAX_READ_LIMIT=50` becomes a number.
 fn env_as_toml(env: &[(String, String)]) -> String {
+    let defaults = toml::Value::try_from(NodeConfig::default()).ok();
     let mut out = String::new();
     for (name, value) in env {
         let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
@@ -228,12 +251,15 @@ fn env_as_toml(env: &[(String, String)]) -> String {
             continue;
         }
         let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
-        let quoted = toml::Value::String(value.clone()).to_string();
-        let typed = value
-            .parse::<toml::Value>()
-            .ok()
-            .filter(|v| matches!(v, toml::Value::Integer(_) | toml::Value::Boolean(_)))
-            .map_or(quoted, |v| v.to_string());
+        let target = path.iter().try_fold(defaults.as_ref(), |node, part| Some(node?.get(part)));
+        let typed = match target.flatten() {
+            Some(toml::Value::Integer(_)) => value.parse::<i64>().ok().map(toml::Value::Integer),
+            Some(toml::Value::Boolean(_)) => value.parse::<bool>().ok().map(toml::Value::Boolean),
+            _ => None,
+        }
+        // A value that does not parse as its field's type stays a string, so
+        // the error names the key and what was expected.
+        .unwrap_or_else(|| toml::Value::String(value.clone()));
         // Dotted keys on one line need each segment quoted.
         let dotted: Vec<String> = path.iter().map(|p| toml::Value::String(p.clone()).to_string()).collect();
         out.push_str(&format!("{} = {typed}\n", dotted.join(".")));
@@ -245,8 +271,8 @@ fn env_as_toml(env: &[(String, String)]) -> String {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
     }
 
     #[test]
@@ -298,6 +324,31 @@ mod tests {
         let err = NodeConfig::load(None, env(&[("CONSENSUSDB_DATADIR", "x")]), &FlagOverrides::default())
             .unwrap_err();
         assert!(err.to_string().contains("datadir"), "{err}");
+    }
+
+    #[test]
+    fn environment_values_take_their_field_type() {
+        let vars = env(&[("CONSENSUSDB_DATA_DIR", "2024"), ("CONSENSUSDB_DEV__INSECURE_PLAINTEXT", "true")]);
+        let config = NodeConfig::load(None, vars, &FlagOverrides::default()).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("2024"));
+        assert!(config.dev.insecure_plaintext);
+        let err = NodeConfig::load(
+            None,
+            env(&[("CONSENSUSDB_LIMITS__MAX_READ_LIMIT", "lots")]),
+            &FlagOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_read_limit"), "{err}");
+    }
+
+    #[test]
+    fn only_our_variables_must_be_utf8() {
+        use std::os::unix::ffi::OsStringExt;
+        let foreign = (OsString::from("OTHER"), OsString::from_vec(vec![0xFF]));
+        NodeConfig::load(None, vec![foreign], &FlagOverrides::default()).unwrap();
+        let ours = (OsString::from("CONSENSUSDB_DATA_DIR"), OsString::from_vec(vec![0xFF]));
+        let err = NodeConfig::load(None, vec![ours], &FlagOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains("CONSENSUSDB_DATA_DIR"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The process could not listen for SIGTERM and SIGINT.
+    #[error("cannot listen for shutdown signals: {0}")]
+    Signals(std::io::Error),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] consensusdb_api::ServeError),
@@ -43,19 +46,46 @@ pub async fn bind(config: &NodeConfig) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })
 }
 
-/// Opens storage, serves gRPC on `listener` until `shutdown` completes, then
-/// drains in-flight calls, commits and flushes queued writes, and returns.
+/// A node whose storage is open and whose listener is bound: ready to serve.
+pub struct Node {
+    store: Store,
+    listener: TcpListener,
+}
+
+impl Node {
+    /// Opens storage (on the blocking pool: RocksDB may replay its WAL).
+    pub async fn open(config: &NodeConfig, listener: TcpListener) -> Result<Self, NodeError> {
+        let options = config.store_options();
+        let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
+        Ok(Self { store, listener })
+    }
+
+    /// The address the node serves on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves gRPC until `shutdown` completes, then drains in-flight calls,
+    /// commits and flushes queued writes, and closes storage.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
+        let Node { store, listener } = self;
+        let served = consensusdb_api::serve_grpc(store.clone(), listener, shutdown).await;
+        // Close storage even if serving failed, so acknowledged writes are flushed.
+        let closed = store.close().await;
+        // The last handle closes RocksDB, which blocks: not on the reactor.
+        tokio::task::spawn_blocking(move || drop(store)).await?;
+        served?;
+        closed?;
+        Ok(())
+    }
+}
+
+/// Opens storage and serves on `listener` until `shutdown` completes; see
+/// [`Node::serve`].
 pub async fn run(
     config: NodeConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    let options = config.store_options();
-    let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
-    let served = consensusdb_api::serve_grpc(store.clone(), listener, shutdown).await;
-    // Close storage even if serving failed, so acknowledged writes are flushed.
-    let closed = store.close().await;
-    served?;
-    closed?;
-    Ok(())
+    Node::open(&config, listener).await?.serve(shutdown).await
 }

@@ -15,12 +15,27 @@ struct Cli {
     command: Command,
 }
 
+/// How configuration layers combine, shown under `serve --help` and `config --help`.
+const CONFIG_HELP: &str = "\
+Configuration layers, lowest first:
+  1. built-in defaults (gRPC on 127.0.0.1:4482, data in ./data, fsync before every ack)
+  2. a TOML file: --config FILE or $CONSENSUSDB_CONFIG (every key: deploy/config.example.toml)
+  3. environment variables: CONSENSUSDB_ + the key, sections joined by __, e.g.
+       CONSENSUSDB_DATA_DIR=/var/lib/consensusdb
+       CONSENSUSDB_GRPC__LISTEN=127.0.0.1:5000
+       CONSENSUSDB_LIMITS__MAX_VALUE_BYTES=65536
+  4. the flags above
+Unknown keys are errors in every layer. `consensusdb config` prints the result.
+Logging: RUST_LOG (default info), e.g. RUST_LOG=consensusdb_storage=debug.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node. With no configuration at all it serves gRPC on
     /// 127.0.0.1:4482 with its data in ./data.
+    #[command(after_help = CONFIG_HELP)]
     Serve(ServeArgs),
     /// Print the effective configuration (all layers applied) as TOML.
+    #[command(after_help = CONFIG_HELP)]
     Config(ServeArgs),
 }
 
@@ -60,7 +75,7 @@ impl ServeArgs {
             sync: self.sync,
             insecure_plaintext: self.insecure_plaintext,
         };
-        NodeConfig::load(self.config.as_deref(), std::env::vars(), &flags)
+        NodeConfig::load(self.config.as_deref(), std::env::vars_os(), &flags)
     }
 }
 
@@ -100,8 +115,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Err(error) => return fail(&error),
     };
     let result = runtime.block_on(async move {
+        // Listen for signals before anything slow, so a SIGTERM during
+        // start-up (RocksDB replaying its WAL) still ends in a clean exit.
+        let shutdown = ShutdownSignal::install().map_err(consensusdb_node::NodeError::Signals)?;
         let listener = consensusdb_node::bind(&config).await?;
-        let addr = listener.local_addr().map_err(|source| consensusdb_node::NodeError::Bind {
+        let node = consensusdb_node::Node::open(&config, listener).await?;
+        let addr = node.local_addr().map_err(|source| consensusdb_node::NodeError::Bind {
             addr: config.grpc.listen,
             source,
         })?;
@@ -109,9 +128,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
             tracing::warn!("DEVELOPMENT MODE: --insecure-plaintext lets unauthenticated, unencrypted clients reach this node");
         }
         tracing::warn!(%addr, "gRPC is plaintext: only this machine should reach it");
-        // Scripts and tests wait for this line to know the node is up.
+        // Printed once storage is open and the port is bound: scripts and
+        // tests wait for this line to know the node is ready.
         println!("consensusdb serving gRPC on {addr} with data in {}", config.data_dir.display());
-        consensusdb_node::run(config, listener, shutdown_signal()).await
+        node.serve(shutdown.received()).await
     });
     match result {
         Ok(()) => {
@@ -122,25 +142,24 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C will stop the node");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
+/// SIGTERM and SIGINT (Ctrl-C), registered at once.
+struct ShutdownSignal {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown requested: draining");
+
+    /// Completes when either signal arrives (including before this is polled).
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {},
+            _ = self.interrupt.recv() => {},
+        }
+        tracing::info!("shutdown requested: draining");
+    }
 }

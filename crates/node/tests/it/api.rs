@@ -284,7 +284,7 @@ async fn touch_sets_a_new_expiry_and_expired_records_disappear() {
     let first = node.client.put(put).await.unwrap().into_inner().head.unwrap();
     let touched = node
         .client
-        .touch(v1::TouchRequest { key: Some(k.clone()), ttl_ms: 1000 })
+        .touch(v1::TouchRequest { key: Some(k.clone()), ttl_ms: 3000 })
         .await
         .unwrap()
         .into_inner()
@@ -293,7 +293,11 @@ async fn touch_sets_a_new_expiry_and_expired_records_disappear() {
     assert!(touched.seq > first.seq);
     assert!(touched.expires_at_ms < first.expires_at_ms);
     assert_eq!(must_get(&mut node.client, k.clone()).await.value, b"token");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Sleep past the expiry by the wall clock the server stamped it with.
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    tokio::time::sleep(std::time::Duration::from_millis(touched.expires_at_ms.saturating_sub(now_ms) + 100))
+        .await;
     let status = node.client.get(v1::GetRequest { key: Some(k.clone()), read: None }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "expired records are hidden");
     let status = node.client.touch(v1::TouchRequest { key: Some(k), ttl_ms: 0 }).await.unwrap_err();
@@ -324,6 +328,12 @@ async fn reflection_and_health_work_out_of_the_box() {
         .unwrap()
         .into_inner();
     assert_eq!(status.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    let whole = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(whole.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
 
     let mut reflection = ServerReflectionClient::new(channel.clone());
     let request = ServerReflectionRequest {

@@ -15,8 +15,9 @@ async fn every_acknowledged_record_survives_close_and_reopen() {
                 let mut acked = Vec::new();
                 for i in 0..50 {
                     let k = key("tenant", "EVENTS", &format!("w{w}"), Some(at_ms(i)));
-                    must_put(&mut client, k.clone(), format!("{w}-{i}").as_bytes()).await;
-                    acked.push(k);
+                    let value = format!("{w}-{i}").into_bytes();
+                    must_put(&mut client, k.clone(), &value).await;
+                    acked.push((k, value));
                 }
                 acked
             })
@@ -31,9 +32,8 @@ async fn every_acknowledged_record_survives_close_and_reopen() {
     node.stop().await;
 
     let mut node = TestNode::start_in(temp.path(), |_| {}).await;
-    for k in &acked {
-        let record = must_get(&mut node.client, k.clone()).await;
-        assert!(!record.value.is_empty());
+    for (k, value) in &acked {
+        assert_eq!(&must_get(&mut node.client, k.clone()).await.value, value);
     }
     let range = v1::GetRangeRequest {
         row: Some(row("tenant", "EVENTS", "w3")),

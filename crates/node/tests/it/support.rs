@@ -13,8 +13,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-/// Every test is bounded in time.
+/// Bound on waits for a node to start or stop.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on every RPC a test client makes.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A node serving on 127.0.0.1 with its own data directory.
 pub struct TestNode {
@@ -67,12 +69,17 @@ impl TestNode {
     }
 }
 
-/// A client connected to `addr`, retrying while the server starts.
+/// A client connected to `addr`, retrying while the server starts. Every
+/// call it makes times out, so a hung server fails a test instead of
+/// hanging it.
 pub async fn connect(addr: SocketAddr) -> RecordsClient<Channel> {
-    let endpoint = format!("http://{addr}");
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(CALL_TIMEOUT);
     for _ in 0..100 {
-        if let Ok(client) = RecordsClient::connect(endpoint.clone()).await {
-            return client;
+        if let Ok(channel) = endpoint.connect().await {
+            return RecordsClient::new(channel);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
