@@ -122,7 +122,7 @@ async fn start_writers(
                 let k = key(&tenant, "EVENTS", &format!("writer{w}"), Some(at_ms(i)));
                 let value = format!("{w}:{i}").into_bytes();
                 match client.put(put_request(k.clone(), &value)).await {
-                    Ok(_) => acked.lock().unwrap().push((k, value)),
+                    Ok(_) => acked.lock().expect("no writer panicked").push((k, value)),
                     // The node went away under us: this write was not
                     // acknowledged, so it may or may not exist.
                     Err(_) => break,
@@ -135,7 +135,7 @@ async fn start_writers(
 
 async fn wait_for_acks(acked: &Acked, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while acked.lock().unwrap().len() < at_least && Instant::now() < deadline {
+    while acked.lock().expect("no writer panicked").len() < at_least && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
