@@ -39,7 +39,8 @@ pub enum ServeError {
 
 /// Serves the gRPC API on `listener` until `shutdown` completes, then stops
 /// accepting, lets in-flight calls finish and returns. Health turns
-/// `NOT_SERVING` as soon as shutdown starts.
+/// `NOT_SERVING` as soon as shutdown starts, or when a storage failure stops
+/// the writer.
 pub async fn serve_grpc(
     store: Store,
     listener: TcpListener,
@@ -59,18 +60,31 @@ pub async fn serve_grpc(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
+    // A writer stopped by a storage failure makes the node not ready, so
+    // clients and orchestrators go elsewhere until it is restarted.
+    let failure_watch = {
+        let (health, store) = (health.clone(), store.clone());
+        tokio::spawn(async move {
+            store.writer_stopped().await;
+            tracing::error!("writer stopped after a storage failure: reporting NOT_SERVING");
+            health.set_not_serving::<RecordsServer<RecordsService>>().await;
+            health.set_service_status("", ServingStatus::NotServing).await;
+        })
+    };
     let shutdown = async move {
         shutdown.await;
         health.set_not_serving::<RecordsServer<RecordsService>>().await;
         health.set_service_status("", ServingStatus::NotServing).await;
     };
     let records = RecordsServer::new(RecordsService::new(store));
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(records)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .await;
+    failure_watch.abort();
+    served?;
     Ok(())
 }

@@ -35,8 +35,9 @@ mod scan;
 mod store;
 mod validate;
 mod writer;
+mod writer_health;
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 
 pub use data_dir::{DATA_DIR_FORMAT, KEY_ENCODING_FORMAT};
 pub use error::StorageError;
@@ -55,9 +56,6 @@ pub struct Counters {
     pub conflicts_lost: AtomicU64,
     /// Client TimeUUIDs refused for being too far in the future.
     pub future_time_rejected: AtomicU64,
-    /// A group commit failed and the writer refuses writes until restart;
-    /// readiness checks report the node not ready.
-    pub writer_stopped: AtomicBool,
 }
 
 #[cfg(test)]

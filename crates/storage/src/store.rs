@@ -23,6 +23,7 @@ use crate::reads::{KeyRange, SnapshotReader};
 use crate::scan::ScanChunks;
 use crate::validate::{self, field};
 use crate::writer::{StagedPut, WriteCommand, Writer, WriterMessage};
+use crate::writer_health::WriterHealth;
 use crate::{Counters, Page, ReadOptions, Record, StorageError, WriteAck};
 
 /// When the writer syncs the WAL.
@@ -167,6 +168,7 @@ pub(crate) struct Shared {
     max_concurrent_scans: usize,
     closing: AtomicBool,
     counters: Arc<Counters>,
+    writer_health: Arc<WriterHealth>,
 }
 
 /// A node's storage: cheap to clone, safe to share between tasks.
@@ -183,6 +185,7 @@ impl Store {
         let opened = data_dir::open(&options.data_dir)?;
         let engine = Arc::new(opened.engine);
         let counters = Arc::new(Counters::default());
+        let writer_health = Arc::new(WriterHealth::default());
         // The channel only orders writes; `queue_room` bounds their memory.
         let (inbox, receiver) = mpsc::channel(WRITER_CHANNEL_CAPACITY);
         let queue_room_kib =
@@ -195,6 +198,7 @@ impl Store {
             sync: options.sync,
             max_group: options.max_group_commit.max(1),
             counters: counters.clone(),
+            health: writer_health.clone(),
             stopped: None,
         };
         let handle = std::thread::Builder::new()
@@ -215,6 +219,7 @@ impl Store {
                 max_concurrent_scans: options.max_concurrent_scans.max(1),
                 closing: AtomicBool::new(false),
                 counters,
+                writer_health,
             }),
         })
     }
@@ -232,6 +237,18 @@ impl Store {
     /// Counters for metrics.
     pub fn counters(&self) -> &Counters {
         &self.shared.counters
+    }
+
+    /// Whether writes are accepted: false after a failed group commit
+    /// stopped the writer (until the node restarts).
+    pub fn is_writable(&self) -> bool {
+        !self.shared.writer_health.is_stopped()
+    }
+
+    /// Completes when a failed group commit stops the writer; servers use it
+    /// to report the node not ready.
+    pub async fn writer_stopped(&self) {
+        self.shared.writer_health.stopped().await;
     }
 
     /// Writes one record. Field errors name `key.*`, `value`, `ttl_ms`.

@@ -89,6 +89,7 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
         sync: SyncPolicy::Always,
         max_group: 16,
         counters: Arc::new(Counters::default()),
+        health: Arc::default(),
         stopped: None,
     }
 }
@@ -337,7 +338,10 @@ async fn a_failed_commit_is_outcome_unknown_and_stops_the_writer() {
     let first = commit_group(&mut writer, vec![WriteCommand::Put(vec![staged("x", false)])]);
     assert!(matches!(first[0], Err(StorageError::OutcomeUnknown { .. })), "{:?}", first[0]);
     assert_eq!(writer.next_seq, 3, "a seq that may be on disk is never handed out again");
-    assert!(writer.counters.writer_stopped.load(std::sync::atomic::Ordering::Acquire));
+    // Servers waiting to report the node not ready are woken.
+    tokio::time::timeout(Duration::from_secs(5), writer.health.stopped())
+        .await
+        .expect("health reports the stop");
     let later = commit_group(&mut writer, vec![WriteCommand::Remove { key: encode_key(&key("y")) }]);
     assert!(matches!(later[0], Err(StorageError::WriterStopped { .. })), "{:?}", later[0]);
     assert_eq!(later[0].as_ref().unwrap_err().code(), consensusdb_types::ErrorCode::Unavailable);

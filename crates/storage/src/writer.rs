@@ -32,6 +32,7 @@ use consensusdb_types::{
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use crate::data_dir::Engine;
+use crate::writer_health::WriterHealth;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
@@ -113,6 +114,7 @@ pub(crate) struct Writer {
     pub(crate) sync: SyncPolicy,
     pub(crate) max_group: usize,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) health: Arc<WriterHealth>,
     /// Set after a failed group commit; every later write is refused.
     pub(crate) stopped: Option<String>,
 }
@@ -244,7 +246,7 @@ impl Writer {
             Err(error) => {
                 let reason = error.to_string();
                 tracing::error!(%reason, "group commit failed; outcome unknown, refusing writes until restart");
-                self.counters.writer_stopped.store(true, Ordering::Release);
+                self.health.mark_stopped();
                 for Accepted { reply, .. } in accepted {
                     let _ = reply.send(Err(StorageError::OutcomeUnknown { reason: reason.clone() }));
                 }

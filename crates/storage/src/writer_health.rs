@@ -1,0 +1,43 @@
+//! Whether the writer still accepts writes, and a way to wait for it to stop.
+//!
+//! The writer thread marks itself stopped after a failed group commit
+//! (fail-stop); servers wait on that to report the node not ready, so
+//! orchestrators route clients elsewhere until it is restarted.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
+
+/// Shared between the writer thread and the store.
+#[derive(Debug, Default)]
+pub(crate) struct WriterHealth {
+    stopped: AtomicBool,
+    changed: Notify,
+}
+
+impl WriterHealth {
+    /// Called once by the writer thread (not async: `Notify` needs no runtime).
+    pub(crate) fn mark_stopped(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Completes once the writer has stopped (at once if it already has).
+    pub(crate) async fn stopped(&self) {
+        loop {
+            // Register before checking the flag, so a stop between the check
+            // and the wait cannot be missed.
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
