@@ -3,13 +3,14 @@
 
 use std::pin::Pin;
 
-use consensusdb_proto::convert::{self, field, optional_time, record_key, required, row_key};
+use consensusdb_proto::convert::{self, optional_time, record_key, required, row_key};
 use consensusdb_proto::v1::records_server::Records;
 use consensusdb_proto::v1::{self, get_range_request::Window};
 use consensusdb_storage::{
     Page, PutRecord, RangeQuery, RangeWindow, ReadOptions, Record, ScanQuery, ScanScope, Store,
 };
 use consensusdb_types::FieldError;
+use consensusdb_types::error::field_path;
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -34,9 +35,9 @@ type ScanStream = Pin<Box<dyn Stream<Item = Result<v1::ScanChunk, Status>> + Sen
 
 fn put_record(request: v1::PutRequest, prefix: &str) -> Result<PutRecord, FieldError> {
     Ok(PutRecord {
-        key: record_key(request.key.as_ref(), &field(prefix, "key"))?,
-        compression: convert::compression(request.compression, &field(prefix, "compression"))?,
-        ttl_ms: convert::ttl_ms(request.ttl_ms, &field(prefix, "ttl_ms"))?,
+        key: record_key(request.key.as_ref(), &field_path(prefix, "key"))?,
+        compression: convert::compression(request.compression, &field_path(prefix, "compression"))?,
+        ttl_ms: convert::ttl_ms(request.ttl_ms, &field_path(prefix, "ttl_ms"))?,
         if_absent: request.if_absent,
         value: request.value,
     })

@@ -3,14 +3,10 @@
 //! Wire-to-domain conversions validate and name the offending field, using
 //! the proto field names (`key.time_uuid`, `row.major_key`, ...).
 
+use consensusdb_types::error::field_path;
 use consensusdb_types::{Compression, FieldError, Head, NodeId, Origin, RecordKey, RowKey, Stamp, TimeUuid};
 
 use crate::v1;
-
-/// `parent.name`, or `name` at the top level.
-pub fn field(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") }
-}
 
 /// A required message field, or an error naming it.
 pub fn required<'a, T>(message: Option<&'a T>, name: &str) -> Result<&'a T, FieldError> {
@@ -27,7 +23,7 @@ pub fn record_key(key: Option<&v1::Key>, name: &str) -> Result<RecordKey, FieldE
     let key = required(key, name)?;
     Ok(RecordKey {
         row: RowKey::new(&key.major_key, &key.region, &key.minor_key),
-        time: optional_time(&key.time_uuid, &field(name, "time_uuid"))?,
+        time: optional_time(&key.time_uuid, &field_path(name, "time_uuid"))?,
     })
 }
 

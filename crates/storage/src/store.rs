@@ -21,10 +21,11 @@ use crate::clock::now_ms;
 use crate::data_dir::{self, Engine};
 use crate::reads::{KeyRange, SnapshotReader};
 use crate::scan::ScanChunks;
-use crate::validate::{self, field};
+use crate::validate;
 use crate::writer::{StagedPut, WriteCommand, Writer, WriterMessage};
 use crate::writer_health::WriterHealth;
 use crate::{Counters, Page, ReadOptions, Record, StorageError, WriteAck};
+use consensusdb_types::error::field_path;
 
 /// When the writer syncs the WAL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -281,8 +282,8 @@ impl Store {
         for (index, record) in records.into_iter().enumerate() {
             let prefix = prefix(index);
             let expires_at_ms = validate::put_record(&record, &limits, now, &prefix)?;
-            self.check_not_in_future(&record.key, &field(&prefix, "key"))?;
-            checked.push((record, expires_at_ms, field(&prefix, "key")));
+            self.check_not_in_future(&record.key, &field_path(&prefix, "key"))?;
+            checked.push((record, expires_at_ms, field_path(&prefix, "key")));
         }
         // Compressing a few KiB is cheaper than a trip to the blocking pool;
         // large batches must not stall the reactor.

@@ -3,14 +3,10 @@
 
 use std::collections::HashMap;
 
+use consensusdb_types::error::field_path;
 use consensusdb_types::{FieldError, Limits, RecordKey};
 
 use crate::PutRecord;
-
-/// `prefix.name`, or `name` at the top level.
-pub(crate) fn field(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
-}
 
 /// Checks one key; `prefix` names the message holding it (`key`, `records[2].key`).
 pub(crate) fn key(key: &RecordKey, limits: &Limits, prefix: &str) -> Result<(), FieldError> {
@@ -28,7 +24,7 @@ pub(crate) fn not_in_future(
     let ahead = time.unix_ms().saturating_sub(i64::try_from(now_ms).unwrap_or(i64::MAX));
     if ahead > 0 && ahead.unsigned_abs() > limits.max_future_ms {
         return Err(FieldError::new(
-            field(prefix, "time_uuid"),
+            field_path(prefix, "time_uuid"),
             format!("is {ahead} ms in the future, beyond the limit of {} ms", limits.max_future_ms),
         ));
     }
@@ -43,10 +39,10 @@ pub(crate) fn put_record(
     now_ms: u64,
     prefix: &str,
 ) -> Result<Option<u64>, FieldError> {
-    key(&record.key, limits, &field(prefix, "key"))?;
+    key(&record.key, limits, &field_path(prefix, "key"))?;
     if record.value.len() > limits.max_value_bytes {
         return Err(FieldError::new(
-            field(prefix, "value"),
+            field_path(prefix, "value"),
             format!("is {} bytes, over the limit of {} bytes", record.value.len(), limits.max_value_bytes),
         ));
     }
@@ -57,7 +53,7 @@ pub(crate) fn put_record(
 /// born expired, so it is refused (`None` means no expiry), as are TTLs that
 /// overflow.
 pub(crate) fn expiry(ttl_ms: Option<u64>, now_ms: u64, prefix: &str) -> Result<Option<u64>, FieldError> {
-    let name = field(prefix, "ttl_ms");
+    let name = field_path(prefix, "ttl_ms");
     match ttl_ms {
         None => Ok(None),
         Some(0) => Err(FieldError::new(name, "must be positive; leave it unset for no expiry")),

@@ -62,6 +62,11 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// `parent.name`, or `name` at the top level: the path of a request field.
+pub fn field_path(parent: &str, name: &str) -> String {
+    if parent.is_empty() { name.to_string() } else { format!("{parent}.{name}") }
+}
+
 /// Bad input, naming the field that was wrong (`key.major_key`,
 /// `records[3].ttl_ms`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +102,12 @@ mod tests {
         assert_eq!(ErrorCode::Unavailable.http_status(), 503);
         assert_eq!(ErrorCode::Internal.http_status(), 500);
         assert_eq!(ErrorCode::InvalidArgument.to_string(), "INVALID_ARGUMENT");
+    }
+
+    #[test]
+    fn field_paths_join_with_dots_except_at_the_top() {
+        assert_eq!(field_path("", "ttl_ms"), "ttl_ms");
+        assert_eq!(field_path("records[1]", "key"), "records[1].key");
     }
 
     #[test]
