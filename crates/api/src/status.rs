@@ -1,26 +1,9 @@
 //! The one mapping from shared error codes to gRPC statuses.
 
 use consensusdb_storage::StorageError;
+pub use consensusdb_proto::status::{FIELD_METADATA, grpc_code};
 use consensusdb_types::{ErrorCode, FieldError};
-use tonic::{Code, Status};
-
-/// Trailer naming the request field at fault, for clients that want it
-/// without parsing the message.
-pub const FIELD_METADATA: &str = "x-consensusdb-field";
-
-/// The gRPC code of a shared error code.
-pub fn grpc_code(code: ErrorCode) -> Code {
-    match code {
-        ErrorCode::InvalidArgument => Code::InvalidArgument,
-        ErrorCode::NotFound => Code::NotFound,
-        ErrorCode::AlreadyExists => Code::AlreadyExists,
-        ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
-        ErrorCode::Unavailable => Code::Unavailable,
-        ErrorCode::OutOfRange => Code::OutOfRange,
-        ErrorCode::FailedPrecondition => Code::FailedPrecondition,
-        ErrorCode::Internal => Code::Internal,
-    }
-}
+use tonic::Status;
 
 /// The status for a storage error. Internal errors are logged here, once.
 pub fn from_storage(error: StorageError) -> Status {
@@ -46,6 +29,7 @@ fn with_field(mut status: Status, field: Option<&str>) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
 
     #[test]
     fn storage_errors_map_to_their_grpc_codes_with_the_field() {

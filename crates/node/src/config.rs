@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "CONSENSUSDB_";
 /// The environment variable naming a config file (not a config key itself).
 pub const CONFIG_FILE_ENV: &str = "CONSENSUSDB_CONFIG";
+/// The environment variable listing the nodes client commands talk to (not
+/// a node config key either).
+pub const SERVERS_ENV: &str = "CONSENSUSDB_SERVERS";
 
 /// Everything a node can be configured with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,7 +250,7 @@ fn env_as_toml(env: &[(String, String)]) -> String {
     let mut out = String::new();
     for (name, value) in env {
         let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
-        if name == CONFIG_FILE_ENV || key.is_empty() {
+        if name == CONFIG_FILE_ENV || name == SERVERS_ENV || key.is_empty() {
             continue;
         }
         let path: Vec<String> = key.split("__").map(str::to_lowercase).collect();
@@ -302,6 +305,7 @@ mod tests {
         let vars = env(&[
             ("CONSENSUSDB_GRPC__LISTEN", "127.0.0.1:2000"),
             ("CONSENSUSDB_LIMITS__MAX_READ_LIMIT", "60"),
+            ("CONSENSUSDB_SERVERS", "http://127.0.0.1:9"),
             ("OTHER", "x"),
         ]);
         let flags = FlagOverrides { data_dir: Some("/from/flag".into()), ..Default::default() };

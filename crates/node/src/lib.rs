@@ -3,8 +3,10 @@
 //!
 //! The `consensusdb` binary (`main.rs`) is a thin command-line shell over
 //! [`run`]; tests call [`run`] in-process with their own listener and
-//! shutdown future.
+//! shutdown future. [`cli`] holds the client commands and the interactive
+//! shell, which talk to nodes through the Rust SDK like any application.
 
+pub mod cli;
 pub mod config;
 
 use std::future::Future;

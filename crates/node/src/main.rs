@@ -4,15 +4,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use consensusdb_node::cli::{ClientCommand, ConnectArgs, EXIT_CODES_HELP};
 use consensusdb_node::config::{FlagOverrides, NodeConfig, SyncMode};
 use tracing_subscriber::EnvFilter;
 
 /// ConsensusDB: a leaderless, multi-tenant, time-series event store.
 #[derive(Debug, Parser)]
-#[command(name = "consensusdb", version, about, long_about = None)]
+#[command(name = "consensusdb", version, about, long_about = None, after_help = EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 /// How configuration layers combine, shown under `serve --help` and `config --help`.
@@ -37,6 +40,23 @@ enum Command {
     /// Print the effective configuration (all layers applied) as TOML.
     #[command(after_help = CONFIG_HELP)]
     Config(ServeArgs),
+    /// An interactive shell for the client commands, with line editing and
+    /// history; reads commands from standard input when it is not a terminal.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Shell(ShellArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// Options of the shell.
+#[derive(Debug, clap::Args)]
+struct ShellArgs {
+    /// Where to keep the command history [default: ~/.consensusdb_history].
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// Keep no history file.
+    #[arg(long, conflicts_with = "history")]
+    no_history: bool,
 }
 
 /// Configuration layers: defaults < --config file < CONSENSUSDB_* environment < these flags.
@@ -97,7 +117,47 @@ fn main() -> ExitCode {
             },
             Err(error) => fail(&error),
         },
+        Command::Shell(args) => shell(&cli.connect, &args),
+        Command::Client(command) => client_command(&cli.connect, &command),
     }
+}
+
+fn client_command(connect: &ConnectArgs, command: &ClientCommand) -> ExitCode {
+    let runtime = match client_runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error),
+    };
+    match runtime.block_on(consensusdb_node::cli::run_once(connect, command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("consensusdb: {error}");
+            error.into()
+        }
+    }
+}
+
+fn shell(connect: &ConnectArgs, args: &ShellArgs) -> ExitCode {
+    let runtime = match client_runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&error),
+    };
+    let history = if args.no_history {
+        None
+    } else {
+        args.history.clone().or_else(consensusdb_node::cli::shell::default_history)
+    };
+    match consensusdb_node::cli::shell::run(connect, history, &runtime) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("consensusdb: {error}");
+            error.into()
+        }
+    }
+}
+
+/// Client commands wait on one node at a time; a single thread is plenty.
+fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {

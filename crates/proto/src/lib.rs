@@ -7,6 +7,7 @@
 //! never travel deeper than the request handlers.
 
 pub mod convert;
+pub mod status;
 
 /// Messages and services of `proto/consensusdb/v1/records.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -5,7 +5,7 @@ use crate::{FieldError, Limits, TimeUuid};
 /// A row: one entity (`minorKey`) in one table (`regionName`) of one tenant
 /// (`majorKey`). A row holds at most one untimed record and any number of
 /// timed ones.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RowKey {
     /// The tenant.
     pub major: String,
@@ -45,9 +45,62 @@ impl RowKey {
 }
 
 impl RecordKey {
+    /// Starts a key from its parts:
+    ///
+    /// ```
+    /// use consensusdb_types::{RecordKey, TimeUuid};
+    ///
+    /// let key = RecordKey::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
+    /// assert_eq!(key.row.region, "ACCOUNT");
+    /// assert!(key.time.is_some());
+    /// ```
+    pub fn builder() -> KeyBuilder {
+        KeyBuilder::default()
+    }
+
     /// Checks the row components against `limits`.
     pub fn validate(&self, limits: &Limits) -> Result<(), FieldError> {
         self.row.validate(limits)
+    }
+}
+
+/// Builds a [`RecordKey`] part by part. A part left out stays empty, and the
+/// server names it when it refuses the key; leaving out the timestamp means
+/// the row's untimed record.
+#[derive(Debug, Clone, Default)]
+pub struct KeyBuilder {
+    row: RowKey,
+    time: Option<TimeUuid>,
+}
+
+impl KeyBuilder {
+    /// The tenant (`majorKey`).
+    pub fn major(mut self, major: impl Into<String>) -> Self {
+        self.row.major = major.into();
+        self
+    }
+
+    /// The table (`regionName`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.row.region = region.into();
+        self
+    }
+
+    /// The entity (`minorKey`).
+    pub fn minor(mut self, minor: impl Into<String>) -> Self {
+        self.row.minor = minor.into();
+        self
+    }
+
+    /// The record's TimeUUID, which makes it a timed record.
+    pub fn timestamp(mut self, time: TimeUuid) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// The finished key.
+    pub fn build(self) -> RecordKey {
+        RecordKey { row: self.row, time: self.time }
     }
 }
 

@@ -17,7 +17,7 @@
 //! - [`compression`]: per-record LZ4 / Snappy value codecs.
 //! - [`limits`]: size limits, all well under the 4 MiB gRPC message limit.
 //! - [`error`]: the shared error codes, each mapping to one HTTP status
-//!   (the gRPC mapping lives in the API crate, which links tonic).
+//!   (the gRPC mapping lives in the proto crate, which links tonic).
 //!
 //! Invariants kept here: nothing is truncated silently, every decoder
 //! rejects unknown format bytes, and every format starts with a format byte.
@@ -40,7 +40,7 @@ pub use compression::Compression;
 pub use error::{ErrorCode, FieldError};
 pub use frontier::FrontierMark;
 pub use head::Head;
-pub use key::{RecordKey, RowKey};
+pub use key::{KeyBuilder, RecordKey, RowKey};
 pub use limits::Limits;
 pub use log_entry::{LogEntry, Mutation, MutationKind};
 pub use stamp::{HybridClock, NodeId, Origin, Stamp};

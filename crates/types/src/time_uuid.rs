@@ -68,6 +68,14 @@ impl TimeUuid {
         }
     }
 
+    /// Parses the canonical text form (`0190b3c4-...`). `field` names the
+    /// input in the error.
+    pub fn parse(text: &str, field: &str) -> Result<Self, FieldError> {
+        let uuid = Uuid::parse_str(text.trim())
+            .map_err(|e| FieldError::new(field, format!("not a UUID ({e}): {text:?}")))?;
+        Self::from_uuid(uuid, field)
+    }
+
     /// A v7 id for the current time, monotonic within this process.
     pub fn now() -> Self {
         Self(Uuid::now_v7())
@@ -253,6 +261,15 @@ mod tests {
         assert_eq!(v7.ticks(), v1.ticks());
         assert_eq!(v7.unix_ms(), 1_700_000_000_123);
         assert_eq!(v1.unix_ms(), 1_700_000_000_123);
+    }
+
+    #[test]
+    fn text_form_round_trips_and_bad_text_names_the_field() {
+        let id = TimeUuid::now();
+        assert_eq!(TimeUuid::parse(&id.to_string(), "time").unwrap(), id);
+        assert_eq!(TimeUuid::parse("not-a-uuid", "time").unwrap_err().field, "time");
+        let v4 = Uuid::new_v4().to_string();
+        assert!(TimeUuid::parse(&v4, "time").unwrap_err().message.contains("version 1 or 7"));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Integration tests of a ConsensusDB node: in-process over gRPC on
-//! ephemeral ports, and process-level against the real binary.
+//! ephemeral ports (directly and through the SDK), and process-level
+//! against the real binary (crashes, client commands, the shell).
 //!
 //! One test binary on purpose: every test binary links RocksDB.
 
 mod api;
 mod bad_input;
+mod cli;
 mod durability;
 mod process;
+mod sdk;
 mod support;

@@ -1,0 +1,68 @@
+//! The ConsensusDB Rust SDK: an async client for the `consensusdb.v1`
+//! gRPC API.
+//!
+//! - **Keys** are `majorKey` (tenant) / `regionName` (table) / `minorKey`
+//!   (entity) / TimeUUID, built with [`Key::builder`]; [`TimeUuid`] makes
+//!   ids for now, for a given time, or from content (the same event gets
+//!   the same id, so writing it twice stores it once).
+//! - **Writes** are [`Record`]s with compression, put-if-absent, a TTL and
+//!   a timeout; batches are all or nothing.
+//! - **Reads** are builders you await: [`Client::get`] (optionally
+//!   head-only), [`Client::get_recent`], [`Client::get_range`] (a page, or a
+//!   stream of every page) and the scans, which stream.
+//! - **Failures.** A client knows several nodes and moves to the next when
+//!   one fails. It retries only what is safe to send twice: reads, removes,
+//!   touches and puts whose key carries a TimeUUID, which are resent with
+//!   the same id and so stay idempotent. Errors carry the server's
+//!   [`ErrorCode`], message and the request field at fault.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use consensusdb_client::{Client, Compression, Key, Record, RowKey, TimeUuid};
+//! use futures::TryStreamExt;
+//!
+//! # async fn run() -> Result<(), consensusdb_client::Error> {
+//! let client = Client::builder()
+//!     .endpoints(["http://10.0.0.1:4482", "http://10.0.0.2:4482"])
+//!     .timeout(Duration::from_secs(5))
+//!     .connect()
+//!     .await?;
+//!
+//! let key = Key::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
+//! let head = client.put(Record::new(key.clone(), "100.00").compression(Compression::Lz4)).await?;
+//! println!("written as seq {}", head.seq);
+//!
+//! let row = RowKey::new("acme", "ACCOUNT", "balance");
+//! if let Some(latest) = client.get_recent(row.clone()).await? {
+//!     println!("balance {}", latest.value_str().unwrap_or("?"));
+//! }
+//! let newest = client.get_range(row.clone()).limit(100).await?;
+//! println!("{} newest", newest.records.len());
+//!
+//! let mut tenant = client.scan_tenant("acme").head_only().stream();
+//! while let Some(record) = tenant.try_next().await? {
+//!     println!("{:?}", record.key);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod client;
+mod error;
+mod reads;
+mod record;
+mod retry;
+mod scan;
+mod transport;
+
+pub use client::{BatchCall, Client, ClientBuilder, DEFAULT_ENDPOINT};
+pub use error::{Error, Result};
+pub use reads::{BoxFuture, GetCall, Page, PageToken, RangeCall, RecentCall, RecordStream};
+pub use record::{BatchAck, Record, StoredRecord};
+pub use retry::RetryPolicy;
+pub use scan::ScanCall;
+
+pub use consensusdb_types::{Compression, ErrorCode, Head, KeyBuilder, RowKey, Stamp, TimeUuid};
+
+/// The full key of a record: a row and, for a timed record, its TimeUUID.
+pub type Key = consensusdb_types::RecordKey;

@@ -1,0 +1,81 @@
+//! Client command failures and the exit codes they map to.
+
+use std::process::ExitCode;
+
+use consensusdb_client::{Error, ErrorCode};
+
+/// Exit codes of client commands, documented in `consensusdb --help`.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes of client commands:
+  0  success
+  1  internal or unexpected error
+  2  bad input (usage, a malformed value, or a field the node refused)
+  3  not found
+  4  already exists (put --if-absent)
+  5  no node reachable, or no answer in time";
+
+/// Why a client command failed: the message names the field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The node (or the SDK) refused or failed the request.
+    #[error("{0}")]
+    Request(#[from] Error),
+    /// An argument could not be understood before anything was sent.
+    #[error("{field}: {message}")]
+    Argument {
+        /// The flag or argument, as typed (`--time`).
+        field: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// Writing the output or reading input failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// A bad argument.
+    pub fn argument(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Argument { field: field.into(), message: message.into() }
+    }
+
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Argument { .. } => 2,
+            CliError::Io(_) => 1,
+            CliError::Request(error) => match error.code() {
+                ErrorCode::InvalidArgument | ErrorCode::OutOfRange => 2,
+                ErrorCode::NotFound => 3,
+                ErrorCode::AlreadyExists => 4,
+                ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => 5,
+                ErrorCode::FailedPrecondition | ErrorCode::Internal => 1,
+            },
+        }
+    }
+}
+
+impl From<CliError> for ExitCode {
+    fn from(error: CliError) -> Self {
+        ExitCode::from(error.exit_code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_has_its_documented_code() {
+        let request = |code| CliError::Request(Error::local(code, "x"));
+        assert_eq!(request(ErrorCode::InvalidArgument).exit_code(), 2);
+        assert_eq!(request(ErrorCode::NotFound).exit_code(), 3);
+        assert_eq!(request(ErrorCode::AlreadyExists).exit_code(), 4);
+        assert_eq!(request(ErrorCode::Unavailable).exit_code(), 5);
+        assert_eq!(request(ErrorCode::Internal).exit_code(), 1);
+        assert_eq!(CliError::argument("--time", "bad").exit_code(), 2);
+        for code in 0..=5 {
+            assert!(EXIT_CODES_HELP.contains(&format!("  {code}  ")), "exit code {code} is documented");
+        }
+    }
+}

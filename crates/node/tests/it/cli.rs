@@ -1,0 +1,208 @@
+//! The client commands and the shell of the real `consensusdb` binary,
+//! against an in-process node: output, exit codes and error text.
+
+use std::process::{Output, Stdio};
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::support::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_consensusdb");
+
+/// `consensusdb ARGS --server URL`, free of the caller's environment.
+fn consensusdb(node: &TestNode, args: &[&str]) -> Command {
+    let mut command = Command::new(BINARY);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CONSENSUSDB_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(args).arg("--server").arg(format!("http://{}", node.addr)).kill_on_drop(true);
+    command
+}
+
+async fn run(node: &TestNode, args: &[&str]) -> Output {
+    let output = consensusdb(node, args).output();
+    tokio::time::timeout(TEST_TIMEOUT, output).await.expect("the command finishes in time").expect("runs")
+}
+
+/// Runs a command that must succeed and returns its JSON lines.
+async fn json_lines(node: &TestNode, args: &[&str]) -> Vec<Value> {
+    let output = run(node, args).await;
+    assert!(output.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn client_commands_print_json_lines_and_tables() {
+    let node = TestNode::start().await;
+    let mut times = Vec::new();
+    for (i, balance) in ["100", "120", "95"].iter().enumerate() {
+        let at = format!("2026-11-21T10:0{i}:00Z");
+        let put = json_lines(&node, &["put", "acme", "ACCOUNT", "balance", balance, "--time", &at]).await;
+        assert_eq!(put.len(), 1);
+        assert_eq!(put[0]["tenant"], "acme");
+        times.push(put[0]["time"].as_str().expect("a timed record").to_string());
+    }
+
+    let got = json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &times[1]]).await;
+    assert_eq!(got[0]["value"], "120");
+    let head = json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &times[1], "--head-only"]).await;
+    assert!(head[0].get("value").is_none());
+
+    let recent = json_lines(&node, &["recent", "acme", "ACCOUNT", "balance"]).await;
+    assert_eq!(recent[0]["value"], "95");
+    let earlier = json_lines(&node, &["recent", "acme", "ACCOUNT", "balance", "--at", "2026-11-21T10:01:30Z"]).await;
+    assert_eq!(earlier[0]["value"], "120");
+
+    let page = json_lines(&node, &["range", "acme", "ACCOUNT", "balance", "--limit", "2"]).await;
+    assert_eq!(page.len(), 3, "two records, then the token line");
+    let token = page[2]["next_page_token"].as_str().expect("a token");
+    let rest = json_lines(&node, &["range", "acme", "ACCOUNT", "balance", "--limit", "2", "--page-token", token]).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["value"], "100");
+    let forward = json_lines(&node, &["range", "acme", "ACCOUNT", "balance", "--forward", "--limit", "1", "--all"]).await;
+    let values: Vec<&str> = forward.iter().map(|r| r["value"].as_str().expect("text")).collect();
+    assert_eq!(values, ["100", "120", "95"]);
+
+    let table = run(&node, &["scan", "acme", "--format", "table"]).await;
+    assert!(table.status.success());
+    let text = String::from_utf8(table.stdout).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("TENANT"), "{text}");
+
+    let touched = json_lines(&node, &["touch", "acme", "ACCOUNT", "balance", "--time", &times[0], "--ttl", "1h"]).await;
+    assert!(touched[0]["expires"].is_string());
+    let removed = json_lines(&node, &["rm", "acme", "ACCOUNT", "balance", "--time", &times[0]]).await;
+    assert_eq!(removed[0]["tombstone"], true);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn exit_codes_and_messages_name_what_was_wrong() {
+    let node = TestNode::start().await;
+    let missing = run(&node, &["get", "acme", "ACCOUNT", "nobody"]).await;
+    assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("NOT_FOUND"));
+
+    let empty_tenant = run(&node, &["put", "", "ACCOUNT", "balance", "1"]).await;
+    assert_eq!(empty_tenant.status.code(), Some(2));
+    assert!(stderr(&empty_tenant).contains("key.major_key"), "{}", stderr(&empty_tenant));
+
+    let bad_time = run(&node, &["get", "acme", "ACCOUNT", "balance", "--time", "yesterday"]).await;
+    assert_eq!(bad_time.status.code(), Some(2));
+    assert!(stderr(&bad_time).contains("--time"), "{}", stderr(&bad_time));
+
+    let bad_ttl = run(&node, &["put", "acme", "ACCOUNT", "balance", "1", "--ttl", "soon"]).await;
+    assert_eq!(bad_ttl.status.code(), Some(2));
+    assert!(stderr(&bad_ttl).contains("--ttl"), "{}", stderr(&bad_ttl));
+
+    let first = run(&node, &["put", "acme", "ACCOUNT", "once", "a", "--untimed", "--if-absent"]).await;
+    assert!(first.status.success());
+    let again = run(&node, &["put", "acme", "ACCOUNT", "once", "b", "--untimed", "--if-absent"]).await;
+    assert_eq!(again.status.code(), Some(4), "{}", stderr(&again));
+
+    let usage = run(&node, &["put", "acme"]).await;
+    assert_eq!(usage.status.code(), Some(2), "clap's usage errors exit 2 as well");
+
+    // A content-derived id: the same event at the same time is one record.
+    let event = ["put", "acme", "ACCOUNT", "events", "deposit 40", "--time", "2026-11-21T10:00:00Z", "--content-id"];
+    let first = json_lines(&node, &event).await;
+    let second = json_lines(&node, &event).await;
+    assert_eq!(first[0]["time"], second[0]["time"]);
+
+    let addr = node.addr;
+    node.stop().await;
+    let mut down = Command::new(BINARY);
+    down.args(["recent", "acme", "ACCOUNT", "balance", "--timeout", "3s", "--server"]).arg(format!("http://{addr}"));
+    let unreachable = tokio::time::timeout(TEST_TIMEOUT, down.output()).await.expect("in time").expect("runs");
+    assert_eq!(unreachable.status.code(), Some(5), "{}", stderr(&unreachable));
+    assert!(stderr(&unreachable).contains("UNAVAILABLE"), "{}", stderr(&unreachable));
+}
+
+#[tokio::test]
+async fn the_shell_runs_piped_commands_and_reports_the_last_failure() {
+    let node = TestNode::start().await;
+    let mut shell = consensusdb(&node, &["shell", "--no-history"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let script = "\
+# a comment, then a blank line
+
+put acme ACCOUNT balance 'one hundred' --untimed
+get acme ACCOUNT balance
+help
+format table
+scan acme
+get acme ACCOUNT nobody
+exit
+put acme ACCOUNT never 'after exit' --untimed
+";
+    let mut stdin = shell.stdin.take().expect("stdin");
+    stdin.write_all(script.as_bytes()).await.expect("writes");
+    drop(stdin);
+    let output =
+        tokio::time::timeout(TEST_TIMEOUT, shell.wait_with_output()).await.expect("in time").expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(r#""value":"one hundred""#), "{stdout}");
+    for command in ["put", "get", "recent", "range", "scan", "touch", "rm", "format", "exit"] {
+        assert!(stdout.contains(&format!("  {command}")), "help lists {command}: {stdout}");
+    }
+    assert!(stdout.lines().any(|l| l.starts_with("TENANT")), "format table took effect: {stdout}");
+    assert!(stderr(&output).contains("NOT_FOUND"), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(3), "piped input exits with the last failure's code");
+
+    let after_exit = json_lines(&node, &["scan", "acme"]).await;
+    assert_eq!(after_exit.len(), 1, "nothing after `exit` ran");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn the_shell_on_a_terminal_edits_lines_and_keeps_history() {
+    let node = TestNode::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let history = dir.path().join("history");
+    // `script` gives the shell a pseudo-terminal, so it runs its line
+    // editor exactly as for a person; our stdin is typed into it.
+    let inner = format!(
+        "{BINARY} shell --server http://{} --history {}",
+        node.addr,
+        history.to_str().expect("UTF-8 path")
+    );
+    let mut terminal = Command::new("script")
+        .args(["-q", "-e", "-c", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script(1) from util-linux runs");
+    let mut stdin = terminal.stdin.take().expect("stdin");
+    for line in ["put acme ACCOUNT tty typed --untimed\r", "get acme ACCOUNT tty\r", "exit\r"] {
+        stdin.write_all(line.as_bytes()).await.expect("types");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let output =
+        tokio::time::timeout(TEST_TIMEOUT, terminal.wait_with_output()).await.expect("in time").expect("output");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(screen.contains("consensusdb> "), "the prompt is shown on a terminal: {screen}");
+    assert!(screen.contains(r#""value":"typed""#), "{screen}");
+    let saved = std::fs::read_to_string(&history).expect("history saved");
+    assert!(saved.contains("get acme ACCOUNT tty"), "{saved}");
+    node.stop().await;
+}

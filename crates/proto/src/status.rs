@@ -1,0 +1,79 @@
+//! The one mapping between shared error codes and gRPC status codes, used by
+//! the server to answer and by the SDK to read answers back.
+
+use consensusdb_types::ErrorCode;
+use tonic::Code;
+
+/// Trailer naming the request field at fault, for clients that want it
+/// without parsing the message.
+pub const FIELD_METADATA: &str = "x-consensusdb-field";
+
+/// The gRPC code of a shared error code.
+pub fn grpc_code(code: ErrorCode) -> Code {
+    match code {
+        ErrorCode::InvalidArgument => Code::InvalidArgument,
+        ErrorCode::NotFound => Code::NotFound,
+        ErrorCode::AlreadyExists => Code::AlreadyExists,
+        ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorCode::Unavailable => Code::Unavailable,
+        ErrorCode::OutOfRange => Code::OutOfRange,
+        ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+        ErrorCode::Internal => Code::Internal,
+    }
+}
+
+/// The shared error code of a gRPC status code.
+///
+/// The server only sends codes of [`grpc_code`], which this inverts. Codes
+/// that come from the transport or a proxy map to their nearest meaning:
+/// a cancelled or exhausted call to `Unavailable` (worth retrying
+/// elsewhere), anything else to `Internal`.
+pub fn error_code(code: Code) -> ErrorCode {
+    match code {
+        Code::InvalidArgument => ErrorCode::InvalidArgument,
+        Code::NotFound => ErrorCode::NotFound,
+        Code::AlreadyExists => ErrorCode::AlreadyExists,
+        Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+        Code::Unavailable | Code::Cancelled | Code::ResourceExhausted | Code::Aborted => {
+            ErrorCode::Unavailable
+        }
+        Code::OutOfRange => ErrorCode::OutOfRange,
+        Code::FailedPrecondition => ErrorCode::FailedPrecondition,
+        Code::Ok
+        | Code::Unknown
+        | Code::PermissionDenied
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss
+        | Code::Unauthenticated => ErrorCode::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ErrorCode; 8] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::NotFound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::DeadlineExceeded,
+        ErrorCode::Unavailable,
+        ErrorCode::OutOfRange,
+        ErrorCode::FailedPrecondition,
+        ErrorCode::Internal,
+    ];
+
+    #[test]
+    fn every_shared_code_survives_the_round_trip_through_grpc() {
+        for code in ALL {
+            assert_eq!(error_code(grpc_code(code)), code, "{code}");
+        }
+    }
+
+    #[test]
+    fn transport_codes_map_to_their_nearest_meaning() {
+        assert_eq!(error_code(Code::Cancelled), ErrorCode::Unavailable);
+        assert_eq!(error_code(Code::Unauthenticated), ErrorCode::Internal);
+    }
+}
