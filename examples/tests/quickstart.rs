@@ -71,7 +71,11 @@ fn quickstart_runs_against_a_node_and_stores_the_repeated_event_once() {
     }
     let output = example.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "quickstart failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "quickstart failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("latest balance: 140.00"), "{stdout}");
     assert!(stdout.contains("newest 5 balances: 140.00, 180.25, 95.50, 120.00, 100.00"), "{stdout}");
     assert!(stdout.contains("deposit written twice, stored 1 time(s)"), "{stdout}");

@@ -1,7 +1,8 @@
-//! The one mapping from shared error codes to gRPC statuses.
+//! Storage and input errors as gRPC statuses, with the field trailer. (The
+//! code mapping itself lives in `consensusdb-proto`, shared with the SDK.)
 
-use consensusdb_storage::StorageError;
 pub use consensusdb_proto::status::{FIELD_METADATA, grpc_code};
+use consensusdb_storage::StorageError;
 use consensusdb_types::{ErrorCode, FieldError};
 use tonic::Status;
 

@@ -83,8 +83,11 @@ impl ClientBuilder {
 
     /// A client that connects on first use. Fails only on bad addresses.
     pub fn build_lazy(self) -> Result<Client> {
-        let options =
-            TransportOptions { connect_timeout: self.connect_timeout, timeout: self.timeout, retry: self.retry };
+        let options = TransportOptions {
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+            retry: self.retry,
+        };
         Ok(Client { transport: Arc::new(Transport::new(self.endpoints, options)?), retry: self.retry })
     }
 

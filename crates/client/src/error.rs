@@ -135,8 +135,12 @@ mod tests {
         let error = Error::from_status(&status, "http://a:4482").with_attempts(1);
         assert_eq!(error.code(), ErrorCode::InvalidArgument);
         assert_eq!(error.field(), Some("key.major_key"));
-        assert_eq!(error.to_string(), "INVALID_ARGUMENT: key.major_key: must not be empty (from http://a:4482)");
-        let retried = Error::from_status(&tonic::Status::unavailable("down"), "http://b:4482").with_attempts(3);
+        assert_eq!(
+            error.to_string(),
+            "INVALID_ARGUMENT: key.major_key: must not be empty (from http://a:4482)"
+        );
+        let retried =
+            Error::from_status(&tonic::Status::unavailable("down"), "http://b:4482").with_attempts(3);
         assert_eq!(retried.to_string(), "UNAVAILABLE: down (from http://b:4482, after 3 attempts)");
     }
 

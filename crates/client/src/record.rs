@@ -36,7 +36,14 @@ pub struct Record {
 impl Record {
     /// A record with no compression, no expiry, overwriting any version.
     pub fn new(key: RecordKey, value: impl Into<Vec<u8>>) -> Self {
-        Self { key, value: value.into(), compression: Compression::None, if_absent: false, ttl: None, timeout: None }
+        Self {
+            key,
+            value: value.into(),
+            compression: Compression::None,
+            if_absent: false,
+            ttl: None,
+            timeout: None,
+        }
     }
 
     /// Compress the value with this codec on the node (kept raw when that

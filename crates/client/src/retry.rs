@@ -30,7 +30,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 4, initial_backoff: Duration::from_millis(25), max_backoff: Duration::from_secs(1) }
+        Self {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_secs(1),
+        }
     }
 }
 
@@ -44,7 +48,8 @@ impl RetryPolicy {
     /// uniform draw below an exponentially growing ceiling, so clients that
     /// failed together do not come back together.
     pub(crate) fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self.initial_backoff.saturating_mul(1 << retry.saturating_sub(1).min(16)).min(self.max_backoff);
+        let ceiling =
+            self.initial_backoff.saturating_mul(1 << retry.saturating_sub(1).min(16)).min(self.max_backoff);
         ceiling.mul_f64(rand::random::<f64>())
     }
 }
@@ -56,7 +61,10 @@ impl RetryPolicy {
 /// records and conflicts are answers, not failures, and are never retried.
 pub(crate) fn is_retryable(code: Code, replay: Replay) -> bool {
     replay == Replay::Safe
-        && matches!(code, Code::Unavailable | Code::Unknown | Code::Cancelled | Code::ResourceExhausted | Code::Aborted)
+        && matches!(
+            code,
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::ResourceExhausted | Code::Aborted
+        )
 }
 
 #[cfg(test)]

@@ -170,7 +170,8 @@ impl ScanState {
                     }
                 }
                 Err(_) => {
-                    let error = Error::local(ErrorCode::DeadlineExceeded, format!("no scan data for {idle:?}"));
+                    let error =
+                        Error::local(ErrorCode::DeadlineExceeded, format!("no scan data for {idle:?}"));
                     if let Err(error) = self.retry_page(error).await {
                         return Some(Err(error));
                     }
@@ -196,7 +197,8 @@ impl ScanState {
 
     /// Starts reading the current page (through the retrying transport).
     async fn open_page(&mut self) -> Result<()> {
-        let wanted = self.remaining.map_or(u64::from(self.call.page_size), |r| r.min(u64::from(self.call.page_size)));
+        let wanted =
+            self.remaining.map_or(u64::from(self.call.page_size), |r| r.min(u64::from(self.call.page_size)));
         let options = v1::ScanOptions {
             limit: u32::try_from(wanted).unwrap_or(u32::MAX),
             page_token: self.page_start.clone(),
@@ -212,7 +214,11 @@ impl ScanState {
                 async move {
                     let response = match scope {
                         ScanScope::Row(row) => {
-                            c.scan_row(v1::ScanRowRequest { row: Some((&row).into()), options: Some(options) }).await
+                            c.scan_row(v1::ScanRowRequest {
+                                row: Some((&row).into()),
+                                options: Some(options),
+                            })
+                            .await
                         }
                         ScanScope::Region { major, region } => {
                             c.scan_region(v1::ScanRegionRequest {
@@ -223,7 +229,8 @@ impl ScanState {
                             .await
                         }
                         ScanScope::Tenant { major } => {
-                            c.scan_tenant(v1::ScanTenantRequest { major_key: major, options: Some(options) }).await
+                            c.scan_tenant(v1::ScanTenantRequest { major_key: major, options: Some(options) })
+                                .await
                         }
                     };
                     response.map(tonic::Response::into_inner)

@@ -45,7 +45,10 @@ impl Transport {
     /// Validates the addresses; nothing is connected yet.
     pub(crate) fn new(urls: Vec<String>, options: TransportOptions) -> Result<Self> {
         if urls.is_empty() {
-            return Err(Error::local(ErrorCode::InvalidArgument, "endpoints: at least one node address is needed"));
+            return Err(Error::local(
+                ErrorCode::InvalidArgument,
+                "endpoints: at least one node address is needed",
+            ));
         }
         let nodes = urls
             .into_iter()
@@ -104,8 +107,11 @@ impl Transport {
         let channel = match slot.as_ref() {
             Some(channel) => channel.clone(),
             None => {
-                let channel =
-                    node.endpoint.connect().await.map_err(|e| Error::unreachable(&node.url, error_chain(&e)))?;
+                let channel = node
+                    .endpoint
+                    .connect()
+                    .await
+                    .map_err(|e| Error::unreachable(&node.url, error_chain(&e)))?;
                 slot.insert(channel).clone()
             }
         };
@@ -121,7 +127,12 @@ impl Transport {
     /// `attempt` gets the client and the time left; it must send the same
     /// request every time (same TimeUUIDs), which is what makes a retried
     /// write idempotent.
-    pub(crate) async fn call<T, F, Fut>(&self, replay: Replay, timeout: Option<Duration>, mut attempt: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        replay: Replay,
+        timeout: Option<Duration>,
+        mut attempt: F,
+    ) -> Result<T>
     where
         F: FnMut(RecordsClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,

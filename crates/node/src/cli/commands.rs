@@ -227,7 +227,9 @@ impl ClientCommand {
                 if args.head_only {
                     call = call.head_only();
                 }
-                let record = call.await?.ok_or_else(|| not_found(&format!("no timed record in {}", row_path(&args.row))))?;
+                let record = call
+                    .await?
+                    .ok_or_else(|| not_found(&format!("no timed record in {}", row_path(&args.row))))?;
                 Ok(out.record(&record, args.head_only)?)
             }
             ClientCommand::Range(args) => range(args, client, out).await,
@@ -279,7 +281,10 @@ async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> 
         Some(match (When::parse(&args.time, "--time")?, args.content_id) {
             (When::Id(id), false) => id,
             (When::Id(_), true) => {
-                return Err(CliError::argument("--content-id", "derives the TimeUUID, so --time must be a time"));
+                return Err(CliError::argument(
+                    "--content-id",
+                    "derives the TimeUUID, so --time must be a time",
+                ));
             }
             (When::Time(at), true) => TimeUuid::from_content(at, &value),
             // The process-monotonic id, so two puts in one millisecond keep their order.

@@ -34,7 +34,13 @@ pub struct ConnectArgs {
     )]
     pub servers: Vec<String>,
     /// How long a request may take, retries included.
-    #[arg(long, value_name = "DURATION", default_value = "10s", global = true, help_heading = "Client options")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        global = true,
+        help_heading = "Client options"
+    )]
     pub timeout: String,
     /// How to print results.
     #[arg(long, value_enum, default_value_t, global = true, help_heading = "Client options")]
@@ -46,7 +52,10 @@ impl ConnectArgs {
     /// and bad arguments never wait for a network.
     pub fn client(&self) -> Result<Client, CliError> {
         let timeout: Duration = when::duration(&self.timeout, "--timeout")?;
-        Ok(Client::builder().endpoints(self.servers.iter().map(|s| s.trim().to_string())).timeout(timeout).build_lazy()?)
+        Ok(Client::builder()
+            .endpoints(self.servers.iter().map(|s| s.trim().to_string()))
+            .timeout(timeout)
+            .build_lazy()?)
     }
 }
 

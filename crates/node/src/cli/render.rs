@@ -95,8 +95,10 @@ impl<W: Write> Output<W> {
                 }
             }
         }
-        let cells: Vec<Vec<String>> =
-            rows.iter().map(|row| columns.iter().map(|c| row.get(*c).map(cell).unwrap_or_default()).collect()).collect();
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| columns.iter().map(|c| row.get(*c).map(cell).unwrap_or_default()).collect())
+            .collect();
         let widths: Vec<usize> = columns
             .iter()
             .enumerate()
@@ -182,7 +184,10 @@ mod tests {
 
     fn head() -> Head {
         Head {
-            stamp: Stamp { hlc: 1_700_000_000_000 << 16, origin: Origin { node: NodeId(0xab), incarnation: 1 } },
+            stamp: Stamp {
+                hlc: 1_700_000_000_000 << 16,
+                origin: Origin { node: NodeId(0xab), incarnation: 1 },
+            },
             seq: 7,
             expires_at_ms: None,
             stored_size: 3,

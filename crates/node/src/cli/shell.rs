@@ -13,10 +13,10 @@ use clap::{Parser, Subcommand};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
+use crate::cli::ConnectArgs;
 use crate::cli::commands::ClientCommand;
 use crate::cli::failure::CliError;
 use crate::cli::render::{Format, Output};
-use crate::cli::ConnectArgs;
 
 const PROMPT: &str = "consensusdb> ";
 
@@ -113,12 +113,19 @@ pub fn default_history() -> Option<PathBuf> {
 /// Runs the shell until `exit` or the end of input. Returns the exit code:
 /// 0, or for piped input the code of the last command that failed, so a
 /// script can tell.
-pub fn run(connect: &ConnectArgs, history: Option<PathBuf>, runtime: &tokio::runtime::Runtime) -> Result<u8, CliError> {
+pub fn run(
+    connect: &ConnectArgs,
+    history: Option<PathBuf>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<u8, CliError> {
     let client = connect.client()?;
     let mut input = Input::open(history)?;
     let mut out = Output::new(connect.format, std::io::stdout());
     if input.is_terminal() {
-        println!("ConsensusDB shell on {}. Type `help` for commands, `exit` to leave.", connect.servers.join(", "));
+        println!(
+            "ConsensusDB shell on {}. Type `help` for commands, `exit` to leave.",
+            connect.servers.join(", ")
+        );
     }
     let mut last_failure = 0;
     while let Some(line) = input.next_line()? {

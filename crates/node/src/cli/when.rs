@@ -26,7 +26,9 @@ impl When {
             return Ok(When::Time(time));
         }
         if text.len() == 36 && text.chars().filter(|c| *c == '-').count() == 4 {
-            return TimeUuid::parse(text, flag).map(When::Id).map_err(|e| CliError::argument(flag, e.message));
+            return TimeUuid::parse(text, flag)
+                .map(When::Id)
+                .map_err(|e| CliError::argument(flag, e.message));
         }
         Err(CliError::argument(
             flag,
@@ -58,8 +60,9 @@ pub fn time_uuid(text: &str, flag: &str) -> Result<TimeUuid, CliError> {
 
 /// A duration such as `90s`, `15m` or `1h 30m`.
 pub fn duration(text: &str, flag: &str) -> Result<Duration, CliError> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| CliError::argument(flag, format!("expected a duration like 30s, 15m or 1h ({e}); got {text:?}")))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        CliError::argument(flag, format!("expected a duration like 30s, 15m or 1h ({e}); got {text:?}"))
+    })
 }
 
 #[cfg(test)]

@@ -57,21 +57,27 @@ async fn client_commands_print_json_lines_and_tables() {
 
     let got = json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &times[1]]).await;
     assert_eq!(got[0]["value"], "120");
-    let head = json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &times[1], "--head-only"]).await;
+    let head =
+        json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &times[1], "--head-only"]).await;
     assert!(head[0].get("value").is_none());
 
     let recent = json_lines(&node, &["recent", "acme", "ACCOUNT", "balance"]).await;
     assert_eq!(recent[0]["value"], "95");
-    let earlier = json_lines(&node, &["recent", "acme", "ACCOUNT", "balance", "--at", "2026-11-21T10:01:30Z"]).await;
+    let earlier =
+        json_lines(&node, &["recent", "acme", "ACCOUNT", "balance", "--at", "2026-11-21T10:01:30Z"]).await;
     assert_eq!(earlier[0]["value"], "120");
 
     let page = json_lines(&node, &["range", "acme", "ACCOUNT", "balance", "--limit", "2"]).await;
     assert_eq!(page.len(), 3, "two records, then the token line");
     let token = page[2]["next_page_token"].as_str().expect("a token");
-    let rest = json_lines(&node, &["range", "acme", "ACCOUNT", "balance", "--limit", "2", "--page-token", token]).await;
+    let rest =
+        json_lines(&node, &["range", "acme", "ACCOUNT", "balance", "--limit", "2", "--page-token", token])
+            .await;
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["value"], "100");
-    let forward = json_lines(&node, &["range", "acme", "ACCOUNT", "balance", "--forward", "--limit", "1", "--all"]).await;
+    let forward =
+        json_lines(&node, &["range", "acme", "ACCOUNT", "balance", "--forward", "--limit", "1", "--all"])
+            .await;
     let values: Vec<&str> = forward.iter().map(|r| r["value"].as_str().expect("text")).collect();
     assert_eq!(values, ["100", "120", "95"]);
 
@@ -82,7 +88,8 @@ async fn client_commands_print_json_lines_and_tables() {
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[0].starts_with("TENANT"), "{text}");
 
-    let touched = json_lines(&node, &["touch", "acme", "ACCOUNT", "balance", "--time", &times[0], "--ttl", "1h"]).await;
+    let touched =
+        json_lines(&node, &["touch", "acme", "ACCOUNT", "balance", "--time", &times[0], "--ttl", "1h"]).await;
     assert!(touched[0]["expires"].is_string());
     let removed = json_lines(&node, &["rm", "acme", "ACCOUNT", "balance", "--time", &times[0]]).await;
     assert_eq!(removed[0]["tombstone"], true);
@@ -117,7 +124,8 @@ async fn exit_codes_and_messages_name_what_was_wrong() {
     assert_eq!(usage.status.code(), Some(2), "clap's usage errors exit 2 as well");
 
     // A content-derived id: the same event at the same time is one record.
-    let event = ["put", "acme", "ACCOUNT", "events", "deposit 40", "--time", "2026-11-21T10:00:00Z", "--content-id"];
+    let event =
+        ["put", "acme", "ACCOUNT", "events", "deposit 40", "--time", "2026-11-21T10:00:00Z", "--content-id"];
     let first = json_lines(&node, &event).await;
     let second = json_lines(&node, &event).await;
     assert_eq!(first[0]["time"], second[0]["time"]);
@@ -125,8 +133,10 @@ async fn exit_codes_and_messages_name_what_was_wrong() {
     let addr = node.addr;
     node.stop().await;
     let mut down = Command::new(BINARY);
-    down.args(["recent", "acme", "ACCOUNT", "balance", "--timeout", "3s", "--server"]).arg(format!("http://{addr}"));
-    let unreachable = tokio::time::timeout(TEST_TIMEOUT, down.output()).await.expect("in time").expect("runs");
+    down.args(["recent", "acme", "ACCOUNT", "balance", "--timeout", "3s", "--server"])
+        .arg(format!("http://{addr}"));
+    let unreachable =
+        tokio::time::timeout(TEST_TIMEOUT, down.output()).await.expect("in time").expect("runs");
     assert_eq!(unreachable.status.code(), Some(5), "{}", stderr(&unreachable));
     assert!(stderr(&unreachable).contains("UNAVAILABLE"), "{}", stderr(&unreachable));
 }
@@ -196,8 +206,10 @@ async fn the_shell_on_a_terminal_edits_lines_and_keeps_history() {
         stdin.write_all(line.as_bytes()).await.expect("types");
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let output =
-        tokio::time::timeout(TEST_TIMEOUT, terminal.wait_with_output()).await.expect("in time").expect("output");
+    let output = tokio::time::timeout(TEST_TIMEOUT, terminal.wait_with_output())
+        .await
+        .expect("in time")
+        .expect("output");
     let screen = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{screen}");
     assert!(screen.contains("consensusdb> "), "the prompt is shown on a terminal: {screen}");

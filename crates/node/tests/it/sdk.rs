@@ -9,7 +9,12 @@ use futures::TryStreamExt;
 use crate::support::*;
 
 async fn client_for(node: &TestNode) -> Client {
-    Client::builder().endpoint(format!("http://{}", node.addr)).timeout(CALL_TIMEOUT).connect().await.expect("connects")
+    Client::builder()
+        .endpoint(format!("http://{}", node.addr))
+        .timeout(CALL_TIMEOUT)
+        .connect()
+        .await
+        .expect("connects")
 }
 
 fn timed(minor: &str, ms: u64) -> Key {
@@ -31,7 +36,8 @@ async fn every_operation_round_trips_through_the_sdk() {
     }
     let latest = client.get_recent(row.clone()).await.expect("recent").expect("present");
     assert_eq!(latest.value_str(), Some("95"));
-    let before = client.get_recent(row.clone()).at_or_before(at_ms(1_001)).await.expect("recent").expect("present");
+    let before =
+        client.get_recent(row.clone()).at_or_before(at_ms(1_001)).await.expect("recent").expect("present");
     assert_eq!(before.value, b"120");
     assert!(client.get_recent(row.clone()).at_or_before(at_ms(999)).await.expect("recent").is_none());
 
@@ -81,7 +87,8 @@ async fn scans_stream_every_record_in_key_order_across_pages() {
 
     let tenant: Vec<_> = client.scan_tenant("t").page_size(3).stream().try_collect().await.expect("scan");
     assert_eq!(tenant.len(), 14);
-    let keys: Vec<_> = tenant.iter().map(|r| (r.key.row.region.clone(), r.key.time.map(|t| t.ticks()))).collect();
+    let keys: Vec<_> =
+        tenant.iter().map(|r| (r.key.row.region.clone(), r.key.time.map(|t| t.ticks()))).collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "key order, no duplicates across pages");
@@ -91,7 +98,8 @@ async fn scans_stream_every_record_in_key_order_across_pages() {
     let region: Vec<_> = client.scan_region("t", "B").head_only().stream().try_collect().await.expect("scan");
     assert_eq!(region.len(), 7);
     assert!(region.iter().all(|r| r.value.is_empty() && r.key.row.region == "B"));
-    let limited: Vec<_> = client.scan_tenant("t").page_size(4).limit(9).stream().try_collect().await.expect("scan");
+    let limited: Vec<_> =
+        client.scan_tenant("t").page_size(4).limit(9).stream().try_collect().await.expect("scan");
     assert_eq!(limited.len(), 9);
     let row: Vec<_> = client.scan_row(RowKey::new("t", "A", "m")).stream().try_collect().await.expect("scan");
     assert_eq!(row.len(), 7);
@@ -102,12 +110,14 @@ async fn scans_stream_every_record_in_key_order_across_pages() {
 async fn errors_carry_the_servers_code_and_field() {
     let node = TestNode::start().await;
     let client = client_for(&node).await;
-    let error = client.put(Record::new(RowKey::new("", "r", "m").at(None), "v")).await.expect_err("empty tenant");
+    let error =
+        client.put(Record::new(RowKey::new("", "r", "m").at(None), "v")).await.expect_err("empty tenant");
     assert_eq!(error.code(), ErrorCode::InvalidArgument);
     assert_eq!(error.field(), Some("key.major_key"));
     assert_eq!(error.attempts(), 1, "bad input is not retried");
 
-    let batch = vec![Record::new(timed("b", 1), "ok"), Record::new(RowKey::new("t", "", "m").at(None), "bad")];
+    let batch =
+        vec![Record::new(timed("b", 1), "ok"), Record::new(RowKey::new("t", "", "m").at(None), "bad")];
     let error = client.put_batch(batch).await.expect_err("bad second record");
     assert_eq!(error.field(), Some("records[1].key.region"));
 
@@ -143,7 +153,11 @@ async fn the_client_fails_over_to_the_next_node() {
     let first = TestNode::start().await;
     let second = TestNode::start().await;
     let client = Client::builder()
-        .endpoints([format!("http://{dead}"), format!("http://{}", first.addr), format!("http://{}", second.addr)])
+        .endpoints([
+            format!("http://{dead}"),
+            format!("http://{}", first.addr),
+            format!("http://{}", second.addr),
+        ])
         .connect_timeout(Duration::from_secs(2))
         .timeout(CALL_TIMEOUT)
         .retry_policy(RetryPolicy { max_attempts: 5, ..RetryPolicy::default() })
@@ -152,7 +166,10 @@ async fn the_client_fails_over_to_the_next_node() {
         .expect("one node is up");
 
     let key = timed("failover", 1);
-    client.put(Record::new(key.clone(), "on the first live node")).await.expect("put fails over past the dead node");
+    client
+        .put(Record::new(key.clone(), "on the first live node"))
+        .await
+        .expect("put fails over past the dead node");
     assert!(client.get(key.clone()).await.expect("get").is_some(), "reads go to the node that answered");
 
     // Take that node down: the next call moves on to the last node, which
@@ -160,7 +177,10 @@ async fn the_client_fails_over_to_the_next_node() {
     first.stop().await;
     let answer = client.get(key.clone()).await.expect("the second live node answers");
     assert!(answer.is_none());
-    client.put(Record::new(key.clone(), "retried with the same TimeUUID")).await.expect("put on the last node");
+    client
+        .put(Record::new(key.clone(), "retried with the same TimeUUID"))
+        .await
+        .expect("put on the last node");
     assert!(client.get(key).await.expect("get").is_some());
 
     let unreachable = Client::builder()
