@@ -149,6 +149,11 @@ impl Client {
 
     /// Writes records as one durable commit and one log entry: all or
     /// nothing. Await the returned call; it can take a `.timeout(..)`.
+    ///
+    /// Retried like [`Client::put`] when every record is timed. A retried
+    /// batch holding only-if-absent records may find its own first attempt
+    /// and fail with `ALREADY_EXISTS`; [`Error::attempts`] then says it was
+    /// retried, and reading the keys back tells whether the values are yours.
     pub fn put_batch(&self, records: impl IntoIterator<Item = Record>) -> BatchCall {
         BatchCall { client: self.clone(), records: records.into_iter().collect(), timeout: None }
     }

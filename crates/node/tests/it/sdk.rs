@@ -201,3 +201,44 @@ async fn bad_endpoints_are_refused_before_any_io() {
     let error = Client::builder().build_lazy().expect_err("no endpoints");
     assert_eq!(error.code(), ErrorCode::InvalidArgument);
 }
+
+#[tokio::test]
+async fn a_scan_resumes_on_another_node_when_its_connection_breaks_mid_stream() {
+    // Two nodes with the same records (the same keys, as replication would
+    // leave them), and small scan chunks so the stream is many messages.
+    let small_chunks = |c: &mut consensusdb_node::config::NodeConfig| c.limits.page_bytes = 4096;
+    let first = TestNode::start_with(small_chunks).await;
+    let second = TestNode::start_with(small_chunks).await;
+    let mut origins = Vec::new();
+    for node in [&first, &second] {
+        let client = client_for(node).await;
+        // 400 KiB: more than HTTP/2's 64 KiB window, so the stream cannot
+        // have arrived whole before the cut.
+        let records = (0..400).map(|ms| Record::new(timed("scan", ms), vec![b'v'; 1024]));
+        let ack = client.put_batch(records).await.expect("batch");
+        origins.push(ack.heads[0].stamp.origin);
+    }
+    let proxy = CuttableProxy::start(first.addr).await;
+    let client = Client::builder()
+        .endpoints([format!("http://{}", proxy.addr), format!("http://{}", second.addr)])
+        .timeout(CALL_TIMEOUT)
+        .connect()
+        .await
+        .expect("connects through the proxy");
+    let mut stream = client.scan_tenant("acme").page_size(1000).stream();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(stream.try_next().await.expect("record").expect("more"));
+    }
+    proxy.cut().await;
+    while let Some(record) = stream.try_next().await.expect("the scan carries on at the second node") {
+        seen.push(record);
+    }
+    let times: Vec<_> = seen.iter().map(|r| r.key.time.expect("timed")).collect();
+    let expected: Vec<_> = (0..400).map(at_ms).collect();
+    assert_eq!(times, expected, "every record once, in order, across the break");
+    assert_eq!(seen[0].head.stamp.origin, origins[0], "the scan began on the first node");
+    assert_eq!(seen[399].head.stamp.origin, origins[1], "and finished on the second");
+    first.stop().await;
+    second.stop().await;
+}

@@ -150,3 +150,35 @@ pub fn at_ms(ms: u64) -> TimeUuid {
     let time = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms);
     TimeUuid::from_content(time, &ms.to_be_bytes())
 }
+
+/// A TCP proxy in front of a node that a test can cut, as a crash or a
+/// partition would: the listener closes and every open connection drops.
+pub struct CuttableProxy {
+    pub addr: SocketAddr,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl CuttableProxy {
+    /// Starts forwarding 127.0.0.1:ephemeral to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("local addr");
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { addr, tasks }
+    }
+
+    /// Drops the listener and every connection through it.
+    pub async fn cut(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
