@@ -18,7 +18,7 @@ use std::future::Future;
 use consensusdb_proto::v1::records_server::RecordsServer;
 use consensusdb_storage::Store;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 pub use records_service::RecordsService;
@@ -82,7 +82,13 @@ pub async fn serve_grpc(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(records)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Nagle's algorithm would hold back small responses for up to
+            // 40 ms waiting for the client's delayed ACK; tonic's own
+            // tcp_nodelay setting does not reach a listener passed in.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     failure_watch.abort();
     served?;

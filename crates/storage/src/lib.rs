@@ -31,6 +31,8 @@ mod data_dir;
 mod error;
 mod page_token;
 mod reads;
+/// Raw-RocksDB reference for benchmarks: the writer's per-event bytes, without the store around them.
+pub mod reference;
 mod scan;
 mod store;
 mod validate;

@@ -1,0 +1,150 @@
+//! Smoke test of the load generator: `loadgen --quick` starts its own node
+//! (the `consensusdb` binary next to it) on an ephemeral loopback port,
+//! runs every phase and the raw reference, and must report no errors and
+//! every event stored. It checks that figures are sane, never how fast.
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+/// `--quick` takes well under a minute; this bounds a hung run.
+const TIME_LIMIT: Duration = Duration::from_secs(120);
+/// `--quick`'s event count.
+const QUICK_EVENTS: u64 = 20_000;
+
+/// The loadgen process group (loadgen and the node it starts), killed
+/// together if the test ends before they do.
+struct ProcessGroup(Child);
+
+impl ProcessGroup {
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("waits for loadgen") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "loadgen --quick did not finish within {limit:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // The group id is loadgen's pid (process_group(0)); the shell's
+            // builtin kill reaches the whole group.
+            let group = format!("-{}", self.0.id());
+            let _ = Command::new("sh").args(["-c", "kill -KILL -- \"$1\"", "sh", &group]).status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).expect("loadgen wrote its results file");
+    text.lines().map(|line| serde_json::from_str(line).expect("each line is a JSON record")).collect()
+}
+
+fn find<'a>(records: &'a [Value], system: &str, label: &str, phase: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["system"] == system && r["label"] == label && r["phase"] == phase).collect()
+}
+
+fn number(record: &Value, field: &str) -> f64 {
+    record[field].as_f64().unwrap_or_else(|| panic!("{field} is a number in {record}"))
+}
+
+#[test]
+fn quick_run_reports_every_phase_without_errors() {
+    let node = Path::new(LOADGEN).with_file_name("consensusdb");
+    assert!(
+        node.exists(),
+        "{} is missing: build the node with `cargo build --release --workspace --bins` \
+         (`cargo test --release --workspace --all-targets` builds it too)",
+        node.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("results.jsonl");
+    let mut loadgen = ProcessGroup(
+        Command::new(LOADGEN)
+            .arg("--quick")
+            .arg("--out")
+            .arg(&out)
+            .arg("--work-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("starts loadgen"),
+    );
+    let status = loadgen.wait(TIME_LIMIT);
+    let records = records(&out);
+    for record in &records {
+        println!("{record}");
+    }
+    assert!(status.success(), "loadgen exited with {status}");
+
+    for record in &records {
+        assert_eq!(record["errors"].as_u64().unwrap_or(0), 0, "errors in {record}");
+        assert!(number(record, "unix_time") > 0.0);
+    }
+    let phases: BTreeSet<(String, String, String)> = records
+        .iter()
+        .map(|r| {
+            let text = |field: &str| r[field].as_str().unwrap_or("").to_string();
+            (text("label"), text("phase"), text("mode"))
+        })
+        .collect();
+    let expected: BTreeSet<(String, String, String)> = [
+        ("rocksdb-raw-sync", "load", "single"),
+        ("rocksdb-raw-sync", "du", ""),
+        ("consensusdb-sync", "load", "single"),
+        ("consensusdb-sync", "count", ""),
+        ("consensusdb-sync", "du", ""),
+        ("consensusdb-sync", "r1", "single"),
+        ("consensusdb-sync", "r2", "single"),
+        ("consensusdb-sync", "r3", "single"),
+        ("rocksdb-raw-sync", "load", "batch100"),
+        ("rocksdb-raw-sync-batch", "du", ""),
+        ("consensusdb-sync", "load", "batch100"),
+        ("consensusdb-sync-batch", "count", ""),
+        ("consensusdb-sync-batch", "du", ""),
+    ]
+    .into_iter()
+    .map(|(l, p, m)| (l.to_string(), p.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(phases, expected);
+
+    for (system, label) in [("consensusdb", "consensusdb-sync"), ("rocksdb-raw", "rocksdb-raw-sync")] {
+        for load in find(&records, system, label, "load") {
+            assert_eq!(number(load, "acked_events"), QUICK_EVENTS as f64, "{load}");
+            assert!(number(load, "events_per_s") > 0.0, "{load}");
+            assert!(number(&load["latency_per_ack"], "p50_us") > 0.0, "{load}");
+            assert!(number(load, "server_cpu_us_per_event") >= 0.0, "{load}");
+        }
+    }
+    for load in find(&records, "consensusdb", "consensusdb-sync", "load") {
+        assert!(number(load, "ratio_vs_raw") > 0.0, "{load}");
+    }
+    for label in ["consensusdb-sync", "consensusdb-sync-batch"] {
+        for count in find(&records, "consensusdb", label, "count") {
+            assert_eq!(count["stored_events"].as_u64(), Some(QUICK_EVENTS), "{count}");
+        }
+    }
+    for phase in ["r1", "r2", "r3"] {
+        for read in find(&records, "consensusdb", "consensusdb-sync", phase) {
+            assert!(number(read, "ops_per_s") > 0.0, "{read}");
+            assert!(number(read, "events_per_op") > 0.0, "{read}");
+        }
+    }
+    for du in records.iter().filter(|r| r["phase"] == "du") {
+        assert!(number(du, "du_alloc_bytes") > 0.0, "{du}");
+        assert!(number(du, "alloc_bytes_per_event") > 0.0, "{du}");
+    }
+}
