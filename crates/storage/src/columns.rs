@@ -2,7 +2,7 @@
 
 use consensusdb_types::stored_value;
 use rocksdb::compaction_filter::Decision;
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options};
+use rocksdb::{BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 
 use crate::clock::now_ms;
 
@@ -48,6 +48,15 @@ pub(crate) fn descriptors() -> Vec<ColumnFamilyDescriptor> {
         .map(|&name| {
             let mut options = Options::default();
             options.set_compression_type(DBCompressionType::Lz4);
+            if name == RECORDS || name == VALUES {
+                // Every write looks up its key's current head first (conflict
+                // rule, put-if-absent), and a new TimeUUID is almost always
+                // absent: a whole-key bloom filter answers that from memory
+                // instead of reading an index and a block from every level.
+                let mut table = BlockBasedOptions::default();
+                table.set_bloom_filter(10.0, false);
+                options.set_block_based_table_factory(&table);
+            }
             if name == VALUES {
                 // Drop expired values at compaction. The head in `records`
                 // stays behind as the stub that still takes part in conflict
