@@ -9,12 +9,9 @@ use std::time::Instant;
 use consensusdb_proto::v1;
 
 use crate::grpc::{self, Client};
-use crate::report::{Latencies, WriteMeasurement, WriteMode};
+use crate::report::{Tally, WriteMeasurement, WriteMode};
 use crate::resources::{self, DiskDevice, Server, Snapshot};
 use crate::workload::Workload;
-
-/// Errors printed in full; later ones are only counted.
-const PRINTED_ERRORS: u64 = 5;
 
 /// Writes every event of `workload` through `clients` with `concurrency`
 /// writers, grouped by `mode`.
@@ -39,14 +36,10 @@ pub async fn run(
             tokio::spawn(write_in_order(client, workload.clone(), events, mode, errors.clone()))
         })
         .collect();
-    let mut latency = Latencies::new();
-    let mut acked = 0;
+    let mut tally = Tally::new();
     for writer in writers {
         match writer.await {
-            Ok((writer_latency, writer_acked)) => {
-                latency.merge(&writer_latency);
-                acked += writer_acked;
-            }
+            Ok(writer_tally) => tally.merge(&writer_tally),
             Err(panicked) => {
                 eprintln!("a writer task failed: {panicked}");
                 errors.fetch_add(1, Ordering::Relaxed);
@@ -58,25 +51,24 @@ pub async fn run(
     WriteMeasurement {
         mode,
         events: workload.events.len(),
-        acked,
+        acked: tally.events,
         errors: errors.load(Ordering::Relaxed),
         wall_s,
-        latency,
+        latency: tally.latency,
         resources: resources::usage(&before, &after, wall_s, server),
     }
 }
 
-/// One writer: its events, a request at a time. Returns its latencies and
-/// the events acknowledged.
+/// One writer: its events, a request at a time. Returns the latencies of
+/// its acknowledged requests and the events they carried.
 async fn write_in_order(
     mut client: Client,
     workload: Arc<Workload>,
     events: Vec<usize>,
     mode: WriteMode,
     errors: Arc<AtomicU64>,
-) -> (Latencies, u64) {
-    let mut latency = Latencies::new();
-    let mut acked = 0u64;
+) -> Tally {
+    let mut tally = Tally::new();
     for request in events.chunks(mode.events_per_request()) {
         let sent = Instant::now();
         let outcome = match mode {
@@ -86,17 +78,7 @@ async fn write_in_order(
                 client.put_batch(v1::PutBatchRequest { records }).await.map(drop)
             }
         };
-        match outcome {
-            Ok(()) => {
-                latency.record(sent.elapsed());
-                acked += request.len() as u64;
-            }
-            Err(status) => {
-                if errors.fetch_add(1, Ordering::Relaxed) < PRINTED_ERRORS {
-                    eprintln!("write error: {status}");
-                }
-            }
-        }
+        tally.record(outcome.map(|()| request.len() as u64), sent, &errors, "write");
     }
-    (latency, acked)
+    tally
 }

@@ -16,12 +16,9 @@ use std::time::Instant;
 use consensusdb_storage::reference::RawReference;
 
 use crate::disk_usage;
-use crate::report::{DiskUsage, Latencies, WriteMeasurement, WriteMode};
+use crate::report::{DiskUsage, Tally, WriteMeasurement, WriteMode};
 use crate::resources::{self, DiskDevice, Server, Snapshot};
 use crate::workload::Workload;
-
-/// Errors printed in full; later ones are only counted.
-const PRINTED_ERRORS: u64 = 5;
 
 /// What the reference load measured, and its directory afterwards.
 pub struct RawOutcome {
@@ -46,7 +43,7 @@ pub fn run(
     let before = Snapshot::take(Server::ThisProcess, disk);
     let start = Instant::now();
     let (shared_reference, shared_errors) = (&reference, &errors);
-    let per_writer: Vec<(Latencies, u64)> = std::thread::scope(|scope| {
+    let per_writer: Vec<Tally> = std::thread::scope(|scope| {
         let writers: Vec<_> = partition
             .iter()
             .map(|events| {
@@ -66,19 +63,17 @@ pub fn run(
     });
     let wall_s = start.elapsed().as_secs_f64();
     let after = Snapshot::take(Server::ThisProcess, disk);
-    let mut latency = Latencies::new();
-    let mut acked = 0;
-    for (writer_latency, writer_acked) in &per_writer {
-        latency.merge(writer_latency);
-        acked += writer_acked;
+    let mut tally = Tally::new();
+    for writer_tally in &per_writer {
+        tally.merge(writer_tally);
     }
     let load = WriteMeasurement {
         mode,
         events: workload.events.len(),
-        acked,
+        acked: tally.events,
         errors: errors.load(Ordering::Relaxed),
         wall_s,
-        latency,
+        latency: tally.latency,
         resources: resources::usage(&before, &after, wall_s, Server::ThisProcess),
     };
     let disk_usage = disk_usage::measure(dir)?;
@@ -93,23 +88,13 @@ fn write_in_order(
     events: &[usize],
     mode: WriteMode,
     errors: &AtomicU64,
-) -> (Latencies, u64) {
-    let mut latency = Latencies::new();
-    let mut acked = 0u64;
+) -> Tally {
+    let mut tally = Tally::new();
     for request in events.chunks(mode.events_per_request()) {
         let started = Instant::now();
         let batch: Vec<_> = request.iter().map(|&i| (workload.record_key(i), workload.payload(i))).collect();
-        match reference.commit(&batch) {
-            Ok(()) => {
-                latency.record(started.elapsed());
-                acked += request.len() as u64;
-            }
-            Err(error) => {
-                if errors.fetch_add(1, Ordering::Relaxed) < PRINTED_ERRORS {
-                    eprintln!("raw reference write error: {error}");
-                }
-            }
-        }
+        let outcome = reference.commit(&batch).map(|()| request.len() as u64);
+        tally.record(outcome, started, errors, "raw reference write");
     }
-    (latency, acked)
+    tally
 }

@@ -17,12 +17,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::grpc::{self, Client};
-use crate::report::{Latencies, ReadMeasurement};
+use crate::report::{ReadMeasurement, Tally};
 use crate::resources::{self, DiskDevice, Server, Snapshot};
 use crate::workload::{self, HOT_KEYS, KEYS, TENANTS};
 
-/// Errors printed in full; later ones are only counted.
-const PRINTED_ERRORS: u64 = 5;
 /// R2's page: the 100 newest.
 const NEWEST: u32 = 100;
 
@@ -83,14 +81,13 @@ pub async fn run(
         .collect();
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
-    let mut latency = Latencies::new();
-    let (mut ops, mut events_returned) = (0, 0);
+    let mut tally = Tally::new();
+    let mut ops = 0;
     for reader in readers {
         match reader.await {
-            Ok((reader_latency, reader_events)) => {
-                ops += reader_latency.count();
-                latency.merge(&reader_latency);
-                events_returned += reader_events;
+            Ok(reader) => {
+                ops += reader.latency.count();
+                tally.merge(&reader);
             }
             Err(panicked) => {
                 eprintln!("a reader task failed: {panicked}");
@@ -102,10 +99,10 @@ pub async fn run(
     let after = Snapshot::take(server, disk);
     ReadMeasurement {
         ops,
-        events_returned,
+        events_returned: tally.events,
         errors: errors.load(Ordering::Relaxed),
         wall_s,
-        latency,
+        latency: tally.latency,
         resources: resources::usage(&before, &after, wall_s, server),
     }
 }
@@ -118,9 +115,8 @@ async fn read_until_stopped(
     mut rng: SmallRng,
     stop: Arc<AtomicBool>,
     errors: Arc<AtomicU64>,
-) -> (Latencies, u64) {
-    let mut latency = Latencies::new();
-    let mut events = 0u64;
+) -> Tally {
+    let mut tally = Tally::new();
     let newest_ts_us = workload::event_ts_us(setup.events);
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
@@ -139,17 +135,7 @@ async fn read_until_stopped(
                 grpc::scan_tenant(&mut client, &tenant, setup.scan_limit, false).await
             }
         };
-        match outcome {
-            Ok(found) => {
-                latency.record(sent.elapsed());
-                events += found;
-            }
-            Err(status) => {
-                if errors.fetch_add(1, Ordering::Relaxed) < PRINTED_ERRORS {
-                    eprintln!("read error: {status}");
-                }
-            }
-        }
+        tally.record(outcome, sent, &errors, "read");
     }
-    (latency, events)
+    tally
 }

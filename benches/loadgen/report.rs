@@ -13,10 +13,59 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
+
+/// Errors printed in full per phase; later ones are only counted.
+const PRINTED_ERRORS: u64 = 5;
+
+/// What one worker saw: the latency of each answered request and the
+/// events those requests carried.
+pub struct Tally {
+    /// Latencies of answered requests.
+    pub latency: Latencies,
+    /// Events acknowledged (writes) or returned (reads).
+    pub events: u64,
+}
+
+impl Tally {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        Self { latency: Latencies::new(), events: 0 }
+    }
+
+    /// Counts one request sent at `sent`: its latency and events when it
+    /// was answered, otherwise a failure in `errors` (the first few of a
+    /// phase are printed, prefixed with `what`).
+    pub fn record<E: std::fmt::Display>(
+        &mut self,
+        outcome: Result<u64, E>,
+        sent: Instant,
+        errors: &AtomicU64,
+        what: &str,
+    ) {
+        match outcome {
+            Ok(events) => {
+                self.latency.record(sent.elapsed());
+                self.events += events;
+            }
+            Err(error) => {
+                if errors.fetch_add(1, Ordering::Relaxed) < PRINTED_ERRORS {
+                    eprintln!("{what} error: {error}");
+                }
+            }
+        }
+    }
+
+    /// Adds another worker's tally.
+    pub fn merge(&mut self, other: &Tally) {
+        self.latency.merge(&other.latency);
+        self.events += other.events;
+    }
+}
 
 /// Latencies in µs, from 1 µs to 2 minutes at 3 significant digits.
 pub struct Latencies(Histogram<u64>);

@@ -5,9 +5,11 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use consensusdb_proto::v1;
+use consensusdb_proto::v1::records_client::RecordsClient;
 use consensusdb_types::{RecordKey, RowKey, TimeUuid};
 use futures::{Stream, TryStreamExt};
 use tonic::Code;
+use tonic::transport::Channel;
 
 use crate::Client;
 use crate::error::{Error, Result};
@@ -103,15 +105,13 @@ impl IntoFuture for GetCall {
     fn into_future(self) -> Self::IntoFuture {
         let request = v1::GetRequest { key: Some(v1::Key::from(&self.key)), read: Some(self.flags.into()) };
         Box::pin(async move {
-            let response = self
-                .client
-                .transport()
-                .call(Replay::Safe, self.timeout, |mut c, _| {
-                    let request = request.clone();
-                    async move { absent_as_none(c.get(request).await) }
-                })
-                .await?;
-            response.and_then(|r| r.record).map(StoredRecord::from_wire).transpose()
+            read_one(
+                &self.client,
+                self.timeout,
+                request,
+                |mut c, request| async move { c.get(request).await },
+            )
+            .await
         })
     }
 }
@@ -158,15 +158,10 @@ impl IntoFuture for RecentCall {
             read: Some(self.flags.into()),
         };
         Box::pin(async move {
-            let response = self
-                .client
-                .transport()
-                .call(Replay::Safe, self.timeout, |mut c, _| {
-                    let request = request.clone();
-                    async move { absent_as_none(c.get_recent(request).await) }
-                })
-                .await?;
-            response.and_then(|r| r.record).map(StoredRecord::from_wire).transpose()
+            read_one(&self.client, self.timeout, request, |mut c, request| async move {
+                c.get_recent(request).await
+            })
+            .await
         })
     }
 }
@@ -292,13 +287,33 @@ impl IntoFuture for RangeCall {
     }
 }
 
-/// NOT_FOUND is an answer ("no such record"), not a failure.
-fn absent_as_none<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<Option<T>, tonic::Status> {
-    match result {
-        Ok(response) => Ok(Some(response.into_inner())),
-        Err(status) if status.code() == Code::NotFound => Ok(None),
-        Err(status) => Err(status),
-    }
+/// Runs a single-record read (`Get`, `GetRecent`) with retries. NOT_FOUND
+/// is an answer ("no such record"), not a failure, so it is `Ok(None)`.
+async fn read_one<Request, Rpc, Answer>(
+    client: &Client,
+    timeout: Option<Duration>,
+    request: Request,
+    rpc: Rpc,
+) -> Result<Option<StoredRecord>>
+where
+    Request: Clone,
+    Rpc: Fn(RecordsClient<Channel>, Request) -> Answer,
+    Answer: Future<Output = Result<tonic::Response<v1::GetResponse>, tonic::Status>>,
+{
+    let response = client
+        .transport()
+        .call(Replay::Safe, timeout, |c, _| {
+            let answer = rpc(c, request.clone());
+            async move {
+                match answer.await {
+                    Ok(response) => Ok(response.into_inner().record),
+                    Err(status) if status.code() == Code::NotFound => Ok(None),
+                    Err(status) => Err(status),
+                }
+            }
+        })
+        .await?;
+    response.map(StoredRecord::from_wire).transpose()
 }
 
 pub(crate) fn time_bytes(time: Option<TimeUuid>) -> Vec<u8> {
