@@ -10,7 +10,13 @@ use tracing_subscriber::EnvFilter;
 
 /// ConsensusDB: a leaderless, multi-tenant, time-series event store.
 #[derive(Debug, Parser)]
-#[command(name = "consensusdb", version, about, long_about = None, after_help = EXIT_CODES_HELP)]
+#[command(
+    name = "consensusdb",
+    version,
+    about = "ConsensusDB: a leaderless, multi-tenant, time-series event store.",
+    long_about = None,
+    after_help = EXIT_CODES_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
