@@ -36,6 +36,7 @@ pub mod reference;
 mod scan;
 mod store;
 mod validate;
+mod value_cursor;
 mod writer;
 mod writer_health;
 

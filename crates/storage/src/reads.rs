@@ -14,6 +14,7 @@ use consensusdb_types::{Head, RecordKey, stored_value};
 use rocksdb::{DB, SnapshotWithThreadMode};
 
 use crate::columns::{self, RECORDS, VALUES};
+use crate::value_cursor::ValueCursor;
 use crate::{StorageError, page_token};
 
 /// What a read returns besides the heads.
@@ -78,22 +79,29 @@ impl<'a> SnapshotReader<'a> {
         let Some(bytes) = self.snapshot.get_pinned_cf(records, key)? else {
             return Ok(None);
         };
-        self.live_record(key, &bytes)
+        let Some(head) = self.live_head(&bytes)? else { return Ok(None) };
+        if self.options.head_only {
+            return self.record(key, head, None);
+        }
+        let entry = self.snapshot.get_pinned_cf(columns::handle(self.db, VALUES), key)?;
+        self.record(key, head, entry.as_deref())
     }
 
-    /// Builds the record for a stored head, or `None` if reads must hide it.
-    fn live_record(&self, key: &[u8], head_bytes: &[u8]) -> Result<Option<Record>, StorageError> {
+    /// The head, or `None` if reads must hide it.
+    fn live_head(&self, head_bytes: &[u8]) -> Result<Option<Head>, StorageError> {
         let head = Head::decode(head_bytes)?;
-        if head.is_hidden(self.now_ms) {
-            return Ok(None);
-        }
+        Ok((!head.is_hidden(self.now_ms)).then_some(head))
+    }
+
+    /// Builds the record for a live head and its stored value entry (ignored
+    /// for head-only reads), or `None` if the value has just expired.
+    fn record(&self, key: &[u8], head: Head, entry: Option<&[u8]>) -> Result<Option<Record>, StorageError> {
         let value = if self.options.head_only {
             None
         } else {
-            let values = columns::handle(self.db, VALUES);
-            match self.snapshot.get_pinned_cf(values, key)? {
+            match entry {
                 Some(entry) => {
-                    let stored = stored_value::decode(&entry)?;
+                    let stored = stored_value::decode(entry)?;
                     Some(if self.options.raw {
                         stored.to_vec()
                     } else {
@@ -148,8 +156,18 @@ impl<'a> SnapshotReader<'a> {
         let step = |iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>| {
             if reverse { iter.prev() } else { iter.next() }
         };
+        let mut values =
+            (!self.options.head_only).then(|| ValueCursor::new(self.db, &self.snapshot, range, reverse));
         while let (Some(key), Some(head)) = (iter.key(), iter.value()) {
-            if let Some(record) = self.live_record(key, head)?
+            let Some(head) = self.live_head(head)? else {
+                step(&mut iter);
+                continue;
+            };
+            let entry = match values.as_mut() {
+                Some(values) => values.value_at(key)?,
+                None => None,
+            };
+            if let Some(record) = self.record(key, head, entry)?
                 && visit(record, key).is_break()
             {
                 step(&mut iter);
