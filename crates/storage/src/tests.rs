@@ -415,7 +415,7 @@ async fn ranges_pair_each_head_with_its_own_value_across_gaps_in_both_directions
     let records: Vec<_> =
         (0..40u64).map(|i| PutRecord { key: key_of(i), ..put("unused", i.to_string().as_bytes()) }).collect();
     store.put_batch(records, None).await.unwrap();
-    let removed = |i: u64| i % 3 == 0 || (10..=25).contains(&i);
+    let removed = |i: u64| i.is_multiple_of(3) || (10..=25).contains(&i);
     for i in (0..40).filter(|&i| removed(i)) {
         store.remove(key_of(i), None).await.unwrap();
     }
