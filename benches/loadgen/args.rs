@@ -40,9 +40,15 @@ pub struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_values_t = [Phase::Raw, Phase::Single, Phase::R1, Phase::R2, Phase::R3, Phase::Batch]
+        default_values_t = [
+            Phase::Raw, Phase::Single, Phase::R1, Phase::R2, Phase::R3, Phase::Catchup, Phase::Batch, Phase::Lag
+        ]
     )]
     pub phases: Vec<Phase>,
+    /// Events per second written to one node of three in the `lag` phase,
+    /// for `--duration` seconds.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub lag_rate: f64,
     /// Before each measured phase, wait up to this many seconds for the
     /// machine to be idle (busy below 15% of 2 cores), as the peer harness
     /// does; this also lets the node finish compacting the previous load.
@@ -91,6 +97,10 @@ pub enum Phase {
     R3,
     /// W1 batch: `--batch-size` events per `PutBatch`, into a fresh node.
     Batch,
+    /// A fresh node joins the single load's node and pulls every event.
+    Catchup,
+    /// Replication lag in a 3-node cluster under a paced load.
+    Lag,
 }
 
 impl Phase {
@@ -100,7 +110,7 @@ impl Phase {
             Phase::R1 => Some(ReadKind::R1),
             Phase::R2 => Some(ReadKind::R2),
             Phase::R3 => Some(ReadKind::R3),
-            Phase::Raw | Phase::Single | Phase::Batch => None,
+            Phase::Raw | Phase::Single | Phase::Batch | Phase::Catchup | Phase::Lag => None,
         }
     }
 }
@@ -144,9 +154,12 @@ impl Args {
         if !(self.idle_wait >= 0.0 && self.idle_wait.is_finite()) {
             return Err("--idle-wait must be zero or a positive number of seconds".into());
         }
-        let reads = self.phases.iter().any(|p| p.read().is_some());
+        if !(self.lag_rate > 0.0 && self.lag_rate.is_finite()) {
+            return Err("--lag-rate must be a positive number of events per second".into());
+        }
+        let reads = self.phases.iter().any(|p| p.read().is_some()) || self.runs(Phase::Catchup);
         if reads && self.server.is_none() && !self.runs(Phase::Single) {
-            return Err("the read phases read the single load's data: add `single` to --phases, \
+            return Err("the read and catchup phases use the single load's data: add `single` to --phases, \
                         or measure a loaded node with --server"
                 .into());
         }

@@ -39,6 +39,7 @@ pub fn put_request(workload: &Workload, i: usize) -> v1::PutRequest {
         compression: v1::Compression::None.into(),
         if_absent: false,
         ttl_ms: 0,
+        write_concern: 0,
     }
 }
 

@@ -75,7 +75,7 @@ async fn write_in_order(
             WriteMode::Single => client.put(grpc::put_request(&workload, request[0])).await.map(drop),
             WriteMode::Batch(_) => {
                 let records = request.iter().map(|&i| grpc::put_request(&workload, i)).collect();
-                client.put_batch(v1::PutBatchRequest { records }).await.map(drop)
+                client.put_batch(v1::PutBatchRequest { records, write_concern: 0 }).await.map(drop)
             }
         };
         tally.record(outcome.map(|()| request.len() as u64), sent, &errors, "write");

@@ -14,8 +14,8 @@
 //!
 //! Modules, one job each: `args` (the command line), `workload` (the
 //! events), `node` (starting and stopping the node), `grpc` (the
-//! requests), `load`, `reads`, `count` and `raw_reference` (the
-//! phases), `resources` and `disk_usage` (what a phase cost),
+//! requests), `load`, `reads`, `count`, `raw_reference` and
+//! `replication` (the phases), `resources` and `disk_usage` (what a phase cost),
 //! `report` (the records) and `run` (their order).
 
 mod args;
@@ -26,6 +26,7 @@ mod load;
 mod node;
 mod raw_reference;
 mod reads;
+mod replication;
 mod report;
 mod resources;
 mod run;

@@ -47,6 +47,16 @@ impl NodeProcess {
     /// Starts `binary` on `data_dir` and waits until it announces its
     /// address. Its log (stderr) goes to `log`.
     pub async fn start(binary: &Path, data_dir: &Path, log: &Path) -> Result<Self, Error> {
+        Self::start_with_peers(binary, data_dir, log, &[]).await
+    }
+
+    /// Like [`NodeProcess::start`], replicating with `peers`.
+    pub async fn start_with_peers(
+        binary: &Path,
+        data_dir: &Path,
+        log: &Path,
+        peers: &[SocketAddr],
+    ) -> Result<Self, Error> {
         let log_file = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
         let mut command = Command::new(binary);
         for (name, _) in std::env::vars_os() {
@@ -57,6 +67,7 @@ impl NodeProcess {
         command
             .args(["serve", "--sync", "always", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(peers.iter().flat_map(|peer| ["--peer".to_string(), peer.to_string()]))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

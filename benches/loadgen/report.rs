@@ -94,7 +94,8 @@ impl Latencies {
         self.0.len()
     }
 
-    fn to_json(&self) -> Value {
+    /// Percentiles, in the harness's `latency_*` shape.
+    pub fn to_json(&self) -> Value {
         json!({
             "n": self.0.len(),
             "p50_us": self.0.value_at_quantile(0.50),
@@ -362,6 +363,19 @@ fn human_line(r: &Value) -> String {
         "count" => format!(
             "{name}: {} of {} events stored, errors {errors}",
             r["stored_events"], r["expected_events"]
+        ),
+        "catchup" => format!(
+            "{name}: a fresh node pulled {} events at {} ev/s ({:.2}x the source's write rate)",
+            r["events"],
+            thousands(r["events_per_s"].as_f64().unwrap_or(0.0)),
+            r["ratio_vs_source_writes"].as_f64().unwrap_or(0.0),
+        ),
+        "lag" => format!(
+            "{name}: {} ev/s written to 1 of 3 nodes, replication lag p50 {} p99 {} ms, {:.2} entries received per event per replica, errors {errors}",
+            thousands(r["achieved_rate"].as_f64().unwrap_or(0.0)),
+            ms(&r["lag"]["p50_us"]),
+            ms(&r["lag"]["p99_us"]),
+            r["shipped"][0]["entries_received_per_event"].as_f64().unwrap_or(0.0),
         ),
         "du" => format!(
             "{name}: {:.1} MB allocated, {} bytes/event",

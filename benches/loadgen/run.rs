@@ -4,7 +4,11 @@
 //! 2. W1 single into a fresh node, then `count` and `du`, then R1, R2 and
 //!    R3 on that node's warm data;
 //! 3. raw reference, batches;
-//! 4. W1 batch into another fresh node, then `count` and `du`.
+//! 4. W1 batch into another fresh node, then `count` and `du`;
+//! 5. `lag` on a fresh 3-node cluster.
+//!
+//! `catchup` runs at the end of step 2: a fresh node joins the single
+//! load's node and pulls all of its events.
 //!
 //! Each reference runs just before the load it is compared with, so both
 //! meet the disk in the same state. Every record is written as soon as its
@@ -23,7 +27,7 @@ use crate::reads::{ReadKind, ReadSetup};
 use crate::report::{self, Recorder, Subject, WriteMeasurement, WriteMode};
 use crate::resources::{self, DiskDevice};
 use crate::workload::Workload;
-use crate::{count, disk_usage, grpc, load, raw_reference, reads};
+use crate::{count, disk_usage, grpc, load, raw_reference, reads, replication};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -91,9 +95,10 @@ impl<'a> Run<'a> {
         let reads: Vec<ReadKind> = args.phases.iter().filter_map(|p| p.read()).collect();
         // `raw` alone measures the reference in both modes.
         let raw_alone = args.runs(Phase::Raw) && !args.runs(Phase::Single) && !args.runs(Phase::Batch);
-        if args.runs(Phase::Single) || !reads.is_empty() || raw_alone {
+        let on_single_data = !reads.is_empty() || args.runs(Phase::Catchup);
+        if args.runs(Phase::Single) || on_single_data || raw_alone {
             let raw = self.raw_load_if_asked(WriteMode::Single).await?;
-            if args.runs(Phase::Single) || !reads.is_empty() {
+            if args.runs(Phase::Single) || on_single_data {
                 self.single_series(raw.as_ref(), &reads).await?;
             }
         }
@@ -105,6 +110,9 @@ impl<'a> Run<'a> {
                 self.load(&session, batch, raw.as_ref(), &format!("{}-batch", args.label)).await?;
                 session.finish().await?;
             }
+        }
+        if args.runs(Phase::Lag) {
+            self.lag().await?;
         }
         self.print_summary();
         Ok(self.recorder.errors())
@@ -123,7 +131,59 @@ impl<'a> Run<'a> {
         for &kind in reads {
             self.read(&session, kind).await?;
         }
+        if self.args.runs(Phase::Catchup) {
+            self.catch_up(&session).await?;
+        }
         session.finish().await
+    }
+
+    /// A fresh node joins the session's node and pulls all its events.
+    async fn catch_up(&mut self, session: &Session) -> Result<(), Error> {
+        resources::wait_for_idle(self.idle_wait()).await;
+        let binary = self.binary()?;
+        let scratch = self.scratch_path("catchup");
+        std::fs::create_dir_all(&scratch)?;
+        let events = self.workload.events.len() as u64;
+        let (measured, joiner) =
+            replication::catch_up(&binary, session.target.addr, events, &scratch).await?;
+        let written =
+            self.comparisons.iter().find(|c| c.mode == WriteMode::Single).map(|c| c.ours_events_per_s);
+        self.recorder.emit(
+            &self.ours(&self.args.label),
+            "catchup",
+            replication::catch_up_record(&measured, written),
+        )?;
+        joiner.stop().await?;
+        remove_dir(&scratch).await;
+        Ok(())
+    }
+
+    /// The 3-node lag phase.
+    async fn lag(&mut self) -> Result<(), Error> {
+        resources::wait_for_idle(self.idle_wait()).await;
+        let binary = self.binary()?;
+        let scratch = self.scratch_path("lag");
+        std::fs::create_dir_all(&scratch)?;
+        let args = self.args;
+        let record = replication::lag(
+            &binary,
+            self.workload.clone(),
+            args.lag_rate,
+            args.duration,
+            args.concurrency,
+            &scratch,
+        )
+        .await?;
+        self.recorder.emit(&self.ours(&args.label), "lag", record)?;
+        remove_dir(&scratch).await;
+        Ok(())
+    }
+
+    fn binary(&self) -> Result<PathBuf, Error> {
+        match &self.args.node_bin {
+            Some(binary) => Ok(binary.clone()),
+            None => node::default_binary(),
+        }
     }
 
     /// One read phase on the session's node.
@@ -157,10 +217,7 @@ impl<'a> Run<'a> {
         let (process, target) = match (self.args.server, self.args.server_pid) {
             (Some(addr), Some(pid)) => (None, Target { addr, pid, data_dir: self.args.data_dir.clone() }),
             _ => {
-                let binary = match &self.args.node_bin {
-                    Some(binary) => binary.clone(),
-                    None => node::default_binary()?,
-                };
+                let binary = self.binary()?;
                 let data_dir = self.scratch_path(&format!("{name}-data"));
                 let log = self.scratch_path(&format!("{name}-node.log"));
                 let process = NodeProcess::start(&binary, &data_dir, &log).await?;

@@ -115,6 +115,8 @@ fn quick_run_reports_every_phase_without_errors() {
         ("consensusdb-sync", "load", "batch100"),
         ("consensusdb-sync-batch", "count", ""),
         ("consensusdb-sync-batch", "du", ""),
+        ("consensusdb-sync", "catchup", ""),
+        ("consensusdb-sync", "lag", ""),
     ]
     .into_iter()
     .map(|(l, p, m)| (l.to_string(), p.to_string(), m.to_string()))
@@ -141,6 +143,24 @@ fn quick_run_reports_every_phase_without_errors() {
         for read in find(&records, "consensusdb", "consensusdb-sync", phase) {
             assert!(number(read, "ops_per_s") > 0.0, "{read}");
             assert!(number(read, "events_per_op") > 0.0, "{read}");
+        }
+    }
+    // Catch-up pulled every event; the lag phase's replicas applied every
+    // acknowledged write, and each received every entry about once (a full
+    // mesh must not ship it once per peer). No speed is asserted.
+    for catchup in find(&records, "consensusdb", "consensusdb-sync", "catchup") {
+        assert_eq!(catchup["events"].as_u64(), Some(QUICK_EVENTS), "{catchup}");
+        assert!(number(catchup, "events_per_s") > 0.0, "{catchup}");
+    }
+    for lag in find(&records, "consensusdb", "consensusdb-sync", "lag") {
+        let events = number(lag, "events");
+        assert!(events > 0.0 && number(lag, "acked_events") == events, "{lag}");
+        assert_eq!(number(&lag["lag"], "n"), 2.0 * events, "both replicas applied every write: {lag}");
+        for replica in lag["shipped"].as_array().expect("shipped per replica") {
+            // N−1 shipping would be 2.0; a stray duplicate while a stream
+            // learns its exclusions is tolerated.
+            let received = number(replica, "entries_received_per_event");
+            assert!((1.0..1.1).contains(&received), "{lag}");
         }
     }
     for du in records.iter().filter(|r| r["phase"] == "du") {

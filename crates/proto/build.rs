@@ -1,4 +1,4 @@
-//! Generates the consensusdb.v1 gRPC code with protox (pure Rust, no
+//! Generates the consensusdb.v1 and consensusdb.mesh.v1 gRPC code with protox (pure Rust, no
 //! `protoc`), and keeps the encoded descriptor set for server reflection.
 
 use std::path::PathBuf;
@@ -9,9 +9,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let proto_root = manifest.join("../../proto");
     println!("cargo:rerun-if-changed={}", proto_root.display());
-    let descriptors = protox::compile(["consensusdb/v1/records.proto"], [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out_dir.join("consensusdb_v1_descriptor.bin"), descriptors.encode_to_vec())?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    // The client API, with its descriptor set kept for server reflection.
+    let records = protox::compile(["consensusdb/v1/records.proto"], [&proto_root])?;
+    std::fs::write(out_dir.join("consensusdb_v1_descriptor.bin"), records.encode_to_vec())?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(records)?;
+    // The internal node-to-node protocol: not offered to reflection.
+    let mesh = protox::compile(["consensusdb/mesh/v1/replication.proto"], [&proto_root])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(mesh)?;
     Ok(())
 }

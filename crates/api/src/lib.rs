@@ -18,6 +18,7 @@ use std::future::Future;
 use consensusdb_proto::v1::records_server::RecordsServer;
 use consensusdb_storage::Store;
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
@@ -40,10 +41,13 @@ pub enum ServeError {
 /// Serves the gRPC API on `listener` until `shutdown` completes, then stops
 /// accepting, lets in-flight calls finish and returns. Health turns
 /// `NOT_SERVING` as soon as shutdown starts, or when a storage failure stops
-/// the writer.
+/// the writer. `extra` adds services of other layers (the replication mesh)
+/// on the same port; streams they hold open must end when `shutdown`
+/// completes, or the graceful shutdown waits for them.
 pub async fn serve_grpc(
     store: Store,
     listener: TcpListener,
+    extra: Routes,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -78,6 +82,7 @@ pub async fn serve_grpc(
     };
     let records = RecordsServer::new(RecordsService::new(store));
     let served = tonic::transport::Server::builder()
+        .add_routes(extra)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -2,6 +2,7 @@
 //! at the edge, calls the store, converts results back.
 
 use std::pin::Pin;
+use std::time::Instant;
 
 use consensusdb_proto::convert::{self, optional_time, record_key, required, row_key};
 use consensusdb_proto::v1::records_server::Records;
@@ -72,6 +73,19 @@ fn page_token(token: Vec<u8>) -> Option<Vec<u8>> {
 }
 
 impl RecordsService {
+    /// Waits for `peers` peers to apply the committed write `seq`.
+    async fn await_write_concern(
+        &self,
+        seq: u64,
+        peers: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(), Status> {
+        if peers == 0 {
+            return Ok(());
+        }
+        self.store.wait_for_peers(seq, peers, deadline).await.map_err(from_storage)
+    }
+
     fn scan(
         &self,
         scope: ScanScope,
@@ -111,8 +125,11 @@ fn prefix_options(error: consensusdb_storage::StorageError) -> consensusdb_stora
 impl Records for RecordsService {
     async fn put(&self, request: Request<v1::PutRequest>) -> Result<Response<v1::PutResponse>, Status> {
         let deadline = deadline(request.metadata());
-        let record = put_record(request.into_inner(), "").map_err(from_field)?;
+        let request = request.into_inner();
+        let write_concern = request.write_concern;
+        let record = put_record(request, "").map_err(from_field)?;
         let ack = self.store.put(record, deadline).await.map_err(from_storage)?;
+        self.await_write_concern(ack.seq, write_concern, deadline).await?;
         Ok(Response::new(v1::PutResponse { head: ack.heads.first().map(v1::Head::from) }))
     }
 
@@ -121,8 +138,9 @@ impl Records for RecordsService {
         request: Request<v1::PutBatchRequest>,
     ) -> Result<Response<v1::PutBatchResponse>, Status> {
         let deadline = deadline(request.metadata());
+        let request = request.into_inner();
+        let write_concern = request.write_concern;
         let records = request
-            .into_inner()
             .records
             .into_iter()
             .enumerate()
@@ -130,6 +148,7 @@ impl Records for RecordsService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(from_field)?;
         let ack = self.store.put_batch(records, deadline).await.map_err(from_storage)?;
+        self.await_write_concern(ack.seq, write_concern, deadline).await?;
         Ok(Response::new(v1::PutBatchResponse {
             seq: ack.seq,
             heads: ack.heads.iter().map(v1::Head::from).collect(),

@@ -155,7 +155,12 @@ impl Client {
     /// and fail with `ALREADY_EXISTS`; [`Error::attempts`] then says it was
     /// retried, and reading the keys back tells whether the values are yours.
     pub fn put_batch(&self, records: impl IntoIterator<Item = Record>) -> BatchCall {
-        BatchCall { client: self.clone(), records: records.into_iter().collect(), timeout: None }
+        BatchCall {
+            client: self.clone(),
+            records: records.into_iter().collect(),
+            timeout: None,
+            write_concern: 0,
+        }
     }
 
     /// Reads one record: `Ok(None)` if there is no live record at the key.
@@ -226,12 +231,20 @@ pub struct BatchCall {
     client: Client,
     records: Vec<Record>,
     timeout: Option<Duration>,
+    write_concern: u32,
 }
 
 impl BatchCall {
     /// Give up after this long, retries included.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Acknowledge only once `peers` other nodes have applied the batch
+    /// (see [`Record::write_concern`]).
+    pub fn write_concern(mut self, peers: u32) -> Self {
+        self.write_concern = peers;
         self
     }
 }
@@ -255,7 +268,7 @@ impl std::future::IntoFuture for BatchCall {
             } else {
                 Replay::OnlyIfUnsent
             };
-            let request = v1::PutBatchRequest { records };
+            let request = v1::PutBatchRequest { records, write_concern: self.write_concern };
             let response = self
                 .client
                 .transport

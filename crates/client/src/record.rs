@@ -31,6 +31,7 @@ pub struct Record {
     if_absent: bool,
     ttl: Option<Duration>,
     timeout: Option<Duration>,
+    write_concern: u32,
 }
 
 impl Record {
@@ -43,6 +44,7 @@ impl Record {
             if_absent: false,
             ttl: None,
             timeout: None,
+            write_concern: 0,
         }
     }
 
@@ -69,6 +71,16 @@ impl Record {
     /// default).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Acknowledge only once `peers` other nodes have applied the write,
+    /// within the timeout; otherwise the error (`DEADLINE_EXCEEDED`) says how
+    /// many confirmed. The default, 0, acknowledges after the node's own
+    /// synced commit: that survives a crash of the node's process, but not
+    /// the loss of its disk before a peer has pulled the write.
+    pub fn write_concern(mut self, peers: u32) -> Self {
+        self.write_concern = peers;
         self
     }
 
@@ -105,6 +117,7 @@ impl Record {
             compression: v1::Compression::from(self.compression).into(),
             if_absent: self.if_absent,
             ttl_ms: ttl_ms(self.ttl, &consensusdb_types::error::field_path(field, "ttl"))?,
+            write_concern: self.write_concern,
         })
     }
 }

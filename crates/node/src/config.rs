@@ -32,8 +32,42 @@ pub struct NodeConfig {
     pub storage: StorageConfig,
     /// Limits on client input.
     pub limits: Limits,
+    /// Replication: the cluster this node belongs to and its peers.
+    pub cluster: ClusterConfig,
     /// Development switches. Never for production.
     pub dev: DevConfig,
+}
+
+/// Replication: the cluster this node belongs to and its peers. A node with
+/// no peers is a working one-node cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Nodes whose cluster ids differ refuse each other's streams.
+    pub id: String,
+    /// Seed peers (`host:port` of their gRPC API); more are learned from them.
+    pub peers: Vec<String>,
+    /// How peers reach this node (`host:port`); empty means the address the
+    /// gRPC listener is bound to.
+    pub advertise: String,
+    /// Milliseconds between heartbeats on each replication stream.
+    pub heartbeat_ms: u64,
+    /// How far ahead of the local wall clock a replicated stamp may move
+    /// this node's hybrid logical clock, in milliseconds.
+    pub max_clock_drift_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        let mesh = consensusdb_mesh::MeshConfig::default();
+        Self {
+            id: mesh.cluster_id,
+            peers: Vec::new(),
+            advertise: String::new(),
+            heartbeat_ms: u64::try_from(mesh.heartbeat.as_millis()).unwrap_or(1000),
+            max_clock_drift_ms: StoreOptions::new("").max_clock_drift_ms,
+        }
+    }
 }
 
 /// The gRPC API.
@@ -75,6 +109,9 @@ pub struct StorageConfig {
 pub struct DevConfig {
     /// Allow plaintext gRPC on a non-loopback address.
     pub insecure_plaintext: bool,
+    /// Milliseconds added to the clock this node stamps writes with, to
+    /// test how the cluster copes with a skewed clock.
+    pub clock_skew_ms: i64,
 }
 
 impl Default for NodeConfig {
@@ -84,6 +121,7 @@ impl Default for NodeConfig {
             grpc: GrpcConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
+            cluster: ClusterConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -118,6 +156,8 @@ pub struct FlagOverrides {
     pub sync: Option<SyncMode>,
     /// `--insecure-plaintext`.
     pub insecure_plaintext: bool,
+    /// `--peer`, repeatable; replaces `cluster.peers` when given.
+    pub peers: Vec<String>,
 }
 
 /// Why a configuration could not be loaded.
@@ -185,6 +225,9 @@ impl NodeConfig {
         if let Some(sync) = flags.sync {
             figment = figment.merge(Serialized::default("storage.sync", sync));
         }
+        if !flags.peers.is_empty() {
+            figment = figment.merge(Serialized::default("cluster.peers", &flags.peers));
+        }
         if flags.insecure_plaintext {
             figment = figment.merge(Serialized::default("dev.insecure_plaintext", true));
         }
@@ -211,6 +254,20 @@ impl NodeConfig {
             return Err(FieldError::new("storage.max_concurrent_scans", "must be greater than 0"));
         }
         self.limits.validate("limits")?;
+        if self.cluster.id.is_empty() {
+            return Err(FieldError::new("cluster.id", "must not be empty"));
+        }
+        if self.cluster.heartbeat_ms == 0 {
+            return Err(FieldError::new("cluster.heartbeat_ms", "must be greater than 0"));
+        }
+        for (i, peer) in self.cluster.peers.iter().enumerate() {
+            if peer.trim().is_empty() || !peer.contains(':') {
+                return Err(FieldError::new(
+                    format!("cluster.peers[{i}]"),
+                    format!("{peer:?} is not host:port"),
+                ));
+            }
+        }
         if !self.grpc.listen.ip().is_loopback() && !self.dev.insecure_plaintext {
             return Err(FieldError::new(
                 "grpc.listen",
@@ -236,6 +293,25 @@ impl NodeConfig {
             max_group_commit: self.storage.max_group_commit,
             writer_queue_bytes: self.storage.writer_queue_bytes,
             max_concurrent_scans: self.storage.max_concurrent_scans,
+            max_clock_drift_ms: self.cluster.max_clock_drift_ms,
+            clock_skew_ms: self.dev.clock_skew_ms,
+        }
+    }
+
+    /// The mesh settings; `bound` is the address the gRPC listener got,
+    /// advertised when `cluster.advertise` is empty.
+    pub fn mesh_config(&self, bound: std::net::SocketAddr) -> consensusdb_mesh::MeshConfig {
+        let advertise = if self.cluster.advertise.is_empty() {
+            (!bound.ip().is_unspecified()).then(|| bound.to_string())
+        } else {
+            Some(self.cluster.advertise.clone())
+        };
+        consensusdb_mesh::MeshConfig {
+            cluster_id: self.cluster.id.clone(),
+            advertise_address: advertise,
+            seeds: self.cluster.peers.clone(),
+            heartbeat: std::time::Duration::from_millis(self.cluster.heartbeat_ms),
+            ..consensusdb_mesh::MeshConfig::default()
         }
     }
 }
@@ -258,6 +334,15 @@ fn env_as_toml(env: &[(String, String)]) -> String {
         let typed = match target.flatten() {
             Some(toml::Value::Integer(_)) => value.parse::<i64>().ok().map(toml::Value::Integer),
             Some(toml::Value::Boolean(_)) => value.parse::<bool>().ok().map(toml::Value::Boolean),
+            // Lists are comma-separated: CONSENSUSDB_CLUSTER__PEERS=a:4482,b:4482.
+            Some(toml::Value::Array(_)) => Some(toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| toml::Value::String(v.into()))
+                    .collect(),
+            )),
             _ => None,
         }
         // A value that does not parse as its field's type stays a string, so

@@ -1,5 +1,5 @@
 //! Layer 5 of ConsensusDB: the node. It loads configuration, opens storage,
-//! serves the APIs and shuts down cleanly.
+//! joins the replication mesh, serves the APIs and shuts down cleanly.
 //!
 //! The `consensusdb` binary (`main.rs`) is a thin command-line shell over
 //! [`run`]; tests call [`run`] in-process with their own listener and
@@ -12,8 +12,12 @@ pub mod config;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
+use consensusdb_mesh::{Connector, Mesh, PlainConnector};
 use consensusdb_storage::{StorageError, Store};
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 
 use crate::config::NodeConfig;
 
@@ -51,15 +55,30 @@ pub async fn bind(config: &NodeConfig) -> Result<TcpListener, NodeError> {
 /// A node whose storage is open and whose listener is bound: ready to serve.
 pub struct Node {
     store: Store,
+    mesh: Mesh,
     listener: TcpListener,
 }
 
 impl Node {
-    /// Opens storage (on the blocking pool: RocksDB may replay its WAL).
+    /// Opens storage (on the blocking pool: RocksDB may replay its WAL),
+    /// with peers reached over plain TCP.
     pub async fn open(config: &NodeConfig, listener: TcpListener) -> Result<Self, NodeError> {
+        Self::open_with(config, listener, Arc::new(PlainConnector)).await
+    }
+
+    /// Like [`Node::open`], with the given way of reaching peers (tests pass
+    /// one that routes through fault-injecting proxies).
+    pub async fn open_with(
+        config: &NodeConfig,
+        listener: TcpListener,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Self, NodeError> {
         let options = config.store_options();
         let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
-        Ok(Self { store, listener })
+        let bound =
+            listener.local_addr().map_err(|source| NodeError::Bind { addr: config.grpc.listen, source })?;
+        let mesh = Mesh::new(store.clone(), config.mesh_config(bound), connector);
+        Ok(Self { store, mesh, listener })
     }
 
     /// The address the node serves on.
@@ -67,11 +86,34 @@ impl Node {
         self.listener.local_addr()
     }
 
-    /// Serves gRPC until `shutdown` completes, then drains in-flight calls,
-    /// commits and flushes queued writes, and closes storage.
+    /// The node's storage.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node's place in the replication mesh.
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    /// Serves gRPC and replicates until `shutdown` completes, then ends
+    /// replication streams, drains in-flight calls, commits and flushes
+    /// queued writes, and closes storage.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let Node { store, listener } = self;
-        let served = consensusdb_api::serve_grpc(store.clone(), listener, shutdown).await;
+        let Node { store, mesh, listener } = self;
+        mesh.start();
+        let routes = Routes::new(mesh.service());
+        let stopping = {
+            let mesh = mesh.clone();
+            async move {
+                shutdown.await;
+                // Replication streams never end on their own; the graceful
+                // shutdown below would wait for them forever.
+                mesh.begin_stop();
+            }
+        };
+        let served = consensusdb_api::serve_grpc(store.clone(), listener, routes, stopping).await;
+        mesh.stop().await;
         // Close storage even if serving failed, so acknowledged writes are flushed.
         let closed = store.close().await;
         // The last handle closes RocksDB, which blocks: not on the reactor.

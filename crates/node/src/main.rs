@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use consensusdb_node::cli::{ClientCommand, ConnectArgs, EXIT_CODES_HELP};
+use consensusdb_node::cli::{CliError, ClientCommand, ClusterCommand, ConnectArgs, EXIT_CODES_HELP};
 use consensusdb_node::config::{FlagOverrides, NodeConfig, SyncMode};
 use tracing_subscriber::EnvFilter;
 
@@ -52,6 +52,8 @@ enum Command {
     Shell(ShellArgs),
     #[command(flatten)]
     Client(ClientCommand),
+    #[command(flatten)]
+    Cluster(ClusterCommand),
 }
 
 /// Options of the shell.
@@ -80,6 +82,10 @@ struct ServeArgs {
     /// When to fsync: `always` (before every acknowledgement) or `os`.
     #[arg(long, value_name = "POLICY", value_parser = parse_sync)]
     sync: Option<SyncMode>,
+    /// A peer to replicate with (`host:port`); repeat for more. One seed is
+    /// enough to join a cluster [default: none, a one-node cluster].
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<String>,
     /// DEVELOPMENT ONLY: allow plaintext gRPC on a non-loopback address.
     #[arg(long)]
     insecure_plaintext: bool,
@@ -100,6 +106,7 @@ impl ServeArgs {
             grpc_listen: self.listen,
             sync: self.sync,
             insecure_plaintext: self.insecure_plaintext,
+            peers: self.peers.clone(),
         };
         NodeConfig::load(self.config.as_deref(), std::env::vars_os(), &flags)
     }
@@ -125,15 +132,25 @@ fn main() -> ExitCode {
         },
         Command::Shell(args) => shell(&cli.connect, &args),
         Command::Client(command) => client_command(&cli.connect, &command),
+        Command::Cluster(command) => cluster_command(&cli.connect, &command),
     }
 }
 
 fn client_command(connect: &ConnectArgs, command: &ClientCommand) -> ExitCode {
+    run_command(consensusdb_node::cli::run_once(connect, command))
+}
+
+fn cluster_command(connect: &ConnectArgs, command: &ClusterCommand) -> ExitCode {
+    run_command(consensusdb_node::cli::run_cluster(connect, command))
+}
+
+/// Runs a one-shot command to completion; its failure becomes the exit code.
+fn run_command(command: impl std::future::Future<Output = Result<(), CliError>>) -> ExitCode {
     let runtime = match client_runtime() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&error),
     };
-    match runtime.block_on(consensusdb_node::cli::run_once(connect, command)) {
+    match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("consensusdb: {error}");

@@ -18,3 +18,13 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/consensusdb_v1_descriptor.bin"));
 }
+
+/// Messages and services of `proto/consensusdb/mesh/v1/replication.proto`:
+/// the internal node-to-node protocol.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod mesh {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("consensusdb.mesh.v1");
+    }
+}

@@ -1,6 +1,7 @@
 //! The column families, by role, and their RocksDB options.
 
-use consensusdb_types::stored_value;
+use consensusdb_types::{Digest, stored_value};
+use rocksdb::MergeOperands;
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 
@@ -16,11 +17,14 @@ pub(crate) const LOG: &str = "log";
 pub(crate) const FRONTIER: &str = "frontier";
 /// Peer -> what it has acknowledged (filled by replication).
 pub(crate) const PEERS: &str = "peers";
+/// Region prefix -> [`consensusdb_types::Digest`] of the versions kept in
+/// that region, maintained by merge operands of digest changes.
+pub(crate) const DIGESTS: &str = "digests";
 /// Format versions and node identity.
 pub(crate) const META: &str = "meta";
 
 /// Every column family this build knows, besides RocksDB's `default`.
-pub(crate) const ALL: [&str; 6] = [RECORDS, VALUES, LOG, FRONTIER, PEERS, META];
+pub(crate) const ALL: [&str; 7] = [RECORDS, VALUES, LOG, FRONTIER, PEERS, META, DIGESTS];
 
 /// The handle of a column family. Every family in [`ALL`] is opened with
 /// the database, so a missing one is a bug, not an input error.
@@ -82,7 +86,26 @@ pub(crate) fn descriptors() -> Vec<ColumnFamilyDescriptor> {
                     if stored_value::is_expired(value, now_ms()) { Decision::Remove } else { Decision::Keep }
                 });
             }
+            if name == DIGESTS {
+                // Digest changes are written as merge operands and summed by
+                // RocksDB, so a write never reads the current digest.
+                options.set_merge_operator_associative("digest_sum", sum_digests);
+            }
             ColumnFamilyDescriptor::new(name, options)
         })
         .collect()
+}
+
+/// The merge operator of `digests`: the sum of the stored digest and every
+/// operand, mod 2^256. Only 32-byte values are ever written; anything else
+/// is corruption, and returning `None` makes RocksDB report it.
+fn sum_digests(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut sum = match existing {
+        Some(bytes) => Digest::from_slice(bytes)?,
+        None => Digest::default(),
+    };
+    for operand in operands {
+        sum = sum.wrapping_add(Digest::from_slice(operand)?);
+    }
+    Some(sum.to_bytes().to_vec())
 }

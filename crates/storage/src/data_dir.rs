@@ -8,6 +8,7 @@
 //! <data_dir>/rocksdb/    the database
 //! ```
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ use consensusdb_types::{FrontierMark, NodeId, Origin};
 use rocksdb::DB;
 
 use crate::StorageError;
-use crate::columns::{self, FRONTIER, META, RECORDS};
+use crate::columns::{self, DIGESTS, FRONTIER, META, RECORDS};
 
 /// The data directory format this build writes and reads.
 pub const DATA_DIR_FORMAT: u32 = 1;
@@ -44,6 +45,10 @@ pub(crate) struct OpenedDataDir {
     pub(crate) origin: Origin,
     /// Where this origin's own log stands: the last seq and its HLC.
     pub(crate) own_mark: FrontierMark,
+    /// The applied frontier of every origin, this one included.
+    pub(crate) frontier: HashMap<Origin, FrontierMark>,
+    /// The highest HLC applied from any origin: the clock starts above it.
+    pub(crate) clock_floor: u64,
 }
 
 /// Locks, opens and checks `path`, creating it on first start.
@@ -52,15 +57,26 @@ pub(crate) fn open(path: &Path) -> Result<OpenedDataDir, StorageError> {
         .map_err(StorageError::io(format!("creating data directory {}", path.display())))?;
     let lock = lock(path)?;
     let db_path = rocksdb_path(path);
-    refuse_unknown_column_families(path, &db_path)?;
+    let digests_missing = refuse_unknown_column_families(path, &db_path)?;
     let db = DB::open_cf_descriptors(&columns::db_options(), &db_path, columns::descriptors())?;
     let origin = load_or_create_identity(path, &db)?;
-    let frontier = columns::handle(&db, FRONTIER);
-    let own_mark = match db.get_cf(frontier, origin.to_bytes())? {
-        Some(bytes) => FrontierMark::decode(&bytes)?,
-        None => FrontierMark::default(),
-    };
-    Ok(OpenedDataDir { engine: Engine { db, _lock: lock }, origin, own_mark })
+    if digests_missing {
+        crate::digests::rebuild(&db)?;
+    }
+    let frontier = load_frontier(&db)?;
+    let own_mark = frontier.get(&origin).copied().unwrap_or_default();
+    let clock_floor = frontier.values().map(|mark| mark.hlc).max().unwrap_or(0);
+    Ok(OpenedDataDir { engine: Engine { db, _lock: lock }, origin, own_mark, frontier, clock_floor })
+}
+
+/// Every origin's mark in the `frontier` column family.
+fn load_frontier(db: &DB) -> Result<HashMap<Origin, FrontierMark>, StorageError> {
+    let mut frontier = HashMap::new();
+    for item in db.iterator_cf(columns::handle(db, FRONTIER), rocksdb::IteratorMode::Start) {
+        let (key, value) = item?;
+        frontier.insert(Origin::from_bytes(&key)?, FrontierMark::decode(&value)?);
+    }
+    Ok(frontier)
 }
 
 /// The database of `path` opened read-only, so every write fails: lets tests
@@ -92,10 +108,12 @@ fn lock(path: &Path) -> Result<DataDirLock, StorageError> {
 }
 
 /// A directory written by a newer build may hold column families this build
-/// does not know; RocksDB would refuse it with an opaque message.
-fn refuse_unknown_column_families(path: &Path, db_path: &Path) -> Result<(), StorageError> {
+/// does not know; RocksDB would refuse it with an opaque message. Returns
+/// whether an existing database lacks `digests` (written before digests
+/// existed), whose digests must then be computed from the records.
+fn refuse_unknown_column_families(path: &Path, db_path: &Path) -> Result<bool, StorageError> {
     if !db_path.join("CURRENT").exists() {
-        return Ok(());
+        return Ok(false);
     }
     let existing = DB::list_cf(&rocksdb::Options::default(), db_path)?;
     if let Some(unknown) =
@@ -108,7 +126,7 @@ fn refuse_unknown_column_families(path: &Path, db_path: &Path) -> Result<(), Sto
             ),
         ));
     }
-    Ok(())
+    Ok(!existing.iter().any(|name| name == DIGESTS))
 }
 
 fn unknown_format(path: &Path, reason: String) -> StorageError {

@@ -74,6 +74,49 @@ pub enum StorageError {
         /// The storage engine's error.
         reason: String,
     },
+    /// A replicated chunk skipped entries of an origin: the source must
+    /// resume from this node's frontier.
+    #[error(
+        "replicated entries of origin {origin} jump from seq {expected} to {got}; resume from the frontier"
+    )]
+    Gap {
+        /// The origin.
+        origin: consensusdb_types::Origin,
+        /// The seq that had to come next.
+        expected: u64,
+        /// The seq that came.
+        got: u64,
+    },
+    /// A peer holds this node's own origin beyond its local log: the data
+    /// directory is older than what the cluster has seen (restored from a
+    /// backup, or copied). Its seqs would be reused, so it is refused.
+    #[error(
+        "a peer holds this node's own origin up to at least seq {seq}, but the local log ends at {local}: \
+         the data directory is older than what the cluster saw; start it as a new incarnation"
+    )]
+    OwnOriginAhead {
+        /// The seq the peer sent.
+        seq: u64,
+        /// The local log's last seq.
+        local: u64,
+    },
+    /// A write committed locally, but not enough peers confirmed applying it
+    /// before the deadline.
+    #[error(
+        "the write is committed on this node (seq {seq}) and keeps replicating, but only {confirmed} of \
+         the {wanted} peers asked for confirmed it before the deadline"
+    )]
+    WriteConcern {
+        /// The write's seq.
+        seq: u64,
+        /// Peers that had applied it.
+        confirmed: u32,
+        /// Peers asked for.
+        wanted: u32,
+    },
+    /// A replicated entry could not be decoded.
+    #[error("replicated entry is malformed: {0}")]
+    BadEntry(DecodeError),
     /// A filesystem operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -91,12 +134,16 @@ impl StorageError {
             StorageError::Invalid(_) => ErrorCode::InvalidArgument,
             StorageError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             StorageError::NotFound { .. } => ErrorCode::NotFound,
-            StorageError::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+            StorageError::DeadlineExceeded | StorageError::WriteConcern { .. } => ErrorCode::DeadlineExceeded,
             StorageError::ShuttingDown
             | StorageError::Busy { .. }
             | StorageError::OutcomeUnknown { .. }
             | StorageError::WriterStopped { .. } => ErrorCode::Unavailable,
-            StorageError::DataDirInUse { .. } | StorageError::DataDir { .. } => ErrorCode::FailedPrecondition,
+            StorageError::DataDirInUse { .. }
+            | StorageError::DataDir { .. }
+            | StorageError::Gap { .. }
+            | StorageError::OwnOriginAhead { .. } => ErrorCode::FailedPrecondition,
+            StorageError::BadEntry(_) => ErrorCode::InvalidArgument,
             StorageError::Corrupt(_) | StorageError::Engine(_) | StorageError::Io { .. } => {
                 ErrorCode::Internal
             }

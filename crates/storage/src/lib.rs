@@ -11,6 +11,7 @@
 //! | `frontier` | origin             | last applied seq and HLC                |
 //! | `peers`    | peer               | what the peer has acknowledged          |
 //! | `meta`     | name               | format versions, node id, incarnation   |
+//! | `digests`  | region prefix      | convergence digest of the region        |
 //!
 //! Invariants:
 //! - One write is one `WriteBatch` holding its heads, values, log entry and
@@ -28,11 +29,15 @@
 mod clock;
 mod columns;
 mod data_dir;
+mod digests;
 mod error;
+mod frontier_view;
 mod page_token;
+mod peer_acks;
 mod reads;
 /// Raw-RocksDB reference for benchmarks: the writer's per-event bytes, without the store around them.
 pub mod reference;
+mod replication;
 mod scan;
 mod store;
 mod validate;
@@ -43,10 +48,14 @@ mod writer_health;
 use std::sync::atomic::AtomicU64;
 
 pub use data_dir::{DATA_DIR_FORMAT, KEY_ENCODING_FORMAT};
+pub use digests::{DigestReport, RegionDigest};
 pub use error::StorageError;
+pub use frontier_view::Frontier;
+pub use peer_acks::DEFAULT_WRITE_CONCERN_WAIT;
 pub use reads::{Page, ReadOptions, Record};
+pub use replication::{LogChunk, RawEntry};
 pub use store::{PutRecord, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy};
-pub use writer::WriteAck;
+pub use writer::{ApplyAck, WriteAck};
 
 /// Monotonic counters, read by the metrics endpoint.
 #[derive(Debug, Default)]
@@ -59,7 +68,14 @@ pub struct Counters {
     pub conflicts_lost: AtomicU64,
     /// Client TimeUUIDs refused for being too far in the future.
     pub future_time_rejected: AtomicU64,
+    /// Replicated entries applied.
+    pub entries_applied: AtomicU64,
+    /// Replicated stamps that the drift bound kept from moving the HLC
+    /// as far as they asked.
+    pub hlc_drift_clipped: AtomicU64,
 }
 
+#[cfg(test)]
+mod replication_tests;
 #[cfg(test)]
 mod tests;

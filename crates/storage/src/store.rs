@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::clock::now_ms;
 use crate::data_dir::{self, Engine};
+use crate::frontier_view::FrontierView;
 use crate::reads::{KeyRange, SnapshotReader};
 use crate::scan::ScanChunks;
 use crate::validate;
@@ -55,6 +56,15 @@ pub struct StoreOptions {
     pub writer_queue_bytes: usize,
     /// Scans that may stream at once; more are refused as `UNAVAILABLE`.
     pub max_concurrent_scans: usize,
+    /// How far ahead of the local wall clock a replicated stamp may move the
+    /// hybrid logical clock, in milliseconds. A peer whose clock runs
+    /// further ahead still replicates, but cannot drag this node's stamps
+    /// with it; each clipped stamp is counted.
+    pub max_clock_drift_ms: u64,
+    /// DEVELOPMENT ONLY: milliseconds added to the wall clock this node
+    /// stamps writes with, to test skewed clocks. Expiry and reads use the
+    /// true clock.
+    pub clock_skew_ms: i64,
 }
 
 impl StoreOptions {
@@ -67,6 +77,8 @@ impl StoreOptions {
             max_group_commit: 1024,
             writer_queue_bytes: 256 * 1024 * 1024,
             max_concurrent_scans: 64,
+            max_clock_drift_ms: 60_000,
+            clock_skew_ms: 0,
         }
     }
 }
@@ -170,6 +182,8 @@ pub(crate) struct Shared {
     closing: AtomicBool,
     counters: Arc<Counters>,
     writer_health: Arc<WriterHealth>,
+    pub(crate) view: Arc<FrontierView>,
+    pub(crate) peer_acks: crate::peer_acks::PeerAcks,
 }
 
 /// A node's storage: cheap to clone, safe to share between tasks.
@@ -191,11 +205,18 @@ impl Store {
         let (inbox, receiver) = mpsc::channel(WRITER_CHANNEL_CAPACITY);
         let queue_room_kib =
             u32::try_from(options.writer_queue_bytes / 1024).unwrap_or(u32::MAX).max(MIN_QUEUE_ROOM_KIB);
+        let view = Arc::new(FrontierView::new(opened.frontier.iter().map(|(o, m)| (*o, *m)).collect()));
         let writer = Writer {
             engine: engine.clone(),
             origin: opened.origin,
-            clock: HybridClock::starting_after(opened.own_mark.hlc),
+            // Above every HLC applied from any origin, so a node never stamps
+            // a write below one it has already seen (and maybe purged).
+            clock: HybridClock::starting_after(opened.clock_floor),
             next_seq: opened.own_mark.seq + 1,
+            frontier: opened.frontier,
+            view: view.clone(),
+            max_clock_drift_ms: options.max_clock_drift_ms,
+            clock_skew_ms: options.clock_skew_ms,
             sync: options.sync,
             max_group: options.max_group_commit.max(1),
             counters: counters.clone(),
@@ -221,6 +242,8 @@ impl Store {
                 closing: AtomicBool::new(false),
                 counters,
                 writer_health,
+                view,
+                peer_acks: Default::default(),
             }),
         })
     }
@@ -329,18 +352,24 @@ impl Store {
         command: WriteCommand,
         deadline: Option<Instant>,
     ) -> Result<WriteAck, StorageError> {
+        self.send_to_writer(command.byte_size(), |reply| WriterMessage::Write { command, deadline, reply })
+            .await
+    }
+
+    /// Queues a message for the writer and waits for its answer, holding
+    /// room for `bytes` in the queue until then, so memory stays bounded.
+    pub(crate) async fn send_to_writer<T>(
+        &self,
+        bytes: usize,
+        message: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> WriterMessage,
+    ) -> Result<T, StorageError> {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(StorageError::ShuttingDown);
         }
-        // Hold room for the command's bytes until the writer has answered.
-        let kib =
-            u32::try_from(command.byte_size() / 1024 + 1).unwrap_or(u32::MAX).min(self.shared.queue_room_kib);
+        let kib = u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX).min(self.shared.queue_room_kib);
         let _room = self.shared.queue_room.acquire_many(kib).await.map_err(|_| StorageError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
-        self.inbox()?
-            .send(WriterMessage::Write { command, deadline, reply })
-            .await
-            .map_err(|_| StorageError::ShuttingDown)?;
+        self.inbox()?.send(message(reply)).await.map_err(|_| StorageError::ShuttingDown)?;
         answer.await.map_err(|_| StorageError::ShuttingDown)?
     }
 
@@ -358,7 +387,7 @@ impl Store {
         })
     }
 
-    fn inbox(&self) -> Result<&mpsc::Sender<WriterMessage>, StorageError> {
+    pub(crate) fn inbox(&self) -> Result<&mpsc::Sender<WriterMessage>, StorageError> {
         self.shared.inbox.as_ref().ok_or(StorageError::ShuttingDown)
     }
 
@@ -496,7 +525,7 @@ impl Drop for Shared {
 }
 
 /// Runs blocking work on tokio's blocking pool.
-async fn run_blocking<T: Send + 'static>(
+pub(crate) async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(work).await.map_err(|join| StorageError::Io {

@@ -86,6 +86,10 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
         origin,
         clock: HybridClock::default(),
         next_seq: 1,
+        frontier: Default::default(),
+        view: Arc::new(crate::frontier_view::FrontierView::new(Default::default())),
+        max_clock_drift_ms: 60_000,
+        clock_skew_ms: 0,
         sync: SyncPolicy::Always,
         max_group: 16,
         counters: Arc::new(Counters::default()),
@@ -100,7 +104,7 @@ fn commit_group(writer: &mut Writer, commands: Vec<WriteCommand>) -> Vec<Result<
         .into_iter()
         .map(|command| {
             let (reply, answer) = oneshot::channel();
-            ((command, None, reply), answer)
+            (crate::writer::Pending::Write(command, None, reply), answer)
         })
         .unzip();
     writer.commit_group(writes);

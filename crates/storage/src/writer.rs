@@ -26,8 +26,10 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use consensusdb_types::conflict::incoming_wins;
+use consensusdb_types::key_codec::region_prefix_of;
 use consensusdb_types::{
-    Compression, FrontierMark, Head, HybridClock, LogEntry, Mutation, MutationKind, Origin, stored_value,
+    Compression, Digest, FrontierMark, Head, HybridClock, LogEntry, Mutation, MutationKind, Origin, Stamp,
+    stored_value,
 };
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
@@ -36,7 +38,8 @@ use crate::writer_health::WriterHealth;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
-use crate::columns::{self, FRONTIER, LOG, RECORDS, VALUES};
+use crate::columns::{self, DIGESTS, FRONTIER, LOG, RECORDS, VALUES};
+use crate::frontier_view::FrontierView;
 use crate::{Counters, StorageError, SyncPolicy};
 
 /// One record of a put, checked and compressed, waiting for the writer.
@@ -86,6 +89,25 @@ pub struct WriteAck {
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<WriteAck, StorageError>>;
+pub(crate) type ApplyReply = oneshot::Sender<Result<ApplyAck, StorageError>>;
+
+/// What applying a chunk of replicated entries did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyAck {
+    /// Entries applied now.
+    pub applied: u64,
+    /// Entries at or below the frontier already: delivered before, possibly
+    /// by another source.
+    pub skipped: u64,
+}
+
+/// A replicated log entry, decoded for applying, with its encoded value kept
+/// to store verbatim so the entry is forwarded exactly as its origin wrote it.
+#[derive(Debug, Clone)]
+pub(crate) struct IncomingEntry {
+    pub(crate) entry: LogEntry,
+    pub(crate) encoded: Vec<u8>,
+}
 
 pub(crate) enum WriterMessage {
     Write {
@@ -93,6 +115,14 @@ pub(crate) enum WriterMessage {
         deadline: Option<Instant>,
         reply: Reply,
     },
+    /// Replicated entries, in the order their source sent them.
+    Apply {
+        entries: Vec<IncomingEntry>,
+        reply: ApplyReply,
+    },
+    /// Promise an HLC: answered after every write queued before it has
+    /// committed, with a value below every stamp issued after it.
+    Promise(oneshot::Sender<u64>),
     /// Finish everything queued before this message, flush, and stop.
     Shutdown(oneshot::Sender<Result<(), StorageError>>),
 }
@@ -101,7 +131,23 @@ impl WriterMessage {
     fn byte_size(&self) -> usize {
         match self {
             WriterMessage::Write { command, .. } => command.byte_size(),
-            WriterMessage::Shutdown(_) => 0,
+            WriterMessage::Apply { entries, .. } => entries.iter().map(|e| e.encoded.len()).sum(),
+            WriterMessage::Promise(_) | WriterMessage::Shutdown(_) => 0,
+        }
+    }
+}
+
+/// One piece of work of a group.
+pub(crate) enum Pending {
+    Write(WriteCommand, Option<Instant>, Reply),
+    Apply(Vec<IncomingEntry>, ApplyReply),
+}
+
+impl Pending {
+    fn refuse(self, error: impl Fn() -> StorageError) {
+        match self {
+            Pending::Write(_, _, reply) => drop(reply.send(Err(error()))),
+            Pending::Apply(_, reply) => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -111,6 +157,14 @@ pub(crate) struct Writer {
     pub(crate) origin: Origin,
     pub(crate) clock: HybridClock,
     pub(crate) next_seq: u64,
+    /// The committed frontier of every origin; the writer is its only author.
+    pub(crate) frontier: HashMap<Origin, FrontierMark>,
+    /// Where committed frontier advances are published.
+    pub(crate) view: Arc<FrontierView>,
+    /// How far ahead of the wall clock a replicated stamp may move the HLC.
+    pub(crate) max_clock_drift_ms: u64,
+    /// Added to the wall clock (development switch, to test skewed clocks).
+    pub(crate) clock_skew_ms: i64,
     pub(crate) sync: SyncPolicy,
     pub(crate) max_group: usize,
     pub(crate) counters: Arc<Counters>,
@@ -128,9 +182,9 @@ struct Version {
     value: Option<Vec<u8>>,
 }
 
-struct Accepted {
-    reply: Reply,
-    ack: WriteAck,
+enum Accepted {
+    Write(Reply, WriteAck),
+    Apply(ApplyReply, ApplyAck),
 }
 
 /// A mutation with the stamp of the version it would replace, loaded before
@@ -140,9 +194,27 @@ struct Planned {
     existing: Option<Version>,
 }
 
+/// Everything one group commit stages.
+#[derive(Default)]
+struct Group {
+    batch: WriteBatch,
+    /// The newest version of every key the group has looked at.
+    staged: HashMap<Vec<u8>, Option<Version>>,
+    /// Frontier advances, one mark per origin.
+    marks: HashMap<Origin, FrontierMark>,
+    /// Digest changes per region prefix.
+    digests: HashMap<Vec<u8>, Digest>,
+    accepted: Vec<Accepted>,
+}
+
 impl Writer {
     fn db(&self) -> &DB {
         &self.engine.db
+    }
+
+    /// The wall clock the HLC follows.
+    fn wall_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.clock_skew_ms)
     }
 
     /// Runs until a shutdown message or until every sender is gone.
@@ -161,24 +233,48 @@ impl Writer {
                 }
             }
             let mut shutdown = None;
-            let mut writes = Vec::with_capacity(group.len());
+            let mut promises = Vec::new();
+            let mut work = Vec::with_capacity(group.len());
             for message in group.drain(..) {
-                match message {
-                    WriterMessage::Write { command, deadline, reply } if shutdown.is_none() => {
-                        writes.push((command, deadline, reply));
+                let pending = match message {
+                    WriterMessage::Write { command, deadline, reply } => {
+                        Pending::Write(command, deadline, reply)
                     }
-                    WriterMessage::Write { reply, .. } => {
-                        let _ = reply.send(Err(StorageError::ShuttingDown));
+                    WriterMessage::Apply { entries, reply } => Pending::Apply(entries, reply),
+                    WriterMessage::Promise(reply) => {
+                        promises.push(reply);
+                        continue;
                     }
-                    WriterMessage::Shutdown(done) => shutdown = Some(done),
+                    WriterMessage::Shutdown(done) => {
+                        shutdown = Some(done);
+                        continue;
+                    }
+                };
+                if shutdown.is_none() {
+                    work.push(pending);
+                } else {
+                    pending.refuse(|| StorageError::ShuttingDown);
                 }
             }
-            self.commit_group(writes);
+            self.commit_group(work);
+            // Every stamp issued so far is committed (or failed); every later
+            // one is above the wall clock now.
+            for reply in promises {
+                let promise = self.wall_ms() << HybridClock::LOGICAL_BITS;
+                self.clock.raise_to(promise);
+                let _ = reply.send(promise);
+            }
             if let Some(done) = shutdown {
                 inbox.close();
                 while let Ok(message) = inbox.try_recv() {
-                    if let WriterMessage::Write { reply, .. } = message {
-                        let _ = reply.send(Err(StorageError::ShuttingDown));
+                    match message {
+                        WriterMessage::Write { reply, .. } => {
+                            drop(reply.send(Err(StorageError::ShuttingDown)))
+                        }
+                        WriterMessage::Apply { reply, .. } => {
+                            drop(reply.send(Err(StorageError::ShuttingDown)))
+                        }
+                        WriterMessage::Promise(_) | WriterMessage::Shutdown(_) => {}
                     }
                 }
                 let _ = done.send(self.flush());
@@ -196,63 +292,226 @@ impl Writer {
         Ok(())
     }
 
-    pub(crate) fn commit_group(&mut self, writes: Vec<(WriteCommand, Option<Instant>, Reply)>) {
+    pub(crate) fn commit_group(&mut self, work: Vec<Pending>) {
         if let Some(reason) = &self.stopped {
-            for (_, _, reply) in writes {
-                let _ = reply.send(Err(StorageError::WriterStopped { reason: reason.clone() }));
+            for pending in work {
+                pending.refuse(|| StorageError::WriterStopped { reason: reason.clone() });
             }
             return;
         }
-        let mut batch = WriteBatch::default();
-        let mut staged: HashMap<Vec<u8>, Option<Version>> = HashMap::new();
-        let mut accepted = Vec::with_capacity(writes.len());
-        let mut last_mark = None;
-        for (command, deadline, reply) in writes {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let _ = reply.send(Err(StorageError::DeadlineExceeded));
-                continue;
-            }
-            let planned = match self.plan(command, &mut staged) {
-                Ok(planned) => planned,
-                Err(error) => {
-                    let _ = reply.send(Err(error));
-                    continue;
+        let mut group = Group::default();
+        for pending in work {
+            match pending {
+                Pending::Write(command, deadline, reply) => {
+                    self.accept_write(&mut group, command, deadline, reply)
                 }
-            };
-            let entry = LogEntry {
-                origin: self.origin,
-                seq: self.next_seq,
-                hlc: self.clock.tick(now_ms()),
-                mutations: Vec::with_capacity(planned.len()),
-            };
-            self.next_seq += 1;
-            let (entry, heads) = self.stage(&mut batch, &mut staged, entry, planned);
-            last_mark = Some(FrontierMark { seq: entry.seq, hlc: entry.hlc });
-            accepted.push(Accepted { reply, ack: WriteAck { seq: entry.seq, heads } });
+                Pending::Apply(entries, reply) => match self.apply_chunk(&mut group, entries) {
+                    Ok(ack) => group.accepted.push(Accepted::Apply(reply, ack)),
+                    Err(error) => drop(reply.send(Err(error))),
+                },
+            }
         }
-        let Some(mark) = last_mark else { return };
+        if group.marks.is_empty() {
+            // Nothing changed (every entry was rejected or already applied):
+            // answer without a commit.
+            self.answer(group.accepted);
+            return;
+        }
         let frontier = columns::handle(self.db(), FRONTIER);
-        batch.put_cf(frontier, self.origin.to_bytes(), mark.encode());
+        for (origin, mark) in &group.marks {
+            group.batch.put_cf(frontier, origin.to_bytes(), mark.encode());
+        }
+        let digests = columns::handle(self.db(), DIGESTS);
+        for (region, delta) in &group.digests {
+            if !delta.is_zero() {
+                group.batch.merge_cf(digests, region, delta.to_bytes());
+            }
+        }
         let mut options = WriteOptions::default();
         options.set_sync(self.sync == SyncPolicy::Always);
-        match self.db().write_opt(batch, &options) {
+        match self.db().write_opt(group.batch, &options) {
             Ok(()) => {
                 self.counters.groups_committed.fetch_add(1, Ordering::Relaxed);
-                self.counters.writes_committed.fetch_add(accepted.len() as u64, Ordering::Relaxed);
-                for Accepted { reply, ack } in accepted {
-                    let _ = reply.send(Ok(ack));
-                }
+                self.frontier.extend(group.marks.iter().map(|(o, m)| (*o, *m)));
+                self.view.publish(group.marks);
+                self.answer(group.accepted);
             }
             Err(error) => {
                 let reason = error.to_string();
                 tracing::error!(%reason, "group commit failed; outcome unknown, refusing writes until restart");
                 self.health.mark_stopped();
-                for Accepted { reply, .. } in accepted {
-                    let _ = reply.send(Err(StorageError::OutcomeUnknown { reason: reason.clone() }));
+                for accepted in group.accepted {
+                    let error = StorageError::OutcomeUnknown { reason: reason.clone() };
+                    match accepted {
+                        Accepted::Write(reply, _) => drop(reply.send(Err(error))),
+                        Accepted::Apply(reply, _) => drop(reply.send(Err(error))),
+                    }
                 }
                 self.stopped = Some(reason);
             }
         }
+    }
+
+    fn answer(&self, accepted: Vec<Accepted>) {
+        for accepted in accepted {
+            match accepted {
+                Accepted::Write(reply, ack) => {
+                    self.counters.writes_committed.fetch_add(1, Ordering::Relaxed);
+                    let _ = reply.send(Ok(ack));
+                }
+                Accepted::Apply(reply, ack) => {
+                    self.counters.entries_applied.fetch_add(ack.applied, Ordering::Relaxed);
+                    let _ = reply.send(Ok(ack));
+                }
+            }
+        }
+    }
+
+    /// Checks a client write, gives it a seq and stages it.
+    fn accept_write(
+        &mut self,
+        group: &mut Group,
+        command: WriteCommand,
+        deadline: Option<Instant>,
+        reply: Reply,
+    ) {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = reply.send(Err(StorageError::DeadlineExceeded));
+            return;
+        }
+        let planned = match self.plan(command, &mut group.staged) {
+            Ok(planned) => planned,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        let mut entry = LogEntry {
+            origin: self.origin,
+            seq: self.next_seq,
+            hlc: self.clock.tick(self.wall_ms()),
+            mutations: Vec::with_capacity(planned.len()),
+        };
+        self.next_seq += 1;
+        let stamp = entry.stamp();
+        let mut heads = Vec::with_capacity(planned.len());
+        for Planned { mutation, existing } in planned {
+            heads.push(self.stage_mutation(group, stamp, entry.seq, &mutation, existing));
+            entry.mutations.push(mutation);
+        }
+        let log = columns::handle(self.db(), LOG);
+        group.batch.put_cf(log, entry.log_key(), entry.encode_value());
+        group.marks.insert(self.origin, FrontierMark { seq: entry.seq, hlc: entry.hlc });
+        group.accepted.push(Accepted::Write(reply, WriteAck { seq: entry.seq, heads }));
+    }
+
+    /// Stages replicated entries: all of the chunk or none of it.
+    ///
+    /// Entries at or below the frontier are skipped (two sources may deliver
+    /// the same origin). Each origin must continue exactly at its frontier;
+    /// a gap refuses the chunk, and the source stream restarts from the
+    /// frontier. Limits and the future-time bound are client rules and are
+    /// not applied here: refusing a replicated entry would stall its origin
+    /// forever.
+    fn apply_chunk(
+        &mut self,
+        group: &mut Group,
+        entries: Vec<IncomingEntry>,
+    ) -> Result<ApplyAck, StorageError> {
+        let mut ack = ApplyAck::default();
+        let mut next: HashMap<Origin, u64> = HashMap::new();
+        let mut fresh = Vec::with_capacity(entries.len());
+        for incoming in entries {
+            let origin = incoming.entry.origin;
+            let expected = *next.entry(origin).or_insert_with(|| self.mark_in(group, &origin).seq + 1);
+            if incoming.entry.seq < expected {
+                ack.skipped += 1;
+                continue;
+            }
+            if origin == self.origin {
+                return Err(StorageError::OwnOriginAhead { seq: incoming.entry.seq, local: expected - 1 });
+            }
+            if incoming.entry.seq > expected {
+                return Err(StorageError::Gap { origin, expected, got: incoming.entry.seq });
+            }
+            next.insert(origin, expected + 1);
+            fresh.push(incoming);
+        }
+        // Load every key first, so staging below cannot fail half-way.
+        for incoming in &fresh {
+            for mutation in &incoming.entry.mutations {
+                self.current(&mutation.key, &mut group.staged)?;
+            }
+        }
+        let engine = self.engine.clone();
+        let log = columns::handle(&engine.db, LOG);
+        for IncomingEntry { entry, encoded } in fresh {
+            let wall = self.wall_ms();
+            if !self.clock.observe(entry.hlc, wall, self.max_clock_drift_ms) {
+                self.counters.hlc_drift_clipped.fetch_add(1, Ordering::Relaxed);
+            }
+            let stamp = entry.stamp();
+            for mutation in &entry.mutations {
+                let existing = group.staged.get(&mutation.key).cloned().flatten();
+                self.stage_mutation(group, stamp, entry.seq, mutation, existing);
+            }
+            group.batch.put_cf(log, entry.log_key(), encoded);
+            group.marks.insert(entry.origin, FrontierMark { seq: entry.seq, hlc: entry.hlc });
+            ack.applied += 1;
+        }
+        Ok(ack)
+    }
+
+    /// The frontier mark of `origin` including this group's advances.
+    fn mark_in(&self, group: &Group, origin: &Origin) -> FrontierMark {
+        group.marks.get(origin).or_else(|| self.frontier.get(origin)).copied().unwrap_or_default()
+    }
+
+    /// Stages one mutation under the conflict rule: the record, its value and
+    /// the digest change when it wins; a count when it loses. Returns the
+    /// head the mutation carries.
+    fn stage_mutation(
+        &self,
+        group: &mut Group,
+        stamp: Stamp,
+        seq: u64,
+        mutation: &Mutation,
+        existing: Option<Version>,
+    ) -> Head {
+        let head = mutation.head(stamp, seq);
+        if !incoming_wins(existing.as_ref().map(|v| &v.head.stamp), &stamp) {
+            // A version with a greater stamp holds the key: a replicated
+            // write from a clock ahead of ours, or two creates of one key on
+            // two nodes. The greater stamp stays, on every node.
+            self.counters.conflicts_lost.fetch_add(1, Ordering::Relaxed);
+            return head;
+        }
+        let records = columns::handle(self.db(), RECORDS);
+        let values = columns::handle(self.db(), VALUES);
+        group.batch.put_cf(records, &mutation.key, head.encode());
+        let value = match &mutation.kind {
+            MutationKind::Put { value, expires_at_ms, .. } => {
+                group.batch.put_cf(values, &mutation.key, stored_value::encode(*expires_at_ms, value));
+                Some(value.clone())
+            }
+            MutationKind::Tombstone => {
+                group.batch.delete_cf(values, &mutation.key);
+                None
+            }
+        };
+        if let Some(region) = region_prefix_of(&mutation.key) {
+            let delta = group.digests.entry(region.to_vec()).or_default();
+            if let Some(old) = &existing {
+                *delta = delta.wrapping_sub(Digest::of_version(
+                    &mutation.key,
+                    &old.head.stamp,
+                    old.head.tombstone,
+                ));
+            }
+            *delta = delta.wrapping_add(Digest::of_version(&mutation.key, &stamp, head.tombstone));
+        }
+        group.staged.insert(mutation.key.clone(), Some(Version { head, value }));
+        head
     }
 
     /// Checks a command against the current state and turns it into mutations.
@@ -332,46 +591,5 @@ impl Writer {
             Some(bytes) => Ok(Some(stored_value::decode(&bytes)?.to_vec())),
             None => Ok(None),
         }
-    }
-
-    /// Adds the entry's record changes (those that win) and the entry itself
-    /// to the batch. Returns the entry and the head of each mutation.
-    fn stage(
-        &self,
-        batch: &mut WriteBatch,
-        staged: &mut HashMap<Vec<u8>, Option<Version>>,
-        mut entry: LogEntry,
-        planned: Vec<Planned>,
-    ) -> (LogEntry, Vec<Head>) {
-        let records = columns::handle(self.db(), RECORDS);
-        let values = columns::handle(self.db(), VALUES);
-        let log = columns::handle(self.db(), LOG);
-        let stamp = entry.stamp();
-        let mut heads = Vec::with_capacity(planned.len());
-        for Planned { mutation, existing } in planned {
-            let head = mutation.head(stamp, entry.seq);
-            if incoming_wins(existing.as_ref().map(|v| &v.head.stamp), &stamp) {
-                batch.put_cf(records, &mutation.key, head.encode());
-                let value = match &mutation.kind {
-                    MutationKind::Put { value, expires_at_ms, .. } => {
-                        batch.put_cf(values, &mutation.key, stored_value::encode(*expires_at_ms, value));
-                        Some(value.clone())
-                    }
-                    MutationKind::Tombstone => {
-                        batch.delete_cf(values, &mutation.key);
-                        None
-                    }
-                };
-                staged.insert(mutation.key.clone(), Some(Version { head, value }));
-            } else {
-                // Only possible when a replicated stamp from a clock ahead of
-                // ours already holds the key: the newer version stays.
-                self.counters.conflicts_lost.fetch_add(1, Ordering::Relaxed);
-            }
-            heads.push(head);
-            entry.mutations.push(mutation);
-        }
-        batch.put_cf(log, entry.log_key(), entry.encode_value());
-        (entry, heads)
     }
 }

@@ -154,6 +154,43 @@ pub fn decode_key(bytes: &[u8]) -> Result<RecordKey, DecodeError> {
     Ok(RecordKey { row, time })
 }
 
+/// The region prefix (tenant and region components) an encoded key starts
+/// with, found without decoding the key: digests are kept per region, and
+/// the writer asks this of every key it stores. `None` if the bytes do not
+/// start with two terminated components.
+pub fn region_prefix_of(encoded: &[u8]) -> Option<&[u8]> {
+    let mut terminators = 0;
+    let mut i = 0;
+    while i + 1 < encoded.len() {
+        if encoded[i] == 0 {
+            match encoded[i + 1] {
+                ESCAPED_ZERO => {}
+                0x01 => {
+                    terminators += 1;
+                    if terminators == 2 {
+                        return Some(&encoded[..i + 2]);
+                    }
+                }
+                _ => return None,
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Decodes a region prefix written by [`region_prefix`] into its tenant and
+/// region.
+pub fn decode_region_prefix(bytes: &[u8]) -> Result<(String, String), DecodeError> {
+    let mut reader = Reader::new(bytes, "region prefix");
+    let major = take_component(&mut reader)?;
+    let region = take_component(&mut reader)?;
+    reader.finish()?;
+    Ok((major, region))
+}
+
 fn take_component(reader: &mut Reader<'_>) -> Result<String, DecodeError> {
     let mut raw = Vec::new();
     loop {
@@ -174,6 +211,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use uuid::Uuid;
+
+    #[test]
+    fn region_prefix_is_found_without_decoding() {
+        let row = RowKey::new("a\0b", "r\0", "m");
+        let key = encode_key(&row.clone().at(Some(TimeUuid::now())));
+        let prefix = region_prefix_of(&key).expect("a full key has a region prefix");
+        assert_eq!(prefix, region_prefix("a\0b", "r\0").as_slice());
+        assert_eq!(decode_region_prefix(prefix).unwrap(), ("a\0b".to_string(), "r\0".to_string()));
+        assert_eq!(region_prefix_of(&tenant_prefix("a")), None);
+        assert_eq!(region_prefix_of(&[0, 7, 0, 1]), None);
+    }
 
     fn component() -> impl Strategy<Value = String> {
         // Small alphabets with NUL and multi-byte characters make prefix and

@@ -12,6 +12,7 @@
 //!   tenant, region and row is one contiguous byte range.
 //! - [`stamp`]: origins, hybrid-logical-clock stamps and the clock itself.
 //! - [`conflict`]: the one rule that decides which version of a key wins.
+//! - [`digest`]: the 256-bit additive convergence digest.
 //! - [`head`], [`stored_value`], [`log_entry`], [`frontier`]: the versioned
 //!   on-disk formats.
 //! - [`compression`]: per-record LZ4 / Snappy value codecs.
@@ -24,6 +25,7 @@
 
 pub mod compression;
 pub mod conflict;
+pub mod digest;
 pub mod error;
 pub mod frontier;
 pub mod head;
@@ -37,6 +39,7 @@ pub mod time_uuid;
 mod wire;
 
 pub use compression::Compression;
+pub use digest::Digest;
 pub use error::{ErrorCode, FieldError};
 pub use frontier::FrontierMark;
 pub use head::Head;

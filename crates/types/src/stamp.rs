@@ -121,6 +121,12 @@ impl HybridClock {
         seen <= ceiling
     }
 
+    /// Raises the clock to `floor` without a drift bound: for a value this
+    /// node promised itself never to stamp at or below.
+    pub fn raise_to(&mut self, floor: u64) {
+        self.last = self.last.max(floor);
+    }
+
     /// The last value issued or observed.
     pub fn last(&self) -> u64 {
         self.last

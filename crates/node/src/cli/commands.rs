@@ -105,6 +105,10 @@ pub struct PutArgs {
     /// Expire the record after this long (`30s`, `1h 30m`).
     #[arg(long, value_name = "DURATION")]
     ttl: Option<String>,
+    /// Succeed only once this many peers have applied the write (within
+    /// --timeout). 0 acknowledges after this node's own synced commit.
+    #[arg(long, value_name = "PEERS", default_value_t = 0)]
+    write_concern: u32,
 }
 
 /// A record: a row and, for a timed record, its TimeUUID.
@@ -293,7 +297,9 @@ async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> 
         })
     };
     let key = args.row.row().at(time);
-    let mut record = Record::new(key.clone(), value).compression(args.compression.into());
+    let mut record = Record::new(key.clone(), value)
+        .compression(args.compression.into())
+        .write_concern(args.write_concern);
     if args.if_absent {
         record = record.only_if_absent();
     }

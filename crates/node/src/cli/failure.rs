@@ -31,6 +31,17 @@ pub enum CliError {
     /// Writing the output or reading input failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A cluster command's node refused or failed the call.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// A cluster command could not reach its node.
+    #[error("cannot reach {server}: {reason}")]
+    Unreachable {
+        /// The node.
+        server: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl CliError {
@@ -44,13 +55,19 @@ impl CliError {
         match self {
             CliError::Argument { .. } => 2,
             CliError::Io(_) => 1,
-            CliError::Request(error) => match error.code() {
-                ErrorCode::InvalidArgument | ErrorCode::OutOfRange => 2,
-                ErrorCode::NotFound => 3,
-                ErrorCode::AlreadyExists => 4,
-                ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => 5,
-                ErrorCode::FailedPrecondition | ErrorCode::Internal => 1,
-            },
+            CliError::Unreachable { .. } => 5,
+            CliError::Status(status) => Self::code_exit(consensusdb_proto::status::error_code(status.code())),
+            CliError::Request(error) => Self::code_exit(error.code()),
+        }
+    }
+
+    fn code_exit(code: ErrorCode) -> u8 {
+        match code {
+            ErrorCode::InvalidArgument | ErrorCode::OutOfRange => 2,
+            ErrorCode::NotFound => 3,
+            ErrorCode::AlreadyExists => 4,
+            ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => 5,
+            ErrorCode::FailedPrecondition | ErrorCode::Internal => 1,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The client side of the `consensusdb` command: one-shot commands and the
 //! interactive shell, both over the Rust SDK.
 
+pub mod cluster;
 pub mod commands;
 pub mod failure;
 pub mod render;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use consensusdb_client::{Client, DEFAULT_ENDPOINT};
 
+pub use cluster::ClusterCommand;
 pub use commands::ClientCommand;
 pub use failure::{CliError, EXIT_CODES_HELP};
 pub use render::{Format, Output};
@@ -57,6 +59,15 @@ impl ConnectArgs {
             .timeout(timeout)
             .build_lazy()?)
     }
+}
+
+/// Runs one cluster command against the first `--server`.
+pub async fn run_cluster(connect: &ConnectArgs, command: &ClusterCommand) -> Result<(), CliError> {
+    let server = connect.servers.first().map_or(DEFAULT_ENDPOINT, |s| s.trim());
+    let mut out = Output::new(connect.format, std::io::stdout());
+    let result = command.run(server, &mut out).await;
+    out.finish()?;
+    result
 }
 
 /// Runs one command and prints its results to standard output.

@@ -92,7 +92,8 @@ async fn put_batch_is_one_entry_and_all_or_nothing() {
     let mut node = TestNode::start().await;
     let records: Vec<_> =
         (0..10).map(|i| put_request(key("acme", "CHAT", &format!("m{i}"), Some(at_ms(i))), b"hi")).collect();
-    let response = node.client.put_batch(v1::PutBatchRequest { records }).await.unwrap().into_inner();
+    let response =
+        node.client.put_batch(v1::PutBatchRequest { records, write_concern: 0 }).await.unwrap().into_inner();
     assert_eq!(response.heads.len(), 10);
     assert!(response.heads.iter().all(|h| h.seq == response.seq), "one log entry");
 
@@ -103,7 +104,7 @@ async fn put_batch_is_one_entry_and_all_or_nothing() {
         if_absent: true,
         ..put_request(key("acme", "CHAT", "m3", Some(at_ms(3))), b"dup")
     });
-    let status = node.client.put_batch(v1::PutBatchRequest { records }).await.unwrap_err();
+    let status = node.client.put_batch(v1::PutBatchRequest { records, write_concern: 0 }).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     assert!(status.message().starts_with("records[5].key"), "{}", status.message());
     let missing =
@@ -160,7 +161,7 @@ async fn get_range_pages_newest_first_and_forward() {
         .enumerate()
         .map(|(i, t)| put_request(key("acme", "CHAT", "room", Some(*t)), format!("{i}").as_bytes()))
         .collect();
-    node.client.put_batch(v1::PutBatchRequest { records }).await.unwrap();
+    node.client.put_batch(v1::PutBatchRequest { records, write_concern: 0 }).await.unwrap();
 
     let mut seen = Vec::new();
     let mut token = Vec::new();
@@ -214,7 +215,7 @@ async fn scans_cover_exactly_their_row_region_or_tenant() {
                     put_request(key(major, region, &format!("m{}", i % 4), Some(at_ms(i))), &[b'v'; 200])
                 })
                 .collect();
-            node.client.put_batch(v1::PutBatchRequest { records }).await.unwrap();
+            node.client.put_batch(v1::PutBatchRequest { records, write_concern: 0 }).await.unwrap();
         }
     }
     let options = |limit| Some(v1::ScanOptions { limit, page_token: Vec::new(), read: None });

@@ -74,6 +74,7 @@ async fn bad_puts_name_the_field() {
         records: (0..n)
             .map(|i| put_request(key("acme", "CHAT", &format!("m{i}"), None), &vec![1; size]))
             .collect(),
+        write_concern: 0,
     };
     assert_invalid(c.put_batch(batch(0, 1)).await.unwrap_err(), "records");
     assert_invalid(c.put_batch(batch(6, 1)).await.unwrap_err(), "records");

@@ -106,6 +106,7 @@ pub fn put_request(key: v1::Key, value: &[u8]) -> v1::PutRequest {
         compression: Compression::None.into(),
         if_absent: false,
         ttl_ms: 0,
+        write_concern: 0,
     }
 }
 

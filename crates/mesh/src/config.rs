@@ -1,0 +1,45 @@
+//! How a node takes part in the mesh.
+
+use std::time::Duration;
+
+/// Mesh settings. One node with no peers is a working cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshConfig {
+    /// Nodes of different clusters refuse each other's streams, so two
+    /// clusters never merge by a mistyped address.
+    pub cluster_id: String,
+    /// Where other nodes reach this one (`host:port` of the gRPC API). Sent
+    /// in handshakes, so peers learn of a node that joins through them.
+    pub advertise_address: Option<String>,
+    /// Seed peers (`host:port`). More are learned from the peers' own lists.
+    pub seeds: Vec<String>,
+    /// How often a source sends a heartbeat on each stream.
+    pub heartbeat: Duration,
+    /// First reconnect delay after a failure; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest reconnect delay.
+    pub max_backoff: Duration,
+    /// Time allowed to open a connection to a peer.
+    pub connect_timeout: Duration,
+    /// Bytes of log entries in one message to a peer.
+    pub chunk_bytes: usize,
+    /// Chunks a source queues per stream before it waits for the peer: with
+    /// `chunk_bytes`, the memory a slow peer can cost its source.
+    pub chunks_in_flight: usize,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            cluster_id: "consensusdb".into(),
+            advertise_address: None,
+            seeds: Vec::new(),
+            heartbeat: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            chunk_bytes: 1024 * 1024,
+            chunks_in_flight: 4,
+        }
+    }
+}

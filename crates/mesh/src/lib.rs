@@ -1,0 +1,281 @@
+//! Layer 4b of ConsensusDB: the leaderless replication mesh.
+//!
+//! Every node accepts writes into its own log. Each node pulls every other
+//! node's entries over one bidirectional stream per peer
+//! (`consensusdb.mesh.v1.Replication/Pull`), keyed by its stored frontier,
+//! so any node converges to a full copy with no leader and no minimum
+//! cluster size:
+//!
+//! - [`puller`](crate::puller): one task per peer; handshake, apply, acknowledge,
+//!   reconnect with backoff.
+//! - [`source`](crate::source): serves a peer's stream: catch-up, then live,
+//!   for *every* origin it holds, so entries are forwarded along any
+//!   connected topology (a chain of data centers converges).
+//! - [`assignment`](crate::assignment): each origin is pulled from one preferred
+//!   source, so a full mesh does not ship each entry N−1 times.
+//! - [`membership`](crate::membership): peers start from seeds and spread in
+//!   heartbeats; removal is one admin call.
+//! - [`connector`]: the transport seam, where TLS and fault injection plug in.
+//!
+//! Applying is storage's job (`Store::apply`): idempotent against the
+//! frontier, in seq order per origin, under the conflict rule, in the same
+//! group commit as the frontier advance and the digest.
+
+mod assignment;
+mod backoff;
+pub mod config;
+pub mod connector;
+mod membership;
+mod puller;
+mod service;
+mod source;
+mod status;
+mod wire;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use consensusdb_proto::mesh::v1::replication_server::ReplicationServer;
+use consensusdb_storage::{ApplyAck, Frontier, Store};
+use consensusdb_types::{NodeId, Origin};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::MeshConfig;
+pub use connector::{ConnectError, Connecting, Connector, PlainConnector};
+pub use service::ReplicationService;
+pub use wire::PROTOCOL_VERSION;
+
+use membership::{PeerState, PeerTable};
+
+/// Shared by the pullers, the sources and the service.
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) config: MeshConfig,
+    pub(crate) connector: Arc<dyn Connector>,
+    peers: Mutex<PeerTable>,
+    /// Bumped when sources connect, disconnect or advertise new origins, and
+    /// when nodes are removed: pullers then re-send their exclusions.
+    pub(crate) topology: watch::Sender<u64>,
+    /// Set once when the node stops; every task watches it.
+    pub(crate) stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A node's place in the mesh: cheap to clone.
+#[derive(Clone)]
+pub struct Mesh {
+    inner: Arc<Inner>,
+}
+
+impl Mesh {
+    /// A mesh over `store`; nothing runs until [`Mesh::start`].
+    pub fn new(store: Store, config: MeshConfig, connector: Arc<dyn Connector>) -> Self {
+        let mut peers = PeerTable::default();
+        for seed in &config.seeds {
+            if Some(seed) != config.advertise_address.as_ref() {
+                peers.learn(seed);
+            }
+        }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                connector,
+                peers: Mutex::new(peers),
+                topology: watch::Sender::new(0),
+                stop: watch::Sender::new(false),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Starts pulling from every known peer.
+    pub fn start(&self) {
+        let addresses: Vec<String> = self.inner.peers().peers.keys().cloned().collect();
+        for address in addresses {
+            self.inner.spawn_puller(address);
+        }
+    }
+
+    /// The gRPC service other nodes pull from.
+    pub fn service(&self) -> ReplicationServer<ReplicationService> {
+        ReplicationServer::new(ReplicationService::new(self.inner.clone()))
+            .max_decoding_message_size(16 << 20)
+    }
+
+    /// Tells every puller and source stream to end. Source streams must end
+    /// before the gRPC server can finish a graceful shutdown.
+    pub fn begin_stop(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Stops and waits (briefly) for every task.
+    pub async fn stop(&self) {
+        self.begin_stop();
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        for task in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("a replication task did not stop within 5 s");
+            }
+        }
+    }
+
+    /// This node's view of the cluster (what `ClusterStatus` returns).
+    pub fn status(&self) -> consensusdb_proto::mesh::v1::ClusterStatusResponse {
+        status::build(&self.inner)
+    }
+}
+
+/// Completes once `stop` is set. The guard `wait_for` returns is dropped
+/// here, so callers may hold this future across awaits in `Send` tasks.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+impl Inner {
+    pub(crate) fn peers(&self) -> MutexGuard<'_, PeerTable> {
+        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn bump_topology(&self) {
+        self.topology.send_modify(|n| *n += 1);
+    }
+
+    fn spawn_puller(self: &Arc<Self>, address: String) {
+        if *self.stop.borrow() {
+            return;
+        }
+        let task = tokio::spawn(puller::run(self.clone(), address));
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(task);
+    }
+
+    /// Learns a peer address (from a handshake or a heartbeat) and starts
+    /// pulling from it if it is new.
+    pub(crate) fn learn(self: &Arc<Self>, address: &str) {
+        if Some(address) == self.config.advertise_address.as_deref() {
+            return;
+        }
+        if self.peers().learn(address) {
+            tracing::info!(peer = %address, "learned of a peer");
+            self.spawn_puller(address.to_string());
+        }
+    }
+
+    pub(crate) fn peer_state(&self, address: &str) -> Option<PeerState> {
+        self.peers().peers.get(address).map(|p| p.state)
+    }
+
+    pub(crate) fn set_peer_state(&self, address: &str, state: PeerState, error: Option<String>) {
+        if let Some(peer) = self.peers().peers.get_mut(address) {
+            // A removal wins over whatever the puller was doing.
+            if peer.state != PeerState::Removed {
+                peer.state = state;
+            }
+            if let Some(error) = error {
+                peer.last_error = error;
+            }
+        }
+    }
+
+    /// Registers a stream's source after the handshake. Refuses (returns
+    /// false) a removed node or one already streaming under another address.
+    pub(crate) fn source_connected(&self, address: &str, origin: Origin) -> bool {
+        let node = origin.node;
+        let mut peers = self.peers();
+        if peers.removed.contains(&node) || peers.connected_elsewhere(node, address) {
+            return false;
+        }
+        if let Some(peer) = peers.peers.get_mut(address) {
+            peer.node = Some(node);
+            peer.origin = Some(origin);
+            peer.state = PeerState::Connected;
+            peer.last_error.clear();
+        }
+        drop(peers);
+        self.bump_topology();
+        true
+    }
+
+    pub(crate) fn peer_disconnected(&self, address: &str) {
+        let was_connected = {
+            let mut peers = self.peers();
+            peers.peers.get_mut(address).is_some_and(|peer| {
+                let was = peer.state == PeerState::Connected;
+                peer.advertised.clear();
+                was
+            })
+        };
+        if was_connected {
+            self.bump_topology();
+        }
+    }
+
+    pub(crate) fn is_removed(&self, node: NodeId) -> bool {
+        self.peers().removed.contains(&node)
+    }
+
+    /// What a source's heartbeat says: its frontier, and the peers and
+    /// removals it knows.
+    pub(crate) fn take_heartbeat(
+        self: &Arc<Self>,
+        address: &str,
+        advertised: Frontier,
+        peers: &[String],
+        removed: &[NodeId],
+    ) {
+        let new_origins = {
+            let mut table = self.peers();
+            table.peers.get_mut(address).is_some_and(|peer| {
+                let new = advertised.keys().any(|origin| !peer.advertised.contains_key(origin));
+                peer.advertised = advertised;
+                new
+            })
+        };
+        let mut changed = new_origins;
+        for node in removed {
+            changed |= self.remove_node(*node);
+        }
+        if changed {
+            self.bump_topology();
+        }
+        for peer in peers {
+            self.learn(peer);
+        }
+    }
+
+    /// Marks a node removed. Returns whether that is news.
+    pub(crate) fn remove_node(&self, node: NodeId) -> bool {
+        let mut peers = self.peers();
+        if peers.removed.contains(&node) {
+            return false;
+        }
+        let stopped = peers.remove_node(node);
+        self.store.forget_peer(node);
+        tracing::warn!(%node, addresses = ?stopped, "node removed from the cluster");
+        true
+    }
+
+    pub(crate) fn record_acks(&self, node: NodeId, applied: Frontier) {
+        if let Some(own) = applied.get(&self.store.origin()) {
+            self.store.record_peer_ack(node, own.seq);
+        }
+        self.peers().acks.insert(node, applied);
+    }
+
+    pub(crate) fn record_applied(&self, address: &str, ack: ApplyAck, bytes: u64) {
+        if let Some(peer) = self.peers().peers.get_mut(address) {
+            peer.entries_applied += ack.applied;
+            peer.entries_received += ack.applied + ack.skipped;
+            peer.bytes_received += bytes;
+        }
+    }
+
+    pub(crate) fn record_out_of_range(&self, address: &str, origin: Origin, wanted: u64) {
+        if let Some(peer) = self.peers().peers.get_mut(address) {
+            peer.last_error = format!("purged entries of {origin} from seq {wanted} on");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The puller side: one task per peer keeps a Pull stream open, applies
+//! what arrives, acknowledges it, and reconnects with backoff when the
+//! stream fails.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
+use consensusdb_proto::mesh::v1::{self as pb, pull_request, pull_response};
+use consensusdb_storage::{RawEntry, StorageError};
+use consensusdb_types::NodeId;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::Inner;
+use crate::assignment::excluded_for;
+use crate::backoff::Backoff;
+use crate::connector::error_chain;
+use crate::membership::PeerState;
+use crate::wire::{
+    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, node_from_bytes, origin_from_pb, origin_to_pb,
+};
+
+/// Largest message a puller accepts: a chunk of `chunk_bytes` plus framing.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Messages read ahead of the one being applied. With sources' chunks of
+/// at most 1 MiB this bounds a stream's read-ahead to about 16 MiB.
+const RECEIVED_MESSAGES: usize = 16;
+/// Most bytes of entries applied in one commit.
+const APPLY_BYTES: usize = 8 * 1024 * 1024;
+/// A stream that stayed up this long counts as healthy: the next failure
+/// starts again from the shortest backoff.
+const HEALTHY_STREAM: Duration = Duration::from_secs(5);
+
+/// How a stream ended without an error.
+enum Ended {
+    /// The peer closed it, or this node is stopping.
+    Closed,
+    /// The address is this node's, another address of a connected node, or
+    /// a removed node: stop pulling from it for good.
+    Retired(PeerState),
+}
+
+/// Pulls from `address` until the node stops or the peer is retired.
+pub(crate) async fn run(inner: Arc<Inner>, address: String) {
+    let mut backoff = Backoff::new(inner.config.min_backoff, inner.config.max_backoff);
+    let mut stop = inner.stop.subscribe();
+    loop {
+        if *stop.borrow() || inner.peer_state(&address) == Some(PeerState::Removed) {
+            return;
+        }
+        inner.set_peer_state(&address, PeerState::Connecting, None);
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            outcome = pull_once(&inner, &address) => outcome,
+            () = crate::stopped(&mut stop) => return,
+        };
+        inner.peer_disconnected(&address);
+        let error = match outcome {
+            Ok(Ended::Retired(state)) => {
+                inner.set_peer_state(&address, state, None);
+                return;
+            }
+            Ok(Ended::Closed) => "the peer closed the stream".to_string(),
+            Err(error) => error,
+        };
+        if started.elapsed() >= HEALTHY_STREAM {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        tracing::debug!(peer = %address, %error, ?delay, "replication stream ended; reconnecting");
+        inner.set_peer_state(&address, PeerState::BackingOff, Some(error));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = crate::stopped(&mut stop) => return,
+        }
+    }
+}
+
+/// One stream's life: handshake, then apply and acknowledge until it ends.
+async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
+    let channel =
+        inner.connector.connect(address, inner.config.connect_timeout).await.map_err(|e| e.to_string())?;
+    let mut client = ReplicationClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let (requests, outgoing) = mpsc::channel(8);
+    let own = inner.store.origin();
+    let hello = pb::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster_id: inner.config.cluster_id.clone(),
+        origin: Some(origin_to_pb(&own)),
+        advertise_address: inner.config.advertise_address.clone().unwrap_or_default(),
+        // Nothing excluded before the source is known: it starts by
+        // sending every origin, and the first progress narrows that.
+        progress: Some(pb::Progress {
+            applied: frontier_to_pb(&inner.store.frontier()),
+            excluded: Vec::new(),
+        }),
+    };
+    requests
+        .send(pb::PullRequest { kind: Some(pull_request::Kind::Hello(hello)) })
+        .await
+        .map_err(|_| "closed")?;
+    let mut responses = client
+        .pull(ReceiverStream::new(outgoing))
+        .await
+        .map_err(|status| format!("{}: {}", status.code(), status.message()))?
+        .into_inner();
+    let welcome = match responses.message().await {
+        Ok(Some(pb::PullResponse { kind: Some(pull_response::Kind::Welcome(welcome)) })) => welcome,
+        Ok(_) => return Err("the peer did not start with welcome".into()),
+        Err(status) => return Err(format!("{}: {}", status.code(), status.message())),
+    };
+    let source_origin =
+        origin_from_pb(welcome.origin.as_ref(), "welcome.origin").map_err(|s| s.message().to_string())?;
+    let source = source_origin.node;
+    if source == own.node {
+        return Ok(Ended::Retired(PeerState::Itself));
+    }
+    if !inner.source_connected(address, source_origin) {
+        return Ok(Ended::Retired(if inner.is_removed(source) {
+            PeerState::Removed
+        } else {
+            PeerState::Alias
+        }));
+    }
+    tracing::info!(peer = %address, node = %source, "replicating from peer");
+    let session = Session { inner: inner.clone(), address: address.to_string(), source, requests };
+    session.send_progress().await?;
+    let mut topology = inner.topology.subscribe();
+    // Responses are read by their own task into a channel, so the select
+    // below never abandons a half-read message.
+    let (incoming, mut received) = mpsc::channel(RECEIVED_MESSAGES);
+    let reader = tokio::spawn(async move {
+        loop {
+            let message = responses.message().await;
+            let end = !matches!(message, Ok(Some(_)));
+            if incoming.send(message).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let result = loop {
+        tokio::select! {
+            message = received.recv() => {
+                // Take every message already here, so entries that arrived
+                // while the last chunk was being synced are applied in one
+                // commit: a replica keeps up with a source that commits
+                // small groups faster than one fsync each.
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                let mut next = message;
+                let ending = loop {
+                    match next {
+                        Some(Ok(Some(response))) => {
+                            bytes += response_bytes(&response);
+                            batch.push(response);
+                        }
+                        Some(Ok(None)) | None => break Some(Ok(Ended::Closed)),
+                        Some(Err(status)) => break Some(Err(format!("{}: {}", status.code(), status.message()))),
+                    }
+                    if bytes >= APPLY_BYTES {
+                        break None;
+                    }
+                    match received.try_recv() {
+                        Ok(message) => next = Some(message),
+                        Err(_) => break None,
+                    }
+                };
+                if let Err(error) = session.handle(batch).await {
+                    break Err(error);
+                }
+                if let Some(ending) = ending {
+                    break ending;
+                }
+            }
+            changed = topology.changed() => {
+                if changed.is_err() {
+                    break Ok(Ended::Closed);
+                }
+                if inner.is_removed(source) {
+                    break Ok(Ended::Retired(PeerState::Removed));
+                }
+                if let Err(error) = session.send_progress().await {
+                    break Err(error);
+                }
+            }
+        }
+    };
+    reader.abort();
+    result
+}
+
+/// The entries of one `Entries` message.
+fn raw_entries(chunk: pb::Entries) -> Result<Vec<RawEntry>, String> {
+    let origin =
+        origin_from_pb(chunk.origin.as_ref(), "entries.origin").map_err(|s| s.message().to_string())?;
+    Ok(chunk
+        .values
+        .into_iter()
+        .zip(chunk.first_seq..)
+        .map(|(value, seq)| RawEntry { origin, seq, value })
+        .collect())
+}
+
+/// Bytes of entry values a message carries.
+fn response_bytes(response: &pb::PullResponse) -> usize {
+    match &response.kind {
+        Some(pull_response::Kind::Entries(chunk)) => chunk.values.iter().map(Vec::len).sum(),
+        _ => 0,
+    }
+}
+
+/// A connected stream.
+struct Session {
+    inner: Arc<Inner>,
+    address: String,
+    source: NodeId,
+    requests: mpsc::Sender<pb::PullRequest>,
+}
+
+impl Session {
+    /// Handles messages in order; runs of entries are applied together.
+    async fn handle(&self, messages: Vec<pb::PullResponse>) -> Result<(), String> {
+        let mut entries = Vec::new();
+        for message in messages {
+            match message.kind {
+                Some(pull_response::Kind::Entries(chunk)) => entries.extend(raw_entries(chunk)?),
+                other => {
+                    self.apply(std::mem::take(&mut entries)).await?;
+                    self.handle_other(other)?;
+                }
+            }
+        }
+        self.apply(entries).await
+    }
+
+    fn handle_other(&self, message: Option<pull_response::Kind>) -> Result<(), String> {
+        match message {
+            Some(pull_response::Kind::Heartbeat(beat)) => {
+                let advertised = frontier_from_pb(&beat.frontier, "heartbeat.frontier")
+                    .map_err(|s| s.message().to_string())?;
+                let removed = beat
+                    .removed
+                    .iter()
+                    .filter_map(|bytes| node_from_bytes(bytes, "heartbeat.removed").ok())
+                    .collect::<Vec<_>>();
+                self.inner.take_heartbeat(&self.address, advertised, &beat.peers, &removed);
+                Ok(())
+            }
+            Some(pull_response::Kind::OutOfRange(gone)) => {
+                let origin = origin_from_pb(gone.origin.as_ref(), "out_of_range.origin")
+                    .map_err(|s| s.message().to_string())?;
+                tracing::error!(
+                    peer = %self.address, %origin, wanted = gone.wanted_seq, first_available = gone.first_available,
+                    "a peer purged entries this node still needs; another source or a bootstrap must supply them"
+                );
+                self.inner.record_out_of_range(&self.address, origin, gone.wanted_seq);
+                Ok(())
+            }
+            Some(pull_response::Kind::Entries(_) | pull_response::Kind::Welcome(_)) | None => {
+                Err("unexpected message from the peer".into())
+            }
+        }
+    }
+
+    /// Applies entries in one commit, then acknowledges them.
+    async fn apply(&self, entries: Vec<RawEntry>) -> Result<(), String> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let bytes: usize = entries.iter().map(|e| e.value.len()).sum();
+        match self.inner.store.apply(entries).await {
+            Ok(ack) => {
+                self.inner.record_applied(&self.address, ack, bytes as u64);
+                self.send_progress().await
+            }
+            Err(error @ StorageError::OwnOriginAhead { .. }) => {
+                tracing::error!(peer = %self.address, %error, "refusing entries of this node's own origin");
+                Err(error.to_string())
+            }
+            Err(error) => Err(format!("applying entries: {}", error_chain(&error))),
+        }
+    }
+
+    /// Acknowledges the frontier and says which origins to leave out.
+    async fn send_progress(&self) -> Result<(), String> {
+        let excluded: Vec<pb::Origin> = {
+            let peers = self.inner.peers();
+            excluded_for(self.source, &peers.sources(), self.inner.store.origin())
+                .iter()
+                .map(origin_to_pb)
+                .collect()
+        };
+        let progress = pb::Progress { applied: frontier_to_pb(&self.inner.store.frontier()), excluded };
+        self.requests
+            .send(pb::PullRequest { kind: Some(pull_request::Kind::Progress(progress)) })
+            .await
+            .map_err(|_| "the stream closed".to_string())
+    }
+}

@@ -1,0 +1,109 @@
+//! The `consensusdb.mesh.v1.Replication` gRPC service.
+
+use std::sync::Arc;
+
+use consensusdb_proto::mesh::v1::{self as pb, replication_server::Replication};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::wire::{frontier_to_pb, node_from_bytes};
+use crate::{Inner, source};
+
+/// Serves peers' pulls and the cluster's admin calls.
+pub struct ReplicationService {
+    inner: Arc<Inner>,
+}
+
+impl ReplicationService {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+}
+
+fn storage_status(error: &consensusdb_storage::StorageError) -> Status {
+    Status::new(consensusdb_proto::status::grpc_code(error.code()), error.to_string())
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    type PullStream = ReceiverStream<Result<pb::PullResponse, Status>>;
+
+    async fn pull(
+        &self,
+        request: Request<Streaming<pb::PullRequest>>,
+    ) -> Result<Response<Self::PullStream>, Status> {
+        let mut requests = request.into_inner();
+        let first = requests.message().await?;
+        let (puller, hello) = source::check_hello(&self.inner, first)?;
+        self.inner.learn(&hello.advertise_address);
+        let (out, stream) = mpsc::channel(self.inner.config.chunks_in_flight.max(1));
+        out.send(Ok(source::welcome(&self.inner)))
+            .await
+            .map_err(|_| Status::cancelled("the caller went away"))?;
+        tokio::spawn(source::run(self.inner.clone(), puller, hello, requests, out));
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    async fn digest(
+        &self,
+        request: Request<pb::DigestRequest>,
+    ) -> Result<Response<pb::DigestResponse>, Status> {
+        let major = Some(request.into_inner().major_key).filter(|m| !m.is_empty());
+        let report = self.inner.store.digests(major).await.map_err(|e| storage_status(&e))?;
+        let total = report.total();
+        Ok(Response::new(pb::DigestResponse {
+            frontier: frontier_to_pb(&report.frontier),
+            regions: report
+                .regions
+                .into_iter()
+                .map(|r| pb::RegionDigest {
+                    major_key: r.major,
+                    region: r.region,
+                    digest: r.digest.to_bytes().to_vec(),
+                })
+                .collect(),
+            total: total.to_bytes().to_vec(),
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        Ok(Response::new(crate::status::build(&self.inner)))
+    }
+
+    async fn remove_peer(
+        &self,
+        request: Request<pb::RemovePeerRequest>,
+    ) -> Result<Response<pb::RemovePeerResponse>, Status> {
+        let request = request.into_inner();
+        let node = if request.node_id.is_empty() {
+            if request.address.is_empty() {
+                return Err(Status::invalid_argument("node_id: give a node id or an address"));
+            }
+            let peers = self.inner.peers();
+            let peer = peers
+                .peers
+                .get(&request.address)
+                .ok_or_else(|| Status::not_found(format!("address: no known peer at {}", request.address)))?;
+            peer.node.ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "address: the peer at {} has not completed a handshake yet; remove it by node_id",
+                    request.address
+                ))
+            })?
+        } else {
+            node_from_bytes(&request.node_id, "node_id")?
+        };
+        if node == self.inner.store.origin().node {
+            return Err(Status::invalid_argument("node_id: a node cannot remove itself; ask another node"));
+        }
+        let removed = self.inner.remove_node(node);
+        if removed {
+            self.inner.topology.send_modify(|n| *n += 1);
+        }
+        Ok(Response::new(pb::RemovePeerResponse { removed }))
+    }
+}

@@ -1,0 +1,67 @@
+//! `ClusterStatus`: peers, lag per peer and origin, conflicts and clock
+//! bound hits, as this node sees them.
+
+use std::sync::atomic::Ordering;
+
+use consensusdb_proto::mesh::v1 as pb;
+use consensusdb_types::HybridClock;
+
+use crate::Inner;
+use crate::wire::{frontier_to_pb, origin_to_pb};
+
+/// Seconds between two HLC values (their physical parts).
+fn hlc_seconds(later: u64, earlier: u64) -> f64 {
+    let ms = (later >> HybridClock::LOGICAL_BITS).saturating_sub(earlier >> HybridClock::LOGICAL_BITS);
+    ms as f64 / 1000.0
+}
+
+pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
+    let store = &inner.store;
+    let own = store.origin();
+    let frontier = store.frontier();
+    let counters = store.counters();
+    let peers = inner.peers();
+    let peer_status = peers
+        .peers
+        .iter()
+        .map(|(address, peer)| {
+            let lag = peer
+                .advertised
+                .iter()
+                .map(|(origin, theirs)| {
+                    let ours = frontier.get(origin).copied().unwrap_or_default();
+                    let entries = theirs.seq.saturating_sub(ours.seq);
+                    let seconds = if entries == 0 { 0.0 } else { hlc_seconds(theirs.hlc, ours.hlc) };
+                    pb::OriginLag { origin: Some(origin_to_pb(origin)), entries, seconds }
+                })
+                .collect();
+            let acked_own_seq = peer
+                .node
+                .and_then(|node| peers.acks.get(&node))
+                .and_then(|acks| acks.get(&own))
+                .map_or(0, |mark| mark.seq);
+            pb::PeerStatus {
+                address: address.clone(),
+                node_id: peer.node.map(|n| n.0.to_be_bytes().to_vec()).unwrap_or_default(),
+                state: peer.state.name().into(),
+                last_error: peer.last_error.clone(),
+                lag,
+                entries_applied: peer.entries_applied,
+                entries_received: peer.entries_received,
+                bytes_received: peer.bytes_received,
+                acked_own_seq,
+            }
+        })
+        .collect();
+    pb::ClusterStatusResponse {
+        origin: Some(origin_to_pb(&own)),
+        cluster_id: inner.config.cluster_id.clone(),
+        advertise_address: inner.config.advertise_address.clone().unwrap_or_default(),
+        frontier: frontier_to_pb(&frontier),
+        peers: peer_status,
+        conflicts: counters.conflicts_lost.load(Ordering::Relaxed),
+        hlc_drift_clipped: counters.hlc_drift_clipped.load(Ordering::Relaxed),
+        entries_applied: counters.entries_applied.load(Ordering::Relaxed),
+        hlc: frontier.values().map(|m| m.hlc).max().unwrap_or(0),
+    }
+}

@@ -1,0 +1,50 @@
+//! Conversions between the mesh protocol's messages and domain types.
+
+use consensusdb_proto::mesh::v1 as pb;
+use consensusdb_storage::Frontier;
+use consensusdb_types::{FrontierMark, NodeId, Origin};
+use tonic::Status;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+pub(crate) fn origin_to_pb(origin: &Origin) -> pb::Origin {
+    pb::Origin { node_id: origin.node.0.to_be_bytes().to_vec(), incarnation: origin.incarnation }
+}
+
+pub(crate) fn node_from_bytes(bytes: &[u8], field: &str) -> Result<NodeId, Status> {
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| {
+        Status::invalid_argument(format!("{field}: a node id is 16 bytes, got {}", bytes.len()))
+    })?;
+    Ok(NodeId(u128::from_be_bytes(bytes)))
+}
+
+pub(crate) fn origin_from_pb(origin: Option<&pb::Origin>, field: &str) -> Result<Origin, Status> {
+    let origin = origin.ok_or_else(|| Status::invalid_argument(format!("{field}: required")))?;
+    Ok(Origin {
+        node: node_from_bytes(&origin.node_id, &format!("{field}.node_id"))?,
+        incarnation: origin.incarnation,
+    })
+}
+
+pub(crate) fn frontier_to_pb(frontier: &Frontier) -> Vec<pb::OriginMark> {
+    frontier
+        .iter()
+        .map(|(origin, mark)| pb::OriginMark {
+            origin: Some(origin_to_pb(origin)),
+            seq: mark.seq,
+            hlc: mark.hlc,
+        })
+        .collect()
+}
+
+pub(crate) fn frontier_from_pb(marks: &[pb::OriginMark], field: &str) -> Result<Frontier, Status> {
+    marks
+        .iter()
+        .enumerate()
+        .map(|(i, mark)| {
+            let origin = origin_from_pb(mark.origin.as_ref(), &format!("{field}[{i}].origin"))?;
+            Ok((origin, FrontierMark { seq: mark.seq, hlc: mark.hlc }))
+        })
+        .collect()
+}

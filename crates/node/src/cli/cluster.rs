@@ -1,0 +1,162 @@
+//! The cluster commands (`status`, `digest`, `remove-peer`): what one node
+//! sees of the replication mesh, over the internal replication service.
+
+use std::io::Write;
+
+use consensusdb_proto::mesh::v1 as pb;
+use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
+use consensusdb_types::{Digest, HybridClock, NodeId, Origin};
+use serde_json::{Map, Value, json};
+use tonic::transport::Channel;
+
+use crate::cli::failure::CliError;
+use crate::cli::render::{Format, Output};
+
+/// A cluster command.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Show this node's peers, their state and lag per origin, conflicts
+    /// and clock-bound hits.
+    Status,
+    /// Show the convergence digest per region, with the frontier it was
+    /// taken at; two nodes hold the same data when both match.
+    Digest {
+        /// Only this tenant (majorKey).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove a node from the cluster: peers stop replicating with it.
+    /// Give its node id (hex, from `status`) or its address.
+    RemovePeer {
+        /// Node id (32 hex digits) or host:port.
+        peer: String,
+    },
+}
+
+impl ClusterCommand {
+    /// Runs the command against `server` (the first `--server`).
+    pub async fn run<W: Write>(&self, server: &str, out: &mut Output<W>) -> Result<(), CliError> {
+        let mut client = connect(server).await?;
+        match self {
+            ClusterCommand::Status => {
+                let status =
+                    client.cluster_status(pb::ClusterStatusRequest {}).await.map_err(CliError::from)?;
+                status_output(&status.into_inner(), out)
+            }
+            ClusterCommand::Digest { tenant } => {
+                let request = pb::DigestRequest { major_key: tenant.clone().unwrap_or_default() };
+                let digest = client.digest(request).await.map_err(CliError::from)?.into_inner();
+                digest_output(&digest, out)
+            }
+            ClusterCommand::RemovePeer { peer } => {
+                let request = match u128::from_str_radix(peer, 16) {
+                    Ok(id) if peer.len() == 32 => {
+                        pb::RemovePeerRequest { node_id: id.to_be_bytes().to_vec(), address: String::new() }
+                    }
+                    _ if peer.contains(':') => {
+                        pb::RemovePeerRequest { node_id: Vec::new(), address: peer.clone() }
+                    }
+                    _ => return Err(CliError::argument("PEER", "give a 32-digit hex node id or host:port")),
+                };
+                let removed = client.remove_peer(request).await.map_err(CliError::from)?.into_inner().removed;
+                Ok(out.object(object(json!({ "peer": peer, "removed": removed })))?)
+            }
+        }
+    }
+}
+
+async fn connect(server: &str) -> Result<ReplicationClient<Channel>, CliError> {
+    let url = if server.contains("://") { server.to_string() } else { format!("http://{server}") };
+    let endpoint =
+        Channel::from_shared(url.clone()).map_err(|e| CliError::argument("--server", e.to_string()))?;
+    let channel =
+        endpoint.connect().await.map_err(|e| CliError::Unreachable { server: url, reason: e.to_string() })?;
+    Ok(ReplicationClient::new(channel))
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn origin_text(origin: Option<&pb::Origin>) -> String {
+    origin
+        .and_then(|o| <[u8; 16]>::try_from(o.node_id.as_slice()).ok().map(|id| (id, o.incarnation)))
+        .map(|(id, incarnation)| Origin { node: NodeId(u128::from_be_bytes(id)), incarnation }.to_string())
+        .unwrap_or_default()
+}
+
+fn node_text(bytes: &[u8]) -> String {
+    <[u8; 16]>::try_from(bytes).map(|id| NodeId(u128::from_be_bytes(id)).to_string()).unwrap_or_default()
+}
+
+fn frontier_json(marks: &[pb::OriginMark]) -> Value {
+    marks
+        .iter()
+        .map(|m| json!({ "origin": origin_text(m.origin.as_ref()), "seq": m.seq, "hlc_ms": m.hlc >> HybridClock::LOGICAL_BITS }))
+        .collect()
+}
+
+fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<W>) -> Result<(), CliError> {
+    let peers = status.peers.iter().map(|peer| {
+        let lag_entries: u64 = peer.lag.iter().map(|l| l.entries).sum();
+        let lag_seconds = peer.lag.iter().map(|l| l.seconds).fold(0.0, f64::max);
+        json!({
+            "address": peer.address,
+            "node": node_text(&peer.node_id),
+            "state": peer.state,
+            "lag_entries": lag_entries,
+            "lag_seconds": lag_seconds,
+            "received": peer.entries_received,
+            "applied": peer.entries_applied,
+            "acked_own_seq": peer.acked_own_seq,
+            "last_error": peer.last_error,
+            "lag": peer.lag.iter().map(|l| json!({
+                "origin": origin_text(l.origin.as_ref()), "entries": l.entries, "seconds": l.seconds,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    if out.format() == Format::Table {
+        for peer in peers {
+            let mut row = object(peer);
+            row.remove("lag");
+            out.object(row)?;
+        }
+        return Ok(());
+    }
+    let summary = json!({
+        "origin": origin_text(status.origin.as_ref()),
+        "cluster_id": status.cluster_id,
+        "advertise": status.advertise_address,
+        "conflicts": status.conflicts,
+        "hlc_drift_clipped": status.hlc_drift_clipped,
+        "entries_applied": status.entries_applied,
+        "frontier": frontier_json(&status.frontier),
+        "peers": peers.collect::<Vec<_>>(),
+    });
+    Ok(out.object(object(summary))?)
+}
+
+fn digest_output<W: Write>(digest: &pb::DigestResponse, out: &mut Output<W>) -> Result<(), CliError> {
+    let hex = |bytes: &[u8]| Digest::from_slice(bytes).map(|d| d.to_string()).unwrap_or_default();
+    let regions = digest
+        .regions
+        .iter()
+        .map(|r| json!({ "tenant": r.major_key, "region": r.region, "digest": hex(&r.digest) }));
+    if out.format() == Format::Table {
+        for region in regions {
+            out.object(object(region))?;
+        }
+        return Ok(
+            out.object(object(json!({ "tenant": "(total)", "region": "", "digest": hex(&digest.total) })))?
+        );
+    }
+    let summary = json!({
+        "total": hex(&digest.total),
+        "frontier": frontier_json(&digest.frontier),
+        "regions": regions.collect::<Vec<_>>(),
+    });
+    Ok(out.object(object(summary))?)
+}

@@ -1,0 +1,13 @@
+//! Test and benchmark harness for ConsensusDB (not shipped).
+//!
+//! - [`FaultProxy`]: a TCP proxy for one directed link that can partition,
+//!   delay or drop it, and heal it.
+//! - [`TestCluster`]: N real nodes in-process on ephemeral loopback ports,
+//!   every link through its own proxy, with helpers to write through the
+//!   SDK, stop, restart, wipe and join nodes, and wait for convergence.
+
+mod cluster;
+mod proxy;
+
+pub use cluster::{ClusterNode, TestCluster};
+pub use proxy::FaultProxy;

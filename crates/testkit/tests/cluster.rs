@@ -1,0 +1,351 @@
+//! Replication across real in-process nodes, every link through a
+//! fault-injecting proxy. Each test is bounded in time.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use consensusdb_client::{Client, Head, Record, RowKey, Stamp};
+use consensusdb_proto::mesh::v1 as pb;
+use consensusdb_testkit::TestCluster;
+use futures::TryStreamExt;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn key(minor: &str) -> consensusdb_client::Key {
+    RowKey::new("acme", "ACCOUNT", minor).at(None)
+}
+
+/// Every live record of the tenant on one node: key → (value, stamp).
+async fn everything(client: &Client) -> BTreeMap<String, (Vec<u8>, Stamp)> {
+    let records: Vec<_> = client.scan_tenant("acme").stream().try_collect().await.expect("scan");
+    let mut out = BTreeMap::new();
+    for record in records {
+        let minor = record.key.row.minor.clone();
+        assert!(
+            out.insert(minor.clone(), (record.value, record.head.stamp)).is_none(),
+            "{minor} scanned twice"
+        );
+    }
+    out
+}
+
+/// Runs `body` with a time bound, so a hang fails the test instead of CI.
+async fn bounded<F: std::future::Future<Output = ()>>(body: F) {
+    tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_written_concurrently_converge_to_identical_state() {
+    bounded(async {
+        let cluster = TestCluster::start(3).await;
+        let writers: Vec<_> = (0..3)
+            .map(|n| {
+                let client = cluster.client(n);
+                tokio::spawn(async move {
+                    for i in 0..60 {
+                        // Keys 0..20 are written on every node: same-key conflicts.
+                        let minor = format!("k{}", i % 20);
+                        let value = format!("node{n}-{i}");
+                        if i % 10 == 9 {
+                            let batch =
+                                (0..5).map(|b| Record::new(key(&format!("b{n}-{i}-{b}")), value.clone()));
+                            client.put_batch(batch).await.expect("batch");
+                        } else if i % 7 == 6 {
+                            client.remove(key(&minor)).await.expect("remove");
+                        } else {
+                            client.put(Record::new(key(&minor), value)).await.expect("put");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        let digest = cluster.converge(CONVERGE).await;
+        assert_eq!(digest.frontier.len(), 3, "one origin per node");
+        let views = [
+            everything(&cluster.client(0)).await,
+            everything(&cluster.client(1)).await,
+            everything(&cluster.client(2)).await,
+        ];
+        assert!(!views[0].is_empty());
+        assert_eq!(views[0], views[1]);
+        assert_eq!(views[1], views[2]);
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// One acknowledged write and what it left on its key.
+#[derive(Clone)]
+struct Acked {
+    head: Head,
+    value: Option<String>,
+}
+
+/// Keeps, per key, the acknowledged version with the greatest stamp: what
+/// every node must end up showing.
+#[derive(Default)]
+struct Model {
+    winners: BTreeMap<String, Acked>,
+    acknowledged: usize,
+}
+
+impl Model {
+    fn record(&mut self, minor: &str, head: Head, value: Option<String>) {
+        self.acknowledged += 1;
+        let entry = self.winners.entry(minor.to_string()).or_insert(Acked { head, value: value.clone() });
+        if head.stamp > entry.head.stamp {
+            *entry = Acked { head, value };
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partition_and_heal_loses_duplicates_and_resurrects_nothing() {
+    bounded(async {
+        // Node 2's clock runs 5 s ahead: its stamps win ties it should not,
+        // and the others' clocks are dragged only within the drift bound.
+        let cluster = TestCluster::start_with(3, |i, config| {
+            if i == 2 {
+                config.dev.clock_skew_ms = 5_000;
+            }
+        })
+        .await;
+        let mut model = Model::default();
+        for i in 0..10 {
+            let minor = format!("k{i}");
+            let value = format!("before-{i}");
+            let head = cluster.client(0).put(Record::new(key(&minor), value.clone())).await.expect("put");
+            model.record(&minor, head, Some(value));
+        }
+        cluster.converge(CONVERGE).await;
+        cluster.partition(&[0, 1], &[2]);
+        for i in 0..10 {
+            let minor = format!("k{i}");
+            // Both sides write the same keys: removes on one side, re-puts
+            // and new values on the other.
+            let (left, right) = (cluster.client(i % 2), cluster.client(2));
+            if i % 3 == 0 {
+                let head = left.remove(key(&minor)).await.expect("remove");
+                model.record(&minor, head, None);
+                let value = format!("right-{i}");
+                let head = right.put(Record::new(key(&minor), value.clone())).await.expect("put");
+                model.record(&minor, head, Some(value));
+            } else {
+                let value = format!("left-{i}");
+                let head = left.put(Record::new(key(&minor), value.clone())).await.expect("put");
+                model.record(&minor, head, Some(value));
+                let head = right.remove(key(&minor)).await.expect("remove");
+                model.record(&minor, head, None);
+            }
+            let fresh = format!("p{i}");
+            let head = right.put(Record::new(key(&fresh), "island".to_string())).await.expect("put");
+            model.record(&fresh, head, Some("island".into()));
+        }
+        // The sides really are apart.
+        assert!(everything(&cluster.client(0)).await.keys().all(|k| !k.starts_with('p')));
+        cluster.heal();
+        cluster.converge(CONVERGE).await;
+        let (mut lost, mut resurrected, mut duplicated) = (0, 0, 0);
+        for node in 0..3 {
+            let view = everything(&cluster.client(node)).await;
+            for (minor, winner) in &model.winners {
+                match (&winner.value, view.get(minor)) {
+                    (Some(value), Some((seen, stamp)))
+                        if seen == value.as_bytes() && *stamp == winner.head.stamp => {}
+                    (Some(_), _) => lost += 1,
+                    (None, Some(_)) => resurrected += 1,
+                    (None, None) => {}
+                }
+            }
+            duplicated += view.keys().filter(|k| !model.winners.contains_key(*k)).count();
+        }
+        println!(
+            "{} acknowledged, {lost} lost, {duplicated} duplicated, {resurrected} resurrected",
+            model.acknowledged
+        );
+        assert_eq!((lost, duplicated, resurrected), (0, 0, 0));
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chain_converges_through_its_middle_node() {
+    bounded(async {
+        let cluster = TestCluster::start(3).await;
+        // 0 and 2 never reach each other: two data centers linked through 1.
+        cluster.partition(&[0], &[2]);
+        cluster.client(0).put(Record::new(key("from-a"), "a")).await.expect("put");
+        cluster.client(2).put(Record::new(key("from-c"), "c")).await.expect("put");
+        let digest = cluster.converge(CONVERGE).await;
+        assert_eq!(digest.frontier.len(), 2, "the two writers' origins, everywhere");
+        let seen = everything(&cluster.client(0)).await;
+        assert!(seen.contains_key("from-c"), "c's write reached a through b");
+        assert!(everything(&cluster.client(2)).await.contains_key("from-a"));
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_resumes_from_its_frontier_and_a_wiped_one_is_a_new_origin() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3).await;
+        for i in 0..20 {
+            cluster
+                .client(i % 3)
+                .put(Record::new(key(&format!("k{i}")), format!("v{i}")))
+                .await
+                .expect("put");
+        }
+        cluster.converge(CONVERGE).await;
+        let old_origin = status(&cluster, 1).await.origin;
+        // Down while the others write; back, it catches up from its frontier.
+        cluster.stop(1).await;
+        for i in 20..40 {
+            cluster
+                .client(i % 2 * 2)
+                .put(Record::new(key(&format!("k{i}")), format!("v{i}")))
+                .await
+                .expect("put");
+        }
+        cluster.restart(1).await;
+        let digest = cluster.converge(CONVERGE).await;
+        assert_eq!(digest.frontier.len(), 3);
+        assert_eq!(status(&cluster, 1).await.origin, old_origin, "a restart keeps the origin");
+        // Wiped: a new node id, so its new writes (seq 1, 2, ...) are not
+        // taken for the old origin's, which everyone already holds.
+        cluster.wipe(1).await;
+        let new_origin = status(&cluster, 1).await.origin;
+        assert_ne!(new_origin, old_origin);
+        let head = cluster.client(1).put(Record::new(key("after-wipe"), "new")).await.expect("put");
+        assert_eq!(head.seq, 1);
+        let digest = cluster.converge(CONVERGE).await;
+        assert_eq!(digest.frontier.len(), 4, "old and new origin of node 1 are both kept");
+        let everywhere = everything(&cluster.client(0)).await;
+        assert_eq!(everywhere.len(), 41);
+        assert_eq!(everything(&cluster.client(1)).await, everywhere, "the wiped node got everything back");
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+async fn status(cluster: &TestCluster, i: usize) -> pb::ClusterStatusResponse {
+    cluster.admin(i).await.cluster_status(pb::ClusterStatusRequest {}).await.expect("status").into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_node_joins_a_loaded_cluster_from_one_seed() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3).await;
+        let load: Vec<_> = (0..3)
+            .map(|n| {
+                let client = cluster.client(n);
+                tokio::spawn(async move {
+                    for i in 0..100 {
+                        client.put(Record::new(key(&format!("n{n}-{i}")), "v")).await.expect("put");
+                    }
+                })
+            })
+            .collect();
+        let joined = cluster.join(0).await;
+        for writer in load {
+            writer.await.expect("writer");
+        }
+        cluster.converge(CONVERGE).await;
+        assert_eq!(everything(&cluster.client(joined)).await.len(), 300);
+        // It found every peer from the one seed, and every peer found it.
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        loop {
+            let mut connected = Vec::new();
+            for i in 0..4 {
+                connected
+                    .push(status(&cluster, i).await.peers.iter().filter(|p| p.state == "connected").count());
+            }
+            if connected.iter().all(|&n| n == 3) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "peers connected per node: {connected:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_mesh_ships_each_entry_about_once_per_node() {
+    bounded(async {
+        let cluster = TestCluster::start(3).await;
+        // Let the streams connect and the preferred sources settle.
+        cluster.converge(CONVERGE).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let client = cluster.client(0);
+        for i in 0..200 {
+            client.put(Record::new(key(&format!("k{i}")), "v")).await.expect("put");
+        }
+        cluster.converge(CONVERGE).await;
+        for node in [1, 2] {
+            let applied: u64 = status(&cluster, node).await.entries_applied;
+            assert_eq!(applied, 200, "node {node} applied each entry once");
+            let received: u64 = status(&cluster, node).await.peers.iter().map(|p| p.entries_received).sum();
+            assert_eq!(received, 200, "node {node} received each entry once, not once per peer");
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_and_digests_report_lag_and_clusters_never_merge() {
+    bounded(async {
+        let cluster = TestCluster::start_with(2, |i, config| {
+            if i == 1 {
+                config.cluster.id = "other".into();
+            }
+        })
+        .await;
+        cluster.client(0).put(Record::new(key("k"), "v")).await.expect("put");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let status = status(&cluster, 1).await;
+        let peer = &status.peers[0];
+        assert_eq!(peer.state, "backing_off");
+        assert!(peer.last_error.contains("two clusters never merge"), "{}", peer.last_error);
+        assert!(everything(&cluster.client(1)).await.is_empty());
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_node_is_dropped_by_every_peer() {
+    bounded(async {
+        let cluster = TestCluster::start(3).await;
+        cluster.converge(CONVERGE).await;
+        let victim = status(&cluster, 2).await.origin.expect("origin").node_id;
+        let removed = cluster
+            .admin(0)
+            .await
+            .remove_peer(pb::RemovePeerRequest { node_id: victim.clone(), address: String::new() })
+            .await
+            .expect("remove")
+            .into_inner();
+        assert!(removed.removed);
+        // Node 1 hears of it through node 0's heartbeats.
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        loop {
+            let peers = status(&cluster, 1).await.peers;
+            if peers.iter().any(|p| p.node_id == victim && p.state == "removed") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{peers:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
