@@ -2,7 +2,7 @@
 //! at the edge, calls the store, converts results back.
 
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use consensusdb_proto::convert::{self, optional_time, record_key, required, row_key};
 use consensusdb_proto::v1::records_server::Records;
@@ -73,16 +73,20 @@ fn page_token(token: Vec<u8>) -> Option<Vec<u8>> {
 }
 
 impl RecordsService {
-    /// Waits for `peers` peers to apply the committed write `seq`.
+    /// Waits for `peers` peers to apply the committed write `seq`. Gives up
+    /// a little before the caller's deadline, so the answer saying how many
+    /// confirmed reaches the caller before it stops listening.
     async fn await_write_concern(
         &self,
         seq: u64,
         peers: u32,
         deadline: Option<Instant>,
     ) -> Result<(), Status> {
+        const REPLY_MARGIN: Duration = Duration::from_millis(50);
         if peers == 0 {
             return Ok(());
         }
+        let deadline = deadline.map(|d| d.checked_sub(REPLY_MARGIN).unwrap_or(d));
         self.store.wait_for_peers(seq, peers, deadline).await.map_err(from_storage)
     }
 

@@ -11,7 +11,7 @@ use crate::reads::{BoxFuture, GetCall, RangeCall, RecentCall};
 use crate::record::{BatchAck, Record, head_from_wire, ttl_ms};
 use crate::retry::{Replay, RetryPolicy};
 use crate::scan::{ScanCall, ScanScope};
-use crate::transport::{Transport, TransportOptions};
+use crate::transport::{Transport, TransportOptions, within};
 
 /// The default node address (`consensusdb serve` with no configuration).
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4482";
@@ -130,8 +130,8 @@ impl Client {
         let request = record.to_request("")?;
         let result = self
             .transport
-            .call(record.replay(), record.request_timeout(), |mut c, _| {
-                let request = request.clone();
+            .call(record.replay(), record.request_timeout(), |mut c, left| {
+                let request = within(request.clone(), left);
                 async move { c.put(request).await.map(tonic::Response::into_inner) }
             })
             .await;
@@ -201,8 +201,8 @@ impl Client {
         // Touching twice leaves the same value with (almost) the same expiry.
         let response = self
             .transport
-            .call(Replay::Safe, None, |mut c, _| {
-                let request = request.clone();
+            .call(Replay::Safe, None, |mut c, left| {
+                let request = within(request.clone(), left);
                 async move { c.touch(request).await.map(tonic::Response::into_inner) }
             })
             .await?;
@@ -216,8 +216,8 @@ impl Client {
         // A second tombstone for the same key changes nothing a read can see.
         let response = self
             .transport
-            .call(Replay::Safe, None, |mut c, _| {
-                let request = request.clone();
+            .call(Replay::Safe, None, |mut c, left| {
+                let request = within(request.clone(), left);
                 async move { c.remove(request).await.map(tonic::Response::into_inner) }
             })
             .await?;
@@ -272,8 +272,8 @@ impl std::future::IntoFuture for BatchCall {
             let response = self
                 .client
                 .transport
-                .call(replay, self.timeout, |mut c, _| {
-                    let request = request.clone();
+                .call(replay, self.timeout, |mut c, left| {
+                    let request = within(request.clone(), left);
                     async move { c.put_batch(request).await.map(tonic::Response::into_inner) }
                 })
                 .await?;

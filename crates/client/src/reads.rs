@@ -15,6 +15,7 @@ use crate::Client;
 use crate::error::{Error, Result};
 use crate::record::StoredRecord;
 use crate::retry::Replay;
+use crate::transport::within;
 
 /// A boxed future, so builders can be awaited directly.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -274,8 +275,8 @@ impl IntoFuture for RangeCall {
             let response = self
                 .client
                 .transport()
-                .call(Replay::Safe, self.timeout, |mut c, _| {
-                    let request = request.clone();
+                .call(Replay::Safe, self.timeout, |mut c, left| {
+                    let request = within(request.clone(), left);
                     async move { c.get_range(request).await.map(tonic::Response::into_inner) }
                 })
                 .await?;

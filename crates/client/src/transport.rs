@@ -184,6 +184,15 @@ impl Transport {
     }
 }
 
+/// `message` as a request that tells the node how long the caller waits
+/// (`grpc-timeout`): a write the node cannot give a seq in that time is not
+/// applied, and a write concern answers before it passes.
+pub(crate) fn within<T>(message: T, left: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(left);
+    request
+}
+
 fn deadline_error(url: &str, sent: u32) -> Error {
     Error::local(ErrorCode::DeadlineExceeded, "no answer before the request's timeout")
         .with_endpoint(url)

@@ -10,30 +10,41 @@
 //! source advertises yet is excluded nowhere, so nothing new ever waits for
 //! an assignment; the writer drops the duplicates that can bring.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use consensusdb_types::{NodeId, Origin};
 
 use crate::membership::Source;
 
+/// Per origin, the sources that answered `OUT_OF_RANGE` for it: they are
+/// passed over, so the others are asked before a bootstrap.
+pub(crate) type Purged = BTreeMap<Origin, BTreeSet<NodeId>>;
+
 /// The origins the stream from `source` must not send. `own` (this node's
 /// origin) is left out: sources never send a puller its own origin.
-pub(crate) fn excluded_for(source: NodeId, sources: &[Source<'_>], own: Origin) -> Vec<Origin> {
+pub(crate) fn excluded_for(
+    source: NodeId,
+    sources: &[Source<'_>],
+    own: Origin,
+    purged: &Purged,
+) -> Vec<Origin> {
     let origins: BTreeSet<Origin> =
         sources.iter().flat_map(|s| s.advertised.keys().copied().chain(std::iter::once(s.origin))).collect();
     origins
         .into_iter()
         .filter(|origin| *origin != own)
-        .filter(|origin| preferred(origin, sources).is_some_and(|chosen| chosen != source))
+        .filter(|origin| preferred(origin, sources, purged).is_some_and(|chosen| chosen != source))
         .collect()
 }
 
 /// The node `origin` is pulled from.
-fn preferred(origin: &Origin, sources: &[Source<'_>]) -> Option<NodeId> {
-    if sources.iter().any(|s| s.origin.node == origin.node) {
+fn preferred(origin: &Origin, sources: &[Source<'_>], purged: &Purged) -> Option<NodeId> {
+    let gone = purged.get(origin);
+    let usable = |s: &&Source<'_>| gone.is_none_or(|nodes| !nodes.contains(&s.origin.node));
+    if sources.iter().filter(usable).any(|s| s.origin.node == origin.node) {
         return Some(origin.node);
     }
-    sources.iter().filter(|s| s.advertised.contains_key(origin)).map(|s| s.origin.node).min()
+    sources.iter().filter(usable).filter(|s| s.advertised.contains_key(origin)).map(|s| s.origin.node).min()
 }
 
 #[cfg(test)]
@@ -59,16 +70,16 @@ mod tests {
         // This node is 9; sources 1, 2 and 3 each hold all three origins.
         let all = frontier(&[1, 2, 3]);
         let sources = [source(1, &all), source(2, &all), source(3, &all)];
-        assert_eq!(excluded_for(NodeId(1), &sources, origin(9)), vec![origin(2), origin(3)]);
-        assert_eq!(excluded_for(NodeId(2), &sources, origin(9)), vec![origin(1), origin(3)]);
+        assert_eq!(excluded_for(NodeId(1), &sources, origin(9), &Purged::new()), vec![origin(2), origin(3)]);
+        assert_eq!(excluded_for(NodeId(2), &sources, origin(9), &Purged::new()), vec![origin(1), origin(3)]);
     }
 
     #[test]
     fn a_connected_source_s_origin_is_assigned_before_it_writes() {
         let empty = Frontier::new();
         let sources = [source(1, &empty), source(2, &empty)];
-        assert_eq!(excluded_for(NodeId(1), &sources, origin(9)), vec![origin(2)]);
-        assert_eq!(excluded_for(NodeId(2), &sources, origin(9)), vec![origin(1)]);
+        assert_eq!(excluded_for(NodeId(1), &sources, origin(9), &Purged::new()), vec![origin(2)]);
+        assert_eq!(excluded_for(NodeId(2), &sources, origin(9), &Purged::new()), vec![origin(1)]);
     }
 
     #[test]
@@ -77,15 +88,28 @@ mod tests {
         // hold it, and only the lower id forwards it.
         let all = frontier(&[1, 2, 3]);
         let sources = [source(1, &all), source(2, &all)];
-        assert_eq!(excluded_for(NodeId(1), &sources, origin(9)), vec![origin(2)]);
-        assert_eq!(excluded_for(NodeId(2), &sources, origin(9)), vec![origin(1), origin(3)]);
+        assert_eq!(excluded_for(NodeId(1), &sources, origin(9), &Purged::new()), vec![origin(2)]);
+        assert_eq!(excluded_for(NodeId(2), &sources, origin(9), &Purged::new()), vec![origin(1), origin(3)]);
+    }
+
+    #[test]
+    fn a_source_that_purged_an_origin_is_passed_over() {
+        let all = frontier(&[1, 2, 3]);
+        let sources = [source(1, &all), source(2, &all)];
+        let purged: Purged = [(origin(1), [NodeId(1)].into_iter().collect())].into_iter().collect();
+        // Origin 1 now comes from node 2, though node 1 is its own node.
+        assert_eq!(
+            excluded_for(NodeId(2), &sources, origin(9), &purged),
+            vec![origin(1)].into_iter().filter(|_| false).collect::<Vec<_>>()
+        );
+        assert_eq!(excluded_for(NodeId(1), &sources, origin(9), &purged), vec![origin(1), origin(2)]);
     }
 
     #[test]
     fn the_own_origin_is_left_out() {
         let (f1, f2) = (frontier(&[1, 9]), frontier(&[2, 9]));
         let sources = [source(1, &f1), source(2, &f2)];
-        assert_eq!(excluded_for(NodeId(2), &sources, origin(9)), vec![origin(1)]);
-        assert_eq!(excluded_for(NodeId(1), &sources, origin(9)), vec![origin(2)]);
+        assert_eq!(excluded_for(NodeId(2), &sources, origin(9), &Purged::new()), vec![origin(1)]);
+        assert_eq!(excluded_for(NodeId(1), &sources, origin(9), &Purged::new()), vec![origin(2)]);
     }
 }

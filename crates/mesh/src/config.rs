@@ -26,6 +26,11 @@ pub struct MeshConfig {
     /// Chunks a source queues per stream before it waits for the peer: with
     /// `chunk_bytes`, the memory a slow peer can cost its source.
     pub chunks_in_flight: usize,
+    /// How often to purge what every member holds.
+    pub purge_interval: Duration,
+    /// A member further behind than this (in an origin's clock) is not
+    /// waited for before purging the log; it must bootstrap again.
+    pub retention_max_lag_ms: u64,
 }
 
 impl Default for MeshConfig {
@@ -40,6 +45,8 @@ impl Default for MeshConfig {
             connect_timeout: Duration::from_secs(5),
             chunk_bytes: 1024 * 1024,
             chunks_in_flight: 4,
+            purge_interval: Duration::from_secs(10),
+            retention_max_lag_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

@@ -23,11 +23,15 @@
 
 mod assignment;
 mod backoff;
+mod bootstrap;
 pub mod config;
 pub mod connector;
+mod members;
 mod membership;
 mod puller;
+mod purge;
 mod service;
+mod snapshot;
 mod source;
 mod status;
 mod wire;
@@ -46,6 +50,7 @@ pub use connector::{ConnectError, Connecting, Connector, PlainConnector};
 pub use service::ReplicationService;
 pub use wire::PROTOCOL_VERSION;
 
+use members::MemberView;
 use membership::{PeerState, PeerTable};
 
 /// Shared by the pullers, the sources and the service.
@@ -59,7 +64,12 @@ pub(crate) struct Inner {
     pub(crate) topology: watch::Sender<u64>,
     /// Set once when the node stops; every task watches it.
     pub(crate) stop: watch::Sender<bool>,
+    /// Set while a bootstrap runs; pullers wait for it to end.
+    pub(crate) bootstrapping: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Versions purged since start, and the last purge's plan.
+    versions_purged: std::sync::atomic::AtomicU64,
+    last_purge: Mutex<purge::LastPurge>,
 }
 
 /// A node's place in the mesh: cheap to clone.
@@ -85,17 +95,42 @@ impl Mesh {
                 peers: Mutex::new(peers),
                 topology: watch::Sender::new(0),
                 stop: watch::Sender::new(false),
+                bootstrapping: watch::Sender::new(false),
                 tasks: Mutex::new(Vec::new()),
+                versions_purged: std::sync::atomic::AtomicU64::new(0),
+                last_purge: Mutex::default(),
             }),
         }
     }
 
-    /// Starts pulling from every known peer.
+    /// Starts pulling from every known peer, and purging. A node that
+    /// must bootstrap first (new with peers, or an install cut short)
+    /// starts that too; its pullers wait for it.
     pub fn start(&self) {
+        let store = &self.inner.store;
+        let reason = if store.writes_closed().is_some() {
+            Some("a bootstrap was cut short")
+        } else if store.is_new() && !self.inner.peers().peers.is_empty() {
+            Some("a new node joining through its peers")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            // Refuse writes before serving starts, not once the task runs.
+            store.close_writes(format!("bootstrapping from a peer ({reason})"));
+            self.inner.spawn(bootstrap::run(self.inner.clone(), reason.to_string()));
+        }
         let addresses: Vec<String> = self.inner.peers().peers.keys().cloned().collect();
         for address in addresses {
             self.inner.spawn_puller(address);
         }
+        self.inner.spawn(purge::run(self.inner.clone()));
+    }
+
+    /// Runs one purge round now (tests and admin use; a task also runs one
+    /// every `purge_interval`).
+    pub async fn purge_now(&self) -> Result<(), consensusdb_storage::StorageError> {
+        purge::round(&self.inner).await
     }
 
     /// The gRPC service other nodes pull from.
@@ -127,6 +162,15 @@ impl Mesh {
     }
 }
 
+/// A source's heartbeat, decoded.
+pub(crate) struct Heartbeat {
+    pub(crate) advertised: Frontier,
+    pub(crate) promise: u64,
+    pub(crate) peers: Vec<String>,
+    pub(crate) removed: Vec<NodeId>,
+    pub(crate) members: Vec<(NodeId, MemberView)>,
+}
+
 /// Completes once `stop` is set. The guard `wait_for` returns is dropped
 /// here, so callers may hold this future across awaits in `Send` tasks.
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -143,10 +187,15 @@ impl Inner {
     }
 
     fn spawn_puller(self: &Arc<Self>, address: String) {
+        self.spawn(puller::run(self.clone(), address));
+    }
+
+    /// Spawns a task the node waits for when it stops.
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         if *self.stop.borrow() {
             return;
         }
-        let task = tokio::spawn(puller::run(self.clone(), address));
+        let task = tokio::spawn(task);
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         tasks.retain(|task| !task.is_finished());
         tasks.push(task);
@@ -166,6 +215,12 @@ impl Inner {
 
     pub(crate) fn peer_state(&self, address: &str) -> Option<PeerState> {
         self.peers().peers.get(address).map(|p| p.state)
+    }
+
+    pub(crate) fn record_peer_error(&self, address: &str, error: String) {
+        if let Some(peer) = self.peers().peers.get_mut(address) {
+            peer.last_error = error;
+        }
     }
 
     pub(crate) fn set_peer_state(&self, address: &str, state: PeerState, error: Option<String>) {
@@ -188,6 +243,7 @@ impl Inner {
         if peers.removed.contains(&node) || peers.connected_elsewhere(node, address) {
             return false;
         }
+        peers.learn_member(node, &MemberView { origin: Some(origin), ..MemberView::default() });
         if let Some(peer) = peers.peers.get_mut(address) {
             peer.node = Some(node);
             peer.origin = Some(origin);
@@ -213,21 +269,47 @@ impl Inner {
         }
     }
 
+    /// Peers to bootstrap from: connected ones first, then the rest.
+    pub(crate) fn bootstrap_candidates(&self) -> Vec<String> {
+        let peers = self.peers();
+        let mut candidates: Vec<(bool, String)> = peers
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state.is_pulled())
+            .map(|(address, p)| (p.state != PeerState::Connected, address.clone()))
+            .collect();
+        candidates.sort();
+        candidates.into_iter().map(|(_, address)| address).collect()
+    }
+
+    /// Starts a bootstrap unless one is running.
+    pub(crate) fn start_bootstrap(self: &Arc<Self>, reason: String) {
+        if !*self.bootstrapping.borrow() {
+            self.spawn(bootstrap::run(self.clone(), reason));
+        }
+    }
+
     pub(crate) fn is_removed(&self, node: NodeId) -> bool {
         self.peers().removed.contains(&node)
     }
 
     /// What a source's heartbeat says: its frontier, and the peers and
     /// removals it knows.
-    pub(crate) fn take_heartbeat(
-        self: &Arc<Self>,
-        address: &str,
-        advertised: Frontier,
-        peers: &[String],
-        removed: &[NodeId],
-    ) {
+    pub(crate) fn take_heartbeat(self: &Arc<Self>, address: &str, beat: Heartbeat) {
+        let Heartbeat { advertised, promise, peers, removed, members } = beat;
         let new_origins = {
             let mut table = self.peers();
+            for (node, view) in &members {
+                table.learn_member(*node, view);
+            }
+            let source = table.peers.get(address).and_then(|peer| peer.origin);
+            if let Some(source) = source {
+                // The source's own view: what it applied, and its promise.
+                let promise_seq = advertised.get(&source).map_or(0, |mark| mark.seq);
+                let view =
+                    MemberView { origin: Some(source), applied: advertised.clone(), promise, promise_seq };
+                table.learn_member(source.node, &view);
+            }
             table.peers.get_mut(address).is_some_and(|peer| {
                 let new = advertised.keys().any(|origin| !peer.advertised.contains_key(origin));
                 peer.advertised = advertised;
@@ -236,12 +318,12 @@ impl Inner {
         };
         let mut changed = new_origins;
         for node in removed {
-            changed |= self.remove_node(*node);
+            changed |= self.remove_node(node);
         }
         if changed {
             self.bump_topology();
         }
-        for peer in peers {
+        for peer in &peers {
             self.learn(peer);
         }
     }
@@ -258,11 +340,13 @@ impl Inner {
         true
     }
 
-    pub(crate) fn record_acks(&self, node: NodeId, applied: Frontier) {
+    /// A puller's progress: what it has durably applied.
+    pub(crate) fn record_acks(&self, puller: Origin, applied: Frontier) {
         if let Some(own) = applied.get(&self.store.origin()) {
-            self.store.record_peer_ack(node, own.seq);
+            self.store.record_peer_ack(puller.node, own.seq);
         }
-        self.peers().acks.insert(node, applied);
+        let view = MemberView { origin: Some(puller), applied, ..MemberView::default() };
+        self.peers().learn_member(puller.node, &view);
     }
 
     pub(crate) fn record_applied(&self, address: &str, ack: ApplyAck, bytes: u64) {
@@ -273,9 +357,37 @@ impl Inner {
         }
     }
 
-    pub(crate) fn record_out_of_range(&self, address: &str, origin: Origin, wanted: u64) {
-        if let Some(peer) = self.peers().peers.get_mut(address) {
-            peer.last_error = format!("purged entries of {origin} from seq {wanted} on");
+    /// A source has purged entries of `origin` this node needs. Once every
+    /// connected source holding more of it has, only a bootstrap can
+    /// supply them.
+    pub(crate) fn record_out_of_range(
+        self: &Arc<Self>,
+        address: &str,
+        source: NodeId,
+        origin: Origin,
+        wanted: u64,
+    ) {
+        let everywhere = {
+            let mut peers = self.peers();
+            if let Some(peer) = peers.peers.get_mut(address) {
+                peer.last_error = format!("purged entries of {origin} from seq {wanted} on");
+            }
+            let reported = peers.out_of_range.entry(origin).or_default();
+            reported.insert(source);
+            let reported = reported.clone();
+            // Every source that holds what this node lacks has purged it.
+            let applied = self.store.frontier().get(&origin).map_or(0, |mark| mark.seq);
+            peers
+                .sources()
+                .iter()
+                .filter(|s| s.advertised.get(&origin).is_some_and(|mark| mark.seq > applied))
+                .all(|s| reported.contains(&s.origin.node))
+        };
+        // Other sources are asked next (the assignment passes this one over).
+        self.bump_topology();
+        if everywhere {
+            self.peers().out_of_range.clear();
+            self.start_bootstrap(format!("every source purged entries of {origin} from seq {wanted} on"));
         }
     }
 }

@@ -6,10 +6,12 @@
 //! node already connected, is kept (so it is not learned again) but not
 //! pulled from.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use consensusdb_storage::Frontier;
 use consensusdb_types::{NodeId, Origin};
+
+use crate::members::{MemberView, Members};
 
 /// Where the puller of one peer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +92,11 @@ pub(crate) struct Source<'a> {
 pub(crate) struct PeerTable {
     pub(crate) peers: BTreeMap<String, Peer>,
     pub(crate) removed: BTreeSet<NodeId>,
-    /// What each node pulling from this one has acknowledged.
-    pub(crate) acks: HashMap<NodeId, Frontier>,
+    /// What each member has applied, from its acknowledgements, its
+    /// heartbeats and other nodes' member lists.
+    pub(crate) members: Members,
+    /// Per origin, the sources that answered `OUT_OF_RANGE` for it.
+    pub(crate) out_of_range: crate::assignment::Purged,
 }
 
 impl PeerTable {
@@ -121,6 +126,19 @@ impl PeerTable {
             .any(|(a, p)| a != address && p.node == Some(node) && p.state == PeerState::Connected)
     }
 
+    /// Merges what is learned of a member (unless it was removed).
+    pub(crate) fn learn_member(&mut self, node: NodeId, view: &MemberView) {
+        if !self.removed.contains(&node) {
+            self.members.entry(node).or_default().merge(view);
+        }
+    }
+
+    /// Whether a peer is known by address only (no handshake yet): what it
+    /// holds is unknown, so nothing may be purged.
+    pub(crate) fn has_unresolved_peer(&self) -> bool {
+        self.peers.values().any(|p| p.node.is_none() && p.state.is_pulled())
+    }
+
     /// Addresses worth telling other nodes about.
     pub(crate) fn shareable(&self) -> Vec<String> {
         self.peers.iter().filter(|(_, p)| p.state.is_pulled()).map(|(address, _)| address.clone()).collect()
@@ -129,7 +147,7 @@ impl PeerTable {
     /// Marks `node` removed; returns the addresses whose pullers must stop.
     pub(crate) fn remove_node(&mut self, node: NodeId) -> Vec<String> {
         self.removed.insert(node);
-        self.acks.remove(&node);
+        self.members.remove(&node);
         let mut stopped = Vec::new();
         for (address, peer) in &mut self.peers {
             if peer.node == Some(node) && peer.state != PeerState::Removed {

@@ -12,14 +12,15 @@ use consensusdb_types::NodeId;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::Inner;
 use crate::assignment::excluded_for;
 use crate::backoff::Backoff;
 use crate::connector::error_chain;
 use crate::membership::PeerState;
 use crate::wire::{
-    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, node_from_bytes, origin_from_pb, origin_to_pb,
+    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, member_from_pb, node_from_bytes, origin_from_pb,
+    origin_to_pb,
 };
+use crate::{Heartbeat, Inner};
 
 /// Largest message a puller accepts: a chunk of `chunk_bytes` plus framing.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -45,9 +46,15 @@ enum Ended {
 pub(crate) async fn run(inner: Arc<Inner>, address: String) {
     let mut backoff = Backoff::new(inner.config.min_backoff, inner.config.max_backoff);
     let mut stop = inner.stop.subscribe();
+    let mut bootstrapping = inner.bootstrapping.subscribe();
     loop {
         if *stop.borrow() || inner.peer_state(&address) == Some(PeerState::Removed) {
             return;
+        }
+        // Entries applied during a snapshot install would be refused.
+        tokio::select! {
+            _ = bootstrapping.wait_for(|running| !*running) => {}
+            () = crate::stopped(&mut stop) => return,
         }
         inner.set_peer_state(&address, PeerState::Connecting, None);
         let started = Instant::now();
@@ -115,6 +122,18 @@ async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
     let source = source_origin.node;
     if source == own.node {
         return Ok(Ended::Retired(PeerState::Itself));
+    }
+    // The source read its mark of this origin after this node's seq was at
+    // least that high, unless this data directory is older than what the
+    // cluster saw: then its next seqs would collide with replicated ones.
+    let local = inner.store.frontier().get(&own).map_or(0, |mark| mark.seq);
+    if welcome.holds_your_origin_to > local {
+        let reason = format!(
+            "peer {address} holds this node's origin {own} up to seq {}, beyond its log at {local}",
+            welcome.holds_your_origin_to
+        );
+        inner.start_bootstrap(reason.clone());
+        return Err(reason);
     }
     if !inner.source_connected(address, source_origin) {
         return Ok(Ended::Retired(if inner.is_removed(source) {
@@ -190,6 +209,25 @@ async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
     result
 }
 
+fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
+    Ok(Heartbeat {
+        advertised: frontier_from_pb(&beat.frontier, "heartbeat.frontier")?,
+        promise: beat.hlc,
+        removed: beat
+            .removed
+            .iter()
+            .map(|bytes| node_from_bytes(bytes, "heartbeat.removed"))
+            .collect::<Result<_, _>>()?,
+        members: beat
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| member_from_pb(m, &format!("heartbeat.members[{i}]")))
+            .collect::<Result<_, _>>()?,
+        peers: beat.peers,
+    })
+}
+
 /// The entries of one `Entries` message.
 fn raw_entries(chunk: pb::Entries) -> Result<Vec<RawEntry>, String> {
     let origin =
@@ -237,14 +275,8 @@ impl Session {
     fn handle_other(&self, message: Option<pull_response::Kind>) -> Result<(), String> {
         match message {
             Some(pull_response::Kind::Heartbeat(beat)) => {
-                let advertised = frontier_from_pb(&beat.frontier, "heartbeat.frontier")
-                    .map_err(|s| s.message().to_string())?;
-                let removed = beat
-                    .removed
-                    .iter()
-                    .filter_map(|bytes| node_from_bytes(bytes, "heartbeat.removed").ok())
-                    .collect::<Vec<_>>();
-                self.inner.take_heartbeat(&self.address, advertised, &beat.peers, &removed);
+                let heartbeat = decode_heartbeat(beat).map_err(|status| status.message().to_string())?;
+                self.inner.take_heartbeat(&self.address, heartbeat);
                 Ok(())
             }
             Some(pull_response::Kind::OutOfRange(gone)) => {
@@ -254,7 +286,7 @@ impl Session {
                     peer = %self.address, %origin, wanted = gone.wanted_seq, first_available = gone.first_available,
                     "a peer purged entries this node still needs; another source or a bootstrap must supply them"
                 );
-                self.inner.record_out_of_range(&self.address, origin, gone.wanted_seq);
+                self.inner.record_out_of_range(&self.address, self.source, origin, gone.wanted_seq);
                 Ok(())
             }
             Some(pull_response::Kind::Entries(_) | pull_response::Kind::Welcome(_)) | None => {
@@ -286,7 +318,7 @@ impl Session {
     async fn send_progress(&self) -> Result<(), String> {
         let excluded: Vec<pb::Origin> = {
             let peers = self.inner.peers();
-            excluded_for(self.source, &peers.sources(), self.inner.store.origin())
+            excluded_for(self.source, &peers.sources(), self.inner.store.origin(), &peers.out_of_range)
                 .iter()
                 .map(origin_to_pb)
                 .collect()

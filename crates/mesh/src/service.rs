@@ -38,11 +38,20 @@ impl Replication for ReplicationService {
         let (puller, hello) = source::check_hello(&self.inner, first)?;
         self.inner.learn(&hello.advertise_address);
         let (out, stream) = mpsc::channel(self.inner.config.chunks_in_flight.max(1));
-        out.send(Ok(source::welcome(&self.inner)))
+        out.send(Ok(source::welcome(&self.inner, &puller)))
             .await
             .map_err(|_| Status::cancelled("the caller went away"))?;
         tokio::spawn(source::run(self.inner.clone(), puller, hello, requests, out));
         Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    type SnapshotStream = crate::snapshot::SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        crate::snapshot::serve(&self.inner, request.get_ref()).map(Response::new)
     }
 
     async fn digest(

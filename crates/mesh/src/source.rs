@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::Inner;
-use crate::wire::{PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, origin_from_pb, origin_to_pb};
+use crate::wire::{
+    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, member_to_pb, origin_from_pb, origin_to_pb,
+};
 
 /// Most entries in one `Entries` message.
 const MAX_ENTRIES_PER_CHUNK: usize = 4096;
@@ -49,24 +51,6 @@ pub(crate) fn check_hello(
         return Err(Status::permission_denied(format!(
             "node {} was removed from the cluster; wipe its data directory to join again",
             origin.node
-        )));
-    }
-    // A puller whose own log ends below what this node already holds of
-    // its origin has a data directory older than what the cluster saw (a
-    // restored backup): its next seqs would collide with ones already
-    // replicated. It must not write as that origin again.
-    let held = inner.store.frontier().get(&origin).map_or(0, |mark| mark.seq);
-    let claimed = match &hello.progress {
-        Some(progress) => frontier_from_pb(&progress.applied, "hello.progress.applied")?
-            .get(&origin)
-            .map_or(0, |mark| mark.seq),
-        None => 0,
-    };
-    if held > claimed {
-        return Err(Status::failed_precondition(format!(
-            "hello.origin: this node holds entries of your origin {origin} up to seq {held}, but your log \
-             ends at {claimed}: your data directory is older than what the cluster has seen (restored from \
-             a copy?); start it as a new incarnation"
         )));
     }
     Ok((origin, hello))
@@ -187,7 +171,7 @@ impl Stream {
             .enumerate()
             .map(|(i, o)| origin_from_pb(Some(o), &format!("progress.excluded[{i}]")))
             .collect::<Result<_, _>>()?;
-        self.inner.record_acks(self.puller.node, applied);
+        self.inner.record_acks(self.puller, applied);
         Ok(())
     }
 
@@ -246,13 +230,14 @@ impl Stream {
     }
 }
 
-/// The first response of a stream.
-pub(crate) fn welcome(inner: &Inner) -> pb::PullResponse {
+/// The first response of a stream to the puller of origin `puller`.
+pub(crate) fn welcome(inner: &Inner, puller: &Origin) -> pb::PullResponse {
     pb::PullResponse {
         kind: Some(pull_response::Kind::Welcome(pb::Welcome {
             protocol_version: PROTOCOL_VERSION,
             origin: Some(origin_to_pb(&inner.store.origin())),
             advertise_address: inner.config.advertise_address.clone().unwrap_or_default(),
+            holds_your_origin_to: inner.store.frontier().get(puller).map_or(0, |mark| mark.seq),
         })),
     }
 }
@@ -271,6 +256,7 @@ impl Inner {
             hlc,
             peers: peers.shareable(),
             removed: peers.removed.iter().map(|node| node.0.to_be_bytes().to_vec()).collect(),
+            members: peers.members.iter().map(|(node, view)| member_to_pb(*node, view)).collect(),
         })
     }
 }

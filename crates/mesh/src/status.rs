@@ -20,6 +20,7 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
     let own = store.origin();
     let frontier = store.frontier();
     let counters = store.counters();
+    let (plan, lagging) = inner.last_purge.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let peers = inner.peers();
     let peer_status = peers
         .peers
@@ -37,8 +38,8 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
                 .collect();
             let acked_own_seq = peer
                 .node
-                .and_then(|node| peers.acks.get(&node))
-                .and_then(|acks| acks.get(&own))
+                .and_then(|node| peers.members.get(&node))
+                .and_then(|member| member.applied.get(&own))
                 .map_or(0, |mark| mark.seq);
             pb::PeerStatus {
                 address: address.clone(),
@@ -50,6 +51,7 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
                 entries_received: peer.entries_received,
                 bytes_received: peer.bytes_received,
                 acked_own_seq,
+                needs_bootstrap: peer.node.is_some_and(|node| lagging.contains(&node)),
             }
         })
         .collect();
@@ -63,5 +65,13 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
         hlc_drift_clipped: counters.hlc_drift_clipped.load(Ordering::Relaxed),
         entries_applied: counters.entries_applied.load(Ordering::Relaxed),
         hlc: frontier.values().map(|m| m.hlc).max().unwrap_or(0),
+        stable_hlc: plan.stable_hlc,
+        log_purged_through: plan
+            .log_upto
+            .iter()
+            .map(|(origin, seq)| pb::OriginMark { origin: Some(origin_to_pb(origin)), seq: *seq, hlc: 0 })
+            .collect(),
+        versions_purged: inner.versions_purged.load(Ordering::Relaxed),
+        bootstrapping: inner.store.writes_closed().unwrap_or_default(),
     }
 }

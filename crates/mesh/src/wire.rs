@@ -5,6 +5,8 @@ use consensusdb_storage::Frontier;
 use consensusdb_types::{FrontierMark, NodeId, Origin};
 use tonic::Status;
 
+use crate::members::MemberView;
+
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -47,4 +49,28 @@ pub(crate) fn frontier_from_pb(marks: &[pb::OriginMark], field: &str) -> Result<
             Ok((origin, FrontierMark { seq: mark.seq, hlc: mark.hlc }))
         })
         .collect()
+}
+
+pub(crate) fn member_to_pb(node: NodeId, view: &MemberView) -> pb::MemberView {
+    pb::MemberView {
+        // A member whose origin is not known yet is sent with its node id
+        // and incarnation 0, which no origin has.
+        origin: Some(origin_to_pb(&view.origin.unwrap_or(Origin { node, incarnation: 0 }))),
+        applied: frontier_to_pb(&view.applied),
+        promise: view.promise,
+        promise_seq: view.promise_seq,
+    }
+}
+
+pub(crate) fn member_from_pb(member: &pb::MemberView, field: &str) -> Result<(NodeId, MemberView), Status> {
+    let origin = origin_from_pb(member.origin.as_ref(), &format!("{field}.origin"))?;
+    Ok((
+        origin.node,
+        MemberView {
+            origin: (origin.incarnation > 0).then_some(origin),
+            applied: frontier_from_pb(&member.applied, &format!("{field}.applied"))?,
+            promise: member.promise,
+            promise_seq: member.promise_seq,
+        },
+    ))
 }

@@ -55,6 +55,11 @@ pub struct ClusterConfig {
     /// How far ahead of the local wall clock a replicated stamp may move
     /// this node's hybrid logical clock, in milliseconds.
     pub max_clock_drift_ms: u64,
+    /// Milliseconds between purges of what every member holds.
+    pub purge_interval_ms: u64,
+    /// A member further behind than this (ms of an origin's clock) is not
+    /// waited for before the log is purged; it must bootstrap again.
+    pub retention_max_lag_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -66,6 +71,8 @@ impl Default for ClusterConfig {
             advertise: String::new(),
             heartbeat_ms: u64::try_from(mesh.heartbeat.as_millis()).unwrap_or(1000),
             max_clock_drift_ms: StoreOptions::new("").max_clock_drift_ms,
+            purge_interval_ms: u64::try_from(mesh.purge_interval.as_millis()).unwrap_or(10_000),
+            retention_max_lag_ms: mesh.retention_max_lag_ms,
         }
     }
 }
@@ -260,6 +267,9 @@ impl NodeConfig {
         if self.cluster.heartbeat_ms == 0 {
             return Err(FieldError::new("cluster.heartbeat_ms", "must be greater than 0"));
         }
+        if self.cluster.purge_interval_ms == 0 {
+            return Err(FieldError::new("cluster.purge_interval_ms", "must be greater than 0"));
+        }
         for (i, peer) in self.cluster.peers.iter().enumerate() {
             if peer.trim().is_empty() || !peer.contains(':') {
                 return Err(FieldError::new(
@@ -311,6 +321,8 @@ impl NodeConfig {
             advertise_address: advertise,
             seeds: self.cluster.peers.clone(),
             heartbeat: std::time::Duration::from_millis(self.cluster.heartbeat_ms),
+            purge_interval: std::time::Duration::from_millis(self.cluster.purge_interval_ms),
+            retention_max_lag_ms: self.cluster.retention_max_lag_ms,
             ..consensusdb_mesh::MeshConfig::default()
         }
     }

@@ -20,11 +20,26 @@ pub(crate) const PEERS: &str = "peers";
 /// Region prefix -> [`consensusdb_types::Digest`] of the versions kept in
 /// that region, maintained by merge operands of digest changes.
 pub(crate) const DIGESTS: &str = "digests";
+/// `purgeable_at:u64be ++ record key` -> nothing: every kept tombstone and
+/// expiring version, in the order they may be purged
+/// ([`consensusdb_types::Head::purgeable_at`]).
+pub(crate) const PURGE_QUEUE: &str = "purge_queue";
+
+/// Families derived from `records`: rebuilt from it when missing.
+pub(crate) const DERIVED: [&str; 2] = [DIGESTS, PURGE_QUEUE];
+
+/// The `purge_queue` key of a version of `key`.
+pub(crate) fn purge_queue_key(purgeable_at: u64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&purgeable_at.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
 /// Format versions and node identity.
 pub(crate) const META: &str = "meta";
 
 /// Every column family this build knows, besides RocksDB's `default`.
-pub(crate) const ALL: [&str; 7] = [RECORDS, VALUES, LOG, FRONTIER, PEERS, META, DIGESTS];
+pub(crate) const ALL: [&str; 8] = [RECORDS, VALUES, LOG, FRONTIER, PEERS, META, DIGESTS, PURGE_QUEUE];
 
 /// The handle of a column family. Every family in [`ALL`] is opened with
 /// the database, so a missing one is a bug, not an input error.

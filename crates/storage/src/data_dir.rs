@@ -16,7 +16,7 @@ use consensusdb_types::{FrontierMark, NodeId, Origin};
 use rocksdb::DB;
 
 use crate::StorageError;
-use crate::columns::{self, DIGESTS, FRONTIER, META, RECORDS};
+use crate::columns::{self, FRONTIER, META, RECORDS};
 
 /// The data directory format this build writes and reads.
 pub const DATA_DIR_FORMAT: u32 = 1;
@@ -26,7 +26,9 @@ pub const KEY_ENCODING_FORMAT: u32 = 1;
 const META_DATA_DIR_FORMAT: &[u8] = b"format.data_dir";
 const META_KEY_ENCODING: &[u8] = b"format.key_encoding";
 const META_NODE_ID: &[u8] = b"node_id";
-const META_INCARNATION: &[u8] = b"incarnation";
+pub(crate) const META_INCARNATION: &[u8] = b"incarnation";
+/// Present while a bootstrap snapshot is being installed.
+pub(crate) const META_BOOTSTRAP_PENDING: &[u8] = b"bootstrap.pending";
 
 /// Holds the directory's lock for as long as it lives.
 pub(crate) struct DataDirLock {
@@ -49,6 +51,11 @@ pub(crate) struct OpenedDataDir {
     pub(crate) frontier: HashMap<Origin, FrontierMark>,
     /// The highest HLC applied from any origin: the clock starts above it.
     pub(crate) clock_floor: u64,
+    /// The directory was created by this open.
+    pub(crate) created: bool,
+    /// A snapshot install was cut short: it must be redone before the node
+    /// takes writes.
+    pub(crate) bootstrap_pending: bool,
 }
 
 /// Locks, opens and checks `path`, creating it on first start.
@@ -57,16 +64,25 @@ pub(crate) fn open(path: &Path) -> Result<OpenedDataDir, StorageError> {
         .map_err(StorageError::io(format!("creating data directory {}", path.display())))?;
     let lock = lock(path)?;
     let db_path = rocksdb_path(path);
-    let digests_missing = refuse_unknown_column_families(path, &db_path)?;
+    let derived_missing = refuse_unknown_column_families(path, &db_path)?;
     let db = DB::open_cf_descriptors(&columns::db_options(), &db_path, columns::descriptors())?;
-    let origin = load_or_create_identity(path, &db)?;
-    if digests_missing {
+    let (origin, created) = load_or_create_identity(path, &db)?;
+    let bootstrap_pending = db.get_cf(columns::handle(&db, META), META_BOOTSTRAP_PENDING)?.is_some();
+    if derived_missing {
         crate::digests::rebuild(&db)?;
     }
     let frontier = load_frontier(&db)?;
     let own_mark = frontier.get(&origin).copied().unwrap_or_default();
     let clock_floor = frontier.values().map(|mark| mark.hlc).max().unwrap_or(0);
-    Ok(OpenedDataDir { engine: Engine { db, _lock: lock }, origin, own_mark, frontier, clock_floor })
+    Ok(OpenedDataDir {
+        engine: Engine { db, _lock: lock },
+        origin,
+        own_mark,
+        frontier,
+        clock_floor,
+        created,
+        bootstrap_pending,
+    })
 }
 
 /// Every origin's mark in the `frontier` column family.
@@ -109,8 +125,8 @@ fn lock(path: &Path) -> Result<DataDirLock, StorageError> {
 
 /// A directory written by a newer build may hold column families this build
 /// does not know; RocksDB would refuse it with an opaque message. Returns
-/// whether an existing database lacks `digests` (written before digests
-/// existed), whose digests must then be computed from the records.
+/// whether an existing database lacks a family derived from the records
+/// (written before it existed), which must then be computed from them.
 fn refuse_unknown_column_families(path: &Path, db_path: &Path) -> Result<bool, StorageError> {
     if !db_path.join("CURRENT").exists() {
         return Ok(false);
@@ -126,14 +142,15 @@ fn refuse_unknown_column_families(path: &Path, db_path: &Path) -> Result<bool, S
             ),
         ));
     }
-    Ok(!existing.iter().any(|name| name == DIGESTS))
+    Ok(columns::DERIVED.iter().any(|derived| !existing.iter().any(|name| name == derived)))
 }
 
 fn unknown_format(path: &Path, reason: String) -> StorageError {
     StorageError::DataDir { path: path.to_path_buf(), reason }
 }
 
-fn load_or_create_identity(path: &Path, db: &DB) -> Result<Origin, StorageError> {
+/// The node's origin, and whether this call created it.
+fn load_or_create_identity(path: &Path, db: &DB) -> Result<(Origin, bool), StorageError> {
     let meta = columns::handle(db, META);
     let read_u32 = |key: &[u8]| -> Result<Option<u32>, StorageError> {
         match db.get_cf(meta, key)? {
@@ -167,7 +184,7 @@ fn load_or_create_identity(path: &Path, db: &DB) -> Result<Origin, StorageError>
             sync.set_sync(true);
             db.write_opt(batch, &sync)?;
             tracing::info!(node = %origin.node, data_dir = %path.display(), "created a new data directory");
-            Ok(origin)
+            Ok((origin, true))
         }
         Some(node_bytes) => {
             for (key, supported) in
@@ -189,7 +206,7 @@ fn load_or_create_identity(path: &Path, db: &DB) -> Result<Origin, StorageError>
                 .map_err(|_| unknown_format(path, "node_id is not 16 bytes".into()))?;
             let incarnation = read_u32(META_INCARNATION)?
                 .ok_or_else(|| unknown_format(path, "meta has a node_id but no incarnation".into()))?;
-            Ok(Origin { node: NodeId(u128::from_be_bytes(node)), incarnation })
+            Ok((Origin { node: NodeId(u128::from_be_bytes(node)), incarnation }, false))
         }
     }
 }

@@ -13,7 +13,7 @@ use consensusdb_types::{Digest, FrontierMark, Head, Origin};
 use rocksdb::{DB, IteratorMode, ReadOptions, WriteBatch};
 
 use crate::StorageError;
-use crate::columns::{self, DIGESTS, FRONTIER, RECORDS};
+use crate::columns::{self, DIGESTS, FRONTIER, PURGE_QUEUE, RECORDS};
 use crate::frontier_view::Frontier;
 
 /// The digest of one region (table) of a tenant.
@@ -90,9 +90,17 @@ pub(crate) fn report(db: &DB, major: Option<&str>) -> Result<DigestReport, Stora
     Ok(DigestReport { frontier, regions })
 }
 
-/// Recomputes every region's digest from the heads in `records`, replacing
-/// whatever `digests` holds. Blocks for a full pass over the heads.
+/// Recomputes the families derived from `records` (every region's digest,
+/// and the purge queue), replacing what they hold. Blocks for a full pass
+/// over the heads.
 pub(crate) fn rebuild(db: &DB) -> Result<(), StorageError> {
+    let (digests, queue) = (columns::handle(db, DIGESTS), columns::handle(db, PURGE_QUEUE));
+    let mut batch = WriteBatch::default();
+    for family in [digests, queue] {
+        for item in db.iterator_cf(family, IteratorMode::Start) {
+            batch.delete_cf(family, item?.0);
+        }
+    }
     let mut sums: BTreeMap<Vec<u8>, Digest> = BTreeMap::new();
     for item in db.iterator_cf(columns::handle(db, RECORDS), IteratorMode::Start) {
         let (key, value) = item?;
@@ -101,11 +109,9 @@ pub(crate) fn rebuild(db: &DB) -> Result<(), StorageError> {
             let sum = sums.entry(region.to_vec()).or_default();
             *sum = sum.wrapping_add(Digest::of_version(&key, &head.stamp, head.tombstone));
         }
-    }
-    let digests = columns::handle(db, DIGESTS);
-    let mut batch = WriteBatch::default();
-    for item in db.iterator_cf(digests, IteratorMode::Start) {
-        batch.delete_cf(digests, item?.0);
+        if let Some(at) = head.purgeable_at() {
+            batch.put_cf(queue, columns::purge_queue_key(at, &key), []);
+        }
     }
     for (region, sum) in &sums {
         batch.put_cf(digests, region, sum.to_bytes());
@@ -113,6 +119,6 @@ pub(crate) fn rebuild(db: &DB) -> Result<(), StorageError> {
     let mut sync = rocksdb::WriteOptions::default();
     sync.set_sync(true);
     db.write_opt(batch, &sync)?;
-    tracing::info!(regions = sums.len(), "rebuilt convergence digests from the records");
+    tracing::info!(regions = sums.len(), "rebuilt digests and the purge queue from the records");
     Ok(())
 }

@@ -114,6 +114,20 @@ pub enum StorageError {
         /// Peers asked for.
         wanted: u32,
     },
+    /// The node is installing a bootstrap snapshot and takes no replicated
+    /// entries until it is done.
+    #[error("this node is installing a bootstrap snapshot; retry when it is done")]
+    Bootstrapping,
+    /// An install step came without `install_begin`.
+    #[error("no snapshot install is under way")]
+    NotInstalling,
+    /// Client writes are not accepted now (a node joining or re-joining
+    /// accepts them only after bootstrapping).
+    #[error("this node accepts no writes yet: {reason}")]
+    NotAccepting {
+        /// Why, and what it waits for.
+        reason: String,
+    },
     /// A replicated entry could not be decoded.
     #[error("replicated entry is malformed: {0}")]
     BadEntry(DecodeError),
@@ -138,7 +152,10 @@ impl StorageError {
             StorageError::ShuttingDown
             | StorageError::Busy { .. }
             | StorageError::OutcomeUnknown { .. }
-            | StorageError::WriterStopped { .. } => ErrorCode::Unavailable,
+            | StorageError::WriterStopped { .. }
+            | StorageError::Bootstrapping
+            | StorageError::NotAccepting { .. } => ErrorCode::Unavailable,
+            StorageError::NotInstalling => ErrorCode::FailedPrecondition,
             StorageError::DataDirInUse { .. }
             | StorageError::DataDir { .. }
             | StorageError::Gap { .. }

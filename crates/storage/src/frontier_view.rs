@@ -47,6 +47,12 @@ impl FrontierView {
         self.commits.send_modify(|count| *count += 1);
     }
 
+    /// Replaces the whole frontier (a snapshot install), and wakes readers.
+    pub(crate) fn replace(&self, frontier: Frontier) {
+        *self.marks.write().unwrap_or_else(PoisonError::into_inner) = frontier;
+        self.commits.send_modify(|count| *count += 1);
+    }
+
     /// A receiver that changes after every group commit.
     pub(crate) fn watch(&self) -> watch::Receiver<u64> {
         self.commits.subscribe()

@@ -12,6 +12,7 @@
 //! | `peers`    | peer               | what the peer has acknowledged          |
 //! | `meta`     | name               | format versions, node id, incarnation   |
 //! | `digests`  | region prefix      | convergence digest of the region        |
+//! | `purge_queue` | purgeable-at HLC, key | tombstones and expiring versions, in purge order |
 //!
 //! Invariants:
 //! - One write is one `WriteBatch` holding its heads, values, log entry and
@@ -39,6 +40,7 @@ mod reads;
 pub mod reference;
 mod replication;
 mod scan;
+mod snapshot;
 mod store;
 mod validate;
 mod value_cursor;
@@ -54,8 +56,9 @@ pub use frontier_view::Frontier;
 pub use peer_acks::DEFAULT_WRITE_CONCERN_WAIT;
 pub use reads::{Page, ReadOptions, Record};
 pub use replication::{LogChunk, RawEntry};
+pub use snapshot::{InstallOutcome, SnapshotPart, SnapshotRecord};
 pub use store::{PutRecord, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy};
-pub use writer::{ApplyAck, WriteAck};
+pub use writer::{ApplyAck, PurgeOutcome, PurgePlan, WriteAck};
 
 /// Monotonic counters, read by the metrics endpoint.
 #[derive(Debug, Default)]

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::columns::{self, LOG};
 use crate::writer::{IncomingEntry, WriterMessage};
-use crate::{ApplyAck, DigestReport, Frontier, StorageError, Store};
+use crate::{ApplyAck, DigestReport, Frontier, PurgeOutcome, PurgePlan, StorageError, Store};
 
 /// One log entry of one origin, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +81,12 @@ fn read_log(
             break;
         }
         if seq != expected {
-            return Ok(LogChunk::OutOfRange { first_available: Some(seq) });
+            // A stretch is missing (purged below a later bootstrap): ship
+            // what comes before it; the next read reports the gap.
+            if entries.is_empty() {
+                return Ok(LogChunk::OutOfRange { first_available: Some(seq) });
+            }
+            break;
         }
         bytes += value.len();
         entries.push(RawEntry { origin: *origin, seq, value: value.into_vec() });
@@ -152,6 +157,18 @@ impl Store {
         let entries =
             if bytes <= 64 * 1024 { decode()? } else { crate::store::run_blocking(decode).await?? };
         self.send_to_writer(bytes, |reply| WriterMessage::Apply { entries, reply }).await
+    }
+
+    /// Purges what `plan` allows: causally stable tombstones and expired
+    /// versions (with their digest contributions), and log entries every
+    /// member has applied. Bounded per call; `more` says to call again.
+    pub async fn purge(&self, plan: PurgePlan) -> Result<PurgeOutcome, StorageError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inbox()?
+            .send(WriterMessage::Purge(plan, reply))
+            .await
+            .map_err(|_| StorageError::ShuttingDown)?;
+        answer.await.map_err(|_| StorageError::ShuttingDown)?
     }
 
     /// The convergence digests of one tenant, or of every tenant for

@@ -7,6 +7,8 @@ use consensusdb_types::key_codec::encode_key;
 use consensusdb_types::{
     Compression, Digest, HybridClock, LogEntry, Mutation, MutationKind, NodeId, Origin, RowKey, Stamp,
 };
+
+use crate::snapshot::{InstallOutcome, SnapshotPart};
 use proptest::prelude::*;
 
 use crate::*;
@@ -264,4 +266,154 @@ fn interleave(streams: &[Vec<RawEntry>], mut seed: u64) -> Vec<RawEntry> {
         out.push(streams[pick][cursors[pick]].clone());
         cursors[pick] += 1;
     }
+}
+
+fn ttl_put(minor: &str, expires_at_ms: u64) -> Mutation {
+    Mutation {
+        key: encoded(minor),
+        kind: MutationKind::Put {
+            value: b"v".to_vec(),
+            compression: Compression::None,
+            expires_at_ms: Some(expires_at_ms),
+        },
+    }
+}
+
+#[tokio::test]
+async fn purge_removes_only_stable_tombstones_and_expired_versions_and_acknowledged_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = origin(5);
+    store
+        .apply(vec![
+            entry(a, 1, 10 << 16, vec![put("kept", b"v"), tombstone("old-gone")]),
+            entry(a, 2, 20 << 16, vec![ttl_put("expired", 1)]),
+            entry(a, 3, 30 << 16, vec![tombstone("recent-gone")]),
+            entry(a, 4, 40 << 16, vec![ttl_put("far-future", u64::MAX >> 20)]),
+        ])
+        .await
+        .unwrap();
+    let before = store.digests(None).await.unwrap().total();
+    // Stable up to 25: the tombstone at 10 and the expired version at 20 go;
+    // the tombstone at 30 and the unexpired version stay.
+    let plan = PurgePlan { stable_hlc: 25 << 16, log_upto: vec![(a, 2)] };
+    let outcome = store.purge(plan).await.unwrap();
+    assert_eq!(outcome, PurgeOutcome { versions: 2, more: false });
+    let heads = |minor: &str| {
+        let db = &store.shared.engine.db;
+        db.get_cf(db.cf_handle(crate::columns::RECORDS).unwrap(), encoded(minor)).unwrap().is_some()
+    };
+    assert!(!heads("old-gone") && !heads("expired"));
+    assert!(heads("recent-gone") && heads("kept") && heads("far-future"));
+    let removed = Digest::of_version(&encoded("old-gone"), &Stamp { hlc: 10 << 16, origin: a }, true)
+        .wrapping_add(Digest::of_version(&encoded("expired"), &Stamp { hlc: 20 << 16, origin: a }, false));
+    let after = store.digests(None).await.unwrap().total();
+    assert_eq!(after, before.wrapping_sub(removed), "purged versions leave the digest too");
+    crate::digests::rebuild(&store.shared.engine.db).unwrap();
+    assert_eq!(store.digests(None).await.unwrap().total(), after, "the kept digest matches the records");
+    // The acknowledged log is gone: a peer asking for it must bootstrap.
+    assert_eq!(
+        store.log_since(a, 0, 10, 1 << 20).await.unwrap(),
+        LogChunk::OutOfRange { first_available: Some(3) }
+    );
+    // A second round finds nothing new.
+    assert_eq!(store.purge(PurgePlan { stable_hlc: 25 << 16, log_upto: vec![] }).await.unwrap().versions, 0);
+}
+
+/// Copies `from`'s snapshot into `to`, as a bootstrap does.
+async fn install(from: &Store, to: &Store) -> InstallOutcome {
+    let mut parts = from.export_snapshot(256);
+    to.close_writes("test bootstrap");
+    to.install_begin().await.unwrap();
+    let mut frontier = None;
+    let mut outcome = None;
+    while let Some(part) = parts.recv().await {
+        match part.unwrap() {
+            SnapshotPart::Frontier(f) => frontier = Some(f),
+            SnapshotPart::Records(records) => to.install_records(records).await.unwrap(),
+            SnapshotPart::Digests(digests) => {
+                outcome =
+                    Some(to.install_end(frontier.take().expect("frontier first"), digests).await.unwrap());
+            }
+        }
+    }
+    to.open_writes();
+    outcome.expect("the snapshot ends with digests")
+}
+
+fn local_put(minor: &str, value: &[u8]) -> PutRecord {
+    PutRecord {
+        key: RowKey::new("tenant", "ACCOUNT", minor).at(None),
+        value: value.to_vec(),
+        compression: Compression::None,
+        ttl_ms: None,
+        if_absent: false,
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_install_keeps_the_nodes_own_unreplicated_writes() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (source, joiner) = (open(d1.path()), open(d2.path()));
+    let a = origin(8);
+    let many: Vec<_> =
+        (0..50).map(|i| entry(a, i + 1, (i + 1) << 16, vec![put(&format!("s{i}"), b"x")])).collect();
+    source.apply(many).await.unwrap();
+    // The joiner wrote something no one has pulled yet, and holds a stale
+    // record the snapshot replaces.
+    joiner.put(local_put("mine", b"unreplicated"), None).await.unwrap();
+    joiner.apply(vec![entry(origin(9), 1, 1 << 16, vec![put("stale", b"old")])]).await.unwrap();
+    let outcome = install(&source, &joiner).await;
+    assert_eq!(outcome, InstallOutcome { new_origin: None, reapplied_own: 1 });
+    let records = live(&joiner).await;
+    assert_eq!(records.len(), 51, "50 from the snapshot and the node's own write");
+    assert_eq!(records["mine"], b"unreplicated");
+    assert!(!records.contains_key("stale"), "the snapshot replaced the old records");
+    let frontier = joiner.frontier();
+    assert_eq!(frontier[&a].seq, 50);
+    assert_eq!(frontier[&joiner.origin()].seq, 1);
+    assert!(!frontier.contains_key(&origin(9)), "origins the snapshot lacks restart from zero");
+    let installed = joiner.digests(None).await.unwrap().total();
+    crate::digests::rebuild(&joiner.shared.engine.db).unwrap();
+    assert_eq!(joiner.digests(None).await.unwrap().total(), installed, "digests match the installed records");
+    // Applies work again afterwards, from the snapshot's frontier on.
+    assert_eq!(
+        joiner.apply(vec![entry(a, 51, 60 << 16, vec![put("after", b"y")])]).await.unwrap().applied,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_directory_older_than_the_cluster_becomes_a_new_incarnation() {
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let stale = open(d2.path());
+    let own = stale.origin();
+    let cluster = open(d1.path());
+    // The cluster holds 3 entries of the stale node's origin; its log has 1.
+    let entries: Vec<_> =
+        (1..=3).map(|seq| entry(own, seq, seq << 16, vec![put(&format!("k{seq}"), b"v")])).collect();
+    cluster.apply(entries).await.unwrap();
+    stale.put(local_put("k1", b"v"), None).await.unwrap();
+    let outcome = install(&cluster, &stale).await;
+    let new = Origin { node: own.node, incarnation: own.incarnation + 1 };
+    assert_eq!(outcome.new_origin, Some(new));
+    assert_eq!(stale.origin(), new);
+    assert_eq!(stale.frontier()[&own].seq, 3, "the old origin is kept as the cluster's");
+    let ack = stale.put(local_put("fresh", b"v"), None).await.unwrap();
+    assert_eq!((ack.seq, ack.heads[0].stamp.origin), (1, new), "new writes start over as the new origin");
+    drop(stale);
+    // The new incarnation survives a restart.
+    let reopened = open(d2.path());
+    assert_eq!(reopened.origin(), new);
+}
+
+#[tokio::test]
+async fn closed_writes_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.close_writes("joining: bootstrapping from peers");
+    let refused = store.put(local_put("k", b"v"), None).await.unwrap_err();
+    assert!(refused.to_string().contains("bootstrapping from peers"), "{refused}");
+    store.open_writes();
+    store.put(local_put("k", b"v"), None).await.unwrap();
 }

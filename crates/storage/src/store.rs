@@ -4,8 +4,8 @@
 //! on tokio's blocking pool. No RocksDB call ever runs on the async reactor.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use consensusdb_types::key_codec::{
     encode_key, encode_timed, prefix_successor, region_prefix, row_prefix, tenant_prefix, timed_prefix,
 };
 use consensusdb_types::{
-    Compression, FieldError, Head, HybridClock, Limits, Origin, RecordKey, RowKey, TimeUuid,
+    Compression, FieldError, Head, HybridClock, Limits, NodeId, Origin, RecordKey, RowKey, TimeUuid,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -169,7 +169,12 @@ pub struct ScanQuery {
 
 pub(crate) struct Shared {
     pub(crate) engine: Arc<Engine>,
-    origin: Origin,
+    node: NodeId,
+    /// Written by the writer when an install makes this a new incarnation.
+    incarnation: Arc<AtomicU32>,
+    /// Set while client writes are refused, with the reason.
+    writes_closed: Mutex<Option<String>>,
+    created: bool,
     limits: Limits,
     /// `None` only while dropping.
     inbox: Option<mpsc::Sender<WriterMessage>>,
@@ -206,6 +211,7 @@ impl Store {
         let queue_room_kib =
             u32::try_from(options.writer_queue_bytes / 1024).unwrap_or(u32::MAX).max(MIN_QUEUE_ROOM_KIB);
         let view = Arc::new(FrontierView::new(opened.frontier.iter().map(|(o, m)| (*o, *m)).collect()));
+        let incarnation = Arc::new(AtomicU32::new(opened.origin.incarnation));
         let writer = Writer {
             engine: engine.clone(),
             origin: opened.origin,
@@ -217,6 +223,8 @@ impl Store {
             view: view.clone(),
             max_clock_drift_ms: options.max_clock_drift_ms,
             clock_skew_ms: options.clock_skew_ms,
+            shared_incarnation: incarnation.clone(),
+            installing: opened.bootstrap_pending,
             sync: options.sync,
             max_group: options.max_group_commit.max(1),
             counters: counters.clone(),
@@ -231,7 +239,14 @@ impl Store {
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
-                origin: opened.origin,
+                node: opened.origin.node,
+                incarnation,
+                writes_closed: Mutex::new(
+                    opened.bootstrap_pending.then(|| {
+                        "a bootstrap from a peer was cut short and must be redone first".to_string()
+                    }),
+                ),
+                created: opened.created,
                 limits: options.limits,
                 inbox: Some(inbox),
                 writer: Mutex::new(Some(handle)),
@@ -250,7 +265,28 @@ impl Store {
 
     /// This node's origin (node id and incarnation).
     pub fn origin(&self) -> Origin {
-        self.shared.origin
+        Origin { node: self.shared.node, incarnation: self.shared.incarnation.load(Ordering::Acquire) }
+    }
+
+    /// Whether this open created the data directory.
+    pub fn is_new(&self) -> bool {
+        self.shared.created
+    }
+
+    /// Why client writes are refused, if they are: a bootstrap is needed
+    /// (an interrupted one, or a new node's) or under way.
+    pub fn writes_closed(&self) -> Option<String> {
+        self.shared.writes_closed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Refuses client writes with `reason` until [`Store::open_writes`].
+    pub fn close_writes(&self, reason: impl Into<String>) {
+        *self.shared.writes_closed.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.into());
+    }
+
+    /// Accepts client writes again.
+    pub fn open_writes(&self) {
+        *self.shared.writes_closed.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// The limits client input is checked against.
@@ -352,6 +388,9 @@ impl Store {
         command: WriteCommand,
         deadline: Option<Instant>,
     ) -> Result<WriteAck, StorageError> {
+        if let Some(reason) = self.writes_closed() {
+            return Err(StorageError::NotAccepting { reason });
+        }
         self.send_to_writer(command.byte_size(), |reply| WriterMessage::Write { command, deadline, reply })
             .await
     }

@@ -90,6 +90,8 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
         view: Arc::new(crate::frontier_view::FrontierView::new(Default::default())),
         max_clock_drift_ms: 60_000,
         clock_skew_ms: 0,
+        shared_incarnation: Arc::default(),
+        installing: false,
         sync: SyncPolicy::Always,
         max_group: 16,
         counters: Arc::new(Counters::default()),

@@ -87,6 +87,19 @@ impl TestCluster {
         n: usize,
         configure: impl Fn(usize, &mut NodeConfig) + Send + Sync + 'static,
     ) -> Self {
+        let cluster = Self::start_unready(n, configure).await;
+        for i in 0..n {
+            cluster.ready(i).await;
+        }
+        cluster
+    }
+
+    /// Like [`TestCluster::start_with`], without waiting for the nodes to
+    /// accept writes (for tests of nodes that never may).
+    pub async fn start_unready(
+        n: usize,
+        configure: impl Fn(usize, &mut NodeConfig) + Send + Sync + 'static,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut cluster = Self {
             nodes: Vec::new(),
@@ -113,6 +126,19 @@ impl TestCluster {
         cluster
     }
 
+    /// Waits until node `i` accepts writes (a new node bootstraps first).
+    pub async fn ready(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.admin(i).await.cluster_status(pb::ClusterStatusRequest {}).await;
+            match status {
+                Ok(status) if status.get_ref().bootstrapping.is_empty() => return,
+                _ if Instant::now() >= deadline => panic!("node {i} did not become ready: {status:?}"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     /// Adds a node seeded with one existing node only; it must find the
     /// others itself. Returns its index.
     pub async fn join(&mut self, seed: usize) -> usize {
@@ -124,6 +150,7 @@ impl TestCluster {
         self.add_links(i).await;
         let seed = self.nodes[seed].addr.to_string();
         self.launch(i, listener, vec![seed]).await;
+        self.ready(i).await;
         i
     }
 
@@ -152,6 +179,7 @@ impl TestCluster {
         config.cluster.peers = seeds;
         config.cluster.advertise = node.addr.to_string();
         config.cluster.heartbeat_ms = 100;
+        config.cluster.purge_interval_ms = 100;
         (self.configure)(i, &mut config);
         let connector = Arc::new(RoutedConnector { from: i, routes: self.routes.clone() });
         let opened = Node::open_with(&config, listener, connector).await.expect("node opens");
@@ -178,6 +206,7 @@ impl TestCluster {
         let seeds =
             self.nodes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| n.addr.to_string()).collect();
         self.launch(i, listener, seeds).await;
+        self.ready(i).await;
     }
 
     /// Stops node `i`, deletes its data directory and starts it again: a new

@@ -301,21 +301,25 @@ async fn a_full_mesh_ships_each_entry_about_once_per_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn status_and_digests_report_lag_and_clusters_never_merge() {
+async fn nodes_of_different_clusters_never_merge() {
     bounded(async {
-        let cluster = TestCluster::start_with(2, |i, config| {
+        let cluster = TestCluster::start_unready(2, |i, config| {
             if i == 1 {
                 config.cluster.id = "other".into();
             }
         })
         .await;
-        cluster.client(0).put(Record::new(key("k"), "v")).await.expect("put");
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let status = status(&cluster, 1).await;
-        let peer = &status.peers[0];
-        assert_eq!(peer.state, "backing_off");
-        assert!(peer.last_error.contains("two clusters never merge"), "{}", peer.last_error);
-        assert!(everything(&cluster.client(1)).await.is_empty());
+        for node in 0..2 {
+            let status = status(&cluster, node).await;
+            let peer = &status.peers[0];
+            assert!(peer.last_error.contains("two clusters never merge"), "{}", peer.last_error);
+            // A new node whose only peer is in another cluster never gets a
+            // snapshot, so it never takes writes.
+            assert!(status.bootstrapping.contains("bootstrapping"), "{status:?}");
+        }
+        let refused = cluster.client(0).put(Record::new(key("k"), "v")).await.unwrap_err();
+        assert_eq!(refused.code(), consensusdb_client::ErrorCode::Unavailable, "{refused}");
         cluster.shutdown().await;
     })
     .await;
@@ -345,6 +349,192 @@ async fn a_removed_node_is_dropped_by_every_peer() {
             assert!(tokio::time::Instant::now() < deadline, "{peers:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// Waits until `check` holds for node `i`'s status.
+async fn wait_for_status(
+    cluster: &TestCluster,
+    i: usize,
+    what: &str,
+    check: impl Fn(&pb::ClusterStatusResponse) -> bool,
+) -> pb::ClusterStatusResponse {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let status = status(cluster, i).await;
+        if check(&status) {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node {i}: {what}: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tombstone_is_purged_only_once_stable_and_no_key_comes_back() {
+    bounded(async {
+        // Node 0's clock runs 5 s behind: its put, made after the remove,
+        // is stamped before it (a late, older write).
+        let cluster = TestCluster::start_with(3, |i, config| {
+            if i == 0 {
+                config.dev.clock_skew_ms = -5_000;
+            }
+        })
+        .await;
+        cluster.client(1).put(Record::new(key("k"), "first")).await.expect("put");
+        cluster.converge(CONVERGE).await;
+        cluster.partition(&[0], &[1, 2]);
+        let removed = cluster.client(1).remove(key("k")).await.expect("remove");
+        let older = cluster.client(0).put(Record::new(key("k"), "older")).await.expect("put");
+        assert!(older.stamp < removed.stamp, "the put on the skewed node is the older version");
+        // Purges run every 100 ms; node 0 has not seen the tombstone, so
+        // nodes 1 and 2 must keep it.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        for node in [1, 2] {
+            let status = status(&cluster, node).await;
+            assert_eq!(status.versions_purged, 0, "node {node} purged while a member lacked the tombstone");
+            assert!(status.stable_hlc < removed.stamp.hlc);
+        }
+        cluster.heal();
+        cluster.converge(CONVERGE).await;
+        for node in 0..3 {
+            wait_for_status(&cluster, node, "purge the tombstone", |s| s.versions_purged >= 1).await;
+        }
+        let digest = cluster.converge(CONVERGE).await;
+        for node in 0..3 {
+            let seen = everything(&cluster.client(node)).await;
+            assert!(!seen.contains_key("k"), "node {node} brought the removed key back: {seen:?}");
+        }
+        let conflicts: u64 = {
+            let mut total = 0;
+            for node in 0..3 {
+                total += status(&cluster, node).await.conflicts;
+            }
+            total
+        };
+        println!(
+            "tombstone purged on 3 of 3 nodes after the heal; older put lost {conflicts} conflicts; digests equal at {} origins",
+            digest.frontier.len()
+        );
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_back_after_the_log_was_purged_bootstraps_and_keeps_its_own_writes() {
+    bounded(async {
+        let mut cluster =
+            TestCluster::start_with(3, |_, config| config.cluster.retention_max_lag_ms = 300).await;
+        for i in 0..20 {
+            cluster.client(0).put(Record::new(key(&format!("a{i}")), "v")).await.expect("put");
+        }
+        cluster.converge(CONVERGE).await;
+        // Node 2 writes something no one pulls, then goes down.
+        cluster.partition(&[2], &[0, 1]);
+        cluster.client(2).put(Record::new(key("only-on-2"), "mine")).await.expect("put");
+        cluster.stop(2).await;
+        cluster.heal();
+        for i in 20..120 {
+            cluster.client(0).put(Record::new(key(&format!("a{i}")), "v")).await.expect("put");
+            if i == 60 {
+                // Spread the writes over more than the 300 ms retention cap.
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        }
+        let origin0 = status(&cluster, 0).await.origin.expect("origin");
+        // Nodes 0 and 1 no longer wait for node 2: the log node 2 needs goes.
+        for node in [0, 1] {
+            wait_for_status(&cluster, node, "purge past the down node", |s| {
+                s.log_purged_through.iter().any(|m| m.origin.as_ref() == Some(&origin0) && m.seq > 20)
+            })
+            .await;
+        }
+        cluster.restart(2).await;
+        cluster.converge(CONVERGE).await;
+        let everywhere = everything(&cluster.client(0)).await;
+        assert_eq!(everywhere.len(), 121, "every write of node 0 and node 2's own");
+        assert_eq!(everything(&cluster.client(2)).await, everywhere);
+        assert_eq!(everywhere["only-on-2"].0, b"mine");
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// Copies a directory tree.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("creates");
+    for entry in std::fs::read_dir(from).expect("reads") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copies");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restored_from_an_old_copy_becomes_a_new_incarnation() {
+    bounded(async {
+        let mut cluster = TestCluster::start(3).await;
+        for i in 0..5 {
+            cluster.client(1).put(Record::new(key(&format!("k{i}")), "v")).await.expect("put");
+        }
+        cluster.converge(CONVERGE).await;
+        let backup = tempfile::tempdir().expect("temp dir");
+        cluster.stop(1).await;
+        copy_dir(cluster.data_dir(1), backup.path());
+        cluster.restart(1).await;
+        for i in 5..10 {
+            cluster.client(1).put(Record::new(key(&format!("k{i}")), "v")).await.expect("put");
+        }
+        cluster.converge(CONVERGE).await;
+        let old = status(&cluster, 1).await.origin.expect("origin");
+        // Restore the old copy: its log ends at seq 5, the cluster has 10.
+        cluster.stop(1).await;
+        std::fs::remove_dir_all(cluster.data_dir(1)).expect("removes");
+        copy_dir(backup.path(), cluster.data_dir(1));
+        cluster.restart(1).await;
+        let restored = wait_for_status(&cluster, 1, "take a new incarnation", |s| {
+            s.origin.as_ref().is_some_and(|o| o.incarnation == old.incarnation + 1)
+                && s.bootstrapping.is_empty()
+        })
+        .await;
+        assert_eq!(restored.origin.as_ref().map(|o| &o.node_id), Some(&old.node_id), "same node id");
+        let head = cluster.client(1).put(Record::new(key("after"), "v")).await.expect("put");
+        assert_eq!(head.seq, 1, "the new incarnation starts its own seqs");
+        let digest = cluster.converge(CONVERGE).await;
+        assert_eq!(digest.frontier.len(), 2, "the old incarnation's entries are kept as their own origin");
+        assert_eq!(everything(&cluster.client(1)).await.len(), 11);
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn write_concern_waits_for_peers_and_says_how_many_confirmed() {
+    bounded(async {
+        let cluster = TestCluster::start(3).await;
+        let client = cluster.client(0);
+        client.put(Record::new(key("two"), "v").write_concern(2)).await.expect("2 peers confirm");
+        // Both peers have it the moment the put returns.
+        for node in [1, 2] {
+            assert!(everything(&cluster.client(node)).await.contains_key("two"));
+        }
+        cluster.partition(&[0], &[1, 2]);
+        let record = Record::new(key("alone"), "v").write_concern(1).timeout(Duration::from_millis(800));
+        let error = client.put(record).await.unwrap_err();
+        assert_eq!(error.code(), consensusdb_client::ErrorCode::DeadlineExceeded, "{error}");
+        assert!(error.to_string().contains("only 0 of the 1 peers"), "{error}");
+        // Committed locally all the same, and it replicates after the heal.
+        assert!(everything(&client).await.contains_key("alone"));
+        cluster.heal();
+        cluster.converge(CONVERGE).await;
+        assert!(everything(&cluster.client(2)).await.contains_key("alone"));
         cluster.shutdown().await;
     })
     .await;

@@ -66,6 +66,17 @@ impl Head {
         self.expires_at_ms.is_some_and(|at| at <= now_ms)
     }
 
+    /// The HLC below which this version may be purged once it is causally
+    /// stable: a tombstone at its stamp; a version with an expiry at the
+    /// later of its stamp and its expiry (as an HLC, so purging also waits
+    /// for the expiry); `None` for a live version that never expires.
+    pub fn purgeable_at(&self) -> Option<u64> {
+        if self.tombstone {
+            return Some(self.stamp.hlc);
+        }
+        self.expires_at_ms.map(|at| self.stamp.hlc.max(at << crate::HybridClock::LOGICAL_BITS))
+    }
+
     /// Encodes in the current format.
     pub fn encode(&self) -> Vec<u8> {
         let mut flags = self.compression.code() << CODEC_SHIFT;

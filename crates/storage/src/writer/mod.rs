@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use consensusdb_types::conflict::incoming_wins;
@@ -38,9 +38,16 @@ use crate::writer_health::WriterHealth;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
-use crate::columns::{self, DIGESTS, FRONTIER, LOG, RECORDS, VALUES};
+use crate::columns::{self, DIGESTS, FRONTIER, LOG, PURGE_QUEUE, RECORDS, VALUES};
 use crate::frontier_view::FrontierView;
+use crate::snapshot::{InstallOutcome, InstallStep};
 use crate::{Counters, StorageError, SyncPolicy};
+
+mod apply;
+mod install;
+mod purge;
+
+pub use purge::{PurgeOutcome, PurgePlan};
 
 /// One record of a put, checked and compressed, waiting for the writer.
 #[derive(Debug)]
@@ -123,6 +130,10 @@ pub(crate) enum WriterMessage {
     /// Promise an HLC: answered after every write queued before it has
     /// committed, with a value below every stamp issued after it.
     Promise(oneshot::Sender<u64>),
+    /// Purge what the plan allows (after the group before it commits).
+    Purge(PurgePlan, oneshot::Sender<Result<PurgeOutcome, StorageError>>),
+    /// One step of installing a bootstrap snapshot.
+    Install(InstallStep, oneshot::Sender<Result<InstallOutcome, StorageError>>),
     /// Finish everything queued before this message, flush, and stop.
     Shutdown(oneshot::Sender<Result<(), StorageError>>),
 }
@@ -132,7 +143,14 @@ impl WriterMessage {
         match self {
             WriterMessage::Write { command, .. } => command.byte_size(),
             WriterMessage::Apply { entries, .. } => entries.iter().map(|e| e.encoded.len()).sum(),
-            WriterMessage::Promise(_) | WriterMessage::Shutdown(_) => 0,
+            WriterMessage::Install(InstallStep::Records(records), _) => records
+                .iter()
+                .map(|r| r.key.len() + r.head.len() + r.value.as_ref().map_or(0, Vec::len))
+                .sum(),
+            WriterMessage::Promise(_)
+            | WriterMessage::Purge(..)
+            | WriterMessage::Install(..)
+            | WriterMessage::Shutdown(_) => 0,
         }
     }
 }
@@ -165,6 +183,12 @@ pub(crate) struct Writer {
     pub(crate) max_clock_drift_ms: u64,
     /// Added to the wall clock (development switch, to test skewed clocks).
     pub(crate) clock_skew_ms: i64,
+    /// The incarnation the store reports; changed by an install that finds
+    /// this directory older than the cluster.
+    pub(crate) shared_incarnation: Arc<AtomicU32>,
+    /// Between the first and last step of a snapshot install: replicated
+    /// entries are refused.
+    pub(crate) installing: bool,
     pub(crate) sync: SyncPolicy,
     pub(crate) max_group: usize,
     pub(crate) counters: Arc<Counters>,
@@ -234,6 +258,8 @@ impl Writer {
             }
             let mut shutdown = None;
             let mut promises = Vec::new();
+            let mut purges = Vec::new();
+            let mut installs = Vec::new();
             let mut work = Vec::with_capacity(group.len());
             for message in group.drain(..) {
                 let pending = match message {
@@ -243,6 +269,14 @@ impl Writer {
                     WriterMessage::Apply { entries, reply } => Pending::Apply(entries, reply),
                     WriterMessage::Promise(reply) => {
                         promises.push(reply);
+                        continue;
+                    }
+                    WriterMessage::Purge(plan, reply) => {
+                        purges.push((plan, reply));
+                        continue;
+                    }
+                    WriterMessage::Install(step, reply) => {
+                        installs.push((step, reply));
                         continue;
                     }
                     WriterMessage::Shutdown(done) => {
@@ -260,9 +294,24 @@ impl Writer {
             // Every stamp issued so far is committed (or failed); every later
             // one is above the wall clock now.
             for reply in promises {
-                let promise = self.wall_ms() << HybridClock::LOGICAL_BITS;
-                self.clock.raise_to(promise);
-                let _ = reply.send(promise);
+                self.clock.raise_to(self.wall_ms() << HybridClock::LOGICAL_BITS);
+                // Every later tick is above the clock's last value, which
+                // may be ahead of the wall clock after applying peers' stamps.
+                let _ = reply.send(self.clock.last());
+            }
+            for (plan, reply) in purges {
+                let outcome = match &self.stopped {
+                    Some(reason) => Err(StorageError::WriterStopped { reason: reason.clone() }),
+                    None => self.purge(&plan),
+                };
+                let _ = reply.send(outcome);
+            }
+            for (step, reply) in installs {
+                let outcome = match &self.stopped {
+                    Some(reason) => Err(StorageError::WriterStopped { reason: reason.clone() }),
+                    None => self.install(step),
+                };
+                let _ = reply.send(outcome);
             }
             if let Some(done) = shutdown {
                 inbox.close();
@@ -274,6 +323,8 @@ impl Writer {
                         WriterMessage::Apply { reply, .. } => {
                             drop(reply.send(Err(StorageError::ShuttingDown)))
                         }
+                        WriterMessage::Purge(_, reply) => drop(reply.send(Err(StorageError::ShuttingDown))),
+                        WriterMessage::Install(_, reply) => drop(reply.send(Err(StorageError::ShuttingDown))),
                         WriterMessage::Promise(_) | WriterMessage::Shutdown(_) => {}
                     }
                 }
@@ -405,68 +456,6 @@ impl Writer {
         group.accepted.push(Accepted::Write(reply, WriteAck { seq: entry.seq, heads }));
     }
 
-    /// Stages replicated entries: all of the chunk or none of it.
-    ///
-    /// Entries at or below the frontier are skipped (two sources may deliver
-    /// the same origin). Each origin must continue exactly at its frontier;
-    /// a gap refuses the chunk, and the source stream restarts from the
-    /// frontier. Limits and the future-time bound are client rules and are
-    /// not applied here: refusing a replicated entry would stall its origin
-    /// forever.
-    fn apply_chunk(
-        &mut self,
-        group: &mut Group,
-        entries: Vec<IncomingEntry>,
-    ) -> Result<ApplyAck, StorageError> {
-        let mut ack = ApplyAck::default();
-        let mut next: HashMap<Origin, u64> = HashMap::new();
-        let mut fresh = Vec::with_capacity(entries.len());
-        for incoming in entries {
-            let origin = incoming.entry.origin;
-            let expected = *next.entry(origin).or_insert_with(|| self.mark_in(group, &origin).seq + 1);
-            if incoming.entry.seq < expected {
-                ack.skipped += 1;
-                continue;
-            }
-            if origin == self.origin {
-                return Err(StorageError::OwnOriginAhead { seq: incoming.entry.seq, local: expected - 1 });
-            }
-            if incoming.entry.seq > expected {
-                return Err(StorageError::Gap { origin, expected, got: incoming.entry.seq });
-            }
-            next.insert(origin, expected + 1);
-            fresh.push(incoming);
-        }
-        // Load every key first, so staging below cannot fail half-way.
-        for incoming in &fresh {
-            for mutation in &incoming.entry.mutations {
-                self.current(&mutation.key, &mut group.staged)?;
-            }
-        }
-        let engine = self.engine.clone();
-        let log = columns::handle(&engine.db, LOG);
-        for IncomingEntry { entry, encoded } in fresh {
-            let wall = self.wall_ms();
-            if !self.clock.observe(entry.hlc, wall, self.max_clock_drift_ms) {
-                self.counters.hlc_drift_clipped.fetch_add(1, Ordering::Relaxed);
-            }
-            let stamp = entry.stamp();
-            for mutation in &entry.mutations {
-                let existing = group.staged.get(&mutation.key).cloned().flatten();
-                self.stage_mutation(group, stamp, entry.seq, mutation, existing);
-            }
-            group.batch.put_cf(log, entry.log_key(), encoded);
-            group.marks.insert(entry.origin, FrontierMark { seq: entry.seq, hlc: entry.hlc });
-            ack.applied += 1;
-        }
-        Ok(ack)
-    }
-
-    /// The frontier mark of `origin` including this group's advances.
-    fn mark_in(&self, group: &Group, origin: &Origin) -> FrontierMark {
-        group.marks.get(origin).or_else(|| self.frontier.get(origin)).copied().unwrap_or_default()
-    }
-
     /// Stages one mutation under the conflict rule: the record, its value and
     /// the digest change when it wins; a count when it loses. Returns the
     /// head the mutation carries.
@@ -499,6 +488,13 @@ impl Writer {
                 None
             }
         };
+        let queue = columns::handle(self.db(), PURGE_QUEUE);
+        if let Some(at) = existing.as_ref().and_then(|old| old.head.purgeable_at()) {
+            group.batch.delete_cf(queue, columns::purge_queue_key(at, &mutation.key));
+        }
+        if let Some(at) = head.purgeable_at() {
+            group.batch.put_cf(queue, columns::purge_queue_key(at, &mutation.key), []);
+        }
         if let Some(region) = region_prefix_of(&mutation.key) {
             let delta = group.digests.entry(region.to_vec()).or_default();
             if let Some(old) = &existing {

@@ -1,0 +1,78 @@
+//! The purge task: from what every member has applied, decide what no one
+//! can need any more, and have storage remove it (see `members`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use consensusdb_storage::{PurgePlan, StorageError};
+use consensusdb_types::NodeId;
+
+use crate::Inner;
+use crate::members::{self, MemberView, Members};
+
+/// The members whose views decide a purge, this node included, and the
+/// ones lagging past the retention cap. `None` while a peer is known by
+/// address only: what it holds is unknown.
+fn members_now(inner: &Inner, own: MemberView) -> Option<(Members, Vec<NodeId>)> {
+    let peers = inner.peers();
+    if peers.has_unresolved_peer() {
+        return None;
+    }
+    let mut members = peers.members.clone();
+    drop(peers);
+    let node = inner.store.origin().node;
+    let lagging = members
+        .iter()
+        .filter(|(_, view)| {
+            members::lags_past(&own.applied, &view.applied, inner.config.retention_max_lag_ms)
+        })
+        .map(|(node, _)| *node)
+        .collect();
+    members.insert(node, own);
+    Some((members, lagging))
+}
+
+/// One purge: plan, then purge until storage has nothing more the plan
+/// allows.
+pub(crate) async fn round(inner: &Arc<Inner>) -> Result<(), StorageError> {
+    if inner.store.writes_closed().is_some() {
+        // Bootstrapping: the frontier is about to change under us.
+        return Ok(());
+    }
+    let promise = inner.store.clock_promise().await?;
+    let applied = inner.store.frontier();
+    let own = inner.store.origin();
+    let promise_seq = applied.get(&own).map_or(0, |mark| mark.seq);
+    let view = MemberView { origin: Some(own), applied, promise, promise_seq };
+    let Some((members, lagging)) = members_now(inner, view) else { return Ok(()) };
+    let plan = members::plan(&members, &lagging, own.node);
+    loop {
+        let outcome = inner.store.purge(plan.clone()).await?;
+        inner.versions_purged.fetch_add(outcome.versions, Ordering::Relaxed);
+        if !outcome.more {
+            break;
+        }
+    }
+    *inner.last_purge.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (plan, lagging);
+    Ok(())
+}
+
+/// Runs a purge round every `purge_interval` until the node stops.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let mut ticks = tokio::time::interval(inner.config.purge_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = crate::stopped(&mut stop) => return,
+            _ = ticks.tick() => {
+                if let Err(error) = round(&inner).await {
+                    tracing::warn!(%error, "purge round failed; retrying at the next interval");
+                }
+            }
+        }
+    }
+}
+
+/// The plan of the last round, for status.
+pub(crate) type LastPurge = (PurgePlan, Vec<NodeId>);

@@ -1,0 +1,62 @@
+//! Serving a bootstrap snapshot to a peer: storage's snapshot parts as
+//! `SnapshotChunk` messages.
+
+use consensusdb_proto::mesh::v1::{self as pb, snapshot_chunk};
+use consensusdb_storage::SnapshotPart;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use crate::Inner;
+use crate::wire::{frontier_to_pb, origin_from_pb};
+
+/// Records per chunk are bounded by bytes, well under the message limit.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+pub(crate) type SnapshotStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::SnapshotChunk, Status>> + Send + 'static>>;
+
+/// Checks the request and streams a snapshot of this node.
+pub(crate) fn serve(inner: &Inner, request: &pb::SnapshotRequest) -> Result<SnapshotStream, Status> {
+    if request.cluster_id != inner.config.cluster_id {
+        return Err(Status::failed_precondition(format!(
+            "cluster_id: this node belongs to cluster {:?}, the caller to {:?}; two clusters never merge",
+            inner.config.cluster_id, request.cluster_id
+        )));
+    }
+    let caller = origin_from_pb(request.origin.as_ref(), "origin")?;
+    if inner.peers().removed.contains(&caller.node) {
+        return Err(Status::permission_denied(format!("node {} was removed from the cluster", caller.node)));
+    }
+    tracing::info!(peer = %caller, "serving a bootstrap snapshot");
+    let parts: mpsc::Receiver<_> = inner.store.export_snapshot(CHUNK_BYTES);
+    Ok(Box::pin(ReceiverStream::new(parts).map(|part| {
+        let kind = match part.map_err(|e| Status::internal(format!("reading the snapshot: {e}")))? {
+            SnapshotPart::Frontier(frontier) => snapshot_chunk::Kind::Frontier(snapshot_chunk::Frontier {
+                frontier: frontier_to_pb(&frontier),
+            }),
+            SnapshotPart::Records(records) => snapshot_chunk::Kind::Records(snapshot_chunk::Records {
+                records: records
+                    .into_iter()
+                    .map(|r| pb::SnapshotRecord {
+                        key: r.key,
+                        head: r.head,
+                        has_value: r.value.is_some(),
+                        value: r.value.unwrap_or_default(),
+                    })
+                    .collect(),
+            }),
+            SnapshotPart::Digests(digests) => snapshot_chunk::Kind::Digests(snapshot_chunk::Digests {
+                digests: digests
+                    .into_iter()
+                    .map(|(region, digest)| pb::RegionDigestBytes {
+                        region_prefix: region,
+                        digest: digest.to_bytes().to_vec(),
+                    })
+                    .collect(),
+            }),
+        };
+        Ok(pb::SnapshotChunk { kind: Some(kind) })
+    })))
+}

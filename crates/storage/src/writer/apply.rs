@@ -1,0 +1,77 @@
+//! Applying replicated entries in the writer.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use consensusdb_types::{FrontierMark, Origin};
+
+use super::{Group, IncomingEntry, Writer};
+use crate::columns::{self, LOG};
+use crate::{ApplyAck, StorageError};
+
+impl Writer {
+    /// Stages replicated entries: all of the chunk or none of it.
+    ///
+    /// Entries at or below the frontier are skipped (two sources may deliver
+    /// the same origin). Each origin must continue exactly at its frontier;
+    /// a gap refuses the chunk, and the source stream restarts from the
+    /// frontier. Limits and the future-time bound are client rules and are
+    /// not applied here: refusing a replicated entry would stall its origin
+    /// forever.
+    pub(super) fn apply_chunk(
+        &mut self,
+        group: &mut Group,
+        entries: Vec<IncomingEntry>,
+    ) -> Result<ApplyAck, StorageError> {
+        if self.installing {
+            return Err(StorageError::Bootstrapping);
+        }
+        let mut ack = ApplyAck::default();
+        let mut next: HashMap<Origin, u64> = HashMap::new();
+        let mut fresh = Vec::with_capacity(entries.len());
+        for incoming in entries {
+            let origin = incoming.entry.origin;
+            let expected = *next.entry(origin).or_insert_with(|| self.mark_in(group, &origin).seq + 1);
+            if incoming.entry.seq < expected {
+                ack.skipped += 1;
+                continue;
+            }
+            if origin == self.origin {
+                return Err(StorageError::OwnOriginAhead { seq: incoming.entry.seq, local: expected - 1 });
+            }
+            if incoming.entry.seq > expected {
+                return Err(StorageError::Gap { origin, expected, got: incoming.entry.seq });
+            }
+            next.insert(origin, expected + 1);
+            fresh.push(incoming);
+        }
+        // Load every key first, so staging below cannot fail half-way.
+        for incoming in &fresh {
+            for mutation in &incoming.entry.mutations {
+                self.current(&mutation.key, &mut group.staged)?;
+            }
+        }
+        let engine = self.engine.clone();
+        let log = columns::handle(&engine.db, LOG);
+        for IncomingEntry { entry, encoded } in fresh {
+            let wall = self.wall_ms();
+            if !self.clock.observe(entry.hlc, wall, self.max_clock_drift_ms) {
+                self.counters.hlc_drift_clipped.fetch_add(1, Ordering::Relaxed);
+            }
+            let stamp = entry.stamp();
+            for mutation in &entry.mutations {
+                let existing = group.staged.get(&mutation.key).cloned().flatten();
+                self.stage_mutation(group, stamp, entry.seq, mutation, existing);
+            }
+            group.batch.put_cf(log, entry.log_key(), encoded);
+            group.marks.insert(entry.origin, FrontierMark { seq: entry.seq, hlc: entry.hlc });
+            ack.applied += 1;
+        }
+        Ok(ack)
+    }
+
+    /// The frontier mark of `origin` including this group's advances.
+    fn mark_in(&self, group: &Group, origin: &Origin) -> FrontierMark {
+        group.marks.get(origin).or_else(|| self.frontier.get(origin)).copied().unwrap_or_default()
+    }
+}

@@ -1,0 +1,168 @@
+//! Installing a bootstrap snapshot in the writer (see `snapshot.rs`).
+
+use std::sync::atomic::Ordering;
+
+use consensusdb_types::log_entry::log_key;
+use consensusdb_types::{Digest, FrontierMark, Head, LogEntry, Origin};
+use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+
+use super::{Group, Writer};
+use crate::columns::{self, DIGESTS, FRONTIER, LOG, META, PURGE_QUEUE, RECORDS, VALUES};
+use crate::data_dir::{META_BOOTSTRAP_PENDING, META_INCARNATION};
+use crate::snapshot::{InstallOutcome, InstallStep, SnapshotRecord};
+use crate::{Frontier, StorageError};
+
+/// Above every key of the cleared families: record keys and region
+/// prefixes start with UTF-8 (never 0xFF), purge-queue keys with an HLC
+/// whose top byte stays below 0xFF for millennia.
+const ABOVE_ALL_KEYS: [u8; 16] = [0xFF; 16];
+
+impl Writer {
+    pub(crate) fn install(&mut self, step: InstallStep) -> Result<InstallOutcome, StorageError> {
+        match step {
+            InstallStep::Begin => self.install_begin().map(|()| InstallOutcome::default()),
+            InstallStep::Records(records) => {
+                self.install_records(records).map(|()| InstallOutcome::default())
+            }
+            InstallStep::End { frontier, digests } => self.install_end(frontier, digests),
+        }
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        Ok(self.engine.db.write_opt(batch, &options)?)
+    }
+
+    fn install_begin(&mut self) -> Result<(), StorageError> {
+        let db = &self.engine.db;
+        let mut batch = WriteBatch::default();
+        for family in [RECORDS, VALUES, DIGESTS, PURGE_QUEUE] {
+            batch.delete_range_cf(columns::handle(db, family), &[][..], &ABOVE_ALL_KEYS[..]);
+        }
+        // Other origins restart from the snapshot's frontier; their old log
+        // would leave gaps, so it goes too. This node's own log stays: the
+        // writes in it that the snapshot lacks are re-applied at the end.
+        for origin in self.frontier.keys().filter(|o| **o != self.origin) {
+            batch.delete_range_cf(columns::handle(db, LOG), log_key(origin, 0), log_key(origin, u64::MAX));
+            batch.delete_cf(columns::handle(db, FRONTIER), origin.to_bytes());
+        }
+        batch.put_cf(columns::handle(db, META), META_BOOTSTRAP_PENDING, [1]);
+        self.write(batch, true)?;
+        self.installing = true;
+        let own = self.origin;
+        self.frontier.retain(|origin, _| *origin == own);
+        self.view.replace(self.frontier.iter().map(|(o, m)| (*o, *m)).collect());
+        Ok(())
+    }
+
+    fn install_records(&mut self, records: Vec<SnapshotRecord>) -> Result<(), StorageError> {
+        if !self.installing {
+            return Err(StorageError::NotInstalling);
+        }
+        let db = &self.engine.db;
+        let (heads, values, queue) =
+            (columns::handle(db, RECORDS), columns::handle(db, VALUES), columns::handle(db, PURGE_QUEUE));
+        let mut batch = WriteBatch::default();
+        for record in records {
+            let head = Head::decode(&record.head).map_err(StorageError::BadEntry)?;
+            if let Some(at) = head.purgeable_at() {
+                batch.put_cf(queue, columns::purge_queue_key(at, &record.key), []);
+            }
+            if let Some(value) = &record.value {
+                batch.put_cf(values, &record.key, value);
+            }
+            batch.put_cf(heads, &record.key, &record.head);
+        }
+        // Not synced: the pending marker makes a crash redo the install.
+        self.write(batch, false)
+    }
+
+    fn install_end(
+        &mut self,
+        snapshot_frontier: Frontier,
+        digests: Vec<(Vec<u8>, Digest)>,
+    ) -> Result<InstallOutcome, StorageError> {
+        if !self.installing {
+            return Err(StorageError::NotInstalling);
+        }
+        let engine = self.engine.clone();
+        let db = &engine.db;
+        let mut outcome = InstallOutcome::default();
+        let mut group = Group::default();
+        for (region, digest) in &digests {
+            group.batch.put_cf(columns::handle(db, DIGESTS), region, digest.to_bytes());
+        }
+        let own = self.origin;
+        let local = self.next_seq - 1;
+        let snapshot_own = snapshot_frontier.get(&own).map_or(0, |mark| mark.seq);
+        let mut frontier: std::collections::HashMap<Origin, FrontierMark> =
+            snapshot_frontier.iter().filter(|(o, _)| **o != own).map(|(o, m)| (*o, *m)).collect();
+        if snapshot_own > local {
+            // The cluster holds more of this origin than this directory: it
+            // is older than what was replicated. Writing on as this origin
+            // would reuse seqs, so the node becomes a new incarnation; the
+            // old origin's entries are the cluster's, like any other's.
+            let new = Origin { node: own.node, incarnation: own.incarnation + 1 };
+            frontier.insert(own, snapshot_frontier[&own]);
+            group.batch.put_cf(columns::handle(db, META), META_INCARNATION, new.incarnation.to_be_bytes());
+            tracing::warn!(old = %own, %new, snapshot_seq = snapshot_own, local_seq = local,
+                "the cluster holds this node's origin beyond its log: continuing as a new incarnation");
+            self.origin = new;
+            self.shared_incarnation.store(new.incarnation, Ordering::Release);
+            self.next_seq = 1;
+            outcome.new_origin = Some(new);
+        } else {
+            outcome.reapplied_own = self.reapply_own_log(&mut group, snapshot_own)?;
+            if let Some(mark) = self.frontier.get(&own) {
+                frontier.insert(own, *mark);
+            }
+        }
+        for (origin, mark) in &frontier {
+            group.batch.put_cf(columns::handle(db, FRONTIER), origin.to_bytes(), mark.encode());
+        }
+        for (region, delta) in &group.digests {
+            if !delta.is_zero() {
+                group.batch.merge_cf(columns::handle(db, DIGESTS), region, delta.to_bytes());
+            }
+        }
+        group.batch.delete_cf(columns::handle(db, META), META_BOOTSTRAP_PENDING);
+        self.write(group.batch, true)?;
+        // Never stamp below anything the snapshot holds.
+        self.clock.raise_to(frontier.values().map(|mark| mark.hlc).max().unwrap_or(0));
+        self.view.replace(frontier.iter().map(|(o, m)| (*o, *m)).collect());
+        self.frontier = frontier;
+        self.installing = false;
+        Ok(outcome)
+    }
+
+    /// Stages this node's own log entries after `after_seq` on top of the
+    /// installed records, under the conflict rule. Returns how many.
+    fn reapply_own_log(&mut self, group: &mut Group, after_seq: u64) -> Result<u64, StorageError> {
+        let engine = self.engine.clone();
+        let db = &engine.db;
+        let own = self.origin;
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(log_key(&own, u64::MAX).to_vec());
+        let start = log_key(&own, after_seq.saturating_add(1));
+        let iterator = db.iterator_cf_opt(
+            columns::handle(db, LOG),
+            options,
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        let mut count = 0;
+        for item in iterator {
+            let (key, value) = item?;
+            let entry = LogEntry::decode(&key, &value)?;
+            for mutation in &entry.mutations {
+                let existing = self.current(&mutation.key, &mut group.staged)?;
+                self.stage_mutation(group, entry.stamp(), entry.seq, mutation, existing);
+            }
+            count += 1;
+        }
+        if count > 0 {
+            tracing::info!(entries = count, "re-applied this node's own writes the snapshot lacked");
+        }
+        Ok(count)
+    }
+}
