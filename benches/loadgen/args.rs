@@ -97,7 +97,8 @@ pub enum Phase {
     R3,
     /// W1 batch: `--batch-size` events per `PutBatch`, into a fresh node.
     Batch,
-    /// A fresh node joins the single load's node and pulls every event.
+    /// A follower of the single load's node, down during the load, catches
+    /// up by log; then a new node bootstraps from a snapshot.
     Catchup,
     /// Replication lag in a 3-node cluster under a paced load.
     Lag,

@@ -1,9 +1,11 @@
 //! The replication phases.
 //!
-//! - `catchup`: a fresh node joins the single load's node (one `--peer`)
-//!   after all of its events were written, and pulls them: events per
-//!   second until its frontier equals the source's. The reference is the
-//!   single load's own write rate, measured in the same run.
+//! - `catchup`: a follower joins the single load's node before the load,
+//!   is stopped while all the events are written, then started again: it
+//!   catches up by log from its stored frontier. Events per second until
+//!   its frontier equals the source's; the reference is the single load's
+//!   own write rate, measured in the same run. Then a brand-new node joins
+//!   the same node and bootstraps from a snapshot (`bootstrap` record).
 //! - `lag`: a 3-node loopback cluster; one node takes a paced load of
 //!   `--lag-rate` events/s while the other two replicate it. The lag of an
 //!   event is the time from its acknowledgement on the writing node to the
@@ -57,7 +59,7 @@ fn node_id(status: &ClusterStatusResponse) -> Vec<u8> {
     status.origin.as_ref().map(|o| o.node_id.clone()).unwrap_or_default()
 }
 
-/// What the catch-up phase measured.
+/// What a catch-up or bootstrap measured.
 pub struct CatchUp {
     pub events: u64,
     pub entries: u64,
@@ -65,46 +67,109 @@ pub struct CatchUp {
     pub resources: Value,
 }
 
-/// Starts a fresh node seeded with `source` (which holds `events` events
-/// of its own origin) and times until it has applied all of them.
-pub async fn catch_up(
+/// A node that replicates from the node under test, stopped while the
+/// load runs and started again after it, so it catches up by log.
+pub struct Follower {
+    binary: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+    source: SocketAddr,
+}
+
+impl Follower {
+    /// Starts a node seeded with `source`, waits until it has joined
+    /// (bootstrapped and streaming), then stops it.
+    pub async fn join_and_stop(binary: &Path, source: SocketAddr, scratch: &Path) -> Result<Self, Error> {
+        let follower = Self {
+            binary: binary.to_path_buf(),
+            data_dir: scratch.join("follower-data"),
+            log: scratch.join("follower.log"),
+            source,
+        };
+        let node =
+            NodeProcess::start_with_peers(binary, &follower.data_dir, &follower.log, &[source]).await?;
+        let mut client = admin(node.target().addr).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = status(&mut client).await?;
+            if s.bootstrapping.is_empty() && s.peers.iter().any(|p| p.state == "connected") {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err("the follower did not join the node under test".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        node.stop().await?;
+        Ok(follower)
+    }
+
+    /// Starts the follower again and times until it has applied every
+    /// entry of the source's origin: a catch-up by log from its stored
+    /// frontier.
+    pub async fn catch_up(&self, events: u64) -> Result<CatchUp, Error> {
+        let (measured, node) =
+            until_caught_up(&self.binary, self.source, events, &self.data_dir, &self.log).await?;
+        node.stop().await?;
+        Ok(measured)
+    }
+}
+
+/// Starts a node on `data_dir` seeded with `source` (which holds `events`
+/// events of its own origin) and times until it has applied all of them.
+async fn until_caught_up(
     binary: &Path,
     source: SocketAddr,
     events: u64,
-    scratch: &Path,
+    data_dir: &Path,
+    log: &Path,
 ) -> Result<(CatchUp, NodeProcess), Error> {
     let mut source_admin = admin(source).await?;
     let source_status = status(&mut source_admin).await?;
     let writer = node_id(&source_status);
     let entries = applied_of(&source_status, &writer);
     let started = Instant::now();
-    let joiner = NodeProcess::start_with_peers(
-        binary,
-        &scratch.join("catchup-data"),
-        &scratch.join("catchup-node.log"),
-        &[source],
-    )
-    .await?;
-    let server = Server::Process(joiner.target().pid);
+    let node = NodeProcess::start_with_peers(binary, data_dir, log, &[source]).await?;
+    let server = Server::Process(node.target().pid);
     let before = Snapshot::take(server, None);
-    let mut joiner_admin = admin(joiner.target().addr).await?;
+    let mut client = admin(node.target().addr).await?;
     loop {
-        if applied_of(&status(&mut joiner_admin).await?, &writer) >= entries {
+        if applied_of(&status(&mut client).await?, &writer) >= entries {
             break;
         }
         if started.elapsed() > CATCH_UP_LIMIT {
-            return Err(format!("the joining node did not catch up within {CATCH_UP_LIMIT:?}").into());
+            return Err(format!("the node did not catch up within {CATCH_UP_LIMIT:?}").into());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let wall_s = started.elapsed().as_secs_f64();
     let after = Snapshot::take(server, None);
     let resources = resources::usage(&before, &after, wall_s, server);
-    Ok((CatchUp { events, entries, wall_s, resources }, joiner))
+    Ok((CatchUp { events, entries, wall_s, resources }, node))
 }
 
-/// The record of the catch-up phase; `write_events_per_s` is the rate the
-/// source was loaded at in the same run.
+/// A brand-new node joins `source` (one `--peer`): it bootstraps from a
+/// snapshot. Times until it holds every entry of the source's origin.
+pub async fn bootstrap(
+    binary: &Path,
+    source: SocketAddr,
+    events: u64,
+    scratch: &Path,
+) -> Result<CatchUp, Error> {
+    let (measured, node) = until_caught_up(
+        binary,
+        source,
+        events,
+        &scratch.join("bootstrap-data"),
+        &scratch.join("bootstrap-node.log"),
+    )
+    .await?;
+    node.stop().await?;
+    Ok(measured)
+}
+
+/// The record of a catch-up or bootstrap phase; `write_events_per_s` is the
+/// rate the source was loaded at in the same run.
 pub fn catch_up_record(c: &CatchUp, write_events_per_s: Option<f64>) -> Value {
     let rate = c.events as f64 / c.wall_s;
     let server_cpu_pct = c.resources["server_cpu_pct"].as_f64().unwrap_or(0.0);
@@ -114,7 +179,7 @@ pub fn catch_up_record(c: &CatchUp, write_events_per_s: Option<f64>) -> Value {
         "errors": 0,
         "wall_s": c.wall_s,
         "events_per_s": rate,
-        "joiner_cpu_us_per_event": server_cpu_pct / 100.0 * c.wall_s * 1e6 / c.events.max(1) as f64,
+        "node_cpu_us_per_event": server_cpu_pct / 100.0 * c.wall_s * 1e6 / c.events.max(1) as f64,
         "source_write_events_per_s": write_events_per_s,
         "ratio_vs_source_writes": write_events_per_s.map(|w| rate / w),
         "target_events_per_s": 200_000,

@@ -364,8 +364,8 @@ fn human_line(r: &Value) -> String {
             "{name}: {} of {} events stored, errors {errors}",
             r["stored_events"], r["expected_events"]
         ),
-        "catchup" => format!(
-            "{name}: a fresh node pulled {} events at {} ev/s ({:.2}x the source's write rate)",
+        "catchup" | "bootstrap" => format!(
+            "{name}: {} events at {} ev/s ({:.2}x the source's write rate)",
             r["events"],
             thousands(r["events_per_s"].as_f64().unwrap_or(0.0)),
             r["ratio_vs_source_writes"].as_f64().unwrap_or(0.0),

@@ -125,36 +125,51 @@ impl<'a> Run<'a> {
         reads: &[ReadKind],
     ) -> Result<(), Error> {
         let mut session = self.session("single").await?;
+        let scratch = self.scratch_path("catchup");
+        let follower = if self.args.runs(Phase::Catchup) {
+            std::fs::create_dir_all(&scratch)?;
+            Some(replication::Follower::join_and_stop(&self.binary()?, session.target.addr, &scratch).await?)
+        } else {
+            None
+        };
         if self.args.runs(Phase::Single) {
             self.load(&session, WriteMode::Single, raw, &self.args.label).await?;
         }
         for &kind in reads {
             self.read(&session, kind).await?;
         }
-        if self.args.runs(Phase::Catchup) {
-            self.catch_up(&session).await?;
+        if let Some(follower) = follower {
+            self.catch_up(&session, &follower, &scratch).await?;
+            remove_dir(&scratch).await;
         }
         session.finish().await
     }
 
-    /// A fresh node joins the session's node and pulls all its events.
-    async fn catch_up(&mut self, session: &Session) -> Result<(), Error> {
-        resources::wait_for_idle(self.idle_wait()).await;
-        let binary = self.binary()?;
-        let scratch = self.scratch_path("catchup");
-        std::fs::create_dir_all(&scratch)?;
+    /// The follower catches up by log, then a new node bootstraps.
+    async fn catch_up(
+        &mut self,
+        session: &Session,
+        follower: &replication::Follower,
+        scratch: &Path,
+    ) -> Result<(), Error> {
         let events = self.workload.events.len() as u64;
-        let (measured, joiner) =
-            replication::catch_up(&binary, session.target.addr, events, &scratch).await?;
         let written =
             self.comparisons.iter().find(|c| c.mode == WriteMode::Single).map(|c| c.ours_events_per_s);
+        let label = self.args.label.clone();
+        resources::wait_for_idle(self.idle_wait()).await;
+        let measured = follower.catch_up(events).await?;
         self.recorder.emit(
-            &self.ours(&self.args.label),
+            &self.ours(&label),
             "catchup",
             replication::catch_up_record(&measured, written),
         )?;
-        joiner.stop().await?;
-        remove_dir(&scratch).await;
+        resources::wait_for_idle(self.idle_wait()).await;
+        let measured = replication::bootstrap(&self.binary()?, session.target.addr, events, scratch).await?;
+        self.recorder.emit(
+            &self.ours(&label),
+            "bootstrap",
+            replication::catch_up_record(&measured, written),
+        )?;
         Ok(())
     }
 

@@ -116,6 +116,7 @@ fn quick_run_reports_every_phase_without_errors() {
         ("consensusdb-sync-batch", "count", ""),
         ("consensusdb-sync-batch", "du", ""),
         ("consensusdb-sync", "catchup", ""),
+        ("consensusdb-sync", "bootstrap", ""),
         ("consensusdb-sync", "lag", ""),
     ]
     .into_iter()
@@ -148,9 +149,11 @@ fn quick_run_reports_every_phase_without_errors() {
     // Catch-up pulled every event; the lag phase's replicas applied every
     // acknowledged write, and each received every entry about once (a full
     // mesh must not ship it once per peer). No speed is asserted.
-    for catchup in find(&records, "consensusdb", "consensusdb-sync", "catchup") {
-        assert_eq!(catchup["events"].as_u64(), Some(QUICK_EVENTS), "{catchup}");
-        assert!(number(catchup, "events_per_s") > 0.0, "{catchup}");
+    for phase in ["catchup", "bootstrap"] {
+        for catchup in find(&records, "consensusdb", "consensusdb-sync", phase) {
+            assert_eq!(catchup["events"].as_u64(), Some(QUICK_EVENTS), "{catchup}");
+            assert!(number(catchup, "events_per_s") > 0.0, "{catchup}");
+        }
     }
     for lag in find(&records, "consensusdb", "consensusdb-sync", "lag") {
         let events = number(lag, "events");
