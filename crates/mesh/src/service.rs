@@ -92,17 +92,20 @@ impl Replication for ReplicationService {
             if request.address.is_empty() {
                 return Err(Status::invalid_argument("node_id: give a node id or an address"));
             }
-            let peers = self.inner.peers();
+            let mut peers = self.inner.peers();
             let peer = peers
                 .peers
-                .get(&request.address)
+                .get_mut(&request.address)
                 .ok_or_else(|| Status::not_found(format!("address: no known peer at {}", request.address)))?;
-            peer.node.ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "address: the peer at {} has not completed a handshake yet; remove it by node_id",
-                    request.address
-                ))
-            })?
+            match peer.node {
+                Some(node) => node,
+                None => {
+                    // Never reached: nothing to tell the cluster, but its
+                    // puller stops and it no longer holds purges back.
+                    peer.state = crate::membership::PeerState::Removed;
+                    return Ok(Response::new(pb::RemovePeerResponse { removed: true }));
+                }
+            }
         } else {
             node_from_bytes(&request.node_id, "node_id")?
         };

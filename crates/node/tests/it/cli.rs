@@ -218,3 +218,35 @@ async fn the_shell_on_a_terminal_edits_lines_and_keeps_history() {
     assert!(saved.contains("get acme ACCOUNT tty"), "{saved}");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn cluster_commands_show_status_digests_and_refuse_bad_peers() {
+    let node = TestNode::start().await;
+    json_lines(&node, &["put", "acme", "ACCOUNT", "balance", "100"]).await;
+    let status = json_lines(&node, &["status"]).await;
+    assert_eq!(status.len(), 1);
+    let status = &status[0];
+    assert_eq!(status["cluster_id"], "consensusdb");
+    assert_eq!(status["peers"].as_array().map(Vec::len), Some(0), "a lone node is a one-node cluster");
+    let frontier = status["frontier"].as_array().expect("frontier");
+    assert_eq!(frontier.len(), 1);
+    assert_eq!(frontier[0]["seq"], 1);
+    assert_eq!(frontier[0]["origin"], status["origin"]);
+
+    let digest = json_lines(&node, &["digest", "--tenant", "acme"]).await;
+    let total = digest[0]["total"].as_str().expect("hex digest");
+    assert_eq!(total.len(), 64);
+    assert_ne!(total, "0".repeat(64));
+    assert_eq!(digest[0]["regions"][0]["region"], "ACCOUNT");
+    let other = json_lines(&node, &["digest", "--tenant", "nobody"]).await;
+    assert_eq!(other[0]["total"], "0".repeat(64), "an empty tenant sums to zero");
+
+    let table = run(&node, &["digest", "--format", "table"]).await;
+    assert!(String::from_utf8_lossy(&table.stdout).contains("(total)"));
+
+    let bad = run(&node, &["remove-peer", "not-a-peer"]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("PEER"), "{}", stderr(&bad));
+    let unknown = run(&node, &["remove-peer", "127.0.0.1:1"]).await;
+    assert_eq!(unknown.status.code(), Some(3), "no such peer: {}", stderr(&unknown));
+}
