@@ -47,7 +47,12 @@ pub(crate) async fn round(inner: &Arc<Inner>) -> Result<(), StorageError> {
     let Some((members, lagging)) = members_now(inner, view) else { return Ok(()) };
     let plan = members::plan(&members, &lagging, own.node);
     loop {
-        let outcome = inner.store.purge(plan.clone()).await?;
+        let outcome = match inner.store.purge(plan.clone()).await {
+            Ok(outcome) => outcome,
+            // A bootstrap began since the check above: the next round replans.
+            Err(StorageError::Bootstrapping) => return Ok(()),
+            Err(error) => return Err(error),
+        };
         inner.versions_purged.fetch_add(outcome.versions, Ordering::Relaxed);
         if !outcome.more {
             break;

@@ -25,6 +25,12 @@ pub(crate) fn serve(inner: &Inner, request: &pb::SnapshotRequest) -> Result<Snap
             inner.config.cluster_id, request.cluster_id
         )));
     }
+    if inner.store.is_installing() {
+        // Mid-install, this node's records are incomplete. (A new node
+        // still waiting to bootstrap may serve its empty store: new nodes
+        // of a new cluster bootstrap from each other.)
+        return Err(Status::unavailable("this node is installing a snapshot itself; ask another peer"));
+    }
     let caller = origin_from_pb(request.origin.as_ref(), "origin")?;
     if inner.peers().removed.contains(&caller.node) {
         return Err(Status::permission_denied(format!("node {} was removed from the cluster", caller.node)));

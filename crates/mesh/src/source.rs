@@ -102,44 +102,51 @@ pub(crate) async fn run(
         }
     });
     let mut commits = inner.store.commits();
-    let mut stop = inner.stop.subscribe();
     let mut heartbeat = tokio::time::interval(inner.config.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let shipped = match stream.ship_due().await {
-            Ok(shipped) => shipped,
-            Err(Gone) => break,
-        };
-        tokio::select! {
-            biased;
-            () = crate::stopped(&mut stop) => break,
-            request = progress_rx.recv() => {
-                let Some(request) = request else { break };
-                let result = match request.kind {
-                    Some(pull_request::Kind::Progress(progress)) => stream.take_progress(&progress),
-                    _ => Err(Status::invalid_argument("kind: only progress may follow hello")),
-                };
-                if let Err(status) = result {
-                    let _ = stream.out.send(Err(status)).await;
-                    break;
+    let serve = async {
+        loop {
+            let shipped = match stream.ship_due().await {
+                Ok(shipped) => shipped,
+                Err(Gone) => break,
+            };
+            tokio::select! {
+                biased;
+                request = progress_rx.recv() => {
+                    let Some(request) = request else { break };
+                    let result = match request.kind {
+                        Some(pull_request::Kind::Progress(progress)) => stream.take_progress(&progress),
+                        _ => Err(Status::invalid_argument("kind: only progress may follow hello")),
+                    };
+                    if let Err(status) = result {
+                        let _ = stream.out.send(Err(status)).await;
+                        break;
+                    }
                 }
-            }
-            _ = heartbeat.tick() => {
-                // Fails only while the store is closing.
-                let Ok(beat) = inner.heartbeat().await else { break };
-                if stream.send(pull_response::Kind::Heartbeat(beat)).await.is_err() {
-                    break;
+                _ = heartbeat.tick() => {
+                    // Fails only while the store is closing.
+                    let Ok(beat) = inner.heartbeat().await else { break };
+                    if stream.send(pull_response::Kind::Heartbeat(beat)).await.is_err() {
+                        break;
+                    }
                 }
-            }
-            // Nothing was due: wait for the next commit. Something was
-            // shipped: go round again at once, after a look at the requests.
-            changed = commits.changed(), if !shipped => {
-                if changed.is_err() {
-                    break;
+                // Nothing was due: wait for the next commit. Something was
+                // shipped: go round again at once, after a look at the requests.
+                changed = commits.changed(), if !shipped => {
+                    if changed.is_err() {
+                        break;
+                    }
                 }
+                () = std::future::ready(()), if shipped => {}
             }
-            () = std::future::ready(()), if shipped => {}
         }
+    };
+    // Stopping ends the stream wherever it waits, even on a send to a peer
+    // that stopped reading: the server's graceful shutdown waits for it.
+    let mut stop = inner.stop.subscribe();
+    tokio::select! {
+        () = serve => {}
+        () = crate::stopped(&mut stop) => {}
     }
     reader.abort();
 }
@@ -160,7 +167,7 @@ impl Stream {
             *cursor = (*cursor).max(mark.seq);
             // The puller got past a purged stretch from elsewhere: resume.
             if let Some(first) = self.out_of_range.get(origin)
-                && first.is_some_and(|first| mark.seq + 1 >= first)
+                && first.is_some_and(|first| mark.seq.saturating_add(1) >= first)
             {
                 self.out_of_range.remove(origin);
             }

@@ -117,7 +117,8 @@ impl Node {
         // Close storage even if serving failed, so acknowledged writes are flushed.
         let closed = store.close().await;
         // The last handle closes RocksDB, which blocks: not on the reactor.
-        tokio::task::spawn_blocking(move || drop(store)).await?;
+        // The mesh holds a handle too.
+        tokio::task::spawn_blocking(move || drop((mesh, store))).await?;
         served?;
         closed?;
         Ok(())

@@ -118,6 +118,18 @@ pub enum StorageError {
     /// entries until it is done.
     #[error("this node is installing a bootstrap snapshot; retry when it is done")]
     Bootstrapping,
+    /// A snapshot lacks this node's own entries from `snapshot + 1` on,
+    /// and its own log no longer holds them all: another source's snapshot
+    /// is needed.
+    #[error(
+        "the snapshot holds this node's own writes only to seq {snapshot}, and its log resumes at {next_held}"
+    )]
+    SnapshotBehind {
+        /// The snapshot's mark of the own origin.
+        snapshot: u64,
+        /// The first own seq the log holds after it.
+        next_held: u64,
+    },
     /// An install step came without `install_begin`.
     #[error("no snapshot install is under way")]
     NotInstalling,
@@ -155,7 +167,9 @@ impl StorageError {
             | StorageError::WriterStopped { .. }
             | StorageError::Bootstrapping
             | StorageError::NotAccepting { .. } => ErrorCode::Unavailable,
-            StorageError::NotInstalling => ErrorCode::FailedPrecondition,
+            StorageError::NotInstalling | StorageError::SnapshotBehind { .. } => {
+                ErrorCode::FailedPrecondition
+            }
             StorageError::DataDirInUse { .. }
             | StorageError::DataDir { .. }
             | StorageError::Gap { .. }

@@ -56,6 +56,10 @@ impl Store {
         self.shared.peer_acks.acked.lock().unwrap_or_else(PoisonError::into_inner).remove(&peer);
     }
 
+    pub(crate) fn forget_all_peer_acks(&self) {
+        self.shared.peer_acks.acked.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
     /// Waits until `peers` peers have applied this node's entry `seq`, or
     /// the deadline passes ([`DEFAULT_WRITE_CONCERN_WAIT`] if none): then
     /// the error says how many confirmed. The write itself is committed

@@ -172,6 +172,8 @@ pub(crate) struct Shared {
     node: NodeId,
     /// Written by the writer when an install makes this a new incarnation.
     incarnation: Arc<AtomicU32>,
+    /// Set by the writer between the first and last step of an install.
+    installing: Arc<AtomicBool>,
     /// Set while client writes are refused, with the reason.
     writes_closed: Mutex<Option<String>>,
     created: bool,
@@ -212,6 +214,7 @@ impl Store {
             u32::try_from(options.writer_queue_bytes / 1024).unwrap_or(u32::MAX).max(MIN_QUEUE_ROOM_KIB);
         let view = Arc::new(FrontierView::new(opened.frontier.iter().map(|(o, m)| (*o, *m)).collect()));
         let incarnation = Arc::new(AtomicU32::new(opened.origin.incarnation));
+        let installing = Arc::new(AtomicBool::new(opened.bootstrap_pending));
         let writer = Writer {
             engine: engine.clone(),
             origin: opened.origin,
@@ -225,6 +228,7 @@ impl Store {
             clock_skew_ms: options.clock_skew_ms,
             shared_incarnation: incarnation.clone(),
             installing: opened.bootstrap_pending,
+            shared_installing: installing.clone(),
             sync: options.sync,
             max_group: options.max_group_commit.max(1),
             counters: counters.clone(),
@@ -241,6 +245,7 @@ impl Store {
                 engine,
                 node: opened.origin.node,
                 incarnation,
+                installing,
                 writes_closed: Mutex::new(
                     opened.bootstrap_pending.then(|| {
                         "a bootstrap from a peer was cut short and must be redone first".to_string()
@@ -277,6 +282,12 @@ impl Store {
     /// (an interrupted one, or a new node's) or under way.
     pub fn writes_closed(&self) -> Option<String> {
         self.shared.writes_closed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether a snapshot install is under way (or was cut short): the
+    /// records are incomplete, so this node must not serve a snapshot.
+    pub fn is_installing(&self) -> bool {
+        self.shared.installing.load(Ordering::Acquire)
     }
 
     /// Refuses client writes with `reason` until [`Store::open_writes`].

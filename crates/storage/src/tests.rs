@@ -92,6 +92,7 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
         clock_skew_ms: 0,
         shared_incarnation: Arc::default(),
         installing: false,
+        shared_installing: Arc::default(),
         sync: SyncPolicy::Always,
         max_group: 16,
         counters: Arc::new(Counters::default()),

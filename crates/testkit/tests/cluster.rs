@@ -39,6 +39,10 @@ async fn bounded<F: std::future::Future<Output = ()>>(body: F) {
 async fn three_nodes_written_concurrently_converge_to_identical_state() {
     bounded(async {
         let cluster = TestCluster::start(3).await;
+        // A slow link and, half-way, every connection of another dropped:
+        // streams must reconnect and resume from the frontier.
+        cluster.link(0, 1).delay(Duration::from_millis(20));
+        let dropper = tokio::time::sleep(Duration::from_millis(150));
         let writers: Vec<_> = (0..3)
             .map(|n| {
                 let client = cluster.client(n);
@@ -60,6 +64,8 @@ async fn three_nodes_written_concurrently_converge_to_identical_state() {
                 })
             })
             .collect();
+        dropper.await;
+        cluster.link(2, 0).drop_connections();
         for writer in writers {
             writer.await.expect("writer");
         }

@@ -74,7 +74,9 @@ impl Head {
         if self.tombstone {
             return Some(self.stamp.hlc);
         }
-        self.expires_at_ms.map(|at| self.stamp.hlc.max(at << crate::HybridClock::LOGICAL_BITS))
+        // Saturating: an expiry millennia away must not wrap to a small HLC.
+        self.expires_at_ms
+            .map(|at| self.stamp.hlc.max(at.saturating_mul(1 << crate::HybridClock::LOGICAL_BITS)))
     }
 
     /// Encodes in the current format.
@@ -164,6 +166,23 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
             let _ = Head::decode(&bytes);
         }
+    }
+
+    #[test]
+    fn a_far_expiry_never_wraps_to_an_early_purge() {
+        let origin = Origin { node: crate::NodeId(1), incarnation: 1 };
+        let head = Head {
+            stamp: Stamp { hlc: 5, origin },
+            seq: 1,
+            expires_at_ms: Some(u64::MAX / 2),
+            stored_size: 0,
+            compression: Compression::None,
+            tombstone: false,
+            seal: None,
+        };
+        assert_eq!(head.purgeable_at(), Some(u64::MAX));
+        assert_eq!(Head { expires_at_ms: None, ..head }.purgeable_at(), None);
+        assert_eq!(Head { tombstone: true, ..head }.purgeable_at(), Some(5));
     }
 
     #[test]

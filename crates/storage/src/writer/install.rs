@@ -2,6 +2,9 @@
 
 use std::sync::atomic::Ordering;
 
+use std::collections::HashMap;
+
+use consensusdb_types::key_codec::region_prefix_of;
 use consensusdb_types::log_entry::log_key;
 use consensusdb_types::{Digest, FrontierMark, Head, LogEntry, Origin};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions};
@@ -28,6 +31,11 @@ impl Writer {
         }
     }
 
+    fn set_installing(&mut self, installing: bool) {
+        self.installing = installing;
+        self.shared_installing.store(installing, Ordering::Release);
+    }
+
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
         let mut options = WriteOptions::default();
         options.set_sync(sync);
@@ -49,7 +57,7 @@ impl Writer {
         }
         batch.put_cf(columns::handle(db, META), META_BOOTSTRAP_PENDING, [1]);
         self.write(batch, true)?;
-        self.installing = true;
+        self.set_installing(true);
         let own = self.origin;
         self.frontier.retain(|origin, _| *origin == own);
         self.view.replace(self.frontier.iter().map(|(o, m)| (*o, *m)).collect());
@@ -64,15 +72,25 @@ impl Writer {
         let (heads, values, queue) =
             (columns::handle(db, RECORDS), columns::handle(db, VALUES), columns::handle(db, PURGE_QUEUE));
         let mut batch = WriteBatch::default();
+        // Digests are summed from the records as they are stored, not taken
+        // on trust: they always describe exactly what this node holds.
+        let mut digests: HashMap<Vec<u8>, Digest> = HashMap::new();
         for record in records {
             let head = Head::decode(&record.head).map_err(StorageError::BadEntry)?;
             if let Some(at) = head.purgeable_at() {
                 batch.put_cf(queue, columns::purge_queue_key(at, &record.key), []);
             }
+            if let Some(region) = region_prefix_of(&record.key) {
+                let sum = digests.entry(region.to_vec()).or_default();
+                *sum = sum.wrapping_add(Digest::of_version(&record.key, &head.stamp, head.tombstone));
+            }
             if let Some(value) = &record.value {
                 batch.put_cf(values, &record.key, value);
             }
             batch.put_cf(heads, &record.key, &record.head);
+        }
+        for (region, sum) in digests {
+            batch.merge_cf(columns::handle(db, DIGESTS), region, sum.to_bytes());
         }
         // Not synced: the pending marker makes a crash redo the install.
         self.write(batch, false)
@@ -90,8 +108,12 @@ impl Writer {
         let db = &engine.db;
         let mut outcome = InstallOutcome::default();
         let mut group = Group::default();
-        for (region, digest) in &digests {
-            group.batch.put_cf(columns::handle(db, DIGESTS), region, digest.to_bytes());
+        let shipped = digests.iter().fold(Digest::default(), |sum, (_, d)| sum.wrapping_add(*d));
+        let installed = crate::digests::report(db, None)?.total();
+        if shipped != installed {
+            // The source's digests disagree with its own records: keep the
+            // ones computed from what was installed, and say so.
+            tracing::error!(%shipped, %installed, "the snapshot's digests do not match its records");
         }
         let own = self.origin;
         let local = self.next_seq - 1;
@@ -132,13 +154,14 @@ impl Writer {
         self.clock.raise_to(frontier.values().map(|mark| mark.hlc).max().unwrap_or(0));
         self.view.replace(frontier.iter().map(|(o, m)| (*o, *m)).collect());
         self.frontier = frontier;
-        self.installing = false;
+        self.set_installing(false);
         Ok(outcome)
     }
 
     /// Stages this node's own log entries after `after_seq` on top of the
     /// installed records, under the conflict rule. Returns how many.
     fn reapply_own_log(&mut self, group: &mut Group, after_seq: u64) -> Result<u64, StorageError> {
+        let local = self.next_seq - 1;
         let engine = self.engine.clone();
         let db = &engine.db;
         let own = self.origin;
@@ -154,11 +177,22 @@ impl Writer {
         for item in iterator {
             let (key, value) = item?;
             let entry = LogEntry::decode(&key, &value)?;
+            if entry.seq != after_seq + 1 + count {
+                // Own entries between the snapshot and this one were purged
+                // here, yet the snapshot lacks them: it is too old to use.
+                return Err(StorageError::SnapshotBehind { snapshot: after_seq, next_held: entry.seq });
+            }
             for mutation in &entry.mutations {
                 let existing = self.current(&mutation.key, &mut group.staged)?;
                 self.stage_mutation(group, entry.stamp(), entry.seq, mutation, existing);
             }
             count += 1;
+        }
+        if after_seq + count < local {
+            return Err(StorageError::SnapshotBehind {
+                snapshot: after_seq,
+                next_held: after_seq + count + 1,
+            });
         }
         if count > 0 {
             tracing::info!(entries = count, "re-applied this node's own writes the snapshot lacked");

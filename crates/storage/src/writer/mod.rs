@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use consensusdb_types::conflict::incoming_wins;
@@ -189,6 +189,8 @@ pub(crate) struct Writer {
     /// Between the first and last step of a snapshot install: replicated
     /// entries are refused.
     pub(crate) installing: bool,
+    /// `installing`, for the store to read.
+    pub(crate) shared_installing: Arc<AtomicBool>,
     pub(crate) sync: SyncPolicy,
     pub(crate) max_group: usize,
     pub(crate) counters: Arc<Counters>,
@@ -428,6 +430,13 @@ impl Writer {
     ) {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = reply.send(Err(StorageError::DeadlineExceeded));
+            return;
+        }
+        if self.installing {
+            // A write that passed the store's gate just before a bootstrap
+            // closed it: refused here, where the install is ordered.
+            let reason = "bootstrapping from a peer".to_string();
+            let _ = reply.send(Err(StorageError::NotAccepting { reason }));
             return;
         }
         let planned = match self.plan(command, &mut group.staged) {

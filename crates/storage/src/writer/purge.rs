@@ -43,8 +43,13 @@ pub struct PurgeOutcome {
 
 impl Writer {
     pub(crate) fn purge(&mut self, plan: &PurgePlan) -> Result<PurgeOutcome, StorageError> {
+        if self.installing {
+            // The plan was made for the records being replaced.
+            return Err(StorageError::Bootstrapping);
+        }
+        let now = now_ms();
         // Expired versions also wait for their expiry on this node's clock.
-        let bound = plan.stable_hlc.min(now_ms() << HybridClock::LOGICAL_BITS);
+        let bound = plan.stable_hlc.min(now << HybridClock::LOGICAL_BITS);
         let engine = self.engine.clone();
         let db = &engine.db;
         let (records, values, queue) =
@@ -67,7 +72,7 @@ impl Writer {
             // the version it was queued for.
             let Some(bytes) = db.get_pinned_cf(records, key)? else { continue };
             let head = Head::decode(&bytes)?;
-            if head.purgeable_at() != Some(at) {
+            if head.purgeable_at() != Some(at) || !(head.tombstone || head.is_expired(now)) {
                 continue;
             }
             batch.delete_cf(records, key);
