@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
 use consensusdb_proto::mesh::v1::{self as pb, snapshot_chunk};
-use consensusdb_storage::{Frontier, InstallOutcome, SnapshotRecord};
+use consensusdb_storage::{InstallOutcome, SnapshotRecord};
 use consensusdb_types::Digest;
 
 use crate::Inner;
@@ -77,10 +77,27 @@ async fn from_peer(inner: &Inner, address: &str) -> Result<InstallOutcome, Strin
     let status = |s: tonic::Status| format!("{}: {}", s.code(), s.message());
     let mut chunks = client.snapshot(request).await.map_err(status)?.into_inner();
     let store = &inner.store;
+    // The frontier comes first: a snapshot behind this node on any origin
+    // would move the frontier back (and what it lacks may be purged).
+    let first = chunks.message().await.map_err(status)?.and_then(|chunk| chunk.kind);
+    let Some(snapshot_chunk::Kind::Frontier(f)) = first else {
+        return Err("the snapshot did not start with its frontier".into());
+    };
+    let snapshot_frontier = frontier_from_pb(&f.frontier, "frontier").map_err(|s| s.message().to_string())?;
+    let own = store.origin();
+    for (origin, mark) in store.frontier().iter().filter(|(origin, _)| **origin != own) {
+        let theirs = snapshot_frontier.get(origin).map_or(0, |m| m.seq);
+        if theirs < mark.seq {
+            return Err(format!(
+                "the snapshot holds {origin} only to seq {theirs}, this node to {}",
+                mark.seq
+            ));
+        }
+    }
     store.install_begin().await.map_err(|e| error_chain(&e))?;
     let started = Instant::now();
     let mut last_report = started;
-    let mut frontier: Option<Frontier> = None;
+    let mut frontier = Some(snapshot_frontier);
     let mut copied = 0u64;
     while let Some(chunk) = chunks.message().await.map_err(status)? {
         match chunk.kind {

@@ -28,6 +28,7 @@ pub mod config;
 pub mod connector;
 mod members;
 mod membership;
+mod membership_store;
 mod puller;
 mod purge;
 mod service;
@@ -79,15 +80,29 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// A mesh over `store`; nothing runs until [`Mesh::start`].
-    pub fn new(store: Store, config: MeshConfig, connector: Arc<dyn Connector>) -> Self {
+    /// A mesh over `store`, with what the store remembers of the cluster
+    /// (members that are down still count until removed); nothing runs
+    /// until [`Mesh::start`].
+    pub async fn open(
+        store: Store,
+        config: MeshConfig,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Self, consensusdb_storage::StorageError> {
         let mut peers = PeerTable::default();
+        if let Some(bytes) = store.load_membership().await? {
+            match membership_store::decode(&bytes) {
+                Ok(remembered) => remembered.restore_into(&mut peers),
+                Err(error) => {
+                    tracing::error!(%error, "the stored membership is unreadable; starting from the seeds")
+                }
+            }
+        }
         for seed in &config.seeds {
             if Some(seed) != config.advertise_address.as_ref() {
                 peers.learn(seed);
             }
         }
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 config,
@@ -100,7 +115,7 @@ impl Mesh {
                 versions_purged: std::sync::atomic::AtomicU64::new(0),
                 last_purge: Mutex::default(),
             }),
-        }
+        })
     }
 
     /// Starts pulling from every known peer, and purging. A node that

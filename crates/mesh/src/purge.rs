@@ -44,6 +44,9 @@ pub(crate) async fn round(inner: &Arc<Inner>) -> Result<(), StorageError> {
     let own = inner.store.origin();
     let promise_seq = applied.get(&own).map_or(0, |mark| mark.seq);
     let view = MemberView { origin: Some(own), applied, promise, promise_seq };
+    // Remember the cluster first: a restart must still count every member.
+    let membership = crate::membership_store::encode(&inner.peers());
+    inner.store.save_membership(membership).await?;
     let Some((members, lagging)) = members_now(inner, view) else { return Ok(()) };
     let plan = members::plan(&members, &lagging, own.node);
     loop {

@@ -77,7 +77,7 @@ impl Node {
         let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
         let bound =
             listener.local_addr().map_err(|source| NodeError::Bind { addr: config.grpc.listen, source })?;
-        let mesh = Mesh::new(store.clone(), config.mesh_config(bound), connector);
+        let mesh = Mesh::open(store.clone(), config.mesh_config(bound), connector).await?;
         Ok(Self { store, mesh, listener })
     }
 

@@ -15,7 +15,8 @@ pub(crate) const VALUES: &str = "values";
 pub(crate) const LOG: &str = "log";
 /// Origin -> [`consensusdb_types::FrontierMark`].
 pub(crate) const FRONTIER: &str = "frontier";
-/// Peer -> what it has acknowledged (filled by replication).
+/// The replication layer's record of the cluster: members, what each has
+/// applied, removed nodes, peer addresses.
 pub(crate) const PEERS: &str = "peers";
 /// Region prefix -> [`consensusdb_types::Digest`] of the versions kept in
 /// that region, maintained by merge operands of digest changes.

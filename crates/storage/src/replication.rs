@@ -11,7 +11,10 @@ use consensusdb_types::{LogEntry, Origin};
 use rocksdb::{DB, IteratorMode, ReadOptions};
 use tokio::sync::watch;
 
-use crate::columns::{self, LOG};
+use crate::columns::{self, LOG, PEERS};
+
+/// The `peers` key of the replication layer's membership record.
+const MEMBERSHIP_KEY: &[u8] = b"membership";
 use crate::writer::{IncomingEntry, WriterMessage};
 use crate::{ApplyAck, DigestReport, Frontier, PurgeOutcome, PurgePlan, StorageError, Store};
 
@@ -169,6 +172,28 @@ impl Store {
             .await
             .map_err(|_| StorageError::ShuttingDown)?;
         answer.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+
+    /// Stores the replication layer's own record of the cluster (opaque
+    /// bytes) in the `peers` family, synced.
+    pub async fn save_membership(&self, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let engine = self.shared.engine.clone();
+        crate::store::run_blocking(move || {
+            let mut options = rocksdb::WriteOptions::default();
+            options.set_sync(true);
+            engine.db.put_cf_opt(columns::handle(&engine.db, PEERS), MEMBERSHIP_KEY, bytes, &options)
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// What [`Store::save_membership`] stored last, if anything.
+    pub async fn load_membership(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        let engine = self.shared.engine.clone();
+        Ok(crate::store::run_blocking(move || {
+            engine.db.get_cf(columns::handle(&engine.db, PEERS), MEMBERSHIP_KEY)
+        })
+        .await??)
     }
 
     /// The convergence digests of one tenant, or of every tenant for
