@@ -4,7 +4,7 @@
 use consensusdb_proto::mesh::v1::{self as pb, snapshot_chunk};
 use consensusdb_storage::SnapshotPart;
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
+use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -37,7 +37,11 @@ pub(crate) fn serve(inner: &Inner, request: &pb::SnapshotRequest) -> Result<Snap
     }
     tracing::info!(peer = %caller, "serving a bootstrap snapshot");
     let parts: mpsc::Receiver<_> = inner.store.export_snapshot(CHUNK_BYTES);
-    Ok(Box::pin(ReceiverStream::new(parts).map(|part| {
+    // A long snapshot must not hold up the node's graceful shutdown: it is
+    // cut when the node stops (the receiver then tries another peer).
+    let mut stop = inner.stop.subscribe();
+    let stopping = async move { crate::stopped(&mut stop).await };
+    Ok(Box::pin(ReceiverStream::new(parts).take_until(stopping).map(|part| {
         let kind = match part.map_err(|e| Status::internal(format!("reading the snapshot: {e}")))? {
             SnapshotPart::Frontier(frontier) => snapshot_chunk::Kind::Frontier(snapshot_chunk::Frontier {
                 frontier: frontier_to_pb(&frontier),
