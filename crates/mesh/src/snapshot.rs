@@ -3,8 +3,8 @@
 
 use consensusdb_proto::mesh::v1::{self as pb, snapshot_chunk};
 use consensusdb_storage::SnapshotPart;
-use tokio::sync::mpsc;
 use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
