@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use consensusdb_proto::v1::records_client::RecordsClient;
 use consensusdb_types::ErrorCode;
+use consensusdb_types::error::error_chain;
 use consensusdb_types::limits::GRPC_MESSAGE_LIMIT;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -197,17 +198,4 @@ fn deadline_error(url: &str, sent: u32) -> Error {
     Error::local(ErrorCode::DeadlineExceeded, "no answer before the request's timeout")
         .with_endpoint(url)
         .with_attempts(sent)
-}
-
-/// An error with its causes, since tonic's top-level transport error only
-/// says "transport error".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

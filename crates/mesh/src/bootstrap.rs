@@ -19,8 +19,8 @@ use consensusdb_types::Digest;
 
 use crate::Inner;
 use crate::backoff::Backoff;
-use crate::connector::error_chain;
 use crate::wire::{frontier_from_pb, origin_to_pb};
+use consensusdb_types::error::error_chain;
 
 /// How often progress is logged while records are copied.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use consensusdb_types::error::error_chain;
 use tonic::transport::{Channel, Endpoint};
 
 /// Why a connection to a peer could not be opened.
@@ -51,16 +52,4 @@ impl Connector for PlainConnector {
             endpoint.connect().await.map_err(|e| failed(error_chain(&e)))
         })
     }
-}
-
-/// An error and its sources on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

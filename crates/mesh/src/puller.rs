@@ -14,13 +14,13 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::assignment::excluded_for;
 use crate::backoff::Backoff;
-use crate::connector::error_chain;
 use crate::membership::PeerState;
 use crate::wire::{
     PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, member_from_pb, node_from_bytes, origin_from_pb,
     origin_to_pb,
 };
 use crate::{Heartbeat, Inner};
+use consensusdb_types::error::error_chain;
 
 /// Largest message a puller accepts: a chunk of `chunk_bytes` plus framing.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

@@ -90,6 +90,19 @@ impl FieldError {
     }
 }
 
+/// An error and its causes on one line (`outer: inner: root`): transport
+/// errors such as tonic's say only "transport error" at the top.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
