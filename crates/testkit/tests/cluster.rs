@@ -265,18 +265,11 @@ async fn a_fourth_node_joins_a_loaded_cluster_from_one_seed() {
         cluster.converge(CONVERGE).await;
         assert_eq!(everything(&cluster.client(joined)).await.len(), 300);
         // It found every peer from the one seed, and every peer found it.
-        let deadline = tokio::time::Instant::now() + CONVERGE;
-        loop {
-            let mut connected = Vec::new();
-            for i in 0..4 {
-                connected
-                    .push(status(&cluster, i).await.peers.iter().filter(|p| p.state == "connected").count());
-            }
-            if connected.iter().all(|&n| n == 3) {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "peers connected per node: {connected:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for node in 0..4 {
+            wait_for_status(&cluster, node, "connect to the 3 others", |s| {
+                s.peers.iter().filter(|p| p.state == "connected").count() == 3
+            })
+            .await;
         }
         cluster.shutdown().await;
     })
@@ -346,15 +339,10 @@ async fn a_removed_node_is_dropped_by_every_peer() {
             .into_inner();
         assert!(removed.removed);
         // Node 1 hears of it through node 0's heartbeats.
-        let deadline = tokio::time::Instant::now() + CONVERGE;
-        loop {
-            let peers = status(&cluster, 1).await.peers;
-            if peers.iter().any(|p| p.node_id == victim && p.state == "removed") {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{peers:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_status(&cluster, 1, "drop the removed node", |s| {
+            s.peers.iter().any(|p| p.node_id == victim && p.state == "removed")
+        })
+        .await;
         cluster.shutdown().await;
     })
     .await;
