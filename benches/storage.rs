@@ -7,6 +7,14 @@
 //! write), so the ratio is what group commit buys. A batch-of-100 variant
 //! shows the PutBatch path.
 //!
+//! `storage_apply_catch_up` measures what bounds a replica catching up by
+//! log: a fresh store applies another store's log of single-event entries
+//! (the loadgen workload's shape: 40,000 rows in 4,000 regions, 256-byte
+//! random values) in 8 MiB chunks, the puller's `APPLY_BYTES`. The
+//! reference is raw RocksDB ([`RawReference`]) committing the same events
+//! in the same chunks: the records, values and log bytes with no conflict
+//! check, digests or frontier bookkeeping.
+//!
 //! Run with `cargo bench --workspace --bench storage` (`--workspace` keeps
 //! the dependency features, and so the RocksDB build, shared with the tests).
 
@@ -16,10 +24,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use consensusdb_storage::{PutRecord, Store, StoreOptions};
-use consensusdb_types::{Compression, RowKey, TimeUuid};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rand::RngCore;
+use consensusdb_storage::reference::RawReference;
+use consensusdb_storage::{ApplyAck, LogChunk, PutRecord, Queued, RawEntry, Store, StoreOptions};
+use consensusdb_types::{Compression, RecordKey, RowKey, TimeUuid};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rand::rngs::SmallRng;
+use rand::{Rng, RngCore, SeedableRng};
 
 const WRITERS: u64 = 32;
 
@@ -80,5 +90,139 @@ fn durable_puts(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, durable_puts);
+/// Entries a catching-up replica applies per measured iteration.
+const CATCH_UP_ENTRIES: usize = 200_000;
+/// Bytes of entry values per apply call: the puller's `APPLY_BYTES`.
+const APPLY_BYTES: usize = 8 * 1024 * 1024;
+
+/// `count` events of the loadgen workload's shape: a random row of 40,000
+/// (1,000 tenants × 4 regions × 10 minor keys), a fresh TimeUUID and a
+/// 256-byte random value.
+fn catch_up_events(count: usize) -> Vec<(RecordKey, Vec<u8>)> {
+    let mut rng = SmallRng::seed_from_u64(42);
+    (0..count)
+        .map(|_| {
+            let row = rng.random_range(0..40_000);
+            let key = RowKey::new(
+                format!("t{:04}", row / 40),
+                format!("r{}", row / 10 % 4),
+                format!("m{}", row % 10),
+            )
+            .at(Some(TimeUuid::now()));
+            let mut value = vec![0u8; 256];
+            rng.fill_bytes(&mut value);
+            (key, value)
+        })
+        .collect()
+}
+
+/// Writes `events` into a fresh store as single puts (one log entry each,
+/// as the `single` load does) and returns its log in apply-sized chunks.
+async fn source_log(events: &[(RecordKey, Vec<u8>)]) -> Vec<Vec<RawEntry>> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(Store::open(StoreOptions::new(dir.path())).expect("source store opens"));
+    let tasks: Vec<_> = (0..256)
+        .map(|w| {
+            let store = store.clone();
+            let mine: Vec<_> = events.iter().skip(w).step_by(256).cloned().collect();
+            tokio::spawn(async move {
+                for (key, value) in mine {
+                    let record = PutRecord {
+                        key,
+                        value,
+                        compression: Compression::None,
+                        ttl_ms: None,
+                        if_absent: false,
+                    };
+                    store.put(record, None).await.expect("source put");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("source writer");
+    }
+    let mut chunks = Vec::new();
+    let mut after = 0;
+    loop {
+        match store.log_since(store.origin(), after, usize::MAX, APPLY_BYTES).await.expect("log reads") {
+            LogChunk::Entries(entries) if entries.is_empty() => break,
+            LogChunk::Entries(entries) => {
+                after = entries.last().map_or(after, |e| e.seq);
+                chunks.push(entries);
+            }
+            LogChunk::OutOfRange { .. } => panic!("nothing is purged in a fresh store"),
+        }
+    }
+    store.close().await.expect("source closes");
+    chunks
+}
+
+async fn settle(queued: Queued<ApplyAck>) {
+    let ack = queued.answer().await.expect("chunk applies");
+    assert_eq!(ack.skipped, 0, "a fresh replica has applied nothing");
+}
+
+fn catch_up(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let events = catch_up_events(CATCH_UP_ENTRIES);
+    let chunks = runtime.block_on(source_log(&events));
+    assert_eq!(chunks.iter().map(Vec::len).sum::<usize>(), CATCH_UP_ENTRIES, "every event is in the log");
+    // The same events cut where the apply chunks are cut.
+    let mut rest = events.as_slice();
+    let parts: Vec<Vec<(RecordKey, &[u8])>> = chunks
+        .iter()
+        .map(|chunk| {
+            let (part, after) = rest.split_at(chunk.len());
+            rest = after;
+            part.iter().map(|(key, value)| (key.clone(), value.as_slice())).collect()
+        })
+        .collect();
+    let mut group = c.benchmark_group("storage_apply_catch_up");
+    group.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(CATCH_UP_ENTRIES as u64));
+    group.bench_function("reference_raw_rocksdb_same_chunks", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().expect("temp dir"),
+            |dir| {
+                let reference = RawReference::open(dir.path()).expect("reference opens");
+                for part in &parts {
+                    reference.commit(part).expect("reference commits");
+                }
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("apply", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let store = Store::open(StoreOptions::new(dir.path())).expect("replica opens");
+                (dir, store, chunks.clone())
+            },
+            |(dir, store, chunks)| {
+                runtime.block_on(async {
+                    // As the puller does: the next chunk is queued before
+                    // the last one's answer is awaited.
+                    let mut in_flight = None;
+                    for chunk in chunks {
+                        let queued = store.queue_apply(chunk).await.expect("chunk queues");
+                        if let Some(previous) = in_flight.replace(queued) {
+                            settle(previous).await;
+                        }
+                    }
+                    if let Some(last) = in_flight {
+                        settle(last).await;
+                    }
+                });
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, durable_puts, catch_up);
 criterion_main!(benches);

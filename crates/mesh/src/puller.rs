@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
 use consensusdb_proto::mesh::v1::{self as pb, pull_request, pull_response};
-use consensusdb_storage::{RawEntry, StorageError};
+use consensusdb_storage::{ApplyAck, Queued, RawEntry, StorageError};
 use consensusdb_types::NodeId;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -143,7 +143,8 @@ async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
         }));
     }
     tracing::info!(peer = %address, node = %source, "replicating from peer");
-    let session = Session { inner: inner.clone(), address: address.to_string(), source, requests };
+    let mut session =
+        Session { inner: inner.clone(), address: address.to_string(), source, requests, in_flight: None };
     session.send_progress().await?;
     let mut topology = inner.topology.subscribe();
     // Responses are read by their own task into a channel, so the select
@@ -186,6 +187,13 @@ async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
                     }
                 };
                 if let Err(error) = session.handle(batch).await {
+                    break Err(error);
+                }
+                // With more already received, the chunk just queued commits
+                // while the next is staged; otherwise acknowledge it now.
+                if received.is_empty()
+                    && let Err(error) = session.settle().await
+                {
                     break Err(error);
                 }
                 if let Some(ending) = ending {
@@ -240,6 +248,15 @@ fn raw_entries(chunk: pb::Entries) -> Result<Vec<RawEntry>, String> {
         .collect())
 }
 
+/// Why applying a peer's entries failed, for the stream's error.
+fn apply_error(peer: &str, error: StorageError) -> String {
+    if let StorageError::OwnOriginAhead { .. } = error {
+        tracing::error!(%peer, %error, "refusing entries of this node's own origin");
+        return error.to_string();
+    }
+    format!("applying entries: {}", error_chain(&error))
+}
+
 /// Bytes of entry values a message carries.
 fn response_bytes(response: &pb::PullResponse) -> usize {
     match &response.kind {
@@ -254,17 +271,22 @@ struct Session {
     address: String,
     source: NodeId,
     requests: mpsc::Sender<pb::PullRequest>,
+    /// The last chunk queued for applying and not yet answered, with its
+    /// bytes.
+    in_flight: Option<(Queued<ApplyAck>, u64)>,
 }
 
 impl Session {
     /// Handles messages in order; runs of entries are applied together.
-    async fn handle(&self, messages: Vec<pb::PullResponse>) -> Result<(), String> {
+    async fn handle(&mut self, messages: Vec<pb::PullResponse>) -> Result<(), String> {
         let mut entries = Vec::new();
         for message in messages {
             match message.kind {
                 Some(pull_response::Kind::Entries(chunk)) => entries.extend(raw_entries(chunk)?),
                 other => {
+                    // Heartbeats and gaps speak of the stream up to here.
                     self.apply(std::mem::take(&mut entries)).await?;
+                    self.settle().await?;
                     self.handle_other(other)?;
                 }
             }
@@ -295,23 +317,27 @@ impl Session {
         }
     }
 
-    /// Applies entries in one commit, then acknowledges them.
-    async fn apply(&self, entries: Vec<RawEntry>) -> Result<(), String> {
+    /// Queues entries to be applied in one commit, then settles the chunk
+    /// queued before them: the writer stages this chunk while that one is
+    /// written.
+    async fn apply(&mut self, entries: Vec<RawEntry>) -> Result<(), String> {
         if entries.is_empty() {
             return Ok(());
         }
         let bytes: usize = entries.iter().map(|e| e.value.len()).sum();
-        match self.inner.store.apply(entries).await {
-            Ok(ack) => {
-                self.inner.record_applied(&self.address, ack, bytes as u64);
-                self.send_progress().await
-            }
-            Err(error @ StorageError::OwnOriginAhead { .. }) => {
-                tracing::error!(peer = %self.address, %error, "refusing entries of this node's own origin");
-                Err(error.to_string())
-            }
-            Err(error) => Err(format!("applying entries: {}", error_chain(&error))),
-        }
+        let queued =
+            self.inner.store.queue_apply(entries).await.map_err(|error| apply_error(&self.address, error))?;
+        self.settle().await?;
+        self.in_flight = Some((queued, bytes as u64));
+        Ok(())
+    }
+
+    /// Waits for the chunk in flight, if any, to commit, then acknowledges it.
+    async fn settle(&mut self) -> Result<(), String> {
+        let Some((queued, bytes)) = self.in_flight.take() else { return Ok(()) };
+        let ack = queued.answer().await.map_err(|error| apply_error(&self.address, error))?;
+        self.inner.record_applied(&self.address, ack, bytes);
+        self.send_progress().await
     }
 
     /// Acknowledges the frontier and says which origins to leave out.

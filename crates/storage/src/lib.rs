@@ -57,7 +57,9 @@ pub use peer_acks::DEFAULT_WRITE_CONCERN_WAIT;
 pub use reads::{Page, ReadOptions, Record};
 pub use replication::{LogChunk, RawEntry};
 pub use snapshot::{InstallOutcome, SnapshotPart, SnapshotRecord};
-pub use store::{PutRecord, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy};
+pub use store::{
+    PutRecord, Queued, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy,
+};
 pub use writer::{ApplyAck, PurgeOutcome, PurgePlan, WriteAck};
 
 /// Monotonic counters, read by the metrics endpoint.

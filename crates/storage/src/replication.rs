@@ -16,7 +16,7 @@ use crate::columns::{self, LOG, PEERS};
 /// The `peers` key of the replication layer's membership record.
 const MEMBERSHIP_KEY: &[u8] = b"membership";
 use crate::writer::{IncomingEntry, WriterMessage};
-use crate::{ApplyAck, DigestReport, Frontier, PurgeOutcome, PurgePlan, StorageError, Store};
+use crate::{ApplyAck, DigestReport, Frontier, PurgeOutcome, PurgePlan, Queued, StorageError, Store};
 
 /// One log entry of one origin, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,12 +154,21 @@ impl Store {
         if entries.is_empty() {
             return Ok(ApplyAck::default());
         }
+        self.queue_apply(entries).await?.answer().await
+    }
+
+    /// [`Store::apply`] in two steps: returns once the entries are decoded
+    /// and queued behind everything queued before, and the answer comes
+    /// after they commit. A puller that queues its next chunk before
+    /// awaiting the last keeps the writer staging one group while the one
+    /// before is written.
+    pub async fn queue_apply(&self, entries: Vec<RawEntry>) -> Result<Queued<ApplyAck>, StorageError> {
         let bytes: usize = entries.iter().map(|e| e.value.len()).sum();
         // Decoding a chunk of a few MiB is worth a trip to the blocking pool.
         let decode = move || entries.into_iter().map(RawEntry::decode).collect::<Result<Vec<_>, _>>();
         let entries =
             if bytes <= 64 * 1024 { decode()? } else { crate::store::run_blocking(decode).await?? };
-        self.send_to_writer(bytes, |reply| WriterMessage::Apply { entries, reply }).await
+        self.queue_for_writer(bytes, |reply| WriterMessage::Apply { entries, reply }).await
     }
 
     /// Purges what `plan` allows: causally stable tombstones and expired

@@ -15,7 +15,7 @@ use consensusdb_types::key_codec::{
 use consensusdb_types::{
     Compression, FieldError, Head, HybridClock, Limits, NodeId, Origin, RecordKey, RowKey, TimeUuid,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::clock::now_ms;
 use crate::data_dir::{self, Engine};
@@ -23,7 +23,7 @@ use crate::frontier_view::FrontierView;
 use crate::reads::{KeyRange, SnapshotReader};
 use crate::scan::ScanChunks;
 use crate::validate;
-use crate::writer::{StagedPut, WriteCommand, Writer, WriterMessage};
+use crate::writer::{Committer, StagedPut, WriteCommand, Writer, WriterMessage};
 use crate::writer_health::WriterHealth;
 use crate::{Counters, Page, ReadOptions, Record, StorageError, WriteAck};
 use consensusdb_types::error::field_path;
@@ -199,6 +199,21 @@ pub struct Store {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// Work in the writer's queue: its answer to come, and the queue room it
+/// holds until then.
+#[must_use = "the answer says whether the work was done"]
+pub struct Queued<T> {
+    answer: oneshot::Receiver<Result<T, StorageError>>,
+    _room: OwnedSemaphorePermit,
+}
+
+impl<T> Queued<T> {
+    /// Waits for the writer's answer.
+    pub async fn answer(self) -> Result<T, StorageError> {
+        self.answer.await.map_err(|_| StorageError::ShuttingDown)?
+    }
+}
+
 impl Store {
     /// Opens (or creates) the data directory and starts the writer thread.
     /// Blocks on disk I/O: call it before serving, or on the blocking pool.
@@ -233,7 +248,14 @@ impl Store {
             max_group: options.max_group_commit.max(1),
             counters: counters.clone(),
             health: writer_health.clone(),
-            stopped: None,
+            committer: Committer::start(
+                engine.clone(),
+                view.clone(),
+                counters.clone(),
+                writer_health.clone(),
+                options.sync,
+            )?,
+            in_flight: Default::default(),
         };
         let handle = std::thread::Builder::new()
             .name("consensusdb-writer".into())
@@ -413,14 +435,30 @@ impl Store {
         bytes: usize,
         message: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> WriterMessage,
     ) -> Result<T, StorageError> {
+        self.queue_for_writer(bytes, message).await?.answer().await
+    }
+
+    /// Queues a message for the writer, behind everything queued before
+    /// this returns, without waiting for its answer.
+    pub(crate) async fn queue_for_writer<T>(
+        &self,
+        bytes: usize,
+        message: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> WriterMessage,
+    ) -> Result<Queued<T>, StorageError> {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(StorageError::ShuttingDown);
         }
         let kib = u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX).min(self.shared.queue_room_kib);
-        let _room = self.shared.queue_room.acquire_many(kib).await.map_err(|_| StorageError::ShuttingDown)?;
+        let room = self
+            .shared
+            .queue_room
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| StorageError::ShuttingDown)?;
         let (reply, answer) = oneshot::channel();
         self.inbox()?.send(message(reply)).await.map_err(|_| StorageError::ShuttingDown)?;
-        answer.await.map_err(|_| StorageError::ShuttingDown)?
+        Ok(Queued { answer, _room: room })
     }
 
     /// Checks the key of a touch or remove, as puts check theirs.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use consensusdb_types::key_codec::encode_key;
+use consensusdb_types::stored_value;
 use consensusdb_types::{Compression, FrontierMark, HybridClock, LogEntry, RecordKey, RowKey, TimeUuid};
 use tokio::sync::oneshot;
 
@@ -81,13 +82,24 @@ async fn concurrent_writes_all_commit_with_dense_unique_seqs() {
 
 /// A writer built by hand over `engine`, so tests control its groups.
 fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_types::Origin) -> Writer {
+    let view = Arc::new(crate::frontier_view::FrontierView::new(Default::default()));
+    let counters = Arc::new(Counters::default());
+    let health: Arc<crate::writer_health::WriterHealth> = Arc::default();
+    let committer = crate::writer::Committer::start(
+        engine.clone(),
+        view.clone(),
+        counters.clone(),
+        health.clone(),
+        SyncPolicy::Always,
+    )
+    .unwrap();
     Writer {
         engine,
         origin,
         clock: HybridClock::default(),
         next_seq: 1,
         frontier: Default::default(),
-        view: Arc::new(crate::frontier_view::FrontierView::new(Default::default())),
+        view,
         max_clock_drift_ms: 60_000,
         clock_skew_ms: 0,
         shared_incarnation: Arc::default(),
@@ -95,9 +107,10 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
         shared_installing: Arc::default(),
         sync: SyncPolicy::Always,
         max_group: 16,
-        counters: Arc::new(Counters::default()),
-        health: Arc::default(),
-        stopped: None,
+        counters,
+        health,
+        committer,
+        in_flight: Default::default(),
     }
 }
 
@@ -111,7 +124,8 @@ fn commit_group(writer: &mut Writer, commands: Vec<WriteCommand>) -> Vec<Result<
         })
         .unzip();
     writer.commit_group(writes);
-    // The writer answers before commit_group returns.
+    // Once drained, the committer has answered every write.
+    writer.drain();
     answers.into_iter().map(|mut a| a.try_recv().expect("writer replied")).collect()
 }
 
@@ -145,6 +159,59 @@ fn put_if_absent_sees_writes_pending_in_the_same_group() {
     assert!(matches!(results[1], Err(StorageError::AlreadyExists { .. })));
     assert_eq!(results[2].as_ref().unwrap().seq, 2, "the rejected write left no gap");
     assert_eq!(results[3].as_ref().unwrap().seq, 3);
+}
+
+/// Hands `commands` to the writer as one group without waiting for the
+/// committer; the answers come once it has written the group.
+fn hand_over(writer: &mut Writer, commands: Vec<WriteCommand>) -> Vec<Answer> {
+    let (writes, answers): (Vec<_>, Vec<_>) = commands
+        .into_iter()
+        .map(|command| {
+            let (reply, answer) = oneshot::channel();
+            (crate::writer::Pending::Write(command, None, reply), answer)
+        })
+        .unzip();
+    writer.commit_group(writes);
+    answers
+}
+
+type Answer = oneshot::Receiver<Result<WriteAck, StorageError>>;
+
+#[test]
+fn a_group_staged_while_the_one_before_is_written_sees_its_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut writer = hand_built_writer(store.shared.engine.clone(), store.origin());
+    let x = encode_key(&key("x"));
+    let first = hand_over(&mut writer, vec![WriteCommand::Put(vec![staged("x", false)])]);
+    // RocksDB may not hold the first group yet: the writer keeps its
+    // versions until the next group is handed over.
+    let in_flight = writer.in_flight.get(&x).cloned().flatten().expect("x is in flight");
+    let second = hand_over(
+        &mut writer,
+        vec![
+            WriteCommand::Put(vec![staged("x", true)]),
+            WriteCommand::Touch { key: x.clone(), field: "key".into(), expires_at_ms: Some(u64::MAX / 2) },
+        ],
+    );
+    writer.drain();
+    assert!(writer.in_flight.is_empty(), "drained: RocksDB holds everything");
+    let answers: Vec<_> =
+        first.into_iter().chain(second).map(|mut a| a.try_recv().expect("answered")).collect();
+    assert_eq!(answers[0].as_ref().unwrap().seq, 1);
+    assert_eq!(answers[0].as_ref().unwrap().heads[0].stamp, in_flight.head.stamp);
+    assert!(matches!(answers[1], Err(StorageError::AlreadyExists { .. })), "{:?}", answers[1]);
+    // The touch found the value staged by the group in flight.
+    assert_eq!(answers[2].as_ref().unwrap().seq, 2);
+    let db = &store.shared.engine.db;
+    let stored = db.get_cf(db.cf_handle(VALUES).unwrap(), &x).unwrap().expect("value stored");
+    assert_eq!(stored_value::decode(&stored).unwrap(), b"v");
+    assert!(
+        consensusdb_types::Head::decode(&db.get_cf(db.cf_handle(RECORDS).unwrap(), &x).unwrap().unwrap())
+            .unwrap()
+            .expires_at_ms
+            .is_some()
+    );
 }
 
 #[tokio::test]

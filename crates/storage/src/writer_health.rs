@@ -4,6 +4,7 @@
 //! (fail-stop); servers wait on that to report the node not ready, so
 //! orchestrators route clients elsewhere until it is restarted.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
@@ -12,14 +13,29 @@ use tokio::sync::Notify;
 #[derive(Debug, Default)]
 pub(crate) struct WriterHealth {
     stopped: AtomicBool,
+    /// Why, once stopped.
+    reason: Mutex<Option<String>>,
     changed: Notify,
 }
 
 impl WriterHealth {
-    /// Called once by the writer thread (not async: `Notify` needs no runtime).
-    pub(crate) fn mark_stopped(&self) {
+    /// Called by the writer's threads (not async: `Notify` needs no
+    /// runtime). The first reason given is kept.
+    pub(crate) fn mark_stopped(&self, reason: &str) {
+        self.reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(|| reason.to_string());
         self.stopped.store(true, Ordering::Release);
         self.changed.notify_waiters();
+    }
+
+    /// Why the writer stopped, if it has.
+    pub(crate) fn stop_reason(&self) -> Option<String> {
+        if !self.is_stopped() {
+            return None;
+        }
+        self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     pub(crate) fn is_stopped(&self) -> bool {

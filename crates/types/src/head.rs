@@ -81,6 +81,15 @@ impl Head {
 
     /// Encodes in the current format.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(66);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// [`Head::encode`] into `out`, replacing what it held, so a writer
+    /// staging many heads reuses one buffer.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
         let mut flags = self.compression.code() << CODEC_SHIFT;
         if self.tombstone {
             flags |= TOMBSTONE;
@@ -91,7 +100,6 @@ impl Head {
         if self.expires_at_ms.is_some() {
             flags |= HAS_EXPIRY;
         }
-        let mut out = Vec::with_capacity(66);
         out.push(HEAD_FORMAT);
         out.push(flags);
         out.extend_from_slice(&self.stamp.hlc.to_be_bytes());
@@ -103,7 +111,6 @@ impl Head {
         if let Some(seal) = &self.seal {
             out.extend_from_slice(&seal.nonce);
         }
-        out
     }
 
     /// Decodes any supported format.

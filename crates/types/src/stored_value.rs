@@ -12,10 +12,17 @@ pub const STORED_VALUE_FORMAT: u8 = 1;
 /// Encodes a stored value.
 pub fn encode(expires_at_ms: Option<u64>, stored: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(9 + stored.len());
+    encode_into(&mut out, expires_at_ms, stored);
+    out
+}
+
+/// [`encode`] into `out`, replacing what it held: a writer staging many
+/// values reuses one buffer instead of allocating one per value.
+pub fn encode_into(out: &mut Vec<u8>, expires_at_ms: Option<u64>, stored: &[u8]) {
+    out.clear();
     out.push(STORED_VALUE_FORMAT);
     out.extend_from_slice(&expires_at_ms.unwrap_or(0).to_be_bytes());
     out.extend_from_slice(stored);
-    out
 }
 
 /// The stored bytes of an entry, after checking its format.

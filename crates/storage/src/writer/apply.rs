@@ -28,7 +28,7 @@ impl Writer {
         }
         let mut ack = ApplyAck::default();
         let mut next: HashMap<Origin, u64> = HashMap::new();
-        let mut fresh = Vec::with_capacity(entries.len());
+        let mut fresh: Vec<IncomingEntry> = Vec::with_capacity(entries.len());
         for incoming in entries {
             let origin = incoming.entry.origin;
             let expected = *next.entry(origin).or_insert_with(|| self.mark_in(group, &origin).seq + 1);
@@ -45,28 +45,47 @@ impl Writer {
             next.insert(origin, expected + 1);
             fresh.push(incoming);
         }
-        // Load every key first, so staging below cannot fail half-way.
-        for incoming in &fresh {
-            for mutation in &incoming.entry.mutations {
-                self.current(&mutation.key, &mut group.staged)?;
-            }
-        }
+        // Staged in key order, so consecutive memtable inserts land next to
+        // each other and the skiplist reuses its last insert position instead
+        // of searching from the top (the search was a quarter of a catching-up
+        // writer's time). The sort is stable: one key's versions keep their
+        // arrival order, and changes to different keys commute. The log holds
+        // each entry as encoded, so the decoded mutations are moved out and
+        // staged by value.
+        let mut mutations: Vec<_> = fresh
+            .iter_mut()
+            .flat_map(|incoming| {
+                let (stamp, seq) = (incoming.entry.stamp(), incoming.entry.seq);
+                incoming.entry.mutations.drain(..).map(move |mutation| (mutation, stamp, seq))
+            })
+            .collect();
+        mutations.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        // Every key's version is read first, so staging below cannot fail
+        // half-way.
+        let loaded = mutations
+            .iter()
+            .map(|(mutation, ..)| self.version_of(&mutation.key, &group.staged))
+            .collect::<Result<Vec<_>, _>>()?;
         let engine = self.engine.clone();
         let log = columns::handle(&engine.db, LOG);
-        for IncomingEntry { entry, encoded } in fresh {
+        for IncomingEntry { entry, encoded } in &fresh {
             let wall = self.wall_ms();
             if !self.clock.observe(entry.hlc, wall, self.max_clock_drift_ms) {
                 self.counters.hlc_drift_clipped.fetch_add(1, Ordering::Relaxed);
-            }
-            let stamp = entry.stamp();
-            for mutation in &entry.mutations {
-                let existing = group.staged.get(&mutation.key).cloned().flatten();
-                self.stage_mutation(group, stamp, entry.seq, mutation, existing);
             }
             group.batch.put_cf(log, entry.log_key(), encoded);
             group.marks.insert(entry.origin, FrontierMark { seq: entry.seq, hlc: entry.hlc });
             ack.applied += 1;
         }
+        for ((mutation, stamp, seq), loaded) in mutations.into_iter().zip(loaded) {
+            // A key met twice in the chunk: its first version may be staged.
+            let existing = match group.staged.get(&mutation.key) {
+                Some(staged) => staged.clone(),
+                None => loaded,
+            };
+            self.stage_mutation(group, stamp, seq, mutation, existing);
+        }
+        group.applied.push(fresh);
         Ok(ack)
     }
 

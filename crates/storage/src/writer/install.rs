@@ -182,9 +182,10 @@ impl Writer {
                 // here, yet the snapshot lacks them: it is too old to use.
                 return Err(StorageError::SnapshotBehind { snapshot: after_seq, next_held: entry.seq });
             }
-            for mutation in &entry.mutations {
+            let (stamp, seq) = (entry.stamp(), entry.seq);
+            for mutation in entry.mutations {
                 let existing = self.current(&mutation.key, &mut group.staged)?;
-                self.stage_mutation(group, entry.stamp(), entry.seq, mutation, existing);
+                self.stage_mutation(group, stamp, seq, mutation, existing);
             }
             count += 1;
         }

@@ -14,6 +14,11 @@
 //! group is synced. The thread owns the hybrid logical clock, so stamps need
 //! no lock.
 //!
+//! Each staged group is handed to the committer thread (`committer.rs`).
+//! After a large group of replicated entries this thread stages the next
+//! group while that one is written; staging reads the group in flight
+//! before RocksDB, so it sees every earlier write.
+//!
 //! If RocksDB fails to write a group, the writes' outcome is unknown: the
 //! WAL may hold them (a failed fsync after a successful write) and replay
 //! them at the next start. So the writer never hands those seqs out again;
@@ -31,7 +36,7 @@ use consensusdb_types::{
     Compression, Digest, FrontierMark, Head, HybridClock, LogEntry, Mutation, MutationKind, Origin, Stamp,
     stored_value,
 };
-use rocksdb::{DB, WriteBatch, WriteOptions};
+use rocksdb::{DB, WriteBatch};
 
 use crate::data_dir::Engine;
 use crate::writer_health::WriterHealth;
@@ -44,10 +49,18 @@ use crate::snapshot::{InstallOutcome, InstallStep};
 use crate::{Counters, StorageError, SyncPolicy};
 
 mod apply;
+mod committer;
 mod install;
 mod purge;
 
+pub(crate) use committer::Committer;
+use committer::StagedGroup;
 pub use purge::{PurgeOutcome, PurgePlan};
+
+/// A map keyed by record keys or region prefixes. foldhash (hashbrown's own
+/// default, seeded per process) rather than SipHash: hashing keys was 5% of
+/// a catching-up writer's time.
+pub(crate) type KeyMap<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 
 /// One record of a put, checked and compressed, waiting for the writer.
 #[derive(Debug)]
@@ -64,6 +77,21 @@ pub(crate) struct StagedPut {
 /// Most bytes of values and keys committed in one group, so one
 /// `WriteBatch` stays a bounded allocation however large the requests.
 const MAX_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// Bytes of replicated entries from which a group is staged while the one
+/// before is written (see [`worth_overlapping`]).
+const OVERLAP_MIN_BYTES: usize = 1024 * 1024;
+
+/// Whether the writer should stage the next group while this one is
+/// written. Only for large groups of replicated entries (a catch-up), where
+/// staging is half the work. Client writes mostly wait on fsyncs: collected
+/// after the group before is durable, the next group holds every write
+/// that arrived during its fsync, where overlapping would split them into
+/// more, smaller synced groups.
+fn worth_overlapping(work: &[Pending]) -> bool {
+    let applies_only = work.iter().all(|pending| matches!(pending, Pending::Apply(..)));
+    applies_only && work.iter().map(Pending::byte_size).sum::<usize>() >= OVERLAP_MIN_BYTES
+}
 
 /// A change a client asked for.
 #[derive(Debug)]
@@ -108,6 +136,11 @@ pub struct ApplyAck {
     pub skipped: u64,
 }
 
+/// Bytes of replicated entries as they arrived.
+fn encoded_bytes(entries: &[IncomingEntry]) -> usize {
+    entries.iter().map(|e| e.encoded.len()).sum()
+}
+
 /// A replicated log entry, decoded for applying, with its encoded value kept
 /// to store verbatim so the entry is forwarded exactly as its origin wrote it.
 #[derive(Debug, Clone)]
@@ -142,7 +175,7 @@ impl WriterMessage {
     fn byte_size(&self) -> usize {
         match self {
             WriterMessage::Write { command, .. } => command.byte_size(),
-            WriterMessage::Apply { entries, .. } => entries.iter().map(|e| e.encoded.len()).sum(),
+            WriterMessage::Apply { entries, .. } => encoded_bytes(entries),
             WriterMessage::Install(InstallStep::Records(records), _) => records
                 .iter()
                 .map(|r| r.key.len() + r.head.len() + r.value.as_ref().map_or(0, Vec::len))
@@ -162,6 +195,14 @@ pub(crate) enum Pending {
 }
 
 impl Pending {
+    /// Bytes of keys and values it brings: what its log entry holds.
+    fn byte_size(&self) -> usize {
+        match self {
+            Pending::Write(command, ..) => command.byte_size(),
+            Pending::Apply(entries, _) => encoded_bytes(entries),
+        }
+    }
+
     fn refuse(self, error: impl Fn() -> StorageError) {
         match self {
             Pending::Write(_, _, reply) => drop(reply.send(Err(error()))),
@@ -194,16 +235,22 @@ pub(crate) struct Writer {
     pub(crate) sync: SyncPolicy,
     pub(crate) max_group: usize,
     pub(crate) counters: Arc<Counters>,
+    /// Marked stopped after a failed group commit; every later write is
+    /// refused.
     pub(crate) health: Arc<WriterHealth>,
-    /// Set after a failed group commit; every later write is refused.
-    pub(crate) stopped: Option<String>,
+    /// Writes each staged group while the next is staged.
+    pub(crate) committer: Committer,
+    /// The newest version of every key the group in the committer's hands
+    /// looked at: staging reads it before RocksDB, which may not hold that
+    /// group yet.
+    pub(crate) in_flight: KeyMap<Option<Version>>,
 }
 
 /// The newest version of a key as the group sees it: stored, or staged by
-/// an earlier write of the same group.
+/// an earlier write of the same group or of the group in flight.
 #[derive(Clone)]
-struct Version {
-    head: Head,
+pub(crate) struct Version {
+    pub(crate) head: Head,
     /// The stored value bytes, when known (staged puts; loaded for touch).
     value: Option<Vec<u8>>,
 }
@@ -211,6 +258,16 @@ struct Version {
 enum Accepted {
     Write(Reply, WriteAck),
     Apply(ApplyReply, ApplyAck),
+}
+
+impl Accepted {
+    /// Answers with `error` instead of the acknowledgement.
+    fn fail(self, error: StorageError) {
+        match self {
+            Accepted::Write(reply, _) => drop(reply.send(Err(error))),
+            Accepted::Apply(reply, _) => drop(reply.send(Err(error))),
+        }
+    }
 }
 
 /// A mutation with the stamp of the version it would replace, loaded before
@@ -225,12 +282,23 @@ struct Planned {
 struct Group {
     batch: WriteBatch,
     /// The newest version of every key the group has looked at.
-    staged: HashMap<Vec<u8>, Option<Version>>,
+    staged: KeyMap<Option<Version>>,
     /// Frontier advances, one mark per origin.
     marks: HashMap<Origin, FrontierMark>,
     /// Digest changes per region prefix.
-    digests: HashMap<Vec<u8>, Digest>,
+    digests: KeyMap<Digest>,
     accepted: Vec<Accepted>,
+    /// Applied entries, kept to be freed by the committer.
+    applied: Vec<Vec<IncomingEntry>>,
+    /// Reused for each head and stored value staged.
+    encode_buffer: Vec<u8>,
+}
+
+impl Group {
+    /// A group whose batch has room for `bytes` from the start.
+    fn with_batch_capacity(bytes: usize) -> Self {
+        Self { batch: WriteBatch::with_capacity_bytes(bytes), ..Self::default() }
+    }
 }
 
 impl Writer {
@@ -292,7 +360,14 @@ impl Writer {
                     pending.refuse(|| StorageError::ShuttingDown);
                 }
             }
+            let overlap = worth_overlapping(&work);
             self.commit_group(work);
+            // Each of the others needs every group before it in RocksDB.
+            let nothing_else =
+                promises.is_empty() && purges.is_empty() && installs.is_empty() && shutdown.is_none();
+            if !(overlap && nothing_else) {
+                self.drain();
+            }
             // Every stamp issued so far is committed (or failed); every later
             // one is above the wall clock now.
             for reply in promises {
@@ -302,15 +377,15 @@ impl Writer {
                 let _ = reply.send(self.clock.last());
             }
             for (plan, reply) in purges {
-                let outcome = match &self.stopped {
-                    Some(reason) => Err(StorageError::WriterStopped { reason: reason.clone() }),
+                let outcome = match self.health.stop_reason() {
+                    Some(reason) => Err(StorageError::WriterStopped { reason }),
                     None => self.purge(&plan),
                 };
                 let _ = reply.send(outcome);
             }
             for (step, reply) in installs {
-                let outcome = match &self.stopped {
-                    Some(reason) => Err(StorageError::WriterStopped { reason: reason.clone() }),
+                let outcome = match self.health.stop_reason() {
+                    Some(reason) => Err(StorageError::WriterStopped { reason }),
                     None => self.install(step),
                 };
                 let _ = reply.send(outcome);
@@ -345,14 +420,20 @@ impl Writer {
         Ok(())
     }
 
+    /// Returns once every group before this one is committed and answered,
+    /// and everything staged and handed over.
     pub(crate) fn commit_group(&mut self, work: Vec<Pending>) {
-        if let Some(reason) = &self.stopped {
+        if let Some(reason) = self.health.stop_reason() {
             for pending in work {
                 pending.refuse(|| StorageError::WriterStopped { reason: reason.clone() });
             }
             return;
         }
-        let mut group = Group::default();
+        // Every value goes into the batch twice (its log entry and
+        // `values`), plus keys and heads. Reserving that up front spares
+        // the batch's buffer its doublings, each a copy of all of it.
+        let bytes: usize = work.iter().map(Pending::byte_size).sum();
+        let mut group = Group::with_batch_capacity(2 * bytes + 160 * work.len());
         for pending in work {
             match pending {
                 Pending::Write(command, deadline, reply) => {
@@ -366,8 +447,15 @@ impl Writer {
         }
         if group.marks.is_empty() {
             // Nothing changed (every entry was rejected or already applied):
-            // answer without a commit.
-            self.answer(group.accepted);
+            // answered without a write, yet after the group in flight, which
+            // may be what applied them.
+            let nothing = StagedGroup {
+                batch: None,
+                marks: group.marks,
+                accepted: group.accepted,
+                garbage: Box::new(group.applied),
+            };
+            self.committer.commit(nothing);
             return;
         }
         let frontier = columns::handle(self.db(), FRONTIER);
@@ -380,44 +468,29 @@ impl Writer {
                 group.batch.merge_cf(digests, region, delta.to_bytes());
             }
         }
-        let mut options = WriteOptions::default();
-        options.set_sync(self.sync == SyncPolicy::Always);
-        match self.db().write_opt(group.batch, &options) {
-            Ok(()) => {
-                self.counters.groups_committed.fetch_add(1, Ordering::Relaxed);
-                self.frontier.extend(group.marks.iter().map(|(o, m)| (*o, *m)));
-                self.view.publish(group.marks);
-                self.answer(group.accepted);
-            }
-            Err(error) => {
-                let reason = error.to_string();
-                tracing::error!(%reason, "group commit failed; outcome unknown, refusing writes until restart");
-                self.health.mark_stopped();
-                for accepted in group.accepted {
-                    let error = StorageError::OutcomeUnknown { reason: reason.clone() };
-                    match accepted {
-                        Accepted::Write(reply, _) => drop(reply.send(Err(error))),
-                        Accepted::Apply(reply, _) => drop(reply.send(Err(error))),
-                    }
-                }
-                self.stopped = Some(reason);
-            }
-        }
+        // Later groups are staged on this one's marks: if its write fails,
+        // the committer refuses them too, and the writer stops.
+        self.frontier.extend(group.marks.iter().map(|(o, m)| (*o, *m)));
+        // The versions of the group before, no longer read once this one is
+        // staged, are freed by the committer too: freeing was a tenth of
+        // this thread's time.
+        let superseded = std::mem::take(&mut self.in_flight);
+        self.committer.commit(StagedGroup {
+            batch: Some(group.batch),
+            marks: group.marks,
+            accepted: group.accepted,
+            garbage: Box::new((group.applied, superseded)),
+        });
+        // The committer has taken this group, so the one before is in
+        // RocksDB: only this group's versions are not yet readable there.
+        self.in_flight = group.staged;
     }
 
-    fn answer(&self, accepted: Vec<Accepted>) {
-        for accepted in accepted {
-            match accepted {
-                Accepted::Write(reply, ack) => {
-                    self.counters.writes_committed.fetch_add(1, Ordering::Relaxed);
-                    let _ = reply.send(Ok(ack));
-                }
-                Accepted::Apply(reply, ack) => {
-                    self.counters.entries_applied.fetch_add(ack.applied, Ordering::Relaxed);
-                    let _ = reply.send(Ok(ack));
-                }
-            }
-        }
+    /// Returns once every staged group is committed and answered, so
+    /// RocksDB holds everything the writer has staged.
+    pub(crate) fn drain(&mut self) {
+        self.committer.drain();
+        self.in_flight.clear();
     }
 
     /// Checks a client write, gives it a seq and stages it.
@@ -446,34 +519,36 @@ impl Writer {
                 return;
             }
         };
-        let mut entry = LogEntry {
+        let (mutations, existing): (Vec<_>, Vec<_>) =
+            planned.into_iter().map(|Planned { mutation, existing }| (mutation, existing)).unzip();
+        let entry = LogEntry {
             origin: self.origin,
             seq: self.next_seq,
             hlc: self.clock.tick(self.wall_ms()),
-            mutations: Vec::with_capacity(planned.len()),
+            mutations,
         };
         self.next_seq += 1;
-        let stamp = entry.stamp();
-        let mut heads = Vec::with_capacity(planned.len());
-        for Planned { mutation, existing } in planned {
-            heads.push(self.stage_mutation(group, stamp, entry.seq, &mutation, existing));
-            entry.mutations.push(mutation);
-        }
+        let (seq, stamp) = (entry.seq, entry.stamp());
         let log = columns::handle(self.db(), LOG);
         group.batch.put_cf(log, entry.log_key(), entry.encode_value());
-        group.marks.insert(self.origin, FrontierMark { seq: entry.seq, hlc: entry.hlc });
-        group.accepted.push(Accepted::Write(reply, WriteAck { seq: entry.seq, heads }));
+        group.marks.insert(self.origin, FrontierMark { seq, hlc: entry.hlc });
+        // Encoded into the log above, the mutations are staged by value.
+        let heads = (entry.mutations.into_iter().zip(existing))
+            .map(|(mutation, existing)| self.stage_mutation(group, stamp, seq, mutation, existing))
+            .collect();
+        group.accepted.push(Accepted::Write(reply, WriteAck { seq, heads }));
     }
 
     /// Stages one mutation under the conflict rule: the record, its value and
     /// the digest change when it wins; a count when it loses. Returns the
-    /// head the mutation carries.
+    /// head the mutation carries. Taken by value: its key and value become
+    /// the group's newest version without a copy.
     fn stage_mutation(
         &self,
         group: &mut Group,
         stamp: Stamp,
         seq: u64,
-        mutation: &Mutation,
+        mutation: Mutation,
         existing: Option<Version>,
     ) -> Head {
         let head = mutation.head(stamp, seq);
@@ -486,11 +561,13 @@ impl Writer {
         }
         let records = columns::handle(self.db(), RECORDS);
         let values = columns::handle(self.db(), VALUES);
-        group.batch.put_cf(records, &mutation.key, head.encode());
-        let value = match &mutation.kind {
+        head.encode_into(&mut group.encode_buffer);
+        group.batch.put_cf(records, &mutation.key, &group.encode_buffer);
+        let value = match mutation.kind {
             MutationKind::Put { value, expires_at_ms, .. } => {
-                group.batch.put_cf(values, &mutation.key, stored_value::encode(*expires_at_ms, value));
-                Some(value.clone())
+                stored_value::encode_into(&mut group.encode_buffer, expires_at_ms, &value);
+                group.batch.put_cf(values, &mutation.key, &group.encode_buffer);
+                Some(value)
             }
             MutationKind::Tombstone => {
                 group.batch.delete_cf(values, &mutation.key);
@@ -505,17 +582,26 @@ impl Writer {
             group.batch.put_cf(queue, columns::purge_queue_key(at, &mutation.key), []);
         }
         if let Some(region) = region_prefix_of(&mutation.key) {
-            let delta = group.digests.entry(region.to_vec()).or_default();
+            let mut change = Digest::of_version(&mutation.key, &stamp, head.tombstone);
             if let Some(old) = &existing {
-                *delta = delta.wrapping_sub(Digest::of_version(
+                change = change.wrapping_sub(Digest::of_version(
                     &mutation.key,
                     &old.head.stamp,
                     old.head.tombstone,
                 ));
             }
-            *delta = delta.wrapping_add(Digest::of_version(&mutation.key, &stamp, head.tombstone));
+            // Looked up by slice first: the region's key is copied once per
+            // group, not once per mutation.
+            match group.digests.get_mut(region) {
+                Some(delta) => *delta = delta.wrapping_add(change),
+                None => drop(group.digests.insert(region.to_vec(), change)),
+            }
         }
-        group.staged.insert(mutation.key.clone(), Some(Version { head, value }));
+        let version = Some(Version { head, value });
+        match group.staged.get_mut(&mutation.key) {
+            Some(slot) => *slot = version,
+            None => drop(group.staged.insert(mutation.key, version)),
+        }
         head
     }
 
@@ -523,7 +609,7 @@ impl Writer {
     fn plan(
         &self,
         command: WriteCommand,
-        staged: &mut HashMap<Vec<u8>, Option<Version>>,
+        staged: &mut KeyMap<Option<Version>>,
     ) -> Result<Vec<Planned>, StorageError> {
         let now = now_ms();
         let mutations = match command {
@@ -572,22 +658,36 @@ impl Writer {
             .collect()
     }
 
-    /// The newest version of `key`, staged in this group or stored.
+    /// The newest version of `key`: staged in this group, in the group in
+    /// flight, or stored; remembered in `staged` for the rest of the group.
     fn current(
         &self,
         key: &[u8],
-        staged: &mut HashMap<Vec<u8>, Option<Version>>,
+        staged: &mut KeyMap<Option<Version>>,
     ) -> Result<Option<Version>, StorageError> {
         if let Some(version) = staged.get(key) {
             return Ok(version.clone());
         }
-        let records = columns::handle(self.db(), RECORDS);
-        let version = match self.db().get_pinned_cf(records, key)? {
-            Some(bytes) => Some(Version { head: Head::decode(&bytes)?, value: None }),
-            None => None,
-        };
+        let version = self.version_of(key, staged)?;
         staged.insert(key.to_vec(), version.clone());
         Ok(version)
+    }
+
+    /// The newest version of `key`: staged in this group, in the group in
+    /// flight, or stored.
+    fn version_of(
+        &self,
+        key: &[u8],
+        staged: &KeyMap<Option<Version>>,
+    ) -> Result<Option<Version>, StorageError> {
+        if let Some(version) = staged.get(key).or_else(|| self.in_flight.get(key)) {
+            return Ok(version.clone());
+        }
+        let records = columns::handle(self.db(), RECORDS);
+        Ok(match self.db().get_pinned_cf(records, key)? {
+            Some(bytes) => Some(Version { head: Head::decode(&bytes)?, value: None }),
+            None => None,
+        })
     }
 
     fn stored_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
