@@ -116,14 +116,7 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
 
 /// Runs one group through `writer` and collects the answers.
 fn commit_group(writer: &mut Writer, commands: Vec<WriteCommand>) -> Vec<Result<WriteAck, StorageError>> {
-    let (writes, answers): (Vec<_>, Vec<_>) = commands
-        .into_iter()
-        .map(|command| {
-            let (reply, answer) = oneshot::channel();
-            (crate::writer::Pending::Write(command, None, reply), answer)
-        })
-        .unzip();
-    writer.commit_group(writes);
+    let answers = hand_over(writer, commands);
     // Once drained, the committer has answered every write.
     writer.drain();
     answers.into_iter().map(|mut a| a.try_recv().expect("writer replied")).collect()
