@@ -47,6 +47,9 @@ pub struct Run<'a> {
     disk: Option<DiskDevice>,
     recorder: Recorder,
     comparisons: Vec<Comparison>,
+    /// The catch-up rate, compared in the summary with the raw reference's
+    /// durable batch ingest, which runs after it.
+    catch_up_events_per_s: Option<f64>,
 }
 
 /// What the node under test is, for one series of phases.
@@ -86,7 +89,15 @@ impl<'a> Run<'a> {
         }
         let recorder = Recorder::open(&args.out, args.concurrency)
             .map_err(|e| format!("opening {}: {e}", args.out.display()))?;
-        Ok(Self { args, workload, scratch, disk, recorder, comparisons: Vec::new() })
+        Ok(Self {
+            args,
+            workload,
+            scratch,
+            disk,
+            recorder,
+            comparisons: Vec::new(),
+            catch_up_events_per_s: None,
+        })
     }
 
     /// Runs the phases asked for. Returns the errors of all records.
@@ -158,6 +169,7 @@ impl<'a> Run<'a> {
         let label = self.args.label.clone();
         resources::wait_for_idle(self.idle_wait()).await;
         let measured = follower.catch_up(events).await?;
+        self.catch_up_events_per_s = Some(measured.events as f64 / measured.wall_s);
         self.recorder.emit(
             &self.ours(&label),
             "catchup",
@@ -350,6 +362,25 @@ impl<'a> Run<'a> {
                 None => ours,
             };
             eprintln!("W1 {}: {line}", c.mode.name());
+        }
+        if let Some(rate) = self.catch_up_events_per_s {
+            // Applying a peer's log writes each event through the WAL and
+            // the memtables as a durable batch does, so RocksDB's own batch
+            // ingest of the same events on this machine is its reference.
+            let raw_batch = self
+                .comparisons
+                .iter()
+                .find(|c| matches!(c.mode, WriteMode::Batch(_)))
+                .and_then(|c| c.raw.map(|(raw_events_per_s, _)| raw_events_per_s));
+            let reference = match raw_batch {
+                Some(raw) => format!(
+                    ", {:.2}x raw RocksDB's durable batch ingest of the same events ({} ev/s)",
+                    rate / raw,
+                    report::thousands(raw)
+                ),
+                None => String::new(),
+            };
+            eprintln!("catch-up: {} ev/s{reference} (target 200k ev/s)", report::thousands(rate));
         }
     }
 }
