@@ -11,6 +11,7 @@
 
 mod deadline;
 mod records_service;
+pub mod service;
 pub mod status;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 pub use records_service::RecordsService;
+pub use service::{RecordsApi, ServiceError};
 
 /// The fully qualified name of the records service, as health checks use it.
 pub const RECORDS_SERVICE_NAME: &str = "consensusdb.v1.Records";

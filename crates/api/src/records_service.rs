@@ -1,8 +1,7 @@
 //! The `consensusdb.v1.Records` service: converts requests to domain types
-//! at the edge, calls the store, converts results back.
+//! at the edge, calls the shared [`RecordsApi`], converts results back.
 
 use std::pin::Pin;
-use std::time::{Duration, Instant};
 
 use consensusdb_proto::convert::{self, optional_time, record_key, required, row_key};
 use consensusdb_proto::v1::records_server::Records;
@@ -17,18 +16,19 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::deadline::deadline;
-use crate::status::{from_field, from_storage};
+use crate::service::{RecordsApi, ServiceError};
+use crate::status::{from_field, from_service, from_storage};
 
 /// Serves records from one [`Store`].
 #[derive(Clone)]
 pub struct RecordsService {
-    store: Store,
+    api: RecordsApi,
 }
 
 impl RecordsService {
     /// A service over `store`.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self { api: RecordsApi::new(store) }
     }
 }
 
@@ -60,12 +60,8 @@ fn records(page: Page) -> (Vec<v1::Record>, Vec<u8>) {
     (page.records.into_iter().map(record).collect(), page.next_page_token.unwrap_or_default())
 }
 
-/// A record response, or NOT_FOUND with `message`.
-fn found_or(found: Option<Record>, message: &'static str) -> Result<Response<v1::GetResponse>, Status> {
-    match found {
-        Some(found) => Ok(Response::new(v1::GetResponse { record: Some(record(found)) })),
-        None => Err(Status::not_found(message)),
-    }
+fn get_response(found: Record) -> Response<v1::GetResponse> {
+    Response::new(v1::GetResponse { record: Some(record(found)) })
 }
 
 fn page_token(token: Vec<u8>) -> Option<Vec<u8>> {
@@ -73,23 +69,6 @@ fn page_token(token: Vec<u8>) -> Option<Vec<u8>> {
 }
 
 impl RecordsService {
-    /// Waits for `peers` peers to apply the committed write `seq`. Gives up
-    /// a little before the caller's deadline, so the answer saying how many
-    /// confirmed reaches the caller before it stops listening.
-    async fn await_write_concern(
-        &self,
-        seq: u64,
-        peers: u32,
-        deadline: Option<Instant>,
-    ) -> Result<(), Status> {
-        const REPLY_MARGIN: Duration = Duration::from_millis(50);
-        if peers == 0 {
-            return Ok(());
-        }
-        let deadline = deadline.map(|d| d.checked_sub(REPLY_MARGIN).unwrap_or(d));
-        self.store.wait_for_peers(seq, peers, deadline).await.map_err(from_storage)
-    }
-
     fn scan(
         &self,
         scope: ScanScope,
@@ -102,7 +81,7 @@ impl RecordsService {
             page_token: page_token(options.page_token.clone()),
             read: read_options(options.read.as_ref()),
         };
-        let chunks = self.store.scan(query).map_err(|e| from_storage(prefix_options(e)))?;
+        let chunks = self.api.scan(query).map_err(|e| from_service(prefix_options(e)))?;
         let stream = ReceiverStream::new(chunks).map(|chunk| {
             chunk
                 .map(|page| {
@@ -116,12 +95,10 @@ impl RecordsService {
 }
 
 /// Scan limits and tokens live under `options` on the wire.
-fn prefix_options(error: consensusdb_storage::StorageError) -> consensusdb_storage::StorageError {
-    match error {
-        consensusdb_storage::StorageError::Invalid(e) if e.field == "limit" || e.field == "page_token" => {
-            consensusdb_storage::StorageError::Invalid(e.within("options"))
-        }
-        other => other,
+fn prefix_options(error: ServiceError) -> ServiceError {
+    match error.field.as_deref() {
+        Some("limit" | "page_token") => error.within("options"),
+        _ => error,
     }
 }
 
@@ -132,9 +109,8 @@ impl Records for RecordsService {
         let request = request.into_inner();
         let write_concern = request.write_concern;
         let record = put_record(request, "").map_err(from_field)?;
-        let ack = self.store.put(record, deadline).await.map_err(from_storage)?;
-        self.await_write_concern(ack.seq, write_concern, deadline).await?;
-        Ok(Response::new(v1::PutResponse { head: ack.heads.first().map(v1::Head::from) }))
+        let head = self.api.put(record, write_concern, deadline).await.map_err(from_service)?;
+        Ok(Response::new(v1::PutResponse { head: head.as_ref().map(v1::Head::from) }))
     }
 
     async fn put_batch(
@@ -151,8 +127,7 @@ impl Records for RecordsService {
             .map(|(index, record)| put_record(record, &format!("records[{index}]")))
             .collect::<Result<Vec<_>, _>>()
             .map_err(from_field)?;
-        let ack = self.store.put_batch(records, deadline).await.map_err(from_storage)?;
-        self.await_write_concern(ack.seq, write_concern, deadline).await?;
+        let ack = self.api.put_batch(records, write_concern, deadline).await.map_err(from_service)?;
         Ok(Response::new(v1::PutBatchResponse {
             seq: ack.seq,
             heads: ack.heads.iter().map(v1::Head::from).collect(),
@@ -162,8 +137,9 @@ impl Records for RecordsService {
     async fn get(&self, request: Request<v1::GetRequest>) -> Result<Response<v1::GetResponse>, Status> {
         let request = request.into_inner();
         let key = record_key(request.key.as_ref(), "key").map_err(from_field)?;
-        let found = self.store.get(key, read_options(request.read.as_ref())).await.map_err(from_storage)?;
-        found_or(found, "key: no live record at this key")
+        let found =
+            self.api.get(key, read_options(request.read.as_ref()), "key").await.map_err(from_service)?;
+        Ok(get_response(found))
     }
 
     async fn get_recent(
@@ -174,11 +150,11 @@ impl Records for RecordsService {
         let row = row_key(request.row.as_ref(), "row").map_err(from_field)?;
         let at = optional_time(&request.at_or_before, "at_or_before").map_err(from_field)?;
         let found = self
-            .store
-            .get_recent(row, at, read_options(request.read.as_ref()))
+            .api
+            .get_recent(row, at, read_options(request.read.as_ref()), "row", "at_or_before")
             .await
-            .map_err(from_storage)?;
-        found_or(found, "row: no live timed record at or before at_or_before")
+            .map_err(from_service)?;
+        Ok(get_response(found))
     }
 
     async fn get_range(
@@ -205,7 +181,7 @@ impl Records for RecordsService {
             page_token: page_token(request.page_token),
             read: read_options(request.read.as_ref()),
         };
-        let (records, next_page_token) = records(self.store.get_range(query).await.map_err(from_storage)?);
+        let (records, next_page_token) = records(self.api.get_range(query).await.map_err(from_service)?);
         Ok(Response::new(v1::GetRangeResponse { records, next_page_token }))
     }
 
@@ -242,7 +218,7 @@ impl Records for RecordsService {
         let request = request.into_inner();
         let key = record_key(request.key.as_ref(), "key").map_err(from_field)?;
         let ttl = convert::ttl_ms(request.ttl_ms, "ttl_ms").map_err(from_field)?;
-        let head = self.store.touch(key, ttl, deadline).await.map_err(from_storage)?;
+        let head = self.api.touch(key, ttl, deadline).await.map_err(from_service)?;
         Ok(Response::new(v1::TouchResponse { head: Some(v1::Head::from(&head)) }))
     }
 
@@ -252,7 +228,7 @@ impl Records for RecordsService {
     ) -> Result<Response<v1::RemoveResponse>, Status> {
         let deadline = deadline(request.metadata());
         let key = record_key(request.get_ref().key.as_ref(), "key").map_err(from_field)?;
-        let head = self.store.remove(key, deadline).await.map_err(from_storage)?;
+        let head = self.api.remove(key, deadline).await.map_err(from_service)?;
         Ok(Response::new(v1::RemoveResponse { head: Some(v1::Head::from(&head)) }))
     }
 }

@@ -3,21 +3,24 @@
 
 pub use consensusdb_proto::status::{FIELD_METADATA, grpc_code};
 use consensusdb_storage::StorageError;
-use consensusdb_types::{ErrorCode, FieldError};
+use consensusdb_types::FieldError;
 use tonic::Status;
 
-/// The status for a storage error. Internal errors are logged here, once.
+use crate::service::ServiceError;
+
+/// The status for a failed operation of the shared layer.
+pub fn from_service(error: ServiceError) -> Status {
+    with_field(Status::new(grpc_code(error.code), error.message), error.field.as_deref())
+}
+
+/// The status for a storage error (logged once if internal).
 pub fn from_storage(error: StorageError) -> Status {
-    let code = error.code();
-    if code == ErrorCode::Internal {
-        tracing::error!(%error, "internal error serving a request");
-    }
-    with_field(Status::new(grpc_code(code), error.to_string()), error.field())
+    from_service(error.into())
 }
 
 /// The status for bad input.
 pub fn from_field(error: FieldError) -> Status {
-    with_field(Status::invalid_argument(error.to_string()), Some(&error.field))
+    from_service(error.into())
 }
 
 fn with_field(mut status: Status, field: Option<&str>) -> Status {
