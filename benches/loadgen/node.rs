@@ -65,7 +65,8 @@ impl NodeProcess {
             }
         }
         command
-            .args(["serve", "--sync", "always", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--sync", "always", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(peers.iter().flat_map(|peer| ["--peer".to_string(), peer.to_string()]))
             .env("RUST_LOG", "warn")

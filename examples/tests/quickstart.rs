@@ -30,7 +30,7 @@ fn node_binary() -> PathBuf {
 fn start_node() -> Node {
     let data = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(node_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

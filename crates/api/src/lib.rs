@@ -1,15 +1,17 @@
 //! Layer 4 of ConsensusDB: the network-facing servers of a node.
 //!
-//! Today this is the gRPC API (`consensusdb.v1.Records`) with server
-//! reflection and the standard health service, so `grpcurl` and `grpcui`
-//! work out of the box. The HTTPS gateway, TLS and authorization land here
-//! too, each in its own module.
+//! The gRPC API (`consensusdb.v1.Records`) with server reflection and the
+//! standard health service, so `grpcurl` and `grpcui` work out of the box;
+//! the JSON gateway ([`http`]); and the records operations both call
+//! ([`service`]). TLS and authorization land here too, each in its own
+//! module.
 //!
 //! Servers take their listener and a shutdown future as arguments, so the
 //! same code runs in production, in in-process tests on ephemeral ports, and
 //! behind a fault-injecting transport.
 
 mod deadline;
+pub mod http;
 mod records_service;
 pub mod service;
 pub mod status;

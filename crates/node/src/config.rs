@@ -28,6 +28,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The gRPC API.
     pub grpc: GrpcConfig,
+    /// The JSON gateway.
+    pub http: HttpConfig,
     /// Durability and the writer.
     pub storage: StorageConfig,
     /// Limits on client input.
@@ -85,6 +87,22 @@ pub struct GrpcConfig {
     pub listen: SocketAddr,
 }
 
+/// The JSON gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Whether to serve it.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 4481)) }
+    }
+}
+
 /// When the writer fsyncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -126,6 +144,7 @@ impl Default for NodeConfig {
         Self {
             data_dir: PathBuf::from("./data"),
             grpc: GrpcConfig::default(),
+            http: HttpConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
             cluster: ClusterConfig::default(),
@@ -159,6 +178,8 @@ pub struct FlagOverrides {
     pub data_dir: Option<PathBuf>,
     /// `--listen`.
     pub grpc_listen: Option<SocketAddr>,
+    /// `--http-listen`.
+    pub http_listen: Option<SocketAddr>,
     /// `--sync`.
     pub sync: Option<SyncMode>,
     /// `--insecure-plaintext`.
@@ -229,6 +250,9 @@ impl NodeConfig {
         if let Some(listen) = flags.grpc_listen {
             figment = figment.merge(Serialized::default("grpc.listen", listen));
         }
+        if let Some(listen) = flags.http_listen {
+            figment = figment.merge(Serialized::default("http.listen", listen));
+        }
         if let Some(sync) = flags.sync {
             figment = figment.merge(Serialized::default("storage.sync", sync));
         }
@@ -278,15 +302,18 @@ impl NodeConfig {
                 ));
             }
         }
-        if !self.grpc.listen.ip().is_loopback() && !self.dev.insecure_plaintext {
-            return Err(FieldError::new(
-                "grpc.listen",
-                format!(
-                    "{} is not a loopback address; this build serves plaintext gRPC only, so \
-                     listening beyond this machine needs the explicit --insecure-plaintext flag",
-                    self.grpc.listen
-                ),
-            ));
+        let plaintext =
+            [("grpc.listen", self.grpc.listen, true), ("http.listen", self.http.listen, self.http.enabled)];
+        for (field, addr, served) in plaintext {
+            if served && !addr.ip().is_loopback() && !self.dev.insecure_plaintext {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "{addr} is not a loopback address; this build serves plaintext only, so \
+                         listening beyond this machine needs the explicit --insecure-plaintext flag"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

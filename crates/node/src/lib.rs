@@ -41,6 +41,9 @@ pub enum NodeError {
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] consensusdb_api::ServeError),
+    /// The JSON gateway failed.
+    #[error("HTTP gateway: {0}")]
+    Http(std::io::Error),
     /// A blocking task failed.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -48,7 +51,18 @@ pub enum NodeError {
 
 /// Binds the configured gRPC address.
 pub async fn bind(config: &NodeConfig) -> Result<TcpListener, NodeError> {
-    let addr = config.grpc.listen;
+    bind_addr(config.grpc.listen).await
+}
+
+/// Binds the configured JSON gateway address, if the gateway is enabled.
+pub async fn bind_http(config: &NodeConfig) -> Result<Option<TcpListener>, NodeError> {
+    if !config.http.enabled {
+        return Ok(None);
+    }
+    Ok(Some(bind_addr(config.http.listen).await?))
+}
+
+async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })
 }
 
@@ -57,6 +71,8 @@ pub struct Node {
     store: Store,
     mesh: Mesh,
     listener: TcpListener,
+    /// The JSON gateway's listener, when it is served.
+    http: Option<TcpListener>,
 }
 
 impl Node {
@@ -78,7 +94,19 @@ impl Node {
         let bound =
             listener.local_addr().map_err(|source| NodeError::Bind { addr: config.grpc.listen, source })?;
         let mesh = Mesh::open(store.clone(), config.mesh_config(bound), connector).await?;
-        Ok(Self { store, mesh, listener })
+        Ok(Self { store, mesh, listener, http: None })
+    }
+
+    /// Also serves the JSON gateway, on `listener`.
+    #[must_use]
+    pub fn with_http(mut self, listener: TcpListener) -> Self {
+        self.http = Some(listener);
+        self
+    }
+
+    /// The address the JSON gateway serves on, if it is served.
+    pub fn http_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.http.as_ref().map(TcpListener::local_addr)
     }
 
     /// The address the node serves on.
@@ -96,23 +124,38 @@ impl Node {
         &self.mesh
     }
 
-    /// Serves gRPC and replicates until `shutdown` completes, then ends
-    /// replication streams, drains in-flight calls, commits and flushes
-    /// queued writes, and closes storage.
+    /// Serves gRPC (and the JSON gateway, if given) and replicates until
+    /// `shutdown` completes, then ends replication streams, drains
+    /// in-flight calls, commits and flushes queued writes, and closes
+    /// storage.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let Node { store, mesh, listener } = self;
+        let Node { store, mesh, listener, http } = self;
         mesh.start();
         let routes = Routes::new(mesh.service());
+        // One shutdown, seen by both servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let gateway = http.map(|listener| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(consensusdb_api::http::serve_http(store.clone(), listener, async move {
+                // An error means the sender is gone: stop too.
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }))
+        });
         let stopping = {
             let mesh = mesh.clone();
             async move {
                 shutdown.await;
+                stop.send_replace(true);
                 // Replication streams never end on their own; the graceful
                 // shutdown below would wait for them forever.
                 mesh.begin_stop();
             }
         };
         let served = consensusdb_api::serve_grpc(store.clone(), listener, routes, stopping).await;
+        let gateway_served = match gateway {
+            Some(task) => task.await?.map_err(NodeError::Http),
+            None => Ok(()),
+        };
         mesh.stop().await;
         // Close storage even if serving failed, so acknowledged writes are flushed.
         let closed = store.close().await;
@@ -120,6 +163,7 @@ impl Node {
         // The mesh holds a handle too.
         tokio::task::spawn_blocking(move || drop((mesh, store))).await?;
         served?;
+        gateway_served?;
         closed?;
         Ok(())
     }

@@ -79,6 +79,10 @@ struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:4482].
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// JSON gateway listen address [default: 127.0.0.1:4481]; `[http]
+    /// enabled = false` in the config turns the gateway off.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<std::net::SocketAddr>,
     /// When to fsync: `always` (before every acknowledgement) or `os`.
     #[arg(long, value_name = "POLICY", value_parser = parse_sync)]
     sync: Option<SyncMode>,
@@ -104,6 +108,7 @@ impl ServeArgs {
         let flags = FlagOverrides {
             data_dir: self.data_dir.clone(),
             grpc_listen: self.listen,
+            http_listen: self.http_listen,
             sync: self.sync,
             insecure_plaintext: self.insecure_plaintext,
             peers: self.peers.clone(),
@@ -202,7 +207,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         // start-up (RocksDB replaying its WAL) still ends in a clean exit.
         let shutdown = ShutdownSignal::install().map_err(consensusdb_node::NodeError::Signals)?;
         let listener = consensusdb_node::bind(&config).await?;
-        let node = consensusdb_node::Node::open(&config, listener).await?;
+        let http = consensusdb_node::bind_http(&config).await?;
+        let mut node = consensusdb_node::Node::open(&config, listener).await?;
+        if let Some(http) = http {
+            node = node.with_http(http);
+        }
         let addr = node.local_addr().map_err(|source| consensusdb_node::NodeError::Bind {
             addr: config.grpc.listen,
             source,
@@ -214,6 +223,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
         // Printed once storage is open and the port is bound: scripts and
         // tests wait for this line to know the node is ready.
         println!("consensusdb serving gRPC on {addr} with data in {}", config.data_dir.display());
+        // Both listeners are bound by now, so either line means ready.
+        if let Some(http) = node.http_addr() {
+            let http =
+                http.map_err(|source| consensusdb_node::NodeError::Bind { addr: config.http.listen, source })?;
+            println!("consensusdb serving HTTP on {http}");
+        }
         node.serve(shutdown.received()).await
     });
     match result {

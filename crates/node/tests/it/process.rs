@@ -59,6 +59,8 @@ impl KillOnDrop {
 struct NodeProcess {
     child: KillOnDrop,
     addr: SocketAddr,
+    /// The JSON gateway's address.
+    http: SocketAddr,
 }
 
 impl NodeProcess {
@@ -69,7 +71,18 @@ impl NodeProcess {
     /// A node on `listen` replicating with `peers`.
     fn start_with(data_dir: &Path, listen: &str, peers: &[SocketAddr]) -> Self {
         let mut command = consensusdb();
-        command.args(["serve", "--sync", "always", "--listen", listen, "--data-dir"]).arg(data_dir);
+        command
+            .args([
+                "serve",
+                "--sync",
+                "always",
+                "--listen",
+                listen,
+                "--http-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(data_dir);
         for peer in peers {
             command.arg("--peer").arg(peer.to_string());
         }
@@ -79,15 +92,22 @@ impl NodeProcess {
         let stdout = child.0.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // The gRPC line comes first, then the gateway's.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("consensusdb serving gRPC on ") {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                for prefix in ["consensusdb serving HTTP on ", "consensusdb serving gRPC on "] {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                    }
                 }
             }
         });
-        let announced = rx.recv_timeout(TEST_TIMEOUT).expect("the node announces its address");
-        let addr = announced.parse().expect("a socket address");
-        Self { child, addr }
+        let announced = || -> SocketAddr {
+            let line = rx.recv_timeout(TEST_TIMEOUT).expect("the node announces its addresses");
+            line.parse().expect("a socket address")
+        };
+        let addr = announced();
+        let http = announced();
+        Self { child, addr, http }
     }
 
     fn kill_9(&mut self) {
@@ -273,7 +293,7 @@ fn a_second_process_on_the_same_data_dir_is_refused_clearly() {
     let _first = NodeProcess::start(temp.path());
     let mut second = KillOnDrop(
         consensusdb()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
             .arg(temp.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -323,4 +343,41 @@ fn bad_configuration_exits_non_zero_naming_the_key() {
         consensusdb().args(["config"]).env("CONSENSUSDB_LIMITS__MAX_READ_LIMIT", "5").output().expect("runs");
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("max_read_limit = 5"));
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status and the body.
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects to the gateway");
+    stream.set_read_timeout(Some(CALL_TIMEOUT)).expect("sets a timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sends");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads the answer");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    assert!(
+        head.to_ascii_lowercase().contains("content-type: application/json"),
+        "every answer is JSON: {head}"
+    );
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+#[test]
+fn the_gateway_answers_health_and_readiness_and_json_errors() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut node = NodeProcess::start(data.path());
+    assert_eq!(http_request(node.http, "GET", "/healthz"), (200, serde_json::json!({"status": "ok"})));
+    assert_eq!(http_request(node.http, "GET", "/readyz"), (200, serde_json::json!({"status": "ready"})));
+    let (status, body) = http_request(node.http, "GET", "/no/such/path");
+    assert_eq!(status, 404);
+    assert_eq!(body, serde_json::json!({"code": "NOT_FOUND", "message": "no such path", "field": null}));
+    let (status, body) = http_request(node.http, "POST", "/healthz");
+    assert_eq!(status, 405);
+    assert_eq!(body["code"], "INVALID_ARGUMENT");
+    node.send_sigterm();
+    assert!(node.child.wait_for_exit(TEST_TIMEOUT).success(), "the node stops cleanly");
 }
