@@ -17,10 +17,10 @@ use std::future::Future;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use consensusdb_storage::Store;
 use consensusdb_types::ErrorCode;
 use tokio::net::TcpListener;
 
-use consensusdb_storage::Store;
 pub use error::{ErrorBody, HttpError};
 pub use health::Readiness;
 

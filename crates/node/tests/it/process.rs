@@ -345,8 +345,9 @@ fn bad_configuration_exits_non_zero_naming_the_key() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("max_read_limit = 5"));
 }
 
-/// One HTTP/1.1 request over a fresh connection; the status and the body.
-fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
+/// One HTTP/1.1 request over a fresh connection; the status, the head
+/// (lower-cased) and the body.
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, serde_json::Value) {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).expect("connects to the gateway");
     stream.set_read_timeout(Some(CALL_TIMEOUT)).expect("sets a timeout");
@@ -359,24 +360,25 @@ fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json:
     stream.read_to_string(&mut response).expect("reads the answer");
     let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-    assert!(
-        head.to_ascii_lowercase().contains("content-type: application/json"),
-        "every answer is JSON: {head}"
-    );
-    (status, serde_json::from_str(body).expect("a JSON body"))
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: application/json"), "every answer is JSON: {head}");
+    (status, head, serde_json::from_str(body).expect("a JSON body"))
 }
 
 #[test]
 fn the_gateway_answers_health_and_readiness_and_json_errors() {
     let data = tempfile::tempdir().expect("temp dir");
     let mut node = NodeProcess::start(data.path());
-    assert_eq!(http_request(node.http, "GET", "/healthz"), (200, serde_json::json!({"status": "ok"})));
-    assert_eq!(http_request(node.http, "GET", "/readyz"), (200, serde_json::json!({"status": "ready"})));
-    let (status, body) = http_request(node.http, "GET", "/no/such/path");
+    let (status, _, body) = http_request(node.http, "GET", "/healthz");
+    assert_eq!((status, body), (200, serde_json::json!({"status": "ok"})));
+    let (status, _, body) = http_request(node.http, "GET", "/readyz");
+    assert_eq!((status, body), (200, serde_json::json!({"status": "ready"})));
+    let (status, _, body) = http_request(node.http, "GET", "/no/such/path");
     assert_eq!(status, 404);
     assert_eq!(body, serde_json::json!({"code": "NOT_FOUND", "message": "no such path", "field": null}));
-    let (status, body) = http_request(node.http, "POST", "/healthz");
+    let (status, head, body) = http_request(node.http, "POST", "/healthz");
     assert_eq!(status, 405);
+    assert!(head.contains("allow: get,head"), "a 405 says what the path takes: {head}");
     assert_eq!(body["code"], "INVALID_ARGUMENT");
     node.send_sigterm();
     assert!(node.child.wait_for_exit(TEST_TIMEOUT).success(), "the node stops cleanly");
