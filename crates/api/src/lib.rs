@@ -12,6 +12,7 @@
 
 mod deadline;
 pub mod http;
+pub mod readiness;
 mod records_service;
 pub mod service;
 pub mod status;
@@ -25,11 +26,24 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+pub use readiness::Readiness;
 pub use records_service::RecordsService;
 pub use service::{RecordsApi, ServiceError};
 
 /// The fully qualified name of the records service, as health checks use it.
 pub const RECORDS_SERVICE_NAME: &str = "consensusdb.v1.Records";
+
+/// How often gRPC health looks at readiness. A bootstrap or a storage
+/// failure is reported within this; shutdown at once.
+pub const READINESS_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Sets the records service and the whole server (`""`, what
+/// `grpc_health_probe` and Kubernetes' gRPC probes ask about) to one status.
+async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+    health.set_service_status(RECORDS_SERVICE_NAME, status).await;
+    health.set_service_status("", status).await;
+}
 
 /// Why the gRPC server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -43,22 +57,21 @@ pub enum ServeError {
 }
 
 /// Serves the gRPC API on `listener` until `shutdown` completes, then stops
-/// accepting, lets in-flight calls finish and returns. Health turns
-/// `NOT_SERVING` as soon as shutdown starts, or when a storage failure stops
-/// the writer. `extra` adds services of other layers (the replication mesh)
+/// accepting, lets in-flight calls finish and returns. Health follows
+/// `readiness` (within [`READINESS_POLL`]): `NOT_SERVING` while a bootstrap
+/// closes writes, after a storage failure stops the writer, and from the
+/// moment shutdown starts. `extra` adds services of other layers (the replication mesh)
 /// on the same port; streams they hold open must end when `shutdown`
 /// completes, or the graceful shutdown waits for them.
 pub async fn serve_grpc(
     store: Store,
+    readiness: Readiness,
     listener: TcpListener,
     extra: Routes,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<RecordsServer<RecordsService>>().await;
-    // "" is the whole server: what grpc_health_probe and Kubernetes' gRPC
-    // probes ask about by default.
-    health.set_service_status("", ServingStatus::Serving).await;
+    set_health(&health, true).await;
     // Both reflection versions: grpcurl speaks v1, while grpcui, older
     // grpcurl and most other tools still speak only v1alpha.
     let reflection = || {
@@ -68,21 +81,32 @@ pub async fn serve_grpc(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    // A writer stopped by a storage failure makes the node not ready, so
-    // clients and orchestrators go elsewhere until it is restarted.
-    let failure_watch = {
-        let (health, store) = (health.clone(), store.clone());
+    // A node that is not ready (bootstrapping, writer stopped by a storage
+    // failure) says so, and clients and orchestrators go elsewhere until it
+    // is ready again.
+    let readiness_watch = {
+        let (health, readiness) = (health.clone(), readiness.clone());
         tokio::spawn(async move {
-            store.writer_stopped().await;
-            tracing::error!("writer stopped after a storage failure: reporting NOT_SERVING");
-            health.set_not_serving::<RecordsServer<RecordsService>>().await;
-            health.set_service_status("", ServingStatus::NotServing).await;
+            let mut serving = true;
+            let mut poll = tokio::time::interval(READINESS_POLL);
+            loop {
+                poll.tick().await;
+                let reason = readiness.not_ready_because();
+                if reason.is_none() != serving {
+                    serving = reason.is_none();
+                    match &reason {
+                        Some(reason) => tracing::warn!(%reason, "not ready: reporting NOT_SERVING"),
+                        None => tracing::info!("ready again: reporting SERVING"),
+                    }
+                    set_health(&health, serving).await;
+                }
+            }
         })
     };
     let shutdown = async move {
         shutdown.await;
-        health.set_not_serving::<RecordsServer<RecordsService>>().await;
-        health.set_service_status("", ServingStatus::NotServing).await;
+        readiness.begin_shutdown();
+        set_health(&health, false).await;
     };
     let records = RecordsServer::new(RecordsService::new(store));
     let served = tonic::transport::Server::builder()
@@ -99,7 +123,7 @@ pub async fn serve_grpc(
             shutdown,
         )
         .await;
-    failure_watch.abort();
+    readiness_watch.abort();
     served?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
+use consensusdb_api::Readiness;
 use consensusdb_mesh::{Connector, Mesh, PlainConnector};
 use consensusdb_storage::{StorageError, Store};
 use tokio::net::TcpListener;
@@ -132,11 +133,12 @@ impl Node {
         let Node { store, mesh, listener, http } = self;
         mesh.start();
         let routes = Routes::new(mesh.service());
-        // One shutdown, seen by both servers.
+        // One shutdown and one readiness, seen by both servers.
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let readiness = Readiness::new(store.clone());
         let gateway = http.map(|listener| {
             let mut stopped = stopped.clone();
-            tokio::spawn(consensusdb_api::http::serve_http(store.clone(), listener, async move {
+            tokio::spawn(consensusdb_api::http::serve_http(readiness.clone(), listener, async move {
                 // An error means the sender is gone: stop too.
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
@@ -151,7 +153,7 @@ impl Node {
                 mesh.begin_stop();
             }
         };
-        let served = consensusdb_api::serve_grpc(store.clone(), listener, routes, stopping).await;
+        let served = consensusdb_api::serve_grpc(store.clone(), readiness, listener, routes, stopping).await;
         let gateway_served = match gateway {
             Some(task) => task.await?.map_err(NodeError::Http),
             None => Ok(()),

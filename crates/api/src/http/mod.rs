@@ -17,12 +17,11 @@ use std::future::Future;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use consensusdb_storage::Store;
 use consensusdb_types::ErrorCode;
 use tokio::net::TcpListener;
 
+use crate::readiness::Readiness;
 pub use error::{ErrorBody, HttpError};
-pub use health::Readiness;
 
 /// The gateway's routes.
 pub fn router(readiness: Readiness) -> Router {
@@ -51,11 +50,10 @@ async fn wrong_method() -> HttpError {
 /// on `/readyz` answers 503, no new connection is accepted, and requests
 /// in flight finish before this returns.
 pub async fn serve_http(
-    store: Store,
+    readiness: Readiness,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let readiness = Readiness::new(store);
     let app = router(readiness.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
