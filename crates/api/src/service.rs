@@ -75,11 +75,6 @@ impl RecordsApi {
         Self { store }
     }
 
-    /// The store the operations run on.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Writes one record; with `write_concern` > 0, answers only once that
     /// many peers have applied it. Returns the head it left.
     pub async fn put(

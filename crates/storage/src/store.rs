@@ -338,12 +338,6 @@ impl Store {
         !self.shared.writer_health.is_stopped()
     }
 
-    /// Completes when a failed group commit stops the writer; servers use it
-    /// to report the node not ready.
-    pub async fn writer_stopped(&self) {
-        self.shared.writer_health.stopped().await;
-    }
-
     /// Writes one record. Field errors name `key.*`, `value`, `ttl_ms`.
     pub async fn put(&self, record: PutRecord, deadline: Option<Instant>) -> Result<WriteAck, StorageError> {
         let staged = self.stage_puts(vec![record], |_| String::new()).await?;

@@ -1,13 +1,11 @@
-//! Whether the writer still accepts writes, and a way to wait for it to stop.
+//! Whether the writer still accepts writes, and why not.
 //!
 //! The writer thread marks itself stopped after a failed group commit
-//! (fail-stop); servers wait on that to report the node not ready, so
+//! (fail-stop); servers read that to report the node not ready, so
 //! orchestrators route clients elsewhere until it is restarted.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-use tokio::sync::Notify;
 
 /// Shared between the writer thread and the store.
 #[derive(Debug, Default)]
@@ -15,19 +13,16 @@ pub(crate) struct WriterHealth {
     stopped: AtomicBool,
     /// Why, once stopped.
     reason: Mutex<Option<String>>,
-    changed: Notify,
 }
 
 impl WriterHealth {
-    /// Called by the writer's threads (not async: `Notify` needs no
-    /// runtime). The first reason given is kept.
+    /// Called by the writer's threads. The first reason given is kept.
     pub(crate) fn mark_stopped(&self, reason: &str) {
         self.reason
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get_or_insert_with(|| reason.to_string());
         self.stopped.store(true, Ordering::Release);
-        self.changed.notify_waiters();
     }
 
     /// Why the writer stopped, if it has.
@@ -40,20 +35,5 @@ impl WriterHealth {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
-    }
-
-    /// Completes once the writer has stopped (at once if it already has).
-    pub(crate) async fn stopped(&self) {
-        loop {
-            // Register before checking the flag, so a stop between the check
-            // and the wait cannot be missed.
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_stopped() {
-                return;
-            }
-            notified.await;
-        }
     }
 }
