@@ -10,8 +10,10 @@
 //! same code runs in production, in in-process tests on ephemeral ports, and
 //! behind a fault-injecting transport.
 
+pub mod cluster;
 mod deadline;
 pub mod http;
+pub mod metrics;
 pub mod readiness;
 mod records_service;
 pub mod service;
@@ -20,12 +22,14 @@ pub mod status;
 use std::future::Future;
 
 use consensusdb_proto::v1::records_server::RecordsServer;
-use consensusdb_storage::Store;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+pub use cluster::ClusterProbe;
+pub use http::{Gateway, serve_http};
+pub use metrics::Metrics;
 pub use readiness::Readiness;
 pub use records_service::RecordsService;
 pub use service::{RecordsApi, ServiceError};
@@ -56,7 +60,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves the gRPC API on `listener` until `shutdown` completes, then stops
+/// Serves the gRPC API (over `api`) on `listener` until `shutdown` completes, then stops
 /// accepting, lets in-flight calls finish and returns. Health follows
 /// `readiness` (within [`READINESS_POLL`]): `NOT_SERVING` while a bootstrap
 /// closes writes, after a storage failure stops the writer, and from the
@@ -64,7 +68,7 @@ pub enum ServeError {
 /// on the same port; streams they hold open must end when `shutdown`
 /// completes, or the graceful shutdown waits for them.
 pub async fn serve_grpc(
-    store: Store,
+    api: RecordsApi,
     readiness: Readiness,
     listener: TcpListener,
     extra: Routes,
@@ -108,7 +112,7 @@ pub async fn serve_grpc(
         readiness.begin_shutdown();
         set_health(&health, false).await;
     };
-    let records = RecordsServer::new(RecordsService::new(store));
+    let records = RecordsServer::new(RecordsService::new(api));
     let served = tonic::transport::Server::builder()
         .add_routes(extra)
         .add_service(health_service)

@@ -7,7 +7,7 @@ use consensusdb_proto::convert::{self, optional_time, record_key, required, row_
 use consensusdb_proto::v1::records_server::Records;
 use consensusdb_proto::v1::{self, get_range_request::Window};
 use consensusdb_storage::{
-    Page, PutRecord, RangeQuery, RangeWindow, ReadOptions, Record, ScanQuery, ScanScope, Store,
+    Page, PutRecord, RangeQuery, RangeWindow, ReadOptions, Record, ScanQuery, ScanScope,
 };
 use consensusdb_types::FieldError;
 use consensusdb_types::error::field_path;
@@ -19,16 +19,16 @@ use crate::deadline::deadline;
 use crate::service::{RecordsApi, ServiceError};
 use crate::status::{from_field, from_service, from_storage};
 
-/// Serves records from one [`Store`].
+/// Serves records through the shared records layer.
 #[derive(Clone)]
 pub struct RecordsService {
     api: RecordsApi,
 }
 
 impl RecordsService {
-    /// A service over `store`.
-    pub fn new(store: Store) -> Self {
-        Self { api: RecordsApi::new(store) }
+    /// A service over `api`.
+    pub fn new(api: RecordsApi) -> Self {
+        Self { api }
     }
 }
 
@@ -110,7 +110,7 @@ impl Records for RecordsService {
         let write_concern = request.write_concern;
         let record = put_record(request, "").map_err(from_field)?;
         let head = self.api.put(record, write_concern, deadline).await.map_err(from_service)?;
-        Ok(Response::new(v1::PutResponse { head: head.as_ref().map(v1::Head::from) }))
+        Ok(Response::new(v1::PutResponse { head: Some(v1::Head::from(&head)) }))
     }
 
     async fn put_batch(

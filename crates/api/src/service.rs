@@ -11,6 +11,9 @@ use consensusdb_storage::{
 use consensusdb_types::{ErrorCode, FieldError, Head, RecordKey, RowKey, TimeUuid};
 use tokio::sync::mpsc;
 
+use crate::cluster::{ClusterProbe, PEER_REMOVED};
+use crate::metrics::{Kind, Metrics};
+
 /// A failed operation, ready for any interface to answer with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceError {
@@ -31,14 +34,25 @@ impl ServiceError {
     /// The same error with its field under `parent` (`limit` becomes
     /// `options.limit`), for interfaces that nest the field.
     #[must_use]
-    pub fn within(mut self, parent: &str) -> Self {
-        if let Some(field) = &self.field {
-            let nested = format!("{parent}.{field}");
-            if let Some(rest) = self.message.strip_prefix(&format!("{field}:")) {
-                self.message = format!("{nested}:{rest}");
-            }
-            self.field = Some(nested);
+    pub fn within(self, parent: &str) -> Self {
+        self.renamed(|field| Some(format!("{parent}.{field}")))
+    }
+
+    /// The same error with its field named as `rename` says (`None` keeps
+    /// it), in the message too: for interfaces whose fields are laid out
+    /// differently from the records layer's (`key.time_uuid` is a path
+    /// segment `time_uuid` in the JSON gateway).
+    #[must_use]
+    pub fn renamed(mut self, rename: impl FnOnce(&str) -> Option<String>) -> Self {
+        let Some(field) = self.field.take() else { return self };
+        let Some(new) = rename(&field) else {
+            self.field = Some(field);
+            return self;
+        };
+        if let Some(rest) = self.message.strip_prefix(&format!("{field}:")) {
+            self.message = format!("{new}:{rest}");
         }
+        self.field = Some(new);
         self
     }
 }
@@ -63,16 +77,70 @@ impl From<FieldError> for ServiceError {
 /// Pages of a scan as the store produces them.
 pub type ScanPages = mpsc::Receiver<Result<Page, StorageError>>;
 
-/// The records operations of one node.
+/// The records operations of one node, as served by one interface.
 #[derive(Clone)]
 pub struct RecordsApi {
     store: Store,
+    metrics: Metrics,
+    interface: &'static str,
+    cluster: Option<ClusterProbe>,
 }
 
 impl RecordsApi {
-    /// The operations over `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// The operations over `store`, counted in `metrics` under `interface`
+    /// (`grpc`, `http`). Without [`RecordsApi::with_cluster`] the node has
+    /// no peers, so any write concern is refused.
+    pub fn new(store: Store, metrics: Metrics, interface: &'static str) -> Self {
+        Self { store, metrics, interface, cluster: None }
+    }
+
+    /// Checks write concerns against the peers the mesh knows.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: ClusterProbe) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Refuses, before anything is written, a write concern more peers
+    /// than this node knows could never meet (as Cassandra refuses a
+    /// consistency level its replicas cannot reach). Known peers that are
+    /// down still count: the wait then ends at the deadline, saying how
+    /// many confirmed.
+    fn check_write_concern(&self, write_concern: u32) -> Result<(), ServiceError> {
+        if write_concern == 0 {
+            return Ok(());
+        }
+        let known = self
+            .cluster
+            .as_ref()
+            .map_or(0, |probe| probe().peers.iter().filter(|peer| peer.state != PEER_REMOVED).count());
+        if u32::try_from(known).unwrap_or(u32::MAX) >= write_concern {
+            return Ok(());
+        }
+        Err(ServiceError {
+            code: ErrorCode::FailedPrecondition,
+            message: format!(
+                "write_concern: asks {write_concern} peers to confirm, but this node knows {known} \
+                 (nothing was written)"
+            ),
+            field: Some("write_concern".into()),
+        })
+    }
+
+    /// Counts an answered request under `operation` and its code.
+    fn observed<T>(
+        &self,
+        operation: &str,
+        kind: Kind,
+        started: Instant,
+        result: Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let code = match &result {
+            Ok(_) => "OK",
+            Err(error) => error.code.as_str(),
+        };
+        self.metrics.observe(self.interface, operation, kind, code, started);
+        result
     }
 
     /// Writes one record; with `write_concern` > 0, answers only once that
@@ -82,10 +150,20 @@ impl RecordsApi {
         record: PutRecord,
         write_concern: u32,
         deadline: Option<Instant>,
-    ) -> Result<Option<Head>, ServiceError> {
-        let ack = self.store.put(record, deadline).await?;
-        self.await_write_concern(ack.seq, write_concern, deadline).await?;
-        Ok(ack.heads.first().copied())
+    ) -> Result<Head, ServiceError> {
+        let started = Instant::now();
+        let result: Result<_, ServiceError> = async {
+            self.check_write_concern(write_concern)?;
+            let ack = self.store.put(record, deadline).await?;
+            self.await_write_concern(ack.seq, write_concern, deadline).await?;
+            ack.heads.first().copied().ok_or_else(|| ServiceError {
+                code: ErrorCode::Internal,
+                message: "the store acknowledged a put without its head".into(),
+                field: None,
+            })
+        }
+        .await;
+        self.observed("put", Kind::Write, started, result)
     }
 
     /// Writes records all or nothing, as one log entry.
@@ -95,9 +173,15 @@ impl RecordsApi {
         write_concern: u32,
         deadline: Option<Instant>,
     ) -> Result<WriteAck, ServiceError> {
-        let ack = self.store.put_batch(records, deadline).await?;
-        self.await_write_concern(ack.seq, write_concern, deadline).await?;
-        Ok(ack)
+        let started = Instant::now();
+        let result: Result<_, ServiceError> = async {
+            self.check_write_concern(write_concern)?;
+            let ack = self.store.put_batch(records, deadline).await?;
+            self.await_write_concern(ack.seq, write_concern, deadline).await?;
+            Ok(ack)
+        }
+        .await;
+        self.observed("put_batch", Kind::Write, started, result)
     }
 
     /// The live record at `key`; `NotFound` at `key_field` when there is none.
@@ -107,10 +191,14 @@ impl RecordsApi {
         read: ReadOptions,
         key_field: &str,
     ) -> Result<Record, ServiceError> {
-        self.store
-            .get(key, read)
-            .await?
-            .ok_or_else(|| ServiceError::not_found(key_field, "no live record at this key"))
+        let started = Instant::now();
+        let result = match self.store.get(key, read).await {
+            Ok(found) => {
+                found.ok_or_else(|| ServiceError::not_found(key_field, "no live record at this key"))
+            }
+            Err(error) => Err(error.into()),
+        };
+        self.observed("get", Kind::Read, started, result)
     }
 
     /// The newest live timed record of `row` at or before `at` (now if
@@ -123,19 +211,28 @@ impl RecordsApi {
         row_field: &str,
         at_field: &str,
     ) -> Result<Record, ServiceError> {
-        self.store.get_recent(row, at, read).await?.ok_or_else(|| {
-            ServiceError::not_found(row_field, &format!("no live timed record at or before {at_field}"))
-        })
+        let started = Instant::now();
+        let result = match self.store.get_recent(row, at, read).await {
+            Ok(found) => found.ok_or_else(|| {
+                ServiceError::not_found(row_field, &format!("no live timed record at or before {at_field}"))
+            }),
+            Err(error) => Err(error.into()),
+        };
+        self.observed("get_recent", Kind::Read, started, result)
     }
 
     /// One page of a row's timed records.
     pub async fn get_range(&self, query: RangeQuery) -> Result<Page, ServiceError> {
-        Ok(self.store.get_range(query).await?)
+        let started = Instant::now();
+        let result = self.store.get_range(query).await.map_err(ServiceError::from);
+        self.observed("get_range", Kind::Read, started, result)
     }
 
     /// A row, region or tenant in key order, page by page.
     pub fn scan(&self, query: ScanQuery) -> Result<ScanPages, ServiceError> {
-        Ok(self.store.scan(query)?)
+        let started = Instant::now();
+        let result = self.store.scan(query).map_err(ServiceError::from);
+        self.observed("scan", Kind::Read, started, result)
     }
 
     /// Gives the live record at `key` a new expiry.
@@ -145,12 +242,16 @@ impl RecordsApi {
         ttl_ms: Option<u64>,
         deadline: Option<Instant>,
     ) -> Result<Head, ServiceError> {
-        Ok(self.store.touch(key, ttl_ms, deadline).await?)
+        let started = Instant::now();
+        let result = self.store.touch(key, ttl_ms, deadline).await.map_err(ServiceError::from);
+        self.observed("touch", Kind::Write, started, result)
     }
 
     /// Removes the record at `key` (a tombstone).
     pub async fn remove(&self, key: RecordKey, deadline: Option<Instant>) -> Result<Head, ServiceError> {
-        Ok(self.store.remove(key, deadline).await?)
+        let started = Instant::now();
+        let result = self.store.remove(key, deadline).await.map_err(ServiceError::from);
+        self.observed("remove", Kind::Write, started, result)
     }
 
     /// Waits for `peers` peers to apply the committed write `seq`. Gives up
@@ -182,6 +283,15 @@ mod tests {
         assert_eq!(nested.field.as_deref(), Some("options.limit"));
         assert_eq!(nested.message, "options.limit: must be between 1 and 10000, got 0");
         assert_eq!(nested.code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn renaming_a_field_renames_it_in_the_message_and_keeps_what_is_not_renamed() {
+        let error = ServiceError::from(FieldError::new("key.time_uuid", "is too far in the future"));
+        let renamed = error.clone().renamed(|field| field.strip_prefix("key.").map(str::to_string));
+        assert_eq!(renamed.field.as_deref(), Some("time_uuid"));
+        assert_eq!(renamed.message, "time_uuid: is too far in the future");
+        assert_eq!(error.clone().renamed(|_| None), error);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use consensusdb_api::{READINESS_POLL, Readiness, serve_grpc};
+use consensusdb_api::{Metrics, READINESS_POLL, Readiness, RecordsApi, serve_grpc};
 use consensusdb_storage::{Store, StoreOptions};
 use tonic::service::Routes;
 use tonic_health::pb::HealthCheckRequest;
@@ -36,8 +36,9 @@ async fn health_follows_readiness() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("bound");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = Metrics::new(store.counters()).expect("metrics register");
     let server = tokio::spawn(serve_grpc(
-        store.clone(),
+        RecordsApi::new(store.clone(), metrics, "grpc"),
         Readiness::new(store.clone()),
         listener,
         Routes::default(),

@@ -95,11 +95,17 @@ pub struct HttpConfig {
     pub enabled: bool,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Request bodies over this many bytes are refused with 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 4481)) }
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 4481)),
+            max_body_bytes: consensusdb_api::http::DEFAULT_MAX_BODY_BYTES,
+        }
     }
 }
 
@@ -285,6 +291,9 @@ impl NodeConfig {
             return Err(FieldError::new("storage.max_concurrent_scans", "must be greater than 0"));
         }
         self.limits.validate("limits")?;
+        if self.http.max_body_bytes < 1024 {
+            return Err(FieldError::new("http.max_body_bytes", "must be at least 1024"));
+        }
         if self.cluster.id.is_empty() {
             return Err(FieldError::new("cluster.id", "must not be empty"));
         }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use consensusdb_api::Readiness;
+use consensusdb_api::{ClusterProbe, Gateway, Metrics, Readiness, RecordsApi};
 use consensusdb_mesh::{Connector, Mesh, PlainConnector};
 use consensusdb_storage::{StorageError, Store};
 use tokio::net::TcpListener;
@@ -45,6 +45,9 @@ pub enum NodeError {
     /// The JSON gateway failed.
     #[error("HTTP gateway: {0}")]
     Http(std::io::Error),
+    /// The metrics registry refused a metric (a bug).
+    #[error("metrics: {0}")]
+    Metrics(consensusdb_api::metrics::MetricsError),
     /// A blocking task failed.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -74,6 +77,7 @@ pub struct Node {
     listener: TcpListener,
     /// The JSON gateway's listener, when it is served.
     http: Option<TcpListener>,
+    http_max_body_bytes: usize,
 }
 
 impl Node {
@@ -95,7 +99,7 @@ impl Node {
         let bound =
             listener.local_addr().map_err(|source| NodeError::Bind { addr: config.grpc.listen, source })?;
         let mesh = Mesh::open(store.clone(), config.mesh_config(bound), connector).await?;
-        Ok(Self { store, mesh, listener, http: None })
+        Ok(Self { store, mesh, listener, http: None, http_max_body_bytes: config.http.max_body_bytes })
     }
 
     /// Also serves the JSON gateway, on `listener`.
@@ -130,15 +134,25 @@ impl Node {
     /// in-flight calls, commits and flushes queued writes, and closes
     /// storage.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let Node { store, mesh, listener, http } = self;
+        let Node { store, mesh, listener, http, http_max_body_bytes } = self;
         mesh.start();
         let routes = Routes::new(mesh.service());
-        // One shutdown and one readiness, seen by both servers.
+        // One shutdown, one readiness and one set of metrics, seen by both
+        // servers.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let readiness = Readiness::new(store.clone());
+        let metrics = Metrics::new(store.counters()).map_err(NodeError::Metrics)?;
+        let probe = {
+            let mesh = mesh.clone();
+            Arc::new(move || mesh.status()) as ClusterProbe
+        };
         let gateway = http.map(|listener| {
             let mut stopped = stopped.clone();
-            tokio::spawn(consensusdb_api::http::serve_http(readiness.clone(), listener, async move {
+            let probe = probe.clone();
+            let gateway = Gateway::new(store.clone(), readiness.clone(), metrics.clone())
+                .with_cluster(probe)
+                .with_max_body_bytes(http_max_body_bytes);
+            tokio::spawn(consensusdb_api::serve_http(gateway, listener, async move {
                 // An error means the sender is gone: stop too.
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
@@ -153,7 +167,8 @@ impl Node {
                 mesh.begin_stop();
             }
         };
-        let served = consensusdb_api::serve_grpc(store.clone(), readiness, listener, routes, stopping).await;
+        let api = RecordsApi::new(store.clone(), metrics, "grpc").with_cluster(probe);
+        let served = consensusdb_api::serve_grpc(api, readiness, listener, routes, stopping).await;
         let gateway_served = match gateway {
             Some(task) => task.await?.map_err(NodeError::Http),
             None => Ok(()),

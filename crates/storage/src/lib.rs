@@ -41,6 +41,7 @@ pub mod reference;
 mod replication;
 mod scan;
 mod snapshot;
+mod stats;
 mod store;
 mod validate;
 mod value_cursor;
@@ -57,13 +58,14 @@ pub use peer_acks::DEFAULT_WRITE_CONCERN_WAIT;
 pub use reads::{Page, ReadOptions, Record};
 pub use replication::{LogChunk, RawEntry};
 pub use snapshot::{InstallOutcome, SnapshotPart, SnapshotRecord};
+pub use stats::{RegionCount, RegionCounts, StorageStats};
 pub use store::{
     PutRecord, Queued, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy,
 };
 pub use writer::{ApplyAck, PurgeOutcome, PurgePlan, WriteAck};
 
-/// Monotonic counters, read by the metrics endpoint.
-#[derive(Debug, Default)]
+/// Monotonic counters and histograms, read by the metrics endpoint.
+#[derive(Debug)]
 pub struct Counters {
     /// Writes (log entries) committed.
     pub writes_committed: AtomicU64,
@@ -78,6 +80,37 @@ pub struct Counters {
     /// Replicated stamps that the drift bound kept from moving the HLC
     /// as far as they asked.
     pub hlc_drift_clipped: AtomicU64,
+    /// Writes and applied chunks answered by one group commit.
+    pub group_size: prometheus::Histogram,
+    /// Seconds to write and sync one group commit's `WriteBatch`.
+    pub commit_seconds: prometheus::Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(name, help).buckets(buckets))
+                .unwrap_or_else(|error| panic!("histogram {name} has valid options: {error}"))
+        };
+        Self {
+            writes_committed: AtomicU64::new(0),
+            groups_committed: AtomicU64::new(0),
+            conflicts_lost: AtomicU64::new(0),
+            future_time_rejected: AtomicU64::new(0),
+            entries_applied: AtomicU64::new(0),
+            hlc_drift_clipped: AtomicU64::new(0),
+            group_size: histogram(
+                "consensusdb_group_commit_size",
+                "Writes and applied replication chunks answered by one group commit.",
+                prometheus::exponential_buckets(1.0, 2.0, 12).unwrap_or_default(),
+            ),
+            commit_seconds: histogram(
+                "consensusdb_group_commit_seconds",
+                "Seconds to write and sync one group commit (WAL append and fsync).",
+                prometheus::exponential_buckets(0.000_05, 2.0, 16).unwrap_or_default(),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

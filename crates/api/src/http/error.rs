@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use consensusdb_types::ErrorCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::service::ServiceError;
 
 /// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// The shared code's stable name (`INVALID_ARGUMENT`, `NOT_FOUND`, ...).
     pub code: &'static str,

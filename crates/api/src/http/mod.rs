@@ -1,36 +1,141 @@
 //! The JSON gateway over HTTP (port 4481 by default), next to gRPC.
 //!
-//! So far it serves `/healthz` and `/readyz`; the records routes will call
-//! the shared [`crate::RecordsApi`], as the gRPC service does, so that
-//! semantics, validation and error codes cannot differ. Every error,
-//! including an unknown path or a wrong method, is answered with the JSON
-//! body of [`HttpError`], never plain text.
+//! Every records operation of the gRPC API, through the same shared
+//! [`RecordsApi`] (so semantics, validation and error codes cannot differ);
+//! the OpenAPI document at `/openapi.json`, generated from the handlers, and
+//! Swagger UI at `/docs`; the status page at `/`; `/metrics`, `/healthz`
+//! and `/readyz`. The layout is in `docs/http-api.md`.
+//!
+//! Every error, including an unknown path, a wrong method, malformed JSON
+//! or an oversized body, is answered with the JSON body of [`HttpError`],
+//! never plain text.
 //!
 //! The gateway speaks plain HTTP; like the gRPC server it takes its
 //! listener as an argument, so TLS plugs in where the listener is made.
 
+mod batch;
 mod error;
+mod extract;
 mod health;
+pub mod model;
+mod openapi;
+mod records;
+mod responses;
+mod rows;
+mod scan;
+mod status;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
-use consensusdb_types::ErrorCode;
+use consensusdb_storage::Store;
+use consensusdb_types::{ErrorCode, FieldError};
 use tokio::net::TcpListener;
 
+use crate::cluster::ClusterProbe;
+use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::service::{RecordsApi, ServiceError};
 pub use error::{ErrorBody, HttpError};
+pub use openapi::openapi_document;
+
+/// The default limit on a request body: a batch at the default storage
+/// limits (3 MiB of keys and values) fits under it even with every value
+/// in base64 (4/3 the size) and JSON's quoting and field names.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+
+/// Everything the gateway's handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    api: RecordsApi,
+    store: Store,
+    readiness: Readiness,
+    metrics: Metrics,
+    cluster: Option<ClusterProbe>,
+    started: Instant,
+    started_at_ms: u64,
+    max_body_bytes: usize,
+    rates: Arc<status::Rates>,
+    regions: Arc<status::RegionCache>,
+}
+
+impl Gateway {
+    /// A gateway over `store`, counting requests in `metrics`.
+    pub fn new(store: Store, readiness: Readiness, metrics: Metrics) -> Self {
+        let started_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        Self {
+            api: RecordsApi::new(store.clone(), metrics.clone(), "http"),
+            store,
+            readiness,
+            metrics,
+            cluster: None,
+            started: Instant::now(),
+            started_at_ms,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            rates: Arc::default(),
+            regions: Arc::default(),
+        }
+    }
+
+    /// Shows the mesh's view on the status page and in the metrics, and
+    /// checks write concerns against it.
+    #[must_use]
+    pub fn with_cluster(mut self, probe: ClusterProbe) -> Self {
+        self.api = self.api.with_cluster(probe.clone());
+        self.cluster = Some(probe);
+        self
+    }
+
+    /// Refuses request bodies over `bytes` with 413.
+    #[must_use]
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+}
+
+/// Names a records-layer field as the gateway lays it out: the key's and
+/// the row's components are path segments (`key.time_uuid` is
+/// `time_uuid`), and a forward window's bounds are query parameters.
+pub(crate) fn path_fields(error: ServiceError) -> ServiceError {
+    error.renamed(|field| {
+        ["key.", "row.", "forward.", "newest_first."]
+            .iter()
+            .find_map(|prefix| field.strip_prefix(prefix))
+            .map(str::to_string)
+    })
+}
+
+/// The longest `timeout_ms` taken: a day.
+pub(crate) const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+/// The deadline `timeout_ms` sets.
+pub(crate) fn deadline(timeout_ms: Option<u64>) -> Result<Option<Instant>, FieldError> {
+    match timeout_ms {
+        None => Ok(None),
+        Some(ms @ 1..=MAX_TIMEOUT_MS) => Ok(Some(Instant::now() + Duration::from_millis(ms))),
+        Some(ms) => Err(FieldError::new(
+            "timeout_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS} (a day), got {ms}"),
+        )),
+    }
+}
 
 /// The gateway's routes.
-pub fn router(readiness: Readiness) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .with_state(readiness)
+pub fn router(gateway: Gateway) -> Router {
+    let body_limit = gateway.max_body_bytes;
+    openapi::routes()
+        .route("/", axum::routing::get(status::page))
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(gateway)
 }
 
 async fn unknown_path() -> HttpError {
@@ -50,15 +155,27 @@ async fn wrong_method() -> HttpError {
 /// on `/readyz` answers 503, no new connection is accepted, and requests
 /// in flight finish before this returns.
 pub async fn serve_http(
-    readiness: Readiness,
+    gateway: Gateway,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(readiness.clone());
-    axum::serve(listener, app)
+    let readiness = gateway.readiness.clone();
+    let sampler = {
+        let (rates, metrics) = (gateway.rates.clone(), gateway.metrics.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(status::RATE_SAMPLE);
+            loop {
+                let now = tick.tick().await;
+                rates.sample(now.into_std(), metrics.totals());
+            }
+        })
+    };
+    let served = axum::serve(listener, router(gateway))
         .with_graceful_shutdown(async move {
             shutdown.await;
             readiness.begin_shutdown();
         })
-        .await
+        .await;
+    sampler.abort();
+    served
 }

@@ -40,6 +40,19 @@ async fn put_and_get_round_trip_with_each_codec_and_raw_reads() {
 }
 
 #[tokio::test]
+async fn a_write_concern_no_known_peer_set_can_meet_is_refused_before_writing() {
+    let mut node = TestNode::start().await;
+    let record = v1::PutRequest { write_concern: 1, ..put_request(key("acme", "CHAT", "alone", None), b"x") };
+    let status = node.client.put(record).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().starts_with("write_concern: asks 1 peers"), "{}", status.message());
+    let missing =
+        node.client.get(v1::GetRequest { key: Some(key("acme", "CHAT", "alone", None)), read: None });
+    assert_eq!(missing.await.unwrap_err().code(), Code::NotFound, "nothing was written");
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn head_only_reads_return_heads_without_values() {
     let mut node = TestNode::start().await;
     let k = key("acme", "ACCOUNT", "balance", None);

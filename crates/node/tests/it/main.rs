@@ -8,6 +8,7 @@ mod api;
 mod bad_input;
 mod cli;
 mod durability;
+mod gateway;
 mod process;
 mod sdk;
 mod support;

@@ -32,7 +32,7 @@ fn consensusdb() -> Command {
 
 /// A child process that is killed when dropped, even if a test panics
 /// while it starts.
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -43,7 +43,7 @@ impl Drop for KillOnDrop {
 
 impl KillOnDrop {
     /// Waits for the process to exit, or kills it and panics at `limit`.
-    fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
+    pub(crate) fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.0.try_wait().expect("waits") {
@@ -56,15 +56,15 @@ impl KillOnDrop {
 }
 
 /// A `consensusdb serve` process with fsync on, ready to serve.
-struct NodeProcess {
-    child: KillOnDrop,
-    addr: SocketAddr,
+pub(crate) struct NodeProcess {
+    pub(crate) child: KillOnDrop,
+    pub(crate) addr: SocketAddr,
     /// The JSON gateway's address.
-    http: SocketAddr,
+    pub(crate) http: SocketAddr,
 }
 
 impl NodeProcess {
-    fn start(data_dir: &Path) -> Self {
+    pub(crate) fn start(data_dir: &Path) -> Self {
         Self::start_with(data_dir, "127.0.0.1:0", &[])
     }
 
@@ -115,7 +115,7 @@ impl NodeProcess {
         self.child.0.wait().expect("reaped");
     }
 
-    fn send_sigterm(&self) {
+    pub(crate) fn send_sigterm(&self) {
         // The shell's builtin kill: no procps needed on minimal systems.
         let pid = self.child.0.id().to_string();
         let status =

@@ -155,7 +155,10 @@ impl Committing {
             return refuse(accepted, &reason);
         }
         if let Some(batch) = batch {
-            if let Err(error) = self.engine.db.write_opt(batch, &self.options) {
+            let started = std::time::Instant::now();
+            let written = self.engine.db.write_opt(batch, &self.options);
+            self.counters.commit_seconds.observe(started.elapsed().as_secs_f64());
+            if let Err(error) = written {
                 let reason = error.to_string();
                 tracing::error!(%reason, "group commit failed; outcome unknown, refusing writes until restart");
                 self.health.mark_stopped(&reason);
@@ -165,6 +168,7 @@ impl Committing {
                 return;
             }
             self.counters.groups_committed.fetch_add(1, Ordering::Relaxed);
+            self.counters.group_size.observe(accepted.len() as f64);
             self.view.publish(marks);
         }
         for accepted in accepted {

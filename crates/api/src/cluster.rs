@@ -1,0 +1,34 @@
+//! The replication mesh's view of the cluster, as the API layer sees it: a
+//! function the node provides (the mesh sits above this layer), and the
+//! names the gateway and the metrics give to node ids and origins.
+
+use std::sync::Arc;
+
+use consensusdb_proto::mesh::v1::{ClusterStatusResponse, Origin};
+use consensusdb_types::NodeId;
+
+/// The state of a peer that was removed from the cluster.
+pub const PEER_REMOVED: &str = "removed";
+
+/// Asks the mesh for its current view (in memory, cheap).
+pub type ClusterProbe = Arc<dyn Fn() -> ClusterStatusResponse + Send + Sync>;
+
+/// A node id (16 bytes on the wire) as the node prints it (32 hex
+/// digits); `None` when it is not 16 bytes (a peer before its first
+/// handshake).
+pub fn node_id_text(bytes: &[u8]) -> Option<String> {
+    let bytes: [u8; 16] = bytes.try_into().ok()?;
+    Some(NodeId(u128::from_be_bytes(bytes)).to_string())
+}
+
+/// A peer's node id as a metric label: empty before its first handshake.
+pub(crate) fn peer_node_label(bytes: &[u8]) -> String {
+    node_id_text(bytes).unwrap_or_default()
+}
+
+/// An origin as `node-id/incarnation`.
+pub fn origin_label(origin: Option<&Origin>) -> String {
+    origin.map_or_else(String::new, |origin| {
+        format!("{}/{}", node_id_text(&origin.node_id).unwrap_or_default(), origin.incarnation)
+    })
+}

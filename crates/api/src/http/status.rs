@@ -1,0 +1,299 @@
+//! The status page at `/` (one self-contained HTML file, no external
+//! assets, refreshing itself) and the JSON it reads, `/v1/status`.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::Html;
+use consensusdb_storage::RegionCounts;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::Gateway;
+use super::error::HttpError;
+use super::responses::ListErrors;
+use crate::cluster::{node_id_text, origin_label};
+use crate::metrics::RequestTotals;
+use crate::service::ServiceError;
+
+const PAGE: &str = include_str!("status_page.html");
+
+/// Regions the page lists, and records counted exactly in each before
+/// estimating: bounds the work of one refresh.
+const MAX_REGIONS: usize = 50;
+const EXACT_UP_TO: u64 = 10_000;
+/// How long region counts are reused: several open pages cost one count.
+const REGION_COUNTS_TTL: Duration = Duration::from_secs(10);
+
+/// The window rates are averaged over.
+pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// How often request totals are sampled for the rates.
+pub(crate) const RATE_SAMPLE: Duration = Duration::from_secs(1);
+
+/// Request totals sampled once a second, for rates over the last
+/// [`RATE_WINDOW`].
+#[derive(Default)]
+pub(crate) struct Rates {
+    samples: Mutex<VecDeque<(Instant, RequestTotals)>>,
+}
+
+impl Rates {
+    pub(crate) fn sample(&self, now: Instant, totals: RequestTotals) {
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        samples.push_back((now, totals));
+        while samples.len() > 2
+            && samples.front().is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW)
+        {
+            samples.pop_front();
+        }
+    }
+
+    /// Writes and reads per second, and the seconds they span.
+    fn per_second(&self, now: Instant, totals: RequestTotals) -> RatesJson {
+        let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((since, first)) = samples.front().copied() else { return RatesJson::default() };
+        let seconds = now.duration_since(since).as_secs_f64();
+        if seconds <= 0.0 {
+            return RatesJson::default();
+        }
+        RatesJson {
+            writes_per_second: totals.writes.saturating_sub(first.writes) as f64 / seconds,
+            reads_per_second: totals.reads.saturating_sub(first.reads) as f64 / seconds,
+            window_seconds: seconds,
+        }
+    }
+}
+
+/// The region counts last computed, reused for [`REGION_COUNTS_TTL`].
+#[derive(Default)]
+pub(crate) struct RegionCache {
+    last: tokio::sync::Mutex<Option<(Instant, RegionCounts)>>,
+}
+
+impl RegionCache {
+    async fn get(&self, gateway: &Gateway) -> Result<RegionCounts, ServiceError> {
+        let mut last = self.last.lock().await;
+        if let Some((at, counts)) = &*last
+            && at.elapsed() < REGION_COUNTS_TTL
+        {
+            return Ok(counts.clone());
+        }
+        let counts = gateway.store.region_counts(MAX_REGIONS, EXACT_UP_TO).await?;
+        *last = Some((Instant::now(), counts.clone()));
+        Ok(counts)
+    }
+}
+
+/// The node's status.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusJson {
+    /// This node's id, 32 hex digits.
+    node_id: String,
+    /// Which life of its data directory.
+    incarnation: u32,
+    /// The server's version.
+    version: &'static str,
+    /// Unix milliseconds when the node started.
+    started_at_ms: u64,
+    /// Seconds since then.
+    uptime_seconds: f64,
+    /// Whether writes are taken (what `/readyz` says).
+    ready: bool,
+    /// Why not, when not.
+    not_ready_reason: Option<String>,
+    /// RocksDB's figures.
+    storage: StorageJson,
+    /// Request rates, every interface.
+    rates: RatesJson,
+    /// Requests answered since the start, every interface.
+    totals: TotalsJson,
+    /// Records by tenant and region, the first regions in key order.
+    regions: Vec<RegionJson>,
+    /// More regions exist than are listed.
+    regions_truncated: bool,
+    /// The replication mesh, when the node runs one.
+    replication: Option<ReplicationJson>,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub(crate) struct StorageJson {
+    /// Bytes held in SST files and memtables.
+    data_bytes: u64,
+    /// Bytes compaction still has to rewrite (estimate).
+    pending_compaction_bytes: u64,
+    /// Records held, including tombstones not yet purged (estimate).
+    records_estimate: u64,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub(crate) struct RatesJson {
+    writes_per_second: f64,
+    reads_per_second: f64,
+    /// The seconds the rates are averaged over.
+    window_seconds: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TotalsJson {
+    writes: u64,
+    reads: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RegionJson {
+    tenant: String,
+    region: String,
+    /// Exact up to 10,000, estimated above; includes tombstones not yet
+    /// purged.
+    records_estimate: u64,
+    /// Whether `records_estimate` is an estimate.
+    estimated: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReplicationJson {
+    cluster_id: String,
+    /// The address peers reach this node at; empty when not advertised.
+    advertise_address: String,
+    peers: Vec<PeerJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PeerJson {
+    address: String,
+    /// Null before the first handshake.
+    node_id: Option<String>,
+    /// connecting, connected, backing_off or removed.
+    state: String,
+    last_error: String,
+    /// Entries the peer holds that this node has not applied, all origins.
+    lag_entries: u64,
+    /// The largest lag in seconds over the origins.
+    lag_seconds: f64,
+    entries_applied: u64,
+    bytes_received: u64,
+    /// The peer fell behind the retention cap and must bootstrap again.
+    needs_bootstrap: bool,
+    origins: Vec<OriginLagJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OriginLagJson {
+    /// `node-id/incarnation`.
+    origin: String,
+    entries: u64,
+    seconds: f64,
+}
+
+fn replication(gateway: &Gateway) -> Option<ReplicationJson> {
+    let status = (gateway.cluster.as_ref()?)();
+    let peers = status
+        .peers
+        .into_iter()
+        .map(|peer| PeerJson {
+            node_id: node_id_text(&peer.node_id),
+            state: peer.state,
+            last_error: peer.last_error,
+            lag_entries: peer.lag.iter().map(|lag| lag.entries).sum(),
+            lag_seconds: peer.lag.iter().map(|lag| lag.seconds).fold(0.0, f64::max),
+            entries_applied: peer.entries_applied,
+            bytes_received: peer.bytes_received,
+            needs_bootstrap: peer.needs_bootstrap,
+            origins: peer
+                .lag
+                .iter()
+                .map(|lag| OriginLagJson {
+                    origin: origin_label(lag.origin.as_ref()),
+                    entries: lag.entries,
+                    seconds: lag.seconds,
+                })
+                .collect(),
+            address: peer.address,
+        })
+        .collect();
+    Some(ReplicationJson {
+        cluster_id: status.cluster_id,
+        advertise_address: status.advertise_address,
+        peers,
+    })
+}
+
+/// The status page.
+pub(crate) async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// What the status page shows, as JSON.
+#[utoipa::path(
+    get, path = "/v1/status", tag = "operations",
+    responses((status = 200, description = "The node's status.", body = StatusJson), ListErrors)
+)]
+pub(crate) async fn status(State(gateway): State<Gateway>) -> Result<Json<StatusJson>, HttpError> {
+    let stats = gateway.store.stats().await.map_err(ServiceError::from)?;
+    let regions = gateway.regions.get(&gateway).await?;
+    let now = Instant::now();
+    let totals = gateway.metrics.totals();
+    let origin = gateway.store.origin();
+    let not_ready_reason = gateway.readiness.not_ready_because();
+    Ok(Json(StatusJson {
+        node_id: origin.node.to_string(),
+        incarnation: origin.incarnation,
+        version: env!("CARGO_PKG_VERSION"),
+        started_at_ms: gateway.started_at_ms,
+        uptime_seconds: gateway.started.elapsed().as_secs_f64(),
+        ready: not_ready_reason.is_none(),
+        not_ready_reason,
+        storage: StorageJson {
+            data_bytes: stats.data_bytes(),
+            pending_compaction_bytes: stats.pending_compaction_bytes,
+            records_estimate: stats.records_estimate,
+        },
+        rates: gateway.rates.per_second(now, totals),
+        totals: TotalsJson { writes: totals.writes, reads: totals.reads },
+        regions: regions
+            .regions
+            .into_iter()
+            .map(|r| RegionJson {
+                tenant: r.major,
+                region: r.region,
+                records_estimate: r.records,
+                estimated: r.estimated,
+            })
+            .collect(),
+        regions_truncated: regions.truncated,
+        replication: replication(&gateway),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_the_growth_over_the_sampled_window() {
+        let rates = Rates::default();
+        let start = Instant::now();
+        rates.sample(start, RequestTotals { reads: 10, writes: 100 });
+        let later = start + Duration::from_secs(2);
+        let measured = rates.per_second(later, RequestTotals { reads: 30, writes: 300 });
+        assert_eq!(measured.window_seconds, 2.0);
+        assert_eq!(measured.writes_per_second, 100.0);
+        assert_eq!(measured.reads_per_second, 10.0);
+    }
+
+    #[test]
+    fn samples_older_than_the_window_are_dropped() {
+        let rates = Rates::default();
+        let start = Instant::now();
+        for second in 0..30 {
+            rates.sample(start + Duration::from_secs(second), RequestTotals { reads: 0, writes: second * 5 });
+        }
+        let now = start + Duration::from_secs(30);
+        let measured = rates.per_second(now, RequestTotals { reads: 0, writes: 150 });
+        assert!(measured.window_seconds <= RATE_WINDOW.as_secs_f64() + 1.0, "{measured:?}");
+        assert!((measured.writes_per_second - 5.0).abs() < 1e-9, "{measured:?}");
+    }
+}

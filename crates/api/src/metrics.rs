@@ -1,0 +1,325 @@
+//! The node's Prometheus metrics: requests per operation and code (counted
+//! once, in the shared records layer, whichever interface served them),
+//! the storage writer's group commits, RocksDB's size and compactions, and
+//! replication lag per peer and origin.
+//!
+//! Figures owned by other layers (storage counters, RocksDB properties,
+//! the mesh's view) are copied into the registry when it is scraped, so
+//! those layers never depend on this one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use consensusdb_proto::mesh::v1::ClusterStatusResponse;
+use consensusdb_storage::{Counters, StorageStats};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::cluster::{origin_label, peer_node_label};
+
+/// Whether an operation reads or writes, for the status page's rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Read,
+    Write,
+}
+
+/// The metrics of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    storage: StorageGauges,
+    replication: ReplicationGauges,
+    /// Serialises scrapes, so counters copied from other layers advance by
+    /// their difference once.
+    scrape: Mutex<()>,
+}
+
+/// Copies of the storage layer's figures.
+struct StorageGauges {
+    data_bytes: IntGauge,
+    sst_bytes: IntGauge,
+    memtable_bytes: IntGauge,
+    pending_compaction_bytes: IntGauge,
+    running_compactions: IntGauge,
+    records_estimate: IntGauge,
+    writes_committed: IntCounter,
+    groups_committed: IntCounter,
+    entries_applied: IntCounter,
+    conflicts_lost: IntCounter,
+}
+
+/// The mesh's view, refilled on each scrape so removed peers disappear.
+struct ReplicationGauges {
+    peers: IntGaugeVec,
+    lag_entries: IntGaugeVec,
+    lag_seconds: GaugeVec,
+    peer_entries_applied: IntGaugeVec,
+    peer_bytes_received: IntGaugeVec,
+    uptime_seconds: Gauge,
+}
+
+/// What one registration failure means: a duplicate or malformed metric,
+/// a bug.
+pub type MetricsError = prometheus::Error;
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> Result<T, MetricsError> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
+    register(registry, IntGauge::new(name, help)?)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+    register(registry, IntCounter::new(name, help)?)
+}
+
+impl Metrics {
+    /// A registry with every metric, including the storage writer's
+    /// histograms from `counters`.
+    pub fn new(counters: &Counters) -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        register(&registry, counters.group_size.clone())?;
+        register(&registry, counters.commit_seconds.clone())?;
+        let requests = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "consensusdb_requests_total",
+                    "Records requests answered, by interface, operation and code.",
+                ),
+                &["interface", "operation", "code"],
+            )?,
+        )?;
+        let request_seconds = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "consensusdb_request_duration_seconds",
+                    "Seconds to answer a records request (for scans, to open the stream).",
+                )
+                .buckets(prometheus::exponential_buckets(0.000_1, 2.0, 16)?),
+                &["interface", "operation"],
+            )?,
+        )?;
+        let r = &registry;
+        let storage = StorageGauges {
+            data_bytes: int_gauge(
+                r,
+                "consensusdb_data_bytes",
+                "Bytes of data held: live SST files plus memtables.",
+            )?,
+            sst_bytes: int_gauge(r, "consensusdb_sst_bytes", "Bytes in live SST files.")?,
+            memtable_bytes: int_gauge(r, "consensusdb_memtable_bytes", "Bytes held in memtables.")?,
+            pending_compaction_bytes: int_gauge(
+                r,
+                "consensusdb_pending_compaction_bytes",
+                "Bytes RocksDB estimates compaction still has to rewrite.",
+            )?,
+            running_compactions: int_gauge(r, "consensusdb_running_compactions", "Compactions running now.")?,
+            records_estimate: int_gauge(
+                r,
+                "consensusdb_records_estimate",
+                "Records held, including tombstones not yet purged (RocksDB's estimate).",
+            )?,
+            writes_committed: counter(r, "consensusdb_writes_committed_total", "Client writes committed.")?,
+            groups_committed: counter(
+                r,
+                "consensusdb_group_commits_total",
+                "Group commits written and synced.",
+            )?,
+            entries_applied: counter(
+                r,
+                "consensusdb_replication_entries_applied_total",
+                "Log entries of other nodes applied.",
+            )?,
+            conflicts_lost: counter(
+                r,
+                "consensusdb_conflicts_lost_total",
+                "Incoming versions that lost to a stored version with a greater stamp.",
+            )?,
+        };
+        let replication = ReplicationGauges {
+            peers: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new("consensusdb_replication_peer", "1 for each known peer, by address and state."),
+                    &["peer", "state"],
+                )?,
+            )?,
+            lag_entries: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "consensusdb_replication_lag_entries",
+                        "Entries a peer holds of an origin that this node has not applied.",
+                    ),
+                    &["peer", "origin"],
+                )?,
+            )?,
+            lag_seconds: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "consensusdb_replication_lag_seconds",
+                        "How far this node's newest applied entry of an origin trails the peer's.",
+                    ),
+                    &["peer", "origin"],
+                )?,
+            )?,
+            peer_entries_applied: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "consensusdb_replication_peer_entries_applied",
+                        "Entries applied from a peer since this node started.",
+                    ),
+                    &["peer", "peer_node"],
+                )?,
+            )?,
+            peer_bytes_received: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "consensusdb_replication_peer_bytes_received",
+                        "Bytes received from a peer since this node started.",
+                    ),
+                    &["peer", "peer_node"],
+                )?,
+            )?,
+            uptime_seconds: register(
+                r,
+                Gauge::new("consensusdb_uptime_seconds", "Seconds since the node started.")?,
+            )?,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                request_seconds,
+                reads: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
+                storage,
+                replication,
+                scrape: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn observe(&self, interface: &str, operation: &str, kind: Kind, code: &str, started: Instant) {
+        let inner = &self.inner;
+        inner.requests.with_label_values(&[interface, operation, code]).inc();
+        inner
+            .request_seconds
+            .with_label_values(&[interface, operation])
+            .observe(started.elapsed().as_secs_f64());
+        match kind {
+            Kind::Read => inner.reads.fetch_add(1, Ordering::Relaxed),
+            Kind::Write => inner.writes.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Read and write requests answered so far, every interface and code.
+    pub fn totals(&self) -> RequestTotals {
+        RequestTotals {
+            reads: self.inner.reads.load(Ordering::Relaxed),
+            writes: self.inner.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The text exposition, with the other layers' figures as of now.
+    pub fn render(
+        &self,
+        counters: &Counters,
+        stats: &StorageStats,
+        cluster: Option<&ClusterStatusResponse>,
+        uptime_seconds: f64,
+    ) -> String {
+        let _scrape = self.inner.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        self.copy_storage(counters, stats);
+        self.copy_cluster(cluster);
+        self.inner.replication.uptime_seconds.set(uptime_seconds);
+        let mut text = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.inner.registry.gather(), &mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    }
+
+    fn copy_storage(&self, counters: &Counters, stats: &StorageStats) {
+        let gauges = &self.inner.storage;
+        let set = |gauge: &IntGauge, value: u64| gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        set(&gauges.data_bytes, stats.data_bytes());
+        set(&gauges.sst_bytes, stats.sst_bytes);
+        set(&gauges.memtable_bytes, stats.memtable_bytes);
+        set(&gauges.pending_compaction_bytes, stats.pending_compaction_bytes);
+        set(&gauges.running_compactions, stats.running_compactions);
+        set(&gauges.records_estimate, stats.records_estimate);
+        let advance = |counter: &IntCounter, source: &AtomicU64| {
+            counter.inc_by(source.load(Ordering::Relaxed).saturating_sub(counter.get()));
+        };
+        advance(&gauges.writes_committed, &counters.writes_committed);
+        advance(&gauges.groups_committed, &counters.groups_committed);
+        advance(&gauges.entries_applied, &counters.entries_applied);
+        advance(&gauges.conflicts_lost, &counters.conflicts_lost);
+    }
+
+    fn copy_cluster(&self, cluster: Option<&ClusterStatusResponse>) {
+        let gauges = &self.inner.replication;
+        gauges.peers.reset();
+        gauges.lag_entries.reset();
+        gauges.lag_seconds.reset();
+        gauges.peer_entries_applied.reset();
+        gauges.peer_bytes_received.reset();
+        let Some(cluster) = cluster else { return };
+        for peer in &cluster.peers {
+            let node = peer_node_label(&peer.node_id);
+            gauges.peers.with_label_values(&[peer.address.as_str(), peer.state.as_str()]).set(1);
+            let clamp = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+            gauges
+                .peer_entries_applied
+                .with_label_values(&[peer.address.as_str(), node.as_str()])
+                .set(clamp(peer.entries_applied));
+            gauges
+                .peer_bytes_received
+                .with_label_values(&[peer.address.as_str(), node.as_str()])
+                .set(clamp(peer.bytes_received));
+            for lag in &peer.lag {
+                let origin = origin_label(lag.origin.as_ref());
+                gauges
+                    .lag_entries
+                    .with_label_values(&[peer.address.as_str(), origin.as_str()])
+                    .set(clamp(lag.entries));
+                gauges
+                    .lag_seconds
+                    .with_label_values(&[peer.address.as_str(), origin.as_str()])
+                    .set(lag.seconds);
+            }
+        }
+    }
+}
+
+/// Requests answered so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestTotals {
+    /// Reads: get, get-recent, get-range, scans.
+    pub reads: u64,
+    /// Writes: put, batch put, touch, remove.
+    pub writes: u64,
+}
