@@ -297,6 +297,13 @@ impl Inner {
         candidates.into_iter().map(|(_, address)| address).collect()
     }
 
+    /// Whether the next entry of `origin` this node needs is gone from
+    /// every source that could supply it ([`PeerTable::purged_everywhere`]).
+    fn purged_everywhere(&self, peers: &PeerTable, origin: Origin) -> bool {
+        let applied = self.store.frontier().get(&origin).map_or(0, |mark| mark.seq);
+        peers.purged_everywhere(origin, applied)
+    }
+
     /// Starts a bootstrap unless one is running.
     pub(crate) fn start_bootstrap(self: &Arc<Self>, reason: String) {
         if !*self.bootstrapping.borrow() {
@@ -325,11 +332,21 @@ impl Inner {
                     MemberView { origin: Some(source), applied: advertised.clone(), promise, promise_seq };
                 table.learn_member(source.node, &view);
             }
-            table.peers.get_mut(address).is_some_and(|peer| {
+            let new = table.peers.get_mut(address).is_some_and(|peer| {
                 let new = advertised.keys().any(|origin| !peer.advertised.contains_key(origin));
                 peer.advertised = advertised;
                 new
-            })
+            });
+            // What this source holds may complete the evidence for an
+            // origin reported out of range before its holders were known.
+            let purged =
+                table.out_of_range.keys().copied().find(|origin| self.purged_everywhere(&table, *origin));
+            if let Some(origin) = purged {
+                table.out_of_range.clear();
+                drop(table);
+                self.start_bootstrap(format!("every source purged entries of {origin} this node needs"));
+            }
+            new
         };
         let mut changed = new_origins;
         for node in removed {
@@ -372,9 +389,9 @@ impl Inner {
         }
     }
 
-    /// A source has purged entries of `origin` this node needs. Once every
-    /// connected source holding more of it has, only a bootstrap can
-    /// supply them.
+    /// A source has no longer (or never had) entries of `origin` this node
+    /// needs. Once every connected source known to hold them has said so,
+    /// only a bootstrap can supply them.
     pub(crate) fn record_out_of_range(
         self: &Arc<Self>,
         address: &str,
@@ -387,16 +404,13 @@ impl Inner {
             if let Some(peer) = peers.peers.get_mut(address) {
                 peer.last_error = format!("purged entries of {origin} from seq {wanted} on");
             }
-            let reported = peers.out_of_range.entry(origin).or_default();
-            reported.insert(source);
-            let reported = reported.clone();
-            // Every source that holds what this node lacks has purged it.
             let applied = self.store.frontier().get(&origin).map_or(0, |mark| mark.seq);
-            peers
-                .sources()
-                .iter()
-                .filter(|s| s.advertised.get(&origin).is_some_and(|mark| mark.seq > applied))
-                .all(|s| reported.contains(&s.origin.node))
+            // A stale report (another source supplied the entry since)
+            // proves nothing.
+            if applied < wanted {
+                peers.out_of_range.entry(origin).or_default().insert(source);
+            }
+            self.purged_everywhere(&peers, origin)
         };
         // Other sources are asked next (the assignment passes this one over).
         self.bump_topology();

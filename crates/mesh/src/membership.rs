@@ -100,6 +100,38 @@ pub(crate) struct PeerTable {
 }
 
 impl PeerTable {
+    /// Whether entry `applied + 1` of `origin` is gone from every source
+    /// that could supply it, so only a bootstrap can.
+    ///
+    /// Only the origin's own node is sure to have held every entry: a node
+    /// that joined by bootstrap answers out of range below its snapshot
+    /// without having purged anything, and heartbeat marks trail what is
+    /// applied. So while the origin's node is a member, its own report is
+    /// required (it purges only what every member applied, or what a member
+    /// lagging past the retention cap lacks); a report from another source
+    /// only moves the pull elsewhere. Once the origin's node is removed,
+    /// every connected source that advertised more of the origin than
+    /// `applied` must have reported. With none known, nothing is proven:
+    /// a later heartbeat asks again.
+    pub(crate) fn purged_everywhere(&self, origin: Origin, applied: u64) -> bool {
+        let Some(reported) = self.out_of_range.get(&origin) else { return false };
+        let origin_is_member =
+            self.members.contains_key(&origin.node) && !self.removed.contains(&origin.node);
+        if origin_is_member && !reported.contains(&origin.node) {
+            return false;
+        }
+        let holders: Vec<NodeId> = self
+            .sources()
+            .iter()
+            .filter(|s| {
+                s.origin.node == origin.node
+                    || s.advertised.get(&origin).is_some_and(|mark| mark.seq > applied)
+            })
+            .map(|s| s.origin.node)
+            .collect();
+        !holders.is_empty() && holders.iter().all(|node| reported.contains(node))
+    }
+
     /// Adds an address not seen before; returns whether it is new (and so
     /// needs a puller).
     pub(crate) fn learn(&mut self, address: &str) -> bool {
@@ -156,5 +188,69 @@ impl PeerTable {
             }
         }
         stopped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use consensusdb_types::FrontierMark;
+
+    use super::*;
+
+    fn origin(node: u128) -> Origin {
+        Origin { node: NodeId(node), incarnation: 1 }
+    }
+
+    /// A table with connected sources, each advertising `seq` of origin 1.
+    fn table(sources: &[(u128, u64)]) -> PeerTable {
+        let mut table = PeerTable::default();
+        for &(node, seq) in sources {
+            let address = format!("10.0.0.{node}:4482");
+            table.learn(&address);
+            let peer = table.peers.get_mut(&address).expect("learned");
+            peer.node = Some(NodeId(node));
+            peer.origin = Some(origin(node));
+            peer.state = PeerState::Connected;
+            peer.advertised = [(origin(1), FrontierMark { seq, hlc: seq })].into_iter().collect();
+            table.members.insert(NodeId(node), MemberView::default());
+        }
+        table
+    }
+
+    fn report(table: &mut PeerTable, node: u128) {
+        table.out_of_range.entry(origin(1)).or_default().insert(NodeId(node));
+    }
+
+    #[test]
+    fn a_joiner_below_its_snapshot_is_no_proof_while_the_origin_node_holds_the_log() {
+        // Node 4 joined by bootstrap: it advertises origin 1 up to 50 but its
+        // log starts after its snapshot, so it reports entry 3 out of range.
+        let mut table = table(&[(1, 50), (4, 50)]);
+        report(&mut table, 4);
+        assert!(!table.purged_everywhere(origin(1), 2), "node 1 still holds its own log");
+        report(&mut table, 1);
+        assert!(table.purged_everywhere(origin(1), 2), "the origin's node purged it too");
+    }
+
+    #[test]
+    fn with_the_origin_node_unreachable_a_member_is_waited_for() {
+        let mut table = table(&[(4, 50)]);
+        table.members.insert(NodeId(1), MemberView::default());
+        report(&mut table, 4);
+        assert!(!table.purged_everywhere(origin(1), 2), "node 1 may come back with the entries");
+        table.remove_node(NodeId(1));
+        assert!(table.purged_everywhere(origin(1), 2), "removed: every holder left has reported");
+    }
+
+    #[test]
+    fn every_advertising_source_must_report_once_the_origin_node_is_gone() {
+        let mut table = table(&[(2, 50), (3, 50)]);
+        table.removed.insert(NodeId(1));
+        report(&mut table, 2);
+        assert!(!table.purged_everywhere(origin(1), 2), "node 3 may still hold it");
+        report(&mut table, 3);
+        assert!(table.purged_everywhere(origin(1), 2));
+        assert!(!table.purged_everywhere(origin(1), 60), "no source holds more than this node applied");
+        assert!(!PeerTable::default().purged_everywhere(origin(1), 0), "no report, no proof");
     }
 }
