@@ -100,16 +100,19 @@ impl Gateway {
     }
 }
 
-/// Names a records-layer field as the gateway lays it out: the key's and
-/// the row's components are path segments (`key.time_uuid` is
-/// `time_uuid`), and a forward window's bounds are query parameters.
-pub(crate) fn path_fields(error: ServiceError) -> ServiceError {
-    error.renamed(|field| {
-        ["key.", "row.", "forward.", "newest_first."]
-            .iter()
-            .find_map(|prefix| field.strip_prefix(prefix))
-            .map(str::to_string)
-    })
+/// The answer to a records-layer error on a route whose key is in the
+/// path: fields are named as the gateway lays them out (the key's and the
+/// row's components are path segments, `key.time_uuid` is `time_uuid`; a
+/// forward window's bounds are query parameters).
+pub(crate) fn path_error(error: ServiceError) -> HttpError {
+    error
+        .renamed(|field| {
+            ["key.", "row.", "forward.", "newest_first."]
+                .iter()
+                .find_map(|prefix| field.strip_prefix(prefix))
+                .map(str::to_string)
+        })
+        .into()
 }
 
 /// The longest `timeout_ms` taken: a day.

@@ -19,7 +19,7 @@ use super::model::{
     ttl_ms,
 };
 use super::responses::{ReadErrors, RemoveErrors, TouchErrors, WriteErrors};
-use super::{Gateway, path_fields};
+use super::{Gateway, path_error};
 use crate::service::ServiceError;
 
 /// A row in the path.
@@ -128,12 +128,8 @@ fn invalid(error: FieldError) -> HttpError {
     ServiceError::from(error).into()
 }
 
-fn failed(error: ServiceError) -> HttpError {
-    path_fields(error).into()
-}
-
 async fn get(gateway: Gateway, key: RecordKey, params: &ReadParams) -> Result<Json<RecordJson>, HttpError> {
-    let record = gateway.api.get(key, params.read_options(), "key").await.map_err(failed)?;
+    let record = gateway.api.get(key, params.read_options(), "key").await.map_err(path_error)?;
     Ok(Json(RecordJson::new(record, params.value_encoding)))
 }
 
@@ -147,7 +143,7 @@ async fn put(
     let write_concern = body.write_concern;
     let key_json = KeyJson::from(&key);
     let record = body.into_record(key, "").map_err(invalid)?;
-    let head = gateway.api.put(record, write_concern, deadline).await.map_err(failed)?;
+    let head = gateway.api.put(record, write_concern, deadline).await.map_err(path_error)?;
     Ok(Json(WriteJson { key: key_json, head: (&head).into() }))
 }
 
@@ -160,7 +156,7 @@ async fn touch(
     let deadline = params.deadline().map_err(invalid)?;
     let key_json = KeyJson::from(&key);
     let ttl = ttl_ms(body.ttl_ms, "ttl_ms").map_err(invalid)?;
-    let head = gateway.api.touch(key, ttl, deadline).await.map_err(failed)?;
+    let head = gateway.api.touch(key, ttl, deadline).await.map_err(path_error)?;
     Ok(Json(WriteJson { key: key_json, head: (&head).into() }))
 }
 
@@ -171,7 +167,7 @@ async fn remove(
 ) -> Result<Json<WriteJson>, HttpError> {
     let deadline = params.deadline().map_err(invalid)?;
     let key_json = KeyJson::from(&key);
-    let head = gateway.api.remove(key, deadline).await.map_err(failed)?;
+    let head = gateway.api.remove(key, deadline).await.map_err(path_error)?;
     Ok(Json(WriteJson { key: key_json, head: (&head).into() }))
 }
 

@@ -16,7 +16,7 @@ use super::model::{
 };
 use super::records::RowPath;
 use super::responses::{ListErrors, ReadErrors};
-use super::{Gateway, path_fields};
+use super::{Gateway, path_error};
 use crate::service::ServiceError;
 
 /// Records a page holds unless `limit` says otherwise.
@@ -24,10 +24,6 @@ pub(crate) const DEFAULT_LIMIT: u32 = 100;
 
 fn optional_time(text: Option<&str>, field: &str) -> Result<Option<TimeUuid>, FieldError> {
     text.map(|t| time_uuid(t, field)).transpose()
-}
-
-fn failed(error: ServiceError) -> HttpError {
-    path_fields(error).into()
 }
 
 /// Parameters of get-recent.
@@ -70,7 +66,7 @@ pub(crate) async fn recent(
     let row = path.row(params.key_encoding).map_err(ServiceError::from)?;
     let at = optional_time(params.at_or_before.as_deref(), "at_or_before").map_err(ServiceError::from)?;
     let read = ReadOptions { head_only: params.head_only, raw: params.raw };
-    let record = gateway.api.get_recent(row, at, read, "row", "at_or_before").await.map_err(failed)?;
+    let record = gateway.api.get_recent(row, at, read, "row", "at_or_before").await.map_err(path_error)?;
     Ok(Json(RecordJson::new(record, params.value_encoding)))
 }
 
@@ -178,7 +174,7 @@ pub(crate) async fn range(
         page_token: page_token_bytes(params.page_token.as_deref()).map_err(ServiceError::from)?,
         read: ReadOptions { head_only: params.head_only, raw: params.raw },
     };
-    let page = gateway.api.get_range(query).await.map_err(failed)?;
+    let page = gateway.api.get_range(query).await.map_err(path_error)?;
     Ok(Json(PageJson {
         records: page.records.into_iter().map(|r| RecordJson::new(r, params.value_encoding)).collect(),
         next_page_token: page_token_text(page.next_page_token),

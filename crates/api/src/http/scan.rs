@@ -22,7 +22,7 @@ use super::model::{KeyEncoding, RecordJson, ValueOutput, key_component, page_tok
 use super::records::RowPath;
 use super::responses::ListErrors;
 use super::rows::DEFAULT_LIMIT;
-use super::{Gateway, path_fields};
+use super::{Gateway, path_error};
 use crate::service::{ScanPages, ServiceError};
 
 /// The media type of a scan.
@@ -126,7 +126,7 @@ fn lines(pages: ScanPages, output: ValueOutput) -> impl Stream<Item = Result<Byt
             }
             Some(Err(error)) => {
                 state.done = true;
-                let error = HttpError::from(path_fields(ServiceError::from(error)));
+                let error = path_error(ServiceError::from(error));
                 line(&ScanLine::Error(error.body().clone()))
             }
             None => {
@@ -145,7 +145,7 @@ fn scan(gateway: &Gateway, scope: ScanScope, params: &ScanParams) -> Result<Resp
         page_token: page_token_bytes(params.page_token.as_deref()).map_err(ServiceError::from)?,
         read: ReadOptions { head_only: params.head_only, raw: params.raw },
     };
-    let pages = gateway.api.scan(query).map_err(path_fields)?;
+    let pages = gateway.api.scan(query).map_err(path_error)?;
     let body = Body::from_stream(lines(pages, params.value_encoding).boxed());
     Ok(([(header::CONTENT_TYPE, NDJSON)], body).into_response())
 }
