@@ -14,8 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let records = protox::compile(["consensusdb/v1/records.proto"], [&proto_root])?;
     std::fs::write(out_dir.join("consensusdb_v1_descriptor.bin"), records.encode_to_vec())?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(records)?;
-    // The internal node-to-node protocol: not offered to reflection.
+    // The node-to-node protocol, also offered to reflection so `ClusterStatus`
+    // and `Digest` can be called from grpcurl.
     let mesh = protox::compile(["consensusdb/mesh/v1/replication.proto"], [&proto_root])?;
+    std::fs::write(out_dir.join("consensusdb_mesh_v1_descriptor.bin"), mesh.encode_to_vec())?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(mesh)?;
     Ok(())
 }

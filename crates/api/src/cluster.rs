@@ -7,9 +7,6 @@ use std::sync::Arc;
 use consensusdb_proto::mesh::v1::{ClusterStatusResponse, Origin};
 use consensusdb_types::NodeId;
 
-/// The state of a peer that was removed from the cluster.
-pub const PEER_REMOVED: &str = "removed";
-
 /// Asks the mesh for its current view (in memory, cheap).
 pub type ClusterProbe = Arc<dyn Fn() -> ClusterStatusResponse + Send + Sync>;
 

@@ -11,7 +11,9 @@
 //! behind a fault-injecting transport.
 
 pub mod cluster;
+pub mod connections;
 mod deadline;
+mod decode_errors;
 pub mod http;
 pub mod metrics;
 pub mod readiness;
@@ -24,10 +26,10 @@ use std::future::Future;
 use consensusdb_proto::v1::records_server::RecordsServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 pub use cluster::ClusterProbe;
+pub use connections::{ConnectionLimits, Connections};
 pub use http::{Gateway, serve_http};
 pub use metrics::Metrics;
 pub use readiness::Readiness;
@@ -60,34 +62,45 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// How long the gRPC server waits between HTTP/2 pings on a connection,
+/// and for the answer: a peer or client that vanished (or froze) without
+/// closing is found and its connection closed.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves the gRPC API (over `api`) on `listener` until `shutdown` completes, then stops
 /// accepting, lets in-flight calls finish and returns. Health follows
 /// `readiness` (within [`READINESS_POLL`]): `NOT_SERVING` while a bootstrap
 /// closes writes, after a storage failure stops the writer, and from the
 /// moment shutdown starts. `extra` adds services of other layers (the replication mesh)
 /// on the same port; streams they hold open must end when `shutdown`
-/// completes, or the graceful shutdown waits for them.
+/// completes, or the graceful shutdown waits for them until `connections`
+/// are closed. Connections are admitted by `connections` (cap, idle
+/// timeout), and requests that do not decode are answered as bad input.
 pub async fn serve_grpc(
     api: RecordsApi,
     readiness: Readiness,
     listener: TcpListener,
+    connections: Connections,
     extra: Routes,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, true).await;
     // Both reflection versions: grpcurl speaks v1, while grpcui, older
-    // grpcurl and most other tools still speak only v1alpha.
+    // grpcurl and most other tools still speak only v1alpha. The
+    // replication service is listed too, so `ClusterStatus` and `Digest`
+    // can be called from grpcurl.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(consensusdb_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(consensusdb_proto::mesh::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     // A node that is not ready (bootstrapping, writer stopped by a storage
-    // failure) says so, and clients and orchestrators go elsewhere until it
-    // is ready again.
+    // failure, clock off from its peers') says so, and clients and
+    // orchestrators go elsewhere until it is ready again.
     let readiness_watch = {
         let (health, readiness) = (health.clone(), readiness.clone());
         tokio::spawn(async move {
@@ -114,18 +127,15 @@ pub async fn serve_grpc(
     };
     let records = RecordsServer::new(RecordsService::new(api));
     let served = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE))
+        .layer(tower::util::MapResponseLayer::new(decode_errors::rewrite::<tonic::body::Body>))
         .add_routes(extra)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(records)
-        .serve_with_incoming_shutdown(
-            // Nagle's algorithm would hold back small responses for up to
-            // 40 ms waiting for the client's delayed ACK; tonic's own
-            // tcp_nodelay setting does not reach a listener passed in.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(connections.accept(listener), shutdown)
         .await;
     readiness_watch.abort();
     served?;

@@ -19,6 +19,7 @@ use prometheus::{
 };
 
 use crate::cluster::{origin_label, peer_node_label};
+use crate::connections::Connections;
 
 /// Whether an operation reads or writes, for the status page's rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,7 @@ struct Inner {
     writes: AtomicU64,
     storage: StorageGauges,
     replication: ReplicationGauges,
+    connections: ConnectionGauges,
     /// Serialises scrapes, so counters copied from other layers advance by
     /// their difference once.
     scrape: Mutex<()>,
@@ -58,6 +60,8 @@ struct StorageGauges {
     groups_committed: IntCounter,
     entries_applied: IntCounter,
     conflicts_lost: IntCounter,
+    writes_superseded: IntCounter,
+    damaged_records_skipped: IntCounter,
 }
 
 /// The mesh's view, refilled on each scrape so removed peers disappear.
@@ -67,7 +71,17 @@ struct ReplicationGauges {
     lag_seconds: GaugeVec,
     peer_entries_applied: IntGaugeVec,
     peer_bytes_received: IntGaugeVec,
+    clock_offset_seconds: GaugeVec,
+    clock_refusing: IntGauge,
+    entries_refused: IntCounter,
+    bootstraps: IntCounter,
     uptime_seconds: Gauge,
+}
+
+/// The client connections of both servers.
+struct ConnectionGauges {
+    open: IntGauge,
+    refused: IntCounter,
 }
 
 /// What one registration failure means: a duplicate or malformed metric,
@@ -154,6 +168,16 @@ impl Metrics {
                 "consensusdb_conflicts_lost_total",
                 "Incoming versions that lost to a stored version with a greater stamp.",
             )?,
+            writes_superseded: counter(
+                r,
+                "consensusdb_writes_superseded_total",
+                "Client writes refused because a version with a later stamp (from a clock ahead) held their key.",
+            )?,
+            damaged_records_skipped: counter(
+                r,
+                "consensusdb_damaged_records_skipped_total",
+                "Damaged records (a head, key or value that does not decode) scans skipped.",
+            )?,
         };
         let replication = ReplicationGauges {
             peers: register(
@@ -203,9 +227,46 @@ impl Metrics {
                     &["peer", "peer_node"],
                 )?,
             )?,
+            clock_offset_seconds: register(
+                r,
+                GaugeVec::new(
+                    Opts::new(
+                        "consensusdb_clock_offset_seconds",
+                        "How far a peer's clock is ahead of this node's (negative: behind), as heartbeats show.",
+                    ),
+                    &["peer"],
+                )?,
+            )?,
+            clock_refusing: int_gauge(
+                r,
+                "consensusdb_clock_offset_refusing_writes",
+                "1 while this node refuses client writes because its clock is off from most peers' clocks.",
+            )?,
+            entries_refused: counter(
+                r,
+                "consensusdb_replication_entries_refused_total",
+                "Replicated entries refused (never stored) because they did not decode.",
+            )?,
+            bootstraps: counter(
+                r,
+                "consensusdb_bootstraps_total",
+                "Bootstraps from a peer's snapshot started.",
+            )?,
             uptime_seconds: register(
                 r,
                 Gauge::new("consensusdb_uptime_seconds", "Seconds since the node started.")?,
+            )?,
+        };
+        let connections = ConnectionGauges {
+            open: int_gauge(
+                r,
+                "consensusdb_connections_open",
+                "Client connections open, gRPC and HTTP together.",
+            )?,
+            refused: counter(
+                r,
+                "consensusdb_connections_refused_total",
+                "Connections closed at once because server.max_connections were open.",
             )?,
         };
         Ok(Self {
@@ -217,6 +278,7 @@ impl Metrics {
                 writes: AtomicU64::new(0),
                 storage,
                 replication,
+                connections,
                 scrape: Mutex::new(()),
             }),
         })
@@ -250,11 +312,17 @@ impl Metrics {
         counters: &Counters,
         stats: &StorageStats,
         cluster: Option<&ClusterStatusResponse>,
+        connections: Option<&Connections>,
         uptime_seconds: f64,
     ) -> String {
         let _scrape = self.inner.scrape.lock().unwrap_or_else(PoisonError::into_inner);
         self.copy_storage(counters, stats);
         self.copy_cluster(cluster);
+        if let Some(connections) = connections {
+            let gauges = &self.inner.connections;
+            gauges.open.set(i64::try_from(connections.open()).unwrap_or(i64::MAX));
+            advance(&gauges.refused, connections.refused());
+        }
         self.inner.replication.uptime_seconds.set(uptime_seconds);
         let mut text = Vec::new();
         // Encoding into a Vec cannot fail for the text format.
@@ -271,13 +339,14 @@ impl Metrics {
         set(&gauges.pending_compaction_bytes, stats.pending_compaction_bytes);
         set(&gauges.running_compactions, stats.running_compactions);
         set(&gauges.records_estimate, stats.records_estimate);
-        let advance = |counter: &IntCounter, source: &AtomicU64| {
-            counter.inc_by(source.load(Ordering::Relaxed).saturating_sub(counter.get()));
-        };
-        advance(&gauges.writes_committed, &counters.writes_committed);
-        advance(&gauges.groups_committed, &counters.groups_committed);
-        advance(&gauges.entries_applied, &counters.entries_applied);
-        advance(&gauges.conflicts_lost, &counters.conflicts_lost);
+        let copy =
+            |counter: &IntCounter, source: &AtomicU64| advance(counter, source.load(Ordering::Relaxed));
+        copy(&gauges.writes_committed, &counters.writes_committed);
+        copy(&gauges.groups_committed, &counters.groups_committed);
+        copy(&gauges.entries_applied, &counters.entries_applied);
+        copy(&gauges.conflicts_lost, &counters.conflicts_lost);
+        copy(&gauges.writes_superseded, &counters.writes_superseded);
+        copy(&gauges.damaged_records_skipped, &counters.damaged_records_skipped);
     }
 
     fn copy_cluster(&self, cluster: Option<&ClusterStatusResponse>) {
@@ -287,8 +356,18 @@ impl Metrics {
         gauges.lag_seconds.reset();
         gauges.peer_entries_applied.reset();
         gauges.peer_bytes_received.reset();
+        gauges.clock_offset_seconds.reset();
         let Some(cluster) = cluster else { return };
+        gauges.clock_refusing.set(i64::from(!cluster.clock_refusal.is_empty()));
+        advance(&gauges.entries_refused, cluster.entries_refused);
+        advance(&gauges.bootstraps, cluster.bootstraps);
         for peer in &cluster.peers {
+            if let Some(offset_ms) = peer.clock_offset_ms {
+                gauges
+                    .clock_offset_seconds
+                    .with_label_values(&[peer.address.as_str()])
+                    .set(offset_ms as f64 / 1000.0);
+            }
             let node = peer_node_label(&peer.node_id);
             gauges.peers.with_label_values(&[peer.address.as_str(), peer.state.as_str()]).set(1);
             let clamp = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
@@ -313,6 +392,11 @@ impl Metrics {
             }
         }
     }
+}
+
+/// Moves a counter copied from another layer up to that layer's total.
+fn advance(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// Requests answered so far.

@@ -49,9 +49,9 @@ mod tests {
         let store = Store::open(StoreOptions::new(dir.path())).expect("store opens");
         let readiness = Readiness::new(store.clone());
         assert_eq!(readiness.not_ready_because(), None);
-        store.close_writes("a bootstrap is under way");
+        store.hold_writes(consensusdb_storage::WriteHold::Bootstrap, "a bootstrap is under way");
         assert_eq!(readiness.not_ready_because().as_deref(), Some("a bootstrap is under way"));
-        store.open_writes();
+        store.release_writes(consensusdb_storage::WriteHold::Bootstrap);
         assert_eq!(readiness.not_ready_because(), None);
         readiness.begin_shutdown();
         assert_eq!(readiness.not_ready_because().as_deref(), Some("the node is shutting down"));

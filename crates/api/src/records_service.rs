@@ -12,12 +12,11 @@ use consensusdb_storage::{
 use consensusdb_types::FieldError;
 use consensusdb_types::error::field_path;
 use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::deadline::deadline;
 use crate::service::{RecordsApi, ServiceError};
-use crate::status::{from_field, from_service, from_storage};
+use crate::status::{from_field, from_service, scan_error};
 
 /// Serves records through the shared records layer.
 #[derive(Clone)]
@@ -81,14 +80,14 @@ impl RecordsService {
             page_token: page_token(options.page_token.clone()),
             read: read_options(options.read.as_ref()),
         };
-        let chunks = self.api.scan(query).map_err(|e| from_service(prefix_options(e)))?;
-        let stream = ReceiverStream::new(chunks).map(|chunk| {
+        let mut chunks = self.api.scan(query).map_err(|e| from_service(prefix_options(e)))?;
+        let stream = futures::stream::poll_fn(move |cx| chunks.poll_recv(cx)).map(|chunk| {
             chunk
                 .map(|page| {
                     let (records, next_page_token) = records(page);
                     v1::ScanChunk { records, next_page_token }
                 })
-                .map_err(from_storage)
+                .map_err(scan_error)
         });
         Ok(Response::new(Box::pin(stream)))
     }

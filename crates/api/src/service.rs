@@ -6,12 +6,11 @@
 use std::time::{Duration, Instant};
 
 use consensusdb_storage::{
-    Page, PutRecord, RangeQuery, ReadOptions, Record, ScanQuery, StorageError, Store, WriteAck,
+    Page, PutRecord, RangeQuery, ReadOptions, Record, ScanQuery, ScanStream, StorageError, Store, WriteAck,
 };
 use consensusdb_types::{ErrorCode, FieldError, Head, RecordKey, RowKey, TimeUuid};
-use tokio::sync::mpsc;
 
-use crate::cluster::{ClusterProbe, PEER_REMOVED};
+use crate::cluster::ClusterProbe;
 use crate::metrics::{Kind, Metrics};
 
 /// A failed operation, ready for any interface to answer with.
@@ -74,8 +73,9 @@ impl From<FieldError> for ServiceError {
     }
 }
 
-/// Pages of a scan as the store produces them.
-pub type ScanPages = mpsc::Receiver<Result<Page, StorageError>>;
+/// Pages of a scan as the store produces them; a scan cut short ends in
+/// an error, never as if complete.
+pub type ScanPages = ScanStream;
 
 /// The records operations of one node, as served by one interface.
 #[derive(Clone)]
@@ -103,17 +103,16 @@ impl RecordsApi {
 
     /// Refuses, before anything is written, a write concern more peers
     /// than this node knows could never meet (as Cassandra refuses a
-    /// consistency level its replicas cannot reach). Known peers that are
-    /// down still count: the wait then ends at the deadline, saying how
-    /// many confirmed.
+    /// consistency level its replicas cannot reach). Peers are the other
+    /// members: nodes reached or learned of through others, removed ones
+    /// excepted, never this node itself or an address no node reached.
+    /// Members that are down still count: the wait then ends at the
+    /// deadline, saying how many confirmed.
     fn check_write_concern(&self, write_concern: u32) -> Result<(), ServiceError> {
         if write_concern == 0 {
             return Ok(());
         }
-        let known = self
-            .cluster
-            .as_ref()
-            .map_or(0, |probe| probe().peers.iter().filter(|peer| peer.state != PEER_REMOVED).count());
+        let known = self.cluster.as_ref().map_or(0, |probe| probe().members.len());
         if u32::try_from(known).unwrap_or(u32::MAX) >= write_concern {
             return Ok(());
         }

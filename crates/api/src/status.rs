@@ -1,7 +1,7 @@
 //! Storage and input errors as gRPC statuses, with the field trailer. (The
 //! code mapping itself lives in `consensusdb-proto`, shared with the SDK.)
 
-pub use consensusdb_proto::status::{FIELD_METADATA, grpc_code};
+pub use consensusdb_proto::status::{FIELD_METADATA, PAGE_TOKEN_METADATA, grpc_code};
 use consensusdb_storage::StorageError;
 use consensusdb_types::FieldError;
 use tonic::Status;
@@ -16,6 +16,22 @@ pub fn from_service(error: ServiceError) -> Status {
 /// The status for a storage error (logged once if internal).
 pub fn from_storage(error: StorageError) -> Status {
     from_service(error.into())
+}
+
+/// The status that ends a scan: for a scan cut short, with the page token
+/// that resumes after the last record sent, in [`PAGE_TOKEN_METADATA`].
+pub fn scan_error(error: StorageError) -> Status {
+    let token = match &error {
+        StorageError::ScanCutShort { resume_token, .. } => resume_token.clone(),
+        _ => None,
+    };
+    let mut status = from_storage(error);
+    if let Some(token) = token {
+        status
+            .metadata_mut()
+            .insert_bin(PAGE_TOKEN_METADATA, tonic::metadata::MetadataValue::from_bytes(&token));
+    }
+    status
 }
 
 /// The status for bad input.

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use consensusdb_api::{Metrics, READINESS_POLL, Readiness, RecordsApi, serve_grpc};
+use consensusdb_api::{
+    ConnectionLimits, Connections, Metrics, READINESS_POLL, Readiness, RecordsApi, serve_grpc,
+};
 use consensusdb_storage::{Store, StoreOptions};
 use tonic::service::Routes;
 use tonic_health::pb::HealthCheckRequest;
@@ -41,6 +43,7 @@ async fn health_follows_readiness() {
         RecordsApi::new(store.clone(), metrics, "grpc"),
         Readiness::new(store.clone()),
         listener,
+        Connections::new(ConnectionLimits::default()),
         Routes::default(),
         async move {
             let _ = stopped.await;
@@ -54,9 +57,9 @@ async fn health_follows_readiness() {
         .expect("connects");
     let mut client = HealthClient::new(channel);
     wait_for_status(&mut client, ServingStatus::Serving).await;
-    store.close_writes("a bootstrap is under way");
+    store.hold_writes(consensusdb_storage::WriteHold::Bootstrap, "a bootstrap is under way");
     wait_for_status(&mut client, ServingStatus::NotServing).await;
-    store.open_writes();
+    store.release_writes(consensusdb_storage::WriteHold::Bootstrap);
     wait_for_status(&mut client, ServingStatus::Serving).await;
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(30), server)

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use consensusdb_api::{Gateway, Metrics, Readiness, serve_http};
+use consensusdb_api::{ConnectionLimits, Connections, Gateway, Metrics, Readiness, serve_http};
 use consensusdb_storage::{Store, StoreOptions};
 use serde_json::{Value, json};
 
@@ -62,9 +62,14 @@ impl TestGateway {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = runtime.spawn(serve_http(gateway, listener, async move {
-            let _ = stopped.await;
-        }));
+        let server = runtime.spawn(serve_http(
+            gateway,
+            listener,
+            Connections::new(ConnectionLimits::default()),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(20)))

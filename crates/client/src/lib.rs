@@ -61,6 +61,7 @@ pub use reads::{BoxFuture, GetCall, Page, PageToken, RangeCall, RecentCall, Reco
 pub use record::{BatchAck, Record, StoredRecord};
 pub use retry::RetryPolicy;
 pub use scan::ScanCall;
+pub use transport::endpoint_url;
 
 pub use consensusdb_types::{Compression, ErrorCode, Head, KeyBuilder, RowKey, Stamp, TimeUuid};
 

@@ -58,13 +58,11 @@ impl RetryPolicy {
 ///
 /// `Unknown` is included because this server never sends it: it is how
 /// tonic reports a connection that broke mid-call. Bad input, missing
-/// records and conflicts are answers, not failures, and are never retried.
+/// records, conflicts and requests too large are answers, not failures,
+/// and are never retried.
 pub(crate) fn is_retryable(code: Code, replay: Replay) -> bool {
     replay == Replay::Safe
-        && matches!(
-            code,
-            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::ResourceExhausted | Code::Aborted
-        )
+        && matches!(code, Code::Unavailable | Code::Unknown | Code::Cancelled | Code::Aborted)
 }
 
 #[cfg(test)]
@@ -76,7 +74,13 @@ mod tests {
         assert!(is_retryable(Code::Unavailable, Replay::Safe));
         assert!(is_retryable(Code::Unknown, Replay::Safe));
         assert!(!is_retryable(Code::Unavailable, Replay::OnlyIfUnsent));
-        for answer in [Code::InvalidArgument, Code::NotFound, Code::AlreadyExists, Code::DeadlineExceeded] {
+        for answer in [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+        ] {
             assert!(!is_retryable(answer, Replay::Safe), "{answer:?}");
         }
     }

@@ -42,6 +42,20 @@ pub(crate) struct Transport {
     options: TransportOptions,
 }
 
+/// A node address as a URL: `host:port` alone means `http://host:port`;
+/// a scheme other than `http` or `https` is refused, saying why.
+pub fn endpoint_url(address: &str) -> std::result::Result<String, String> {
+    let address = address.trim();
+    match address.split_once("://") {
+        None if address.is_empty() => Err("is empty; give host:port or a URL".into()),
+        None => Ok(format!("http://{address}")),
+        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(address.to_string()),
+        Some((scheme, _)) => Err(format!(
+            "{address:?} is not a node address: give host:port or an http:// or https:// URL, not {scheme}://"
+        )),
+    }
+}
+
 impl Transport {
     /// Validates the addresses; nothing is connected yet.
     pub(crate) fn new(urls: Vec<String>, options: TransportOptions) -> Result<Self> {
@@ -55,6 +69,9 @@ impl Transport {
             .into_iter()
             .enumerate()
             .map(|(i, url)| {
+                let url = endpoint_url(&url).map_err(|why| {
+                    Error::from(consensusdb_types::FieldError::new(format!("endpoints[{i}]"), why))
+                })?;
                 let endpoint = Endpoint::from_shared(url.clone())
                     .map_err(|e| {
                         Error::from(consensusdb_types::FieldError::new(
@@ -198,4 +215,19 @@ fn deadline_error(url: &str, sent: u32) -> Error {
     Error::local(ErrorCode::DeadlineExceeded, "no answer before the request's timeout")
         .with_endpoint(url)
         .with_attempts(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_host_port_means_http_and_other_schemes_are_refused() {
+        assert_eq!(endpoint_url("127.0.0.1:4482").unwrap(), "http://127.0.0.1:4482");
+        assert_eq!(endpoint_url(" http://a:1 ").unwrap(), "http://a:1");
+        assert_eq!(endpoint_url("https://a:1").unwrap(), "https://a:1");
+        assert!(endpoint_url("ftp://a:1").unwrap_err().contains("ftp://"));
+        assert!(endpoint_url("").is_err());
+        assert!(endpoint_url("http://").is_err());
+    }
 }

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
 use consensusdb_proto::mesh::v1::{self as pb, snapshot_chunk};
-use consensusdb_storage::{InstallOutcome, SnapshotRecord};
+use consensusdb_storage::{InstallOutcome, SnapshotRecord, WriteHold};
 use consensusdb_types::Digest;
 
 use crate::Inner;
 use crate::backoff::Backoff;
-use crate::wire::{frontier_from_pb, origin_to_pb};
+use crate::wire::{frontier_from_pb, frontier_to_pb, origin_to_pb};
 use consensusdb_types::error::error_chain;
 
 /// How often progress is logged while records are copied.
@@ -34,8 +34,9 @@ pub(crate) async fn run(inner: Arc<Inner>, reason: String) {
     if inner.bootstrapping.send_replace(true) {
         return;
     }
+    inner.bootstraps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(%reason, "bootstrapping from a peer; client writes are refused until done");
-    inner.store.close_writes(format!("bootstrapping from a peer ({reason})"));
+    inner.store.hold_writes(WriteHold::Bootstrap, format!("bootstrapping from a peer ({reason})"));
     let mut backoff = Backoff::new(inner.config.min_backoff, inner.config.max_backoff);
     let mut stop = inner.stop.subscribe();
     'attempts: loop {
@@ -47,7 +48,7 @@ pub(crate) async fn run(inner: Arc<Inner>, reason: String) {
             match attempt {
                 Ok(outcome) => {
                     tracing::info!(peer = %address, ?outcome, "bootstrap complete; accepting writes");
-                    inner.store.open_writes();
+                    inner.store.release_writes(WriteHold::Bootstrap);
                     break 'attempts;
                 }
                 Err(error) => {
@@ -73,6 +74,7 @@ async fn from_peer(inner: &Inner, address: &str) -> Result<InstallOutcome, Strin
     let request = pb::SnapshotRequest {
         cluster_id: inner.config.cluster_id.clone(),
         origin: Some(origin_to_pb(&inner.store.origin())),
+        applied: frontier_to_pb(&inner.store.frontier()),
     };
     let status = |s: tonic::Status| format!("{}: {}", s.code(), s.message());
     let mut chunks = client.snapshot(request).await.map_err(status)?.into_inner();

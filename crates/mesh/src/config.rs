@@ -31,6 +31,17 @@ pub struct MeshConfig {
     /// A member further behind than this (in an origin's clock) is not
     /// waited for before purging the log; it must bootstrap again.
     pub retention_max_lag_ms: u64,
+    /// A node whose clock is further than this from most of its peers'
+    /// stamps no client writes; 0 turns the check off.
+    pub max_clock_offset_ms: u64,
+}
+
+impl MeshConfig {
+    /// How long a clock measurement counts: ten heartbeats, so a clock
+    /// that was fixed is believed again within about that.
+    pub fn clock_window(&self) -> Duration {
+        self.heartbeat.saturating_mul(10).max(Duration::from_secs(1))
+    }
 }
 
 impl Default for MeshConfig {
@@ -47,6 +58,7 @@ impl Default for MeshConfig {
             chunks_in_flight: 4,
             purge_interval: Duration::from_secs(10),
             retention_max_lag_ms: 24 * 60 * 60 * 1000,
+            max_clock_offset_ms: 500,
         }
     }
 }

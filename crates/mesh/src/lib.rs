@@ -21,9 +21,11 @@
 //! frontier, in seq order per origin, under the conflict rule, in the same
 //! group commit as the frontier advance and the digest.
 
+pub mod address;
 mod assignment;
 mod backoff;
 mod bootstrap;
+mod clock;
 pub mod config;
 pub mod connector;
 mod members;
@@ -41,11 +43,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use consensusdb_proto::mesh::v1::replication_server::ReplicationServer;
-use consensusdb_storage::{ApplyAck, Frontier, Store};
+use consensusdb_storage::{ApplyAck, Frontier, Store, WriteHold};
 use consensusdb_types::{NodeId, Origin};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use address::check_peer_address;
 pub use config::MeshConfig;
 pub use connector::{ConnectError, Connecting, Connector, PlainConnector};
 pub use service::ReplicationService;
@@ -71,6 +74,10 @@ pub(crate) struct Inner {
     /// Versions purged since start, and the last purge's plan.
     versions_purged: std::sync::atomic::AtomicU64,
     last_purge: Mutex<purge::LastPurge>,
+    /// What heartbeats tell of each peer's clock.
+    clocks: Mutex<clock::ClockOffsets>,
+    /// Bootstraps started since the node started.
+    bootstraps: std::sync::atomic::AtomicU64,
 }
 
 /// A node's place in the mesh: cheap to clone.
@@ -99,9 +106,10 @@ impl Mesh {
         }
         for seed in &config.seeds {
             if Some(seed) != config.advertise_address.as_ref() {
-                peers.learn(seed);
+                peers.learn(seed, None);
             }
         }
+        let clocks = clock::ClockOffsets::new(config.clock_window(), config.max_clock_offset_ms);
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -114,6 +122,8 @@ impl Mesh {
                 tasks: Mutex::new(Vec::new()),
                 versions_purged: std::sync::atomic::AtomicU64::new(0),
                 last_purge: Mutex::default(),
+                clocks: Mutex::new(clocks),
+                bootstraps: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -123,7 +133,7 @@ impl Mesh {
     /// starts that too; its pullers wait for it.
     pub fn start(&self) {
         let store = &self.inner.store;
-        let reason = if store.writes_closed().is_some() {
+        let reason = if store.write_hold(WriteHold::Bootstrap).is_some() {
             Some("a bootstrap was cut short")
         } else if store.is_new() && !self.inner.peers().peers.is_empty() {
             Some("a new node joining through its peers")
@@ -132,7 +142,7 @@ impl Mesh {
         };
         if let Some(reason) = reason {
             // Refuse writes before serving starts, not once the task runs.
-            store.close_writes(format!("bootstrapping from a peer ({reason})"));
+            store.hold_writes(WriteHold::Bootstrap, format!("bootstrapping from a peer ({reason})"));
             self.inner.spawn(bootstrap::run(self.inner.clone(), reason.to_string()));
         }
         let addresses: Vec<String> = self.inner.peers().peers.keys().cloned().collect();
@@ -140,6 +150,7 @@ impl Mesh {
             self.inner.spawn_puller(address);
         }
         self.inner.spawn(purge::run(self.inner.clone()));
+        self.inner.spawn(clock_watch(self.inner.clone()));
     }
 
     /// Runs one purge round now (tests and admin use; a task also runs one
@@ -160,13 +171,16 @@ impl Mesh {
         self.inner.stop.send_replace(true);
     }
 
-    /// Stops and waits (briefly) for every task.
+    /// Stops and waits, five seconds at most in all, for every task; the
+    /// ones still running then are aborted.
     pub async fn stop(&self) {
         self.begin_stop();
         let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner));
-        for task in tasks {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
-                tracing::warn!("a replication task did not stop within 5 s");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        for mut task in tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!("a replication task did not stop within 5 s; aborting it");
+                task.abort();
             }
         }
     }
@@ -181,9 +195,27 @@ impl Mesh {
 pub(crate) struct Heartbeat {
     pub(crate) advertised: Frontier,
     pub(crate) promise: u64,
-    pub(crate) peers: Vec<String>,
+    pub(crate) peers: Vec<(String, Option<NodeId>)>,
     pub(crate) removed: Vec<NodeId>,
     pub(crate) members: Vec<(NodeId, MemberView)>,
+    /// The source's wall clock when it sent the heartbeat.
+    pub(crate) wall_ms: u64,
+    /// The source's bound of how far this node's clock is ahead of its own.
+    pub(crate) caller_ahead_ms: Option<i64>,
+}
+
+/// Compares this node's clock with its peers' every heartbeat interval,
+/// and holds client writes closed while it is off from most of them.
+async fn clock_watch(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let mut ticks = tokio::time::interval(inner.config.heartbeat);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            _ = ticks.tick() => inner.check_clock(),
+        }
+    }
 }
 
 /// Completes once `stop` is set. The guard `wait_for` returns is dropped
@@ -216,13 +248,15 @@ impl Inner {
         tasks.push(task);
     }
 
-    /// Learns a peer address (from a handshake or a heartbeat) and starts
-    /// pulling from it if it is new.
-    pub(crate) fn learn(self: &Arc<Self>, address: &str) {
+    /// Learns a peer address (from a handshake or a heartbeat), with the
+    /// node behind it when the teller knows it, and starts pulling from it
+    /// if it is new. The address must have been checked
+    /// ([`address::check_peer_address`]).
+    pub(crate) fn learn(self: &Arc<Self>, address: &str, node: Option<NodeId>) {
         if Some(address) == self.config.advertise_address.as_deref() {
             return;
         }
-        if self.peers().learn(address) {
+        if self.peers().learn(address, node) {
             tracing::info!(peer = %address, "learned of a peer");
             self.spawn_puller(address.to_string());
         }
@@ -318,11 +352,30 @@ impl Inner {
     /// What a source's heartbeat says: its frontier, and the peers and
     /// removals it knows.
     pub(crate) fn take_heartbeat(self: &Arc<Self>, address: &str, beat: Heartbeat) {
-        let Heartbeat { advertised, promise, peers, removed, members } = beat;
+        let Heartbeat { advertised, promise, peers, removed, members, wall_ms, caller_ahead_ms } = beat;
         let new_origins = {
             let mut table = self.peers();
+            if let Some(source) = table.peers.get(address).and_then(|peer| peer.node) {
+                let own_wall = self.store.wall_clock_ms();
+                self.clocks().heartbeat(
+                    source,
+                    wall_ms,
+                    own_wall,
+                    caller_ahead_ms,
+                    std::time::Instant::now(),
+                );
+            }
+            let own = self.store.origin();
             for (node, view) in &members {
                 table.learn_member(*node, view);
+                // What a member applied of this node's origin, as others
+                // saw it, counts toward write concerns too: in a chain
+                // A–B–C, C's acknowledgement reaches A only this way.
+                if *node != own.node
+                    && let Some(mark) = view.applied.get(&own)
+                {
+                    self.store.record_peer_ack(*node, mark.seq);
+                }
             }
             let source = table.peers.get(address).and_then(|peer| peer.origin);
             if let Some(source) = source {
@@ -355,9 +408,41 @@ impl Inner {
         if changed {
             self.bump_topology();
         }
-        for peer in &peers {
-            self.learn(peer);
+        for (address, node) in &peers {
+            self.learn(address, *node);
         }
+    }
+
+    /// Holds client writes closed while this node's clock is off from most
+    /// of its peers' ([`clock`]), and opens them once it agrees again.
+    fn check_clock(&self) {
+        let names: std::collections::HashMap<NodeId, String> = self
+            .peers()
+            .peers
+            .iter()
+            .filter_map(|(address, peer)| Some((peer.node?, format!("{address} ({})", peer.node?))))
+            .collect();
+        let verdict = self.clocks().verdict(std::time::Instant::now(), |node| {
+            names.get(&node).cloned().unwrap_or_else(|| node.to_string())
+        });
+        let held = self.store.write_hold(WriteHold::ClockOffset);
+        match verdict {
+            clock::Verdict::Off(reason) => {
+                if held.is_none() {
+                    tracing::error!(%reason, "refusing client writes");
+                }
+                self.store.hold_writes(WriteHold::ClockOffset, reason);
+            }
+            clock::Verdict::Healthy if held.is_some() => {
+                tracing::warn!("this node's clock agrees with its peers' again: accepting client writes");
+                self.store.release_writes(WriteHold::ClockOffset);
+            }
+            clock::Verdict::Healthy => {}
+        }
+    }
+
+    pub(crate) fn clocks(&self) -> MutexGuard<'_, clock::ClockOffsets> {
+        self.clocks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks a node removed. Returns whether that is news.
@@ -367,6 +452,8 @@ impl Inner {
             return false;
         }
         let stopped = peers.remove_node(node);
+        drop(peers);
+        self.clocks().forget(node);
         self.store.forget_peer(node);
         tracing::warn!(%node, addresses = ?stopped, "node removed from the cluster");
         true
@@ -379,6 +466,13 @@ impl Inner {
         }
         let view = MemberView { origin: Some(puller), applied, ..MemberView::default() };
         self.peers().learn_member(puller.node, &view);
+    }
+
+    /// A peer sent an entry that does not decode (refused, never stored).
+    pub(crate) fn record_refused(&self, address: &str) {
+        if let Some(peer) = self.peers().peers.get_mut(address) {
+            peer.entries_refused += 1;
+        }
     }
 
     pub(crate) fn record_applied(&self, address: &str, ack: ApplyAck, bytes: u64) {

@@ -62,10 +62,15 @@ pub(crate) fn merge_frontier(into: &mut Frontier, from: &Frontier) {
 /// Everything known about the members, keyed by node.
 pub(crate) type Members = HashMap<NodeId, MemberView>;
 
-/// The purge plan: what every member (but `lagging` ones, for the log)
-/// holds. `own` is this node: its log is never purged of entries no other
-/// member holds, however far behind the others are, or they would be lost.
-pub(crate) fn plan(members: &Members, lagging: &[NodeId], own: NodeId) -> PurgePlan {
+/// A member lagging past the retention cap on one origin: that origin's
+/// log is purged without waiting for it (it must bootstrap when back).
+pub(crate) type Lagging = Vec<(NodeId, Origin)>;
+
+/// The purge plan: what every member (but the ones `lagging` on an origin,
+/// for that origin's log) holds. `own` is this node: its log is never
+/// purged of entries no other member holds, however far behind the others
+/// are, or they would be lost.
+pub(crate) fn plan(members: &Members, lagging: &[(NodeId, Origin)], own: NodeId) -> PurgePlan {
     if members.is_empty() {
         return PurgePlan::default();
     }
@@ -82,7 +87,7 @@ pub(crate) fn plan(members: &Members, lagging: &[NodeId], own: NodeId) -> PurgeP
         for (node, member) in members {
             let mark = member.applied.get(origin).copied().unwrap_or_default();
             stable_hlc = stable_hlc.min(covered_hlc(mark, settled));
-            if !lagging.contains(node) {
+            if !lagging.contains(&(*node, *origin)) {
                 lowest_seq = lowest_seq.min(mark.seq);
             }
             if *node != own {
@@ -123,14 +128,17 @@ fn covered_hlc(mark: FrontierMark, (settled_seq, settled_hlc): (u64, u64)) -> u6
     if mark.seq >= settled_seq { mark.hlc.max(settled_hlc) } else { mark.hlc }
 }
 
-/// Whether a member holding `theirs` is further behind `ours` (for any
-/// origin) than `max_lag_ms` of the origin's clock.
-pub(crate) fn lags_past(ours: &Frontier, theirs: &Frontier, max_lag_ms: u64) -> bool {
-    ours.iter().any(|(origin, mine)| {
-        let their = theirs.get(origin).copied().unwrap_or_default();
-        their.seq < mine.seq
-            && (mine.hlc >> HybridClock::LOGICAL_BITS).saturating_sub(their.hlc >> HybridClock::LOGICAL_BITS)
-                > max_lag_ms
+/// Whether a member is further behind on an origin than `max_lag_ms` of
+/// the origin's clock: the oldest entry it lacks (stamped `first_missing`,
+/// or at the latest then when only a later entry is still held) is older
+/// than `max_lag_ms` before the newest entry of the origin, `ours`. How
+/// long ago the member applied anything does not matter: an origin that
+/// wrote its first entry ever, or its first after a day of silence, lags
+/// no one who missed a few seconds of it.
+pub(crate) fn lags_past(ours: FrontierMark, first_missing: Option<u64>, max_lag_ms: u64) -> bool {
+    first_missing.is_some_and(|first| {
+        (ours.hlc >> HybridClock::LOGICAL_BITS).saturating_sub(first >> HybridClock::LOGICAL_BITS)
+            > max_lag_ms
     })
 }
 
@@ -189,16 +197,37 @@ mod tests {
     }
 
     #[test]
-    fn a_lagging_member_holds_back_tombstones_but_not_the_log() {
-        let members: Members =
-            [member(1, &[(1, 10, 100)], (10, 150)), member(2, &[(1, 2, 20)], (0, 300))].into_iter().collect();
-        let plan = plan(&members, &[NodeId(2)], NodeId(9));
-        assert_eq!(plan.stable_hlc, 20);
-        assert_eq!(plan.log_upto, vec![(origin(1), 10)]);
-        let ours: Frontier = [(origin(1), mark(10, 100_000 << 16))].into_iter().collect();
-        let theirs: Frontier = [(origin(1), mark(2, 20 << 16))].into_iter().collect();
-        assert!(lags_past(&ours, &theirs, 60_000));
-        assert!(!lags_past(&ours, &ours, 60_000));
+    fn a_lagging_member_holds_back_tombstones_but_not_the_log_of_its_origin() {
+        let members: Members = [
+            member(1, &[(1, 10, 100), (3, 5, 50)], (10, 150)),
+            member(2, &[(1, 2, 20), (3, 1, 10)], (0, 300)),
+        ]
+        .into_iter()
+        .collect();
+        let plan = plan(&members, &[(NodeId(2), origin(1))], NodeId(9));
+        assert_eq!(plan.stable_hlc, 10);
+        assert_eq!(
+            plan.log_upto,
+            vec![(origin(1), 10), (origin(3), 1)],
+            "origin 3's log still waits for node 2"
+        );
+    }
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_missing_entry() {
+        let ms = |ms: u64| ms << 16;
+        let newest = mark(10, ms(100_000));
+        assert!(lags_past(newest, Some(ms(20_000)), 60_000), "missing 80 s of the origin");
+        assert!(!lags_past(newest, Some(ms(99_000)), 60_000), "missing 1 s, however old its last entry");
+        assert!(!lags_past(newest, None, 60_000), "unknown is not proof");
+    }
+
+    #[test]
+    fn a_first_entry_missed_during_a_blip_lags_no_one() {
+        // Node 3 wrote its first entry ever while node 2 was cut off: node
+        // 2 has never applied origin 3, yet it missed only that entry.
+        let first_of_origin_3 = mark(1, 1_800_000_000_000 << 16);
+        assert!(!lags_past(first_of_origin_3, Some(first_of_origin_3.hlc), 24 * 3_600_000));
     }
 
     #[test]
@@ -206,7 +235,7 @@ mod tests {
         // Node 2 is far behind on node 1's origin, which only node 1 holds.
         let members: Members =
             [member(1, &[(1, 10, 100)], (10, 150)), member(2, &[], (0, 300))].into_iter().collect();
-        assert!(plan(&members, &[NodeId(2)], NodeId(1)).log_upto.is_empty());
+        assert!(plan(&members, &[(NodeId(2), origin(1))], NodeId(1)).log_upto.is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use consensusdb_storage::Frontier;
 use consensusdb_types::{NodeId, Origin};
 
+use crate::address::{MAX_KNOWN_PEERS, MAX_MEMBERS};
 use crate::members::{MemberView, Members};
 
 /// Where the puller of one peer stands.
@@ -61,6 +62,8 @@ pub(crate) struct Peer {
     pub(crate) entries_applied: u64,
     pub(crate) entries_received: u64,
     pub(crate) bytes_received: u64,
+    /// Entries refused because they did not decode.
+    pub(crate) entries_refused: u64,
 }
 
 impl Peer {
@@ -74,6 +77,7 @@ impl Peer {
             entries_applied: 0,
             entries_received: 0,
             bytes_received: 0,
+            entries_refused: 0,
         }
     }
 }
@@ -132,13 +136,24 @@ impl PeerTable {
         !holders.is_empty() && holders.iter().all(|node| reported.contains(node))
     }
 
-    /// Adds an address not seen before; returns whether it is new (and so
-    /// needs a puller).
-    pub(crate) fn learn(&mut self, address: &str) -> bool {
-        if address.is_empty() || self.peers.contains_key(address) {
+    /// Adds an address not seen before, with the node behind it when a
+    /// peer that reached it said which; returns whether the address is new
+    /// (and so needs a puller). A node learned by gossip is taken only
+    /// until a handshake names the node itself. Beyond
+    /// [`MAX_KNOWN_PEERS`] addresses, new ones are not taken.
+    pub(crate) fn learn(&mut self, address: &str, node: Option<NodeId>) -> bool {
+        if let Some(peer) = self.peers.get_mut(address) {
+            if peer.node.is_none() && node.is_some_and(|node| !self.removed.contains(&node)) {
+                peer.node = node;
+            }
             return false;
         }
-        self.peers.insert(address.to_string(), Peer::new());
+        if address.is_empty() || self.peers.len() >= MAX_KNOWN_PEERS {
+            return false;
+        }
+        let mut peer = Peer::new();
+        peer.node = node;
+        self.peers.insert(address.to_string(), peer);
         true
     }
 
@@ -158,22 +173,36 @@ impl PeerTable {
             .any(|(a, p)| a != address && p.node == Some(node) && p.state == PeerState::Connected)
     }
 
-    /// Merges what is learned of a member (unless it was removed).
+    /// Merges what is learned of a member (unless it was removed). Beyond
+    /// [`MAX_MEMBERS`] members, new ones are not taken.
     pub(crate) fn learn_member(&mut self, node: NodeId, view: &MemberView) {
-        if !self.removed.contains(&node) {
-            self.members.entry(node).or_default().merge(view);
+        if self.removed.contains(&node) {
+            return;
+        }
+        if let Some(known) = self.members.get_mut(&node) {
+            known.merge(view);
+        } else if self.members.len() < MAX_MEMBERS {
+            self.members.insert(node, view.clone());
         }
     }
 
-    /// Whether a peer is known by address only (no handshake yet): what it
-    /// holds is unknown, so nothing may be purged.
+    /// Whether a peer is known by address only (no node has reached it):
+    /// what it holds is unknown, so nothing may be purged. An address a
+    /// peer reached and named the node of counts as known, so in a chain
+    /// A–B–C the ends, which never reach each other, still purge on what
+    /// they learn of each other through B.
     pub(crate) fn has_unresolved_peer(&self) -> bool {
         self.peers.values().any(|p| p.node.is_none() && p.state.is_pulled())
     }
 
-    /// Addresses worth telling other nodes about.
-    pub(crate) fn shareable(&self) -> Vec<String> {
-        self.peers.iter().filter(|(_, p)| p.state.is_pulled()).map(|(address, _)| address.clone()).collect()
+    /// Addresses worth telling other nodes about, with the node behind
+    /// each when known.
+    pub(crate) fn shareable(&self) -> Vec<(String, Option<NodeId>)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.state.is_pulled())
+            .map(|(address, peer)| (address.clone(), peer.node))
+            .collect()
     }
 
     /// Marks `node` removed; returns the addresses whose pullers must stop.
@@ -206,7 +235,7 @@ mod tests {
         let mut table = PeerTable::default();
         for &(node, seq) in sources {
             let address = format!("10.0.0.{node}:4482");
-            table.learn(&address);
+            table.learn(&address, None);
             let peer = table.peers.get_mut(&address).expect("learned");
             peer.node = Some(NodeId(node));
             peer.origin = Some(origin(node));

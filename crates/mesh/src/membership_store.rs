@@ -8,8 +8,10 @@
 use consensusdb_proto::mesh::v1 as pb;
 use prost::Message;
 
-use crate::membership::{PeerState, PeerTable};
-use crate::wire::{member_from_pb, member_to_pb, node_from_bytes};
+use crate::membership::PeerTable;
+use crate::wire::{
+    known_peer_from_pb, known_peer_to_pb, member_from_pb, member_to_pb, node_from_bytes, node_to_bytes,
+};
 
 /// A decoded membership record.
 pub(crate) struct Remembered(pb::Membership);
@@ -22,12 +24,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Remembered, String> {
 pub(crate) fn encode(table: &PeerTable) -> Vec<u8> {
     pb::Membership {
         members: table.members.iter().map(|(node, view)| member_to_pb(*node, view)).collect(),
-        removed: table.removed.iter().map(|node| node.0.to_be_bytes().to_vec()).collect(),
-        peers: table
+        removed: table.removed.iter().map(node_to_bytes).collect(),
+        peers: Vec::new(),
+        known_peers: table
             .peers
             .iter()
-            .filter(|(_, peer)| peer.state.is_pulled() || peer.state == PeerState::Connected)
-            .map(|(address, _)| address.clone())
+            .filter(|(_, peer)| peer.state.is_pulled())
+            .map(|(address, peer)| known_peer_to_pb(address.clone(), peer.node))
             .collect(),
     }
     .encode_to_vec()
@@ -46,8 +49,14 @@ impl Remembered {
                 table.learn_member(node, &view);
             }
         }
+        // Records written before known peers held bare addresses.
         for address in &self.0.peers {
-            table.learn(address);
+            table.learn(address, None);
+        }
+        for (i, peer) in self.0.known_peers.into_iter().enumerate() {
+            if let Ok((address, node)) = known_peer_from_pb(peer, &format!("known_peers[{i}]")) {
+                table.learn(&address, node);
+            }
         }
     }
 }
@@ -62,7 +71,8 @@ mod tests {
     #[test]
     fn members_removals_and_peers_survive_a_restart() {
         let mut table = PeerTable::default();
-        table.learn("10.0.0.2:4482");
+        table.learn("10.0.0.2:4482", None);
+        table.learn("10.0.0.3:4482", Some(NodeId(7)));
         let down = Origin { node: NodeId(7), incarnation: 2 };
         let view = MemberView {
             origin: Some(down),
@@ -77,6 +87,11 @@ mod tests {
         assert_eq!(restored.members.get(&NodeId(7)), Some(&view), "a down member still counts");
         assert!(restored.removed.contains(&NodeId(8)));
         assert!(restored.peers.contains_key("10.0.0.2:4482"));
+        assert_eq!(restored.peers["10.0.0.3:4482"].node, Some(NodeId(7)), "the node behind an address too");
         assert!(decode(&[0xff, 0xff]).is_err(), "garbage is refused, not trusted");
+        let legacy = pb::Membership { peers: vec!["10.0.0.9:4482".into()], ..Default::default() };
+        let mut restored = PeerTable::default();
+        decode(&legacy.encode_to_vec()).expect("decodes").restore_into(&mut restored);
+        assert!(restored.peers.contains_key("10.0.0.9:4482"), "records of earlier versions still restore");
     }
 }

@@ -12,12 +12,13 @@ use consensusdb_types::NodeId;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::address::{MAX_KNOWN_PEERS, MAX_MEMBERS, check_peer_address};
 use crate::assignment::excluded_for;
 use crate::backoff::Backoff;
 use crate::membership::PeerState;
 use crate::wire::{
-    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, member_from_pb, node_from_bytes, origin_from_pb,
-    origin_to_pb,
+    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, known_peer_from_pb, member_from_pb, node_from_bytes,
+    origin_from_pb, origin_to_pb,
 };
 use crate::{Heartbeat, Inner};
 use consensusdb_types::error::error_chain;
@@ -217,7 +218,31 @@ async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
     result
 }
 
+/// Decodes and bounds a heartbeat before anything in it changes state: a
+/// peer may not grow this node's tables past their limits, nor hand it an
+/// address that is not `host:port`.
 fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
+    let too_many = |field: &str, count: usize, max: usize| {
+        tonic::Status::invalid_argument(format!("{field}: {count} entries, more than the {max} a node keeps"))
+    };
+    if beat.peers.len() > MAX_KNOWN_PEERS {
+        return Err(too_many("heartbeat.peers", beat.peers.len(), MAX_KNOWN_PEERS));
+    }
+    if beat.members.len() > MAX_MEMBERS {
+        return Err(too_many("heartbeat.members", beat.members.len(), MAX_MEMBERS));
+    }
+    let peers = beat
+        .peers
+        .into_iter()
+        .enumerate()
+        .map(|(i, peer)| {
+            let field = format!("heartbeat.peers[{i}]");
+            let (address, node) = known_peer_from_pb(peer, &field)?;
+            check_peer_address(&address)
+                .map_err(|why| tonic::Status::invalid_argument(format!("{field}.address: {why}")))?;
+            Ok((address, node))
+        })
+        .collect::<Result<_, tonic::Status>>()?;
     Ok(Heartbeat {
         advertised: frontier_from_pb(&beat.frontier, "heartbeat.frontier")?,
         promise: beat.hlc,
@@ -232,7 +257,9 @@ fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
             .enumerate()
             .map(|(i, m)| member_from_pb(m, &format!("heartbeat.members[{i}]")))
             .collect::<Result<_, _>>()?,
-        peers: beat.peers,
+        peers,
+        wall_ms: beat.wall_ms,
+        caller_ahead_ms: beat.caller_ahead_ms,
     })
 }
 
@@ -240,6 +267,10 @@ fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
 fn raw_entries(chunk: pb::Entries) -> Result<Vec<RawEntry>, String> {
     let origin =
         origin_from_pb(chunk.origin.as_ref(), "entries.origin").map_err(|s| s.message().to_string())?;
+    let count = u64::try_from(chunk.values.len()).unwrap_or(u64::MAX);
+    if chunk.first_seq == 0 || chunk.first_seq.checked_add(count).is_none() {
+        return Err(format!("entries.first_seq: {} cannot start {count} entries", chunk.first_seq));
+    }
     Ok(chunk
         .values
         .into_iter()
@@ -249,12 +280,21 @@ fn raw_entries(chunk: pb::Entries) -> Result<Vec<RawEntry>, String> {
 }
 
 /// Why applying a peer's entries failed, for the stream's error.
-fn apply_error(peer: &str, error: StorageError) -> String {
-    if let StorageError::OwnOriginAhead { .. } = error {
-        tracing::error!(%peer, %error, "refusing entries of this node's own origin");
-        return error.to_string();
+fn apply_error(inner: &Inner, peer: &str, error: StorageError) -> String {
+    match error {
+        StorageError::OwnOriginAhead { .. } => {
+            tracing::error!(%peer, %error, "refusing entries of this node's own origin");
+            error.to_string()
+        }
+        StorageError::BadEntry { .. } => {
+            // Never stored; the stream stops here and restarts at the
+            // frontier, so the origin waits until a source sends it whole.
+            tracing::error!(%peer, %error, "refused a malformed entry");
+            inner.record_refused(peer);
+            error.to_string()
+        }
+        error => format!("applying entries: {}", error_chain(&error)),
     }
-    format!("applying entries: {}", error_chain(&error))
 }
 
 /// Bytes of entry values a message carries.
@@ -325,8 +365,12 @@ impl Session {
             return Ok(());
         }
         let bytes: usize = entries.iter().map(|e| e.value.len()).sum();
-        let queued =
-            self.inner.store.queue_apply(entries).await.map_err(|error| apply_error(&self.address, error))?;
+        let queued = self
+            .inner
+            .store
+            .queue_apply(entries)
+            .await
+            .map_err(|error| apply_error(&self.inner, &self.address, error))?;
         self.settle().await?;
         self.in_flight = Some((queued, bytes as u64));
         Ok(())
@@ -335,7 +379,7 @@ impl Session {
     /// Waits for the chunk in flight, if any, to commit, then acknowledges it.
     async fn settle(&mut self) -> Result<(), String> {
         let Some((queued, bytes)) = self.in_flight.take() else { return Ok(()) };
-        let ack = queued.answer().await.map_err(|error| apply_error(&self.address, error))?;
+        let ack = queued.answer().await.map_err(|error| apply_error(&self.inner, &self.address, error))?;
         self.inner.record_applied(&self.address, ack, bytes);
         self.send_progress().await
     }

@@ -4,38 +4,56 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use consensusdb_storage::{PurgePlan, StorageError};
-use consensusdb_types::NodeId;
+use consensusdb_storage::{PurgePlan, StorageError, WriteHold};
+use consensusdb_types::{FrontierMark, NodeId, Origin};
 
 use crate::Inner;
-use crate::members::{self, MemberView, Members};
+use crate::members::{self, Lagging, MemberView, Members};
 
-/// The members whose views decide a purge, this node included, and the
-/// ones lagging past the retention cap. `None` while a peer is known by
-/// address only: what it holds is unknown.
-fn members_now(inner: &Inner, own: MemberView) -> Option<(Members, Vec<NodeId>)> {
+/// The members whose views decide a purge, this node included. `None`
+/// while a peer is known by address only: what it holds is unknown.
+fn members_now(inner: &Inner, own: MemberView) -> Option<Members> {
     let peers = inner.peers();
     if peers.has_unresolved_peer() {
         return None;
     }
     let mut members = peers.members.clone();
     drop(peers);
-    let node = inner.store.origin().node;
-    let lagging = members
+    members.insert(inner.store.origin().node, own);
+    Some(members)
+}
+
+/// The members lagging past the retention cap, per origin: those missing
+/// an entry of it stamped more than `retention_max_lag_ms` before its
+/// newest (the age is read from this node's log).
+async fn lagging(inner: &Inner, members: &Members, own: &MemberView) -> Result<Lagging, StorageError> {
+    let own_node = inner.store.origin().node;
+    // (member, origin, first seq it lacks, the origin's newest entry here)
+    let behind: Vec<(NodeId, Origin, u64, FrontierMark)> = members
         .iter()
-        .filter(|(_, view)| {
-            members::lags_past(&own.applied, &view.applied, inner.config.retention_max_lag_ms)
+        .filter(|(node, _)| **node != own_node)
+        .flat_map(|(node, view)| {
+            own.applied.iter().filter_map(move |(origin, newest)| {
+                let theirs = view.applied.get(origin).map_or(0, |mark| mark.seq);
+                (theirs < newest.seq).then_some((*node, *origin, theirs + 1, *newest))
+            })
         })
-        .map(|(node, _)| *node)
         .collect();
-    members.insert(node, own);
-    Some((members, lagging))
+    let queries = behind.iter().map(|(_, origin, first, _)| (*origin, *first)).collect();
+    let first_missing = inner.store.log_hlcs_from(queries).await?;
+    let max_lag_ms = inner.config.retention_max_lag_ms;
+    Ok(behind
+        .into_iter()
+        .zip(first_missing)
+        .filter(|((.., newest), first)| members::lags_past(*newest, *first, max_lag_ms))
+        .map(|((node, origin, ..), _)| (node, origin))
+        .collect())
 }
 
 /// One purge: plan, then purge until storage has nothing more the plan
 /// allows.
 pub(crate) async fn round(inner: &Arc<Inner>) -> Result<(), StorageError> {
-    if inner.store.writes_closed().is_some() {
+    if inner.store.write_hold(WriteHold::Bootstrap).is_some() {
         // Bootstrapping: the frontier is about to change under us.
         return Ok(());
     }
@@ -47,7 +65,8 @@ pub(crate) async fn round(inner: &Arc<Inner>) -> Result<(), StorageError> {
     // Remember the cluster first: a restart must still count every member.
     let membership = crate::membership_store::encode(&inner.peers());
     inner.store.save_membership(membership).await?;
-    let Some((members, lagging)) = members_now(inner, view) else { return Ok(()) };
+    let Some(members) = members_now(inner, view.clone()) else { return Ok(()) };
+    let lagging = lagging(inner, &members, &view).await?;
     let plan = members::plan(&members, &lagging, own.node);
     loop {
         let outcome = match inner.store.purge(plan.clone()).await {
@@ -83,4 +102,4 @@ pub(crate) async fn run(inner: Arc<Inner>) {
 }
 
 /// The plan of the last round, for status.
-pub(crate) type LastPurge = (PurgePlan, Vec<NodeId>);
+pub(crate) type LastPurge = (PurgePlan, Lagging);

@@ -36,7 +36,9 @@ impl Replication for ReplicationService {
         let mut requests = request.into_inner();
         let first = requests.message().await?;
         let (puller, hello) = source::check_hello(&self.inner, first)?;
-        self.inner.learn(&hello.advertise_address);
+        if !hello.advertise_address.is_empty() {
+            self.inner.learn(&hello.advertise_address, Some(puller.node));
+        }
         let (out, stream) = mpsc::channel(self.inner.config.chunks_in_flight.max(1));
         out.send(Ok(source::welcome(&self.inner, &puller)))
             .await

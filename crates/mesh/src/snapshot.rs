@@ -9,7 +9,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::Inner;
-use crate::wire::{frontier_to_pb, origin_from_pb};
+use crate::members::MemberView;
+use crate::wire::{frontier_from_pb, frontier_to_pb, origin_from_pb};
 
 /// Records per chunk are bounded by bytes, well under the message limit.
 const CHUNK_BYTES: usize = 1024 * 1024;
@@ -32,9 +33,29 @@ pub(crate) fn serve(inner: &Inner, request: &pb::SnapshotRequest) -> Result<Snap
         return Err(Status::unavailable("this node is installing a snapshot itself; ask another peer"));
     }
     let caller = origin_from_pb(request.origin.as_ref(), "origin")?;
+    let caller_applied = frontier_from_pb(&request.applied, "applied")?;
     if inner.peers().removed.contains(&caller.node) {
         return Err(Status::permission_denied(format!("node {} was removed from the cluster", caller.node)));
     }
+    // The snapshot's frontier will be at least this one.
+    let frontier = inner.store.frontier();
+    for (origin, theirs) in caller_applied.iter().filter(|(origin, _)| origin.node != caller.node) {
+        let ours = frontier.get(origin).map_or(0, |mark| mark.seq);
+        if ours < theirs.seq {
+            return Err(Status::failed_precondition(format!(
+                "applied: this node holds {origin} only to seq {ours}, the caller to {}; ask a peer further ahead",
+                theirs.seq
+            )));
+        }
+    }
+    // Once installed, the caller holds everything up to the snapshot's
+    // frontier, and resumes by log from there: from now on it counts as a
+    // member that far, here and (through heartbeats) on every node, so no
+    // purge removes the entries it will ask for next.
+    inner.peers().learn_member(
+        caller.node,
+        &MemberView { origin: Some(caller), applied: frontier, ..MemberView::default() },
+    );
     tracing::info!(peer = %caller, "serving a bootstrap snapshot");
     let parts: mpsc::Receiver<_> = inner.store.export_snapshot(CHUNK_BYTES);
     // A long snapshot must not hold up the node's graceful shutdown: it is

@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use consensusdb_proto::mesh::v1::{self as pb, pull_request, pull_response};
 use consensusdb_storage::LogChunk;
-use consensusdb_types::Origin;
+use consensusdb_types::{NodeId, Origin};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::Inner;
 use crate::wire::{
-    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, member_to_pb, origin_from_pb, origin_to_pb,
+    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, known_peer_to_pb, member_to_pb, node_to_bytes,
+    origin_from_pb, origin_to_pb,
 };
 
 /// Most entries in one `Entries` message.
@@ -47,6 +48,10 @@ pub(crate) fn check_hello(
         )));
     }
     let origin = origin_from_pb(hello.origin.as_ref(), "hello.origin")?;
+    if !hello.advertise_address.is_empty() {
+        crate::address::check_peer_address(&hello.advertise_address)
+            .map_err(|why| Status::invalid_argument(format!("hello.advertise_address: {why}")))?;
+    }
     if inner.peers().removed.contains(&origin.node) {
         return Err(Status::permission_denied(format!(
             "node {} was removed from the cluster; wipe its data directory to join again",
@@ -125,7 +130,7 @@ pub(crate) async fn run(
                 }
                 _ = heartbeat.tick() => {
                     // Fails only while the store is closing.
-                    let Ok(beat) = inner.heartbeat().await else { break };
+                    let Ok(beat) = inner.heartbeat(puller.node).await else { break };
                     if stream.send(pull_response::Kind::Heartbeat(beat)).await.is_err() {
                         break;
                     }
@@ -250,20 +255,31 @@ pub(crate) fn welcome(inner: &Inner, puller: &Origin) -> pb::PullResponse {
 }
 
 impl Inner {
-    /// What a heartbeat carries: the committed frontier, the clock, the
-    /// peers and the removed nodes this node knows.
-    pub(crate) async fn heartbeat(&self) -> Result<pb::Heartbeat, consensusdb_storage::StorageError> {
+    /// What a heartbeat to the puller `to` carries: the committed frontier,
+    /// the clock (logical and wall), the peers and the removed nodes this
+    /// node knows, and how far `to`'s clock is ahead of this one's.
+    pub(crate) async fn heartbeat(
+        &self,
+        to: NodeId,
+    ) -> Result<pb::Heartbeat, consensusdb_storage::StorageError> {
         // The promise first: the frontier read after it covers every entry
         // stamped at or below it.
         let hlc = self.store.clock_promise().await?;
         let frontier = self.store.frontier();
+        let caller_ahead_ms = self.clocks().bound_of(to, std::time::Instant::now());
         let peers = self.peers();
         Ok(pb::Heartbeat {
             frontier: frontier_to_pb(&frontier),
             hlc,
-            peers: peers.shareable(),
-            removed: peers.removed.iter().map(|node| node.0.to_be_bytes().to_vec()).collect(),
+            peers: peers
+                .shareable()
+                .into_iter()
+                .map(|(address, node)| known_peer_to_pb(address, node))
+                .collect(),
+            removed: peers.removed.iter().map(node_to_bytes).collect(),
             members: peers.members.iter().map(|(node, view)| member_to_pb(*node, view)).collect(),
+            wall_ms: self.store.wall_clock_ms(),
+            caller_ahead_ms,
         })
     }
 }

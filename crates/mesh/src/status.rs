@@ -7,7 +7,9 @@ use consensusdb_proto::mesh::v1 as pb;
 use consensusdb_types::HybridClock;
 
 use crate::Inner;
-use crate::wire::{frontier_to_pb, origin_to_pb};
+use consensusdb_storage::WriteHold;
+
+use crate::wire::{frontier_to_pb, node_to_bytes, origin_to_pb};
 
 /// Seconds between two HLC values (their physical parts).
 fn hlc_seconds(later: u64, earlier: u64) -> f64 {
@@ -21,6 +23,17 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
     let frontier = store.frontier();
     let counters = store.counters();
     let (plan, lagging) = inner.last_purge.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let now = std::time::Instant::now();
+    let clock_offsets: std::collections::HashMap<_, _> = {
+        let clocks = inner.clocks();
+        let peers = inner.peers();
+        peers
+            .peers
+            .values()
+            .filter_map(|peer| peer.node)
+            .filter_map(|node| Some((node, clocks.offset(node, now)?.estimate())))
+            .collect()
+    };
     let peers = inner.peers();
     let peer_status = peers
         .peers
@@ -36,6 +49,7 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
                     pb::OriginLag { origin: Some(origin_to_pb(origin)), entries, seconds }
                 })
                 .collect();
+            let clock = peer.node.and_then(|node| clock_offsets.get(&node).copied());
             let acked_own_seq = peer
                 .node
                 .and_then(|node| peers.members.get(&node))
@@ -51,7 +65,10 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
                 entries_received: peer.entries_received,
                 bytes_received: peer.bytes_received,
                 acked_own_seq,
-                needs_bootstrap: peer.node.is_some_and(|node| lagging.contains(&node)),
+                needs_bootstrap: peer.node.is_some_and(|node| lagging.iter().any(|(n, _)| *n == node)),
+                clock_offset_ms: clock.map(|(offset, _)| offset),
+                clock_uncertainty_ms: clock.and_then(|(_, uncertainty)| uncertainty),
+                entries_refused: peer.entries_refused,
             }
         })
         .collect();
@@ -72,6 +89,16 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
             .map(|(origin, seq)| pb::OriginMark { origin: Some(origin_to_pb(origin)), seq: *seq, hlc: 0 })
             .collect(),
         versions_purged: inner.versions_purged.load(Ordering::Relaxed),
-        bootstrapping: inner.store.writes_closed().unwrap_or_default(),
+        bootstrapping: inner.store.write_hold(WriteHold::Bootstrap).unwrap_or_default(),
+        clock_refusal: inner.store.write_hold(WriteHold::ClockOffset).unwrap_or_default(),
+        max_clock_offset_ms: inner.config.max_clock_offset_ms,
+        members: peers
+            .members
+            .keys()
+            .filter(|node| **node != own.node && !peers.removed.contains(node))
+            .map(node_to_bytes)
+            .collect(),
+        bootstraps: inner.bootstraps.load(Ordering::Relaxed),
+        entries_refused: peers.peers.values().map(|peer| peer.entries_refused).sum(),
     }
 }

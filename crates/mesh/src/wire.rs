@@ -11,7 +11,28 @@ use crate::members::MemberView;
 pub const PROTOCOL_VERSION: u32 = 1;
 
 pub(crate) fn origin_to_pb(origin: &Origin) -> pb::Origin {
-    pb::Origin { node_id: origin.node.0.to_be_bytes().to_vec(), incarnation: origin.incarnation }
+    pb::Origin { node_id: node_to_bytes(&origin.node), incarnation: origin.incarnation }
+}
+
+pub(crate) fn node_to_bytes(node: &NodeId) -> Vec<u8> {
+    node.0.to_be_bytes().to_vec()
+}
+
+pub(crate) fn known_peer_to_pb(address: String, node: Option<NodeId>) -> pb::KnownPeer {
+    pb::KnownPeer { address, node_id: node.as_ref().map(node_to_bytes).unwrap_or_default() }
+}
+
+/// A known peer from the wire: its address and, if given, its node.
+pub(crate) fn known_peer_from_pb(
+    peer: pb::KnownPeer,
+    field: &str,
+) -> Result<(String, Option<NodeId>), Status> {
+    let node = if peer.node_id.is_empty() {
+        None
+    } else {
+        Some(node_from_bytes(&peer.node_id, &format!("{field}.node_id"))?)
+    };
+    Ok((peer.address, node))
 }
 
 pub(crate) fn node_from_bytes(bytes: &[u8], field: &str) -> Result<NodeId, Status> {

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub grpc: GrpcConfig,
     /// The JSON gateway.
     pub http: HttpConfig,
+    /// Client connections, both servers together, and shutdown.
+    pub server: ServerConfig,
     /// Durability and the writer.
     pub storage: StorageConfig,
     /// Limits on client input.
@@ -57,6 +59,10 @@ pub struct ClusterConfig {
     /// How far ahead of the local wall clock a replicated stamp may move
     /// this node's hybrid logical clock, in milliseconds.
     pub max_clock_drift_ms: u64,
+    /// A node whose clock is further than this (ms) from most of its
+    /// peers' refuses client writes until it agrees again; 0 turns the
+    /// check off.
+    pub max_clock_offset_ms: u64,
     /// Milliseconds between purges of what every member holds.
     pub purge_interval_ms: u64,
     /// A member further behind than this (ms of an origin's clock) is not
@@ -73,6 +79,7 @@ impl Default for ClusterConfig {
             advertise: String::new(),
             heartbeat_ms: u64::try_from(mesh.heartbeat.as_millis()).unwrap_or(1000),
             max_clock_drift_ms: StoreOptions::new("").max_clock_drift_ms,
+            max_clock_offset_ms: mesh.max_clock_offset_ms,
             purge_interval_ms: u64::try_from(mesh.purge_interval.as_millis()).unwrap_or(10_000),
             retention_max_lag_ms: mesh.retention_max_lag_ms,
         }
@@ -109,6 +116,28 @@ impl Default for HttpConfig {
     }
 }
 
+/// Client connections (gRPC and HTTP together) and shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Most client connections open at once; one more is closed at once.
+    /// 0 derives it from the open-file limit: half of it, less a margin,
+    /// with the other half kept for RocksDB's files.
+    pub max_connections: usize,
+    /// Milliseconds a connection may move no byte either way before it is
+    /// closed.
+    pub idle_timeout_ms: u64,
+    /// Milliseconds shutdown waits for calls in flight (a scan, a
+    /// replication stream) before it cuts the connections still open.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { max_connections: 0, idle_timeout_ms: 300_000, shutdown_grace_ms: 10_000 }
+    }
+}
+
 /// When the writer fsyncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -132,6 +161,10 @@ pub struct StorageConfig {
     pub writer_queue_bytes: usize,
     /// Scans that may stream at once; more get `UNAVAILABLE`.
     pub max_concurrent_scans: usize,
+    /// Milliseconds a scan waits for its client to take the next chunk
+    /// before it gives up; the client gets an error with a page token to
+    /// continue from.
+    pub scan_stall_timeout_ms: u64,
 }
 
 /// Development switches.
@@ -151,6 +184,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./data"),
             grpc: GrpcConfig::default(),
             http: HttpConfig::default(),
+            server: ServerConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
             cluster: ClusterConfig::default(),
@@ -173,6 +207,7 @@ impl Default for StorageConfig {
             max_group_commit: defaults.max_group_commit,
             writer_queue_bytes: defaults.writer_queue_bytes,
             max_concurrent_scans: defaults.max_concurrent_scans,
+            scan_stall_timeout_ms: u64::try_from(defaults.scan_stall_timeout.as_millis()).unwrap_or(60_000),
         }
     }
 }
@@ -290,6 +325,9 @@ impl NodeConfig {
         if self.storage.max_concurrent_scans == 0 {
             return Err(FieldError::new("storage.max_concurrent_scans", "must be greater than 0"));
         }
+        if self.storage.scan_stall_timeout_ms == 0 {
+            return Err(FieldError::new("storage.scan_stall_timeout_ms", "must be greater than 0"));
+        }
         self.limits.validate("limits")?;
         if self.http.max_body_bytes < 1024 {
             return Err(FieldError::new("http.max_body_bytes", "must be at least 1024"));
@@ -304,12 +342,15 @@ impl NodeConfig {
             return Err(FieldError::new("cluster.purge_interval_ms", "must be greater than 0"));
         }
         for (i, peer) in self.cluster.peers.iter().enumerate() {
-            if peer.trim().is_empty() || !peer.contains(':') {
-                return Err(FieldError::new(
-                    format!("cluster.peers[{i}]"),
-                    format!("{peer:?} is not host:port"),
-                ));
-            }
+            consensusdb_mesh::check_peer_address(peer)
+                .map_err(|why| FieldError::new(format!("cluster.peers[{i}]"), why))?;
+        }
+        if !self.cluster.advertise.is_empty() {
+            consensusdb_mesh::check_peer_address(&self.cluster.advertise)
+                .map_err(|why| FieldError::new("cluster.advertise", why))?;
+        }
+        if self.server.idle_timeout_ms == 0 {
+            return Err(FieldError::new("server.idle_timeout_ms", "must be greater than 0"));
         }
         let plaintext =
             [("grpc.listen", self.grpc.listen, true), ("http.listen", self.http.listen, self.http.enabled)];
@@ -327,8 +368,9 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The options to open storage with.
-    pub fn store_options(&self) -> StoreOptions {
+    /// The options to open storage with; RocksDB keeps at most
+    /// `max_open_files` table files open.
+    pub fn store_options(&self, max_open_files: i32) -> StoreOptions {
         StoreOptions {
             data_dir: self.data_dir.clone(),
             sync: match self.storage.sync {
@@ -341,6 +383,8 @@ impl NodeConfig {
             max_concurrent_scans: self.storage.max_concurrent_scans,
             max_clock_drift_ms: self.cluster.max_clock_drift_ms,
             clock_skew_ms: self.dev.clock_skew_ms,
+            scan_stall_timeout: std::time::Duration::from_millis(self.storage.scan_stall_timeout_ms),
+            max_open_files,
         }
     }
 
@@ -359,6 +403,7 @@ impl NodeConfig {
             heartbeat: std::time::Duration::from_millis(self.cluster.heartbeat_ms),
             purge_interval: std::time::Duration::from_millis(self.cluster.purge_interval_ms),
             retention_max_lag_ms: self.cluster.retention_max_lag_ms,
+            max_clock_offset_ms: self.cluster.max_clock_offset_ms,
             ..consensusdb_mesh::MeshConfig::default()
         }
     }

@@ -8,19 +8,22 @@
 
 pub mod cli;
 pub mod config;
+pub mod descriptors;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use consensusdb_api::{ClusterProbe, Gateway, Metrics, Readiness, RecordsApi};
+use consensusdb_api::{ClusterProbe, ConnectionLimits, Connections, Gateway, Metrics, Readiness, RecordsApi};
 use consensusdb_mesh::{Connector, Mesh, PlainConnector};
 use consensusdb_storage::{StorageError, Store};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::config::NodeConfig;
+use crate::descriptors::DescriptorBudget;
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,9 @@ pub enum NodeError {
     /// A blocking task failed.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The open-file limit could not be read.
+    #[error("cannot read the open-file limit: {0}")]
+    Descriptors(std::io::Error),
 }
 
 /// Binds the configured gRPC address.
@@ -78,6 +84,10 @@ pub struct Node {
     /// The JSON gateway's listener, when it is served.
     http: Option<TcpListener>,
     http_max_body_bytes: usize,
+    /// Client connections of both servers.
+    connections: Connections,
+    /// How long shutdown waits for calls in flight before cutting them.
+    shutdown_grace: Duration,
 }
 
 impl Node {
@@ -94,12 +104,37 @@ impl Node {
         listener: TcpListener,
         connector: Arc<dyn Connector>,
     ) -> Result<Self, NodeError> {
-        let options = config.store_options();
+        let limit = descriptors::current_limit().map_err(NodeError::Descriptors)?;
+        let budget = DescriptorBudget::of(limit, config.server.max_connections);
+        tracing::info!(
+            open_file_limit = budget.limit,
+            rocksdb_table_files = budget.rocksdb_table_files,
+            max_connections = budget.connections,
+            "file descriptors shared out"
+        );
+        let options = config.store_options(budget.rocksdb_table_files);
         let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
         let bound =
             listener.local_addr().map_err(|source| NodeError::Bind { addr: config.grpc.listen, source })?;
         let mesh = Mesh::open(store.clone(), config.mesh_config(bound), connector).await?;
-        Ok(Self { store, mesh, listener, http: None, http_max_body_bytes: config.http.max_body_bytes })
+        let connections = Connections::new(ConnectionLimits {
+            max: budget.connections,
+            idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
+        });
+        Ok(Self {
+            store,
+            mesh,
+            listener,
+            http: None,
+            http_max_body_bytes: config.http.max_body_bytes,
+            connections,
+            shutdown_grace: Duration::from_millis(config.server.shutdown_grace_ms),
+        })
+    }
+
+    /// The client connections of both servers (cap, counts).
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 
     /// Also serves the JSON gateway, on `listener`.
@@ -132,9 +167,11 @@ impl Node {
     /// Serves gRPC (and the JSON gateway, if given) and replicates until
     /// `shutdown` completes, then ends replication streams, drains
     /// in-flight calls, commits and flushes queued writes, and closes
-    /// storage.
+    /// storage. Calls still in flight after the shutdown grace period (a
+    /// client that stopped reading, a frozen peer) are cut, so shutdown
+    /// always ends.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let Node { store, mesh, listener, http, http_max_body_bytes } = self;
+        let Node { store, mesh, listener, http, http_max_body_bytes, connections, shutdown_grace } = self;
         mesh.start();
         let routes = Routes::new(mesh.service());
         // One shutdown, one readiness and one set of metrics, seen by both
@@ -151,24 +188,35 @@ impl Node {
             let probe = probe.clone();
             let gateway = Gateway::new(store.clone(), readiness.clone(), metrics.clone())
                 .with_cluster(probe)
+                .with_connections(connections.clone())
                 .with_max_body_bytes(http_max_body_bytes);
-            tokio::spawn(consensusdb_api::serve_http(gateway, listener, async move {
+            tokio::spawn(consensusdb_api::serve_http(gateway, listener, connections.clone(), async move {
                 // An error means the sender is gone: stop too.
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
         let stopping = {
-            let mesh = mesh.clone();
+            let (mesh, connections) = (mesh.clone(), connections.clone());
             async move {
                 shutdown.await;
                 stop.send_replace(true);
                 // Replication streams never end on their own; the graceful
                 // shutdown below would wait for them forever.
                 mesh.begin_stop();
+                tokio::spawn(async move {
+                    tokio::time::sleep(shutdown_grace).await;
+                    tracing::warn!(
+                        open = connections.open(),
+                        "shutdown grace period over: cutting the connections still open"
+                    );
+                    connections.close_all();
+                });
             }
         };
         let api = RecordsApi::new(store.clone(), metrics, "grpc").with_cluster(probe);
-        let served = consensusdb_api::serve_grpc(api, readiness, listener, routes, stopping).await;
+        let served =
+            consensusdb_api::serve_grpc(api, readiness, listener, connections.clone(), routes, stopping)
+                .await;
         let gateway_served = match gateway {
             Some(task) => task.await?.map_err(NodeError::Http),
             None => Ok(()),

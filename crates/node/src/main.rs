@@ -22,6 +22,31 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     connect: ConnectArgs,
+    /// How log lines are written to standard error: `text` (coloured on a
+    /// terminal only) or `json` (one object per line, for log shippers).
+    #[arg(long, value_enum, default_value_t, env = "CONSENSUSDB_LOG_FORMAT", global = true)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, coloured only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs to standard error at `RUST_LOG`'s levels (info by default).
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 }
 
 /// How configuration layers combine, shown under `serve --help` and `config --help`.
@@ -35,7 +60,8 @@ Configuration layers, lowest first:
        CONSENSUSDB_LIMITS__MAX_VALUE_BYTES=65536
   4. the flags above
 Unknown keys are errors in every layer. `consensusdb config` prints the result.
-Logging: RUST_LOG (default info), e.g. RUST_LOG=consensusdb_storage=debug.";
+Logging: RUST_LOG (default info), e.g. RUST_LOG=consensusdb_storage=debug;
+--log-format json (or CONSENSUSDB_LOG_FORMAT=json) for one JSON object per line.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -119,10 +145,7 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Config(args) => match args.load() {
@@ -198,6 +221,12 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(&error),
     };
+    // Before anything opens a file: RocksDB's files and client connections
+    // share this limit (see `descriptors`).
+    match consensusdb_node::descriptors::raise_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&error),
@@ -231,6 +260,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         }
         node.serve(shutdown.received()).await
     });
+    // Storage is closed and flushed by now; a blocking read still running
+    // must not keep the process (and its data-directory lock) alive.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     match result {
         Ok(()) => {
             tracing::info!("stopped cleanly");
@@ -239,6 +271,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Err(error) => fail(&error),
     }
 }
+
+/// How long the runtime waits for blocking tasks once the node has stopped.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// SIGTERM and SIGINT (Ctrl-C), registered at once.
 struct ShutdownSignal {

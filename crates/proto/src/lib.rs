@@ -26,5 +26,10 @@ pub mod mesh {
     /// Version 1.
     pub mod v1 {
         tonic::include_proto!("consensusdb.mesh.v1");
+
+        /// The encoded `FileDescriptorSet` of the mesh protocol, for gRPC
+        /// server reflection.
+        pub const FILE_DESCRIPTOR_SET: &[u8] =
+            include_bytes!(concat!(env!("OUT_DIR"), "/consensusdb_mesh_v1_descriptor.bin"));
     }
 }

@@ -8,6 +8,10 @@ use tonic::Code;
 /// without parsing the message.
 pub const FIELD_METADATA: &str = "x-consensusdb-field";
 
+/// Trailer (binary) of a scan that was cut short: the page token that
+/// continues right after the last record sent.
+pub const PAGE_TOKEN_METADATA: &str = "x-consensusdb-page-token-bin";
+
 /// The gRPC code of a shared error code.
 pub fn grpc_code(code: ErrorCode) -> Code {
     match code {
@@ -18,6 +22,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::Unavailable => Code::Unavailable,
         ErrorCode::OutOfRange => Code::OutOfRange,
         ErrorCode::FailedPrecondition => Code::FailedPrecondition,
+        ErrorCode::ResourceExhausted => Code::ResourceExhausted,
         ErrorCode::Internal => Code::Internal,
     }
 }
@@ -26,7 +31,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
 ///
 /// The server only sends codes of [`grpc_code`], which this inverts. Codes
 /// that come from the transport or a proxy map to their nearest meaning:
-/// a cancelled or exhausted call to `Unavailable` (worth retrying
+/// a cancelled or aborted call to `Unavailable` (worth retrying
 /// elsewhere), anything else to `Internal`.
 pub fn error_code(code: Code) -> ErrorCode {
     match code {
@@ -34,9 +39,8 @@ pub fn error_code(code: Code) -> ErrorCode {
         Code::NotFound => ErrorCode::NotFound,
         Code::AlreadyExists => ErrorCode::AlreadyExists,
         Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
-        Code::Unavailable | Code::Cancelled | Code::ResourceExhausted | Code::Aborted => {
-            ErrorCode::Unavailable
-        }
+        Code::Unavailable | Code::Cancelled | Code::Aborted => ErrorCode::Unavailable,
+        Code::ResourceExhausted => ErrorCode::ResourceExhausted,
         Code::OutOfRange => ErrorCode::OutOfRange,
         Code::FailedPrecondition => ErrorCode::FailedPrecondition,
         Code::Ok
@@ -53,7 +57,7 @@ pub fn error_code(code: Code) -> ErrorCode {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 8] = [
+    const ALL: [ErrorCode; 9] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
@@ -61,6 +65,7 @@ mod tests {
         ErrorCode::Unavailable,
         ErrorCode::OutOfRange,
         ErrorCode::FailedPrecondition,
+        ErrorCode::ResourceExhausted,
         ErrorCode::Internal,
     ];
 

@@ -49,8 +49,11 @@ pub(crate) fn handle<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
 }
 
 /// Options for the database as a whole.
-pub(crate) fn db_options() -> Options {
+pub(crate) fn db_options(max_open_files: i32) -> Options {
     let mut options = Options::default();
+    // Bounded, so client connections can never take the descriptors RocksDB
+    // needs to flush and compact (a flush that fails stops the writer).
+    options.set_max_open_files(max_open_files);
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     // Two cores is the reference machine; RocksDB's default of 2 background

@@ -58,14 +58,15 @@ pub(crate) struct OpenedDataDir {
     pub(crate) bootstrap_pending: bool,
 }
 
-/// Locks, opens and checks `path`, creating it on first start.
-pub(crate) fn open(path: &Path) -> Result<OpenedDataDir, StorageError> {
+/// Locks, opens and checks `path`, creating it on first start. RocksDB
+/// keeps at most `max_open_files` table files open (-1: all of them).
+pub(crate) fn open(path: &Path, max_open_files: i32) -> Result<OpenedDataDir, StorageError> {
     std::fs::create_dir_all(path)
         .map_err(StorageError::io(format!("creating data directory {}", path.display())))?;
     let lock = lock(path)?;
     let db_path = rocksdb_path(path);
     let derived_missing = refuse_unknown_column_families(path, &db_path)?;
-    let db = DB::open_cf_descriptors(&columns::db_options(), &db_path, columns::descriptors())?;
+    let db = DB::open_cf_descriptors(&columns::db_options(max_open_files), &db_path, columns::descriptors())?;
     let (origin, created) = load_or_create_identity(path, &db)?;
     let bootstrap_pending = db.get_cf(columns::handle(&db, META), META_BOOTSTRAP_PENDING)?.is_some();
     if derived_missing {

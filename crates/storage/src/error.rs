@@ -22,6 +22,24 @@ pub enum StorageError {
         /// The key field of the request.
         field: String,
     },
+    /// A version with a later stamp than this write would get already holds
+    /// the key: the write would never become the current version, so it
+    /// was refused before it took a seq. A peer whose clock runs ahead of
+    /// this node's (beyond the drift bound) wrote that version.
+    #[error(
+        "{field}: not written: the key holds a version stamped {} by {}, later than this node's clock \
+         ({}), so this write could never become the current version. A node whose clock runs ahead \
+         wrote that version; compare the nodes' clocks (`consensusdb status`) and retry once they agree",
+        hlc_time(current.hlc), current.origin, hlc_time(*clock)
+    )]
+    Superseded {
+        /// The key field of the refused record.
+        field: String,
+        /// The stamp of the version that holds the key.
+        current: consensusdb_types::Stamp,
+        /// The HLC this write would have been stamped with.
+        clock: u64,
+    },
     /// The deadline passed before the writer gave the write a seq; the write
     /// was not applied.
     #[error("deadline exceeded before the write was accepted; it was not applied")]
@@ -140,9 +158,25 @@ pub enum StorageError {
         /// Why, and what it waits for.
         reason: String,
     },
-    /// A replicated entry could not be decoded.
-    #[error("replicated entry is malformed: {0}")]
-    BadEntry(DecodeError),
+    /// A scan stopped before its end for a reason other than its limit:
+    /// the records already returned are good, and `resume_token` (when any
+    /// were returned) continues right after the last of them.
+    #[error("the scan was cut short: {reason}; {}", resume_hint(.resume_token.is_some()))]
+    ScanCutShort {
+        /// Why the scan stopped.
+        reason: String,
+        /// The page token that resumes after the last record returned.
+        resume_token: Option<Vec<u8>>,
+    },
+    /// A replicated entry (or snapshot record) is malformed: it is refused,
+    /// never stored.
+    #[error("refused malformed {what} from a peer: {reason}")]
+    BadEntry {
+        /// Which entry (origin and seq) or snapshot record.
+        what: String,
+        /// What does not decode.
+        reason: String,
+    },
     /// A filesystem operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -151,6 +185,22 @@ pub enum StorageError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+/// An HLC's wall-clock part as RFC 3339 with milliseconds.
+fn hlc_time(hlc: u64) -> String {
+    let ms = hlc >> consensusdb_types::HybridClock::LOGICAL_BITS;
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// What a client of a cut-short scan can do.
+fn resume_hint(resumable: bool) -> &'static str {
+    if resumable {
+        "the records before this error are complete and in key order: continue with the page token given"
+    } else {
+        "no record was returned: run the scan again"
+    }
 }
 
 impl StorageError {
@@ -166,15 +216,16 @@ impl StorageError {
             | StorageError::OutcomeUnknown { .. }
             | StorageError::WriterStopped { .. }
             | StorageError::Bootstrapping
+            | StorageError::ScanCutShort { .. }
             | StorageError::NotAccepting { .. } => ErrorCode::Unavailable,
-            StorageError::NotInstalling | StorageError::SnapshotBehind { .. } => {
-                ErrorCode::FailedPrecondition
-            }
+            StorageError::Superseded { .. }
+            | StorageError::NotInstalling
+            | StorageError::SnapshotBehind { .. } => ErrorCode::FailedPrecondition,
             StorageError::DataDirInUse { .. }
             | StorageError::DataDir { .. }
             | StorageError::Gap { .. }
             | StorageError::OwnOriginAhead { .. } => ErrorCode::FailedPrecondition,
-            StorageError::BadEntry(_) => ErrorCode::InvalidArgument,
+            StorageError::BadEntry { .. } => ErrorCode::InvalidArgument,
             StorageError::Corrupt(_) | StorageError::Engine(_) | StorageError::Io { .. } => {
                 ErrorCode::Internal
             }
@@ -185,7 +236,9 @@ impl StorageError {
     pub fn field(&self) -> Option<&str> {
         match self {
             StorageError::Invalid(e) => Some(&e.field),
-            StorageError::AlreadyExists { field } | StorageError::NotFound { field } => Some(field),
+            StorageError::AlreadyExists { field }
+            | StorageError::NotFound { field }
+            | StorageError::Superseded { field, .. } => Some(field),
             _ => None,
         }
     }

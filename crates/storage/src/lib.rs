@@ -45,6 +45,7 @@ mod stats;
 mod store;
 mod validate;
 mod value_cursor;
+mod write_gate;
 mod writer;
 mod writer_health;
 
@@ -57,11 +58,13 @@ pub use frontier_view::Frontier;
 pub use peer_acks::DEFAULT_WRITE_CONCERN_WAIT;
 pub use reads::{Page, ReadOptions, Record};
 pub use replication::{LogChunk, RawEntry};
+pub use scan::ScanStream;
 pub use snapshot::{InstallOutcome, SnapshotPart, SnapshotRecord};
 pub use stats::{RegionCount, RegionCounts, StorageStats};
 pub use store::{
     PutRecord, Queued, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy,
 };
+pub use write_gate::WriteHold;
 pub use writer::{ApplyAck, PurgeOutcome, PurgePlan, WriteAck};
 
 /// Monotonic counters and histograms, read by the metrics endpoint.
@@ -75,8 +78,14 @@ pub struct Counters {
     pub conflicts_lost: AtomicU64,
     /// Client TimeUUIDs refused for being too far in the future.
     pub future_time_rejected: AtomicU64,
+    /// Client writes refused because a version with a later stamp (from a
+    /// clock ahead of this node's) already held their key.
+    pub writes_superseded: AtomicU64,
     /// Replicated entries applied.
     pub entries_applied: AtomicU64,
+    /// Damaged records (a head, key or value that does not decode) that
+    /// reads skipped instead of failing.
+    pub damaged_records_skipped: AtomicU64,
     /// Replicated stamps that the drift bound kept from moving the HLC
     /// as far as they asked.
     pub hlc_drift_clipped: AtomicU64,
@@ -97,7 +106,9 @@ impl Default for Counters {
             groups_committed: AtomicU64::new(0),
             conflicts_lost: AtomicU64::new(0),
             future_time_rejected: AtomicU64::new(0),
+            writes_superseded: AtomicU64::new(0),
             entries_applied: AtomicU64::new(0),
+            damaged_records_skipped: AtomicU64::new(0),
             hlc_drift_clipped: AtomicU64::new(0),
             group_size: histogram(
                 "consensusdb_group_commit_size",
@@ -115,5 +126,7 @@ impl Default for Counters {
 
 #[cfg(test)]
 mod replication_tests;
+#[cfg(test)]
+mod scan_tests;
 #[cfg(test)]
 mod tests;

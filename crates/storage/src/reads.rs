@@ -7,6 +7,7 @@
 //! Head-only reads never touch the `values` column family.
 
 use std::ops::ControlFlow;
+use std::sync::atomic::AtomicU64;
 
 use consensusdb_types::key_codec::decode_key;
 use consensusdb_types::limits::MAX_PAYLOAD_BYTES;
@@ -66,11 +67,24 @@ pub(crate) struct SnapshotReader<'a> {
     snapshot: SnapshotWithThreadMode<'a, DB>,
     options: ReadOptions,
     now_ms: u64,
+    /// Counts damaged records that walks skip.
+    damaged: &'a AtomicU64,
+    /// Whether walks skip damaged records (scans) or fail on them.
+    skip_damaged: bool,
 }
 
 impl<'a> SnapshotReader<'a> {
-    pub(crate) fn new(db: &'a DB, options: ReadOptions, now_ms: u64) -> Self {
-        Self { db, snapshot: db.snapshot(), options, now_ms }
+    pub(crate) fn new(db: &'a DB, options: ReadOptions, now_ms: u64, damaged: &'a AtomicU64) -> Self {
+        Self { db, snapshot: db.snapshot(), options, now_ms, damaged, skip_damaged: false }
+    }
+
+    /// Makes walks skip damaged records (counted and logged with their key)
+    /// instead of failing: one damaged record must not make every scan of
+    /// its tenant fail. Narrow reads (a key, the newest of a row, a page of
+    /// a row) still fail on one, rather than answer with another record.
+    pub(crate) fn skipping_damaged(mut self) -> Self {
+        self.skip_damaged = true;
+        self
     }
 
     /// The live record at `key`, if any.
@@ -159,15 +173,31 @@ impl<'a> SnapshotReader<'a> {
         let mut values =
             (!self.options.head_only).then(|| ValueCursor::new(self.db, &self.snapshot, range, reverse));
         while let (Some(key), Some(head)) = (iter.key(), iter.value()) {
-            let Some(head) = self.live_head(head)? else {
-                step(&mut iter);
-                continue;
+            let found = match self.live_head(head) {
+                Ok(Some(head)) => {
+                    let entry = match values.as_mut() {
+                        Some(values) => values.value_at(key)?,
+                        None => None,
+                    };
+                    self.record(key, head, entry)
+                }
+                Ok(None) => Ok(None),
+                Err(error) => Err(error),
             };
-            let entry = match values.as_mut() {
-                Some(values) => values.value_at(key)?,
-                None => None,
+            let record = match found {
+                Ok(record) => record,
+                Err(StorageError::Corrupt(error)) if self.skip_damaged => {
+                    self.damaged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::error!(key = %hex(key), %error, "a read skipped a damaged record");
+                    None
+                }
+                Err(StorageError::Corrupt(mut error)) => {
+                    error.reason = format!("{} (stored key {})", error.reason, hex(key));
+                    return Err(StorageError::Corrupt(error));
+                }
+                Err(error) => return Err(error),
             };
-            if let Some(record) = self.record(key, head, entry)?
+            if let Some(record) = record
                 && visit(record, key).is_break()
             {
                 step(&mut iter);
@@ -242,4 +272,9 @@ impl PageBuilder {
     pub(crate) fn finish(self, more: bool) -> Page {
         Page { records: self.records, next_page_token: more.then(|| page_token::encode(&self.last_key)) }
     }
+}
+
+/// Bytes as lowercase hex, for logs.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -68,7 +68,8 @@ impl RawReference {
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(StorageError::io(format!("creating reference directory {}", dir.display())))?;
-        let db = DB::open_cf_descriptors(&columns::db_options(), rocksdb_path(dir), columns::descriptors())?;
+        let db =
+            DB::open_cf_descriptors(&columns::db_options(-1), rocksdb_path(dir), columns::descriptors())?;
         Ok(Self {
             db,
             origin: Origin { node: NodeId::random(), incarnation: 1 },
@@ -159,9 +160,12 @@ mod tests {
             reference.origin
         };
 
-        let db =
-            DB::open_cf_descriptors(&columns::db_options(), rocksdb_path(dir.path()), columns::descriptors())
-                .expect("reopens with the store's column families");
+        let db = DB::open_cf_descriptors(
+            &columns::db_options(-1),
+            rocksdb_path(dir.path()),
+            columns::descriptors(),
+        )
+        .expect("reopens with the store's column families");
         let heads = entries(&db, RECORDS);
         assert_eq!(heads.len(), 3);
         for (_, head) in &heads {

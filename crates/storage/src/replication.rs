@@ -6,7 +6,8 @@
 //! origin's writer stored them, so forwarding through a chain of nodes
 //! neither re-encodes nor alters them.
 
-use consensusdb_types::log_entry::{decode_log_key, log_key};
+use consensusdb_types::key_codec::decode_key;
+use consensusdb_types::log_entry::{decode_log_key, log_key, peek_hlc};
 use consensusdb_types::{LogEntry, Origin};
 use rocksdb::{DB, IteratorMode, ReadOptions};
 use tokio::sync::watch;
@@ -30,9 +31,22 @@ pub struct RawEntry {
 }
 
 impl RawEntry {
+    /// Decodes the entry and checks its structure before anything stores
+    /// it: every mutation's key must decode as a record key, or it would
+    /// be stored where no read can name it and every scan of its tenant
+    /// would trip over it. Client limits and the future-time bound are
+    /// *not* applied (DESIGN §3): refusing a well-formed entry would stall
+    /// its origin for good.
     fn decode(self) -> Result<IncomingEntry, StorageError> {
+        let bad = |reason: String| StorageError::BadEntry {
+            what: format!("entry {} seq {}", self.origin, self.seq),
+            reason,
+        };
         let entry = LogEntry::decode(&log_key(&self.origin, self.seq), &self.value)
-            .map_err(StorageError::BadEntry)?;
+            .map_err(|error| bad(error.to_string()))?;
+        for (i, mutation) in entry.mutations.iter().enumerate() {
+            decode_key(&mutation.key).map_err(|error| bad(format!("mutation {i}: {error}")))?;
+        }
         Ok(IncomingEntry { entry, encoded: self.value })
     }
 }
@@ -169,6 +183,34 @@ impl Store {
         let entries =
             if bytes <= 64 * 1024 { decode()? } else { crate::store::run_blocking(decode).await?? };
         self.queue_for_writer(bytes, |reply| WriterMessage::Apply { entries, reply }).await
+    }
+
+    /// For each `(origin, seq)`, the HLC of the first entry of `origin` at
+    /// or after `seq` this node's log holds (`None` if it holds none): how
+    /// old the oldest entry a lagging member lacks is, or at least how old
+    /// the oldest one still held after it is (a lower bound of its age).
+    pub async fn log_hlcs_from(&self, queries: Vec<(Origin, u64)>) -> Result<Vec<Option<u64>>, StorageError> {
+        let engine = self.shared.engine.clone();
+        crate::store::run_blocking(move || {
+            let db = &engine.db;
+            queries
+                .iter()
+                .map(|(origin, seq)| {
+                    let start = log_key(origin, *seq);
+                    let mut iterator = db.raw_iterator_cf(columns::handle(db, LOG));
+                    iterator.seek(start);
+                    let held = match (iterator.key(), iterator.value()) {
+                        (Some(key), Some(value)) if decode_log_key(key)?.0 == *origin => {
+                            Some(peek_hlc(value)?)
+                        }
+                        _ => None,
+                    };
+                    iterator.status()?;
+                    Ok(held)
+                })
+                .collect()
+        })
+        .await?
     }
 
     /// Purges what `plan` allows: causally stable tombstones and expired

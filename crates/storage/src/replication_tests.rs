@@ -323,7 +323,7 @@ async fn purge_removes_only_stable_tombstones_and_expired_versions_and_acknowled
 /// Copies `from`'s snapshot into `to`, as a bootstrap does.
 async fn install(from: &Store, to: &Store) -> InstallOutcome {
     let mut parts = from.export_snapshot(256);
-    to.close_writes("test bootstrap");
+    to.hold_writes(WriteHold::Bootstrap, "test bootstrap");
     to.install_begin().await.unwrap();
     let mut frontier = None;
     let mut outcome = None;
@@ -337,7 +337,7 @@ async fn install(from: &Store, to: &Store) -> InstallOutcome {
             }
         }
     }
-    to.open_writes();
+    to.release_writes(WriteHold::Bootstrap);
     outcome.expect("the snapshot ends with digests")
 }
 
@@ -411,9 +411,42 @@ async fn a_directory_older_than_the_cluster_becomes_a_new_incarnation() {
 async fn closed_writes_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.close_writes("joining: bootstrapping from peers");
+    store.hold_writes(WriteHold::Bootstrap, "joining: bootstrapping from peers");
     let refused = store.put(local_put("k", b"v"), None).await.unwrap_err();
     assert!(refused.to_string().contains("bootstrapping from peers"), "{refused}");
-    store.open_writes();
+    store.release_writes(WriteHold::Bootstrap);
     store.put(local_put("k", b"v"), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_write_that_could_never_become_current_is_refused_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // A peer whose clock runs an hour ahead wrote "k"; the drift bound keeps
+    // this node's clock from following it.
+    let hour_ahead = (crate::clock::now_ms() + 3_600_000) << HybridClock::LOGICAL_BITS;
+    store.apply(vec![entry(origin(7), 1, hour_ahead, vec![put("k", b"from the future")])]).await.unwrap();
+    let client_put = |minor: &str| PutRecord {
+        key: RowKey::new("tenant", "ACCOUNT", minor).at(None),
+        value: b"now".to_vec(),
+        compression: Compression::None,
+        ttl_ms: None,
+        if_absent: false,
+    };
+    let refused = store.put(client_put("k"), None).await.expect_err("the put would lose");
+    assert!(matches!(refused, StorageError::Superseded { .. }), "{refused}");
+    assert_eq!(refused.field(), Some("key"));
+    assert_eq!(refused.code(), consensusdb_types::ErrorCode::FailedPrecondition);
+    assert!(refused.to_string().contains("clock"), "{refused}");
+    let batch = store.put_batch(vec![client_put("other"), client_put("k")], None).await.expect_err("refused");
+    assert_eq!(batch.field(), Some("records[1].key"), "{batch}");
+    let key = RowKey::new("tenant", "ACCOUNT", "k").at(None);
+    assert!(matches!(store.remove(key.clone(), None).await, Err(StorageError::Superseded { .. })));
+    assert!(matches!(store.touch(key.clone(), None, None).await, Err(StorageError::Superseded { .. })));
+    let kept = store.get(key, ReadOptions::default()).await.unwrap().expect("still there");
+    assert_eq!(kept.value.as_deref(), Some(&b"from the future"[..]));
+    assert_eq!(store.frontier().get(&store.origin()).map_or(0, |m| m.seq), 0, "no refused write took a seq");
+    assert_eq!(store.counters().writes_superseded.load(std::sync::atomic::Ordering::Relaxed), 4);
+    // Other keys are written as usual.
+    assert_eq!(store.put(client_put("fresh"), None).await.unwrap().seq, 1);
 }

@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use consensusdb_types::key_codec::{
     encode_key, encode_timed, prefix_successor, region_prefix, row_prefix, tenant_prefix, timed_prefix,
@@ -15,14 +15,15 @@ use consensusdb_types::key_codec::{
 use consensusdb_types::{
     Compression, FieldError, Head, HybridClock, Limits, NodeId, Origin, RecordKey, RowKey, TimeUuid,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::clock::now_ms;
 use crate::data_dir::{self, Engine};
 use crate::frontier_view::FrontierView;
 use crate::reads::{KeyRange, SnapshotReader};
-use crate::scan::ScanChunks;
+use crate::scan::{ScanChunks, ScanStream};
 use crate::validate;
+use crate::write_gate::{WriteGate, WriteHold};
 use crate::writer::{Committer, StagedPut, WriteCommand, Writer, WriterMessage};
 use crate::writer_health::WriterHealth;
 use crate::{Counters, Page, ReadOptions, Record, StorageError, WriteAck};
@@ -65,6 +66,15 @@ pub struct StoreOptions {
     /// stamps writes with, to test skewed clocks. Expiry and reads use the
     /// true clock.
     pub clock_skew_ms: i64,
+    /// How long a scan waits for its client to take the next chunk before
+    /// it gives up (the client then gets an error with a page token to
+    /// resume from), so a stalled client cannot hold a thread and a
+    /// snapshot.
+    pub scan_stall_timeout: Duration,
+    /// Most table files RocksDB keeps open (-1: every one). Bounded within
+    /// the process's file-descriptor limit, so other uses of descriptors
+    /// (client connections) can never starve RocksDB's own.
+    pub max_open_files: i32,
 }
 
 impl StoreOptions {
@@ -79,6 +89,8 @@ impl StoreOptions {
             max_concurrent_scans: 64,
             max_clock_drift_ms: 60_000,
             clock_skew_ms: 0,
+            scan_stall_timeout: Duration::from_secs(60),
+            max_open_files: -1,
         }
     }
 }
@@ -174,8 +186,10 @@ pub(crate) struct Shared {
     incarnation: Arc<AtomicU32>,
     /// Set by the writer between the first and last step of an install.
     installing: Arc<AtomicBool>,
-    /// Set while client writes are refused, with the reason.
-    writes_closed: Mutex<Option<String>>,
+    /// Why client writes are refused, if they are.
+    write_gate: WriteGate,
+    /// Added to the wall clock stamps follow (development switch).
+    clock_skew_ms: i64,
     created: bool,
     limits: Limits,
     /// `None` only while dropping.
@@ -186,7 +200,9 @@ pub(crate) struct Shared {
     queue_room_kib: u32,
     scan_slots: Arc<Semaphore>,
     max_concurrent_scans: usize,
-    closing: AtomicBool,
+    scan_stall_timeout: Duration,
+    /// Set once by [`Store::close`]; running scans watch it.
+    closing: watch::Sender<bool>,
     counters: Arc<Counters>,
     writer_health: Arc<WriterHealth>,
     pub(crate) view: Arc<FrontierView>,
@@ -219,7 +235,7 @@ impl Store {
     /// Blocks on disk I/O: call it before serving, or on the blocking pool.
     pub fn open(options: StoreOptions) -> Result<Self, StorageError> {
         options.limits.validate("limits")?;
-        let opened = data_dir::open(&options.data_dir)?;
+        let opened = data_dir::open(&options.data_dir, options.max_open_files)?;
         let engine = Arc::new(opened.engine);
         let counters = Arc::new(Counters::default());
         let writer_health = Arc::new(WriterHealth::default());
@@ -268,11 +284,15 @@ impl Store {
                 node: opened.origin.node,
                 incarnation,
                 installing,
-                writes_closed: Mutex::new(
-                    opened.bootstrap_pending.then(|| {
-                        "a bootstrap from a peer was cut short and must be redone first".to_string()
-                    }),
-                ),
+                write_gate: if opened.bootstrap_pending {
+                    WriteGate::held(
+                        WriteHold::Bootstrap,
+                        "a bootstrap from a peer was cut short and must be redone first".into(),
+                    )
+                } else {
+                    WriteGate::default()
+                },
+                clock_skew_ms: options.clock_skew_ms,
                 created: opened.created,
                 limits: options.limits,
                 inbox: Some(inbox),
@@ -281,7 +301,8 @@ impl Store {
                 queue_room_kib,
                 scan_slots: Arc::new(Semaphore::new(options.max_concurrent_scans.max(1))),
                 max_concurrent_scans: options.max_concurrent_scans.max(1),
-                closing: AtomicBool::new(false),
+                scan_stall_timeout: options.scan_stall_timeout,
+                closing: watch::Sender::new(false),
                 counters,
                 writer_health,
                 view,
@@ -300,10 +321,15 @@ impl Store {
         self.shared.created
     }
 
-    /// Why client writes are refused, if they are: a bootstrap is needed
-    /// (an interrupted one, or a new node's) or under way.
+    /// Why client writes are refused, if they are: every hold in force
+    /// ([`Store::hold_writes`]).
     pub fn writes_closed(&self) -> Option<String> {
-        self.shared.writes_closed.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.shared.write_gate.reason()
+    }
+
+    /// Why `hold` keeps client writes closed, if it does.
+    pub fn write_hold(&self, hold: WriteHold) -> Option<String> {
+        self.shared.write_gate.reason_of(hold)
     }
 
     /// Whether a snapshot install is under way (or was cut short): the
@@ -312,14 +338,22 @@ impl Store {
         self.shared.installing.load(Ordering::Acquire)
     }
 
-    /// Refuses client writes with `reason` until [`Store::open_writes`].
-    pub fn close_writes(&self, reason: impl Into<String>) {
-        *self.shared.writes_closed.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.into());
+    /// Refuses client writes with `reason` until `hold` is released; other
+    /// holds are independent.
+    pub fn hold_writes(&self, hold: WriteHold, reason: impl Into<String>) {
+        self.shared.write_gate.hold(hold, reason.into());
     }
 
-    /// Accepts client writes again.
-    pub fn open_writes(&self) {
-        *self.shared.writes_closed.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    /// Lifts `hold`; writes are accepted again once no hold is left.
+    pub fn release_writes(&self, hold: WriteHold) {
+        self.shared.write_gate.release(hold);
+    }
+
+    /// The wall clock this node stamps writes with, in Unix milliseconds
+    /// (the development clock skew included): what heartbeats tell peers,
+    /// so they can compare clocks.
+    pub fn wall_clock_ms(&self) -> u64 {
+        now_ms().saturating_add_signed(self.shared.clock_skew_ms)
     }
 
     /// The limits client input is checked against.
@@ -439,7 +473,7 @@ impl Store {
         bytes: usize,
         message: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> WriterMessage,
     ) -> Result<Queued<T>, StorageError> {
-        if self.shared.closing.load(Ordering::Acquire) {
+        if *self.shared.closing.borrow() {
             return Err(StorageError::ShuttingDown);
         }
         let kib = u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX).min(self.shared.queue_room_kib);
@@ -514,12 +548,14 @@ impl Store {
         .await
     }
 
-    /// Streams a scan in chunks of at most `limits.page_bytes` (or one record). The last
-    /// chunk carries a page token if the limit cut the scan short. The scan
-    /// stops when the receiver is dropped or stops reading for a minute; at
-    /// most `max_concurrent_scans` run at once, each holding one blocking
-    /// thread and one snapshot.
-    pub fn scan(&self, query: ScanQuery) -> Result<mpsc::Receiver<Result<Page, StorageError>>, StorageError> {
+    /// Streams a scan in chunks of at most `limits.page_bytes` (or one
+    /// record). The last chunk carries a page token if the limit cut the
+    /// scan short. The scan stops when the stream is dropped; if its client
+    /// takes nothing for `scan_stall_timeout`, or the store closes, the
+    /// stream ends with [`StorageError::ScanCutShort`] and a token to
+    /// resume from. At most `max_concurrent_scans` run at once, each
+    /// holding one blocking thread and one snapshot.
+    pub fn scan(&self, query: ScanQuery) -> Result<ScanStream, StorageError> {
         let limits = self.shared.limits;
         let limit = validate::read_limit(query.limit, &limits)?;
         let prefix = match &query.scope {
@@ -545,18 +581,22 @@ impl Store {
         let slot = self.shared.scan_slots.clone().try_acquire_owned().map_err(|_| StorageError::Busy {
             what: format!("{} scans are already streaming; retry later", self.shared.max_concurrent_scans),
         })?;
-        let (sender, receiver) = mpsc::channel(2);
-        let engine = self.shared.engine.clone();
-        let runtime = tokio::runtime::Handle::current();
+        let (chunks, stream) = ScanChunks::channel(
+            limit,
+            limits.page_bytes,
+            self.shared.scan_stall_timeout,
+            tokio::runtime::Handle::current(),
+            self.shared.closing.subscribe(),
+        );
+        let (engine, counters) = (self.shared.engine.clone(), self.shared.counters.clone());
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let reader = SnapshotReader::new(&engine.db, query.read, now_ms());
-            let chunks = ScanChunks { limit, chunk_bytes: limits.page_bytes, runtime, sender };
-            if let Err(error) = chunks.stream(&reader, &range, query.page_token.as_deref()) {
-                chunks.send(Err(error));
-            }
+            let reader =
+                SnapshotReader::new(&engine.db, query.read, now_ms(), &counters.damaged_records_skipped)
+                    .skipping_damaged();
+            chunks.run(&reader, &range, query.page_token.as_deref());
         });
-        Ok(receiver)
+        Ok(stream)
     }
 
     /// Runs a read against a fresh snapshot on the blocking pool.
@@ -565,15 +605,18 @@ impl Store {
         options: ReadOptions,
         work: impl FnOnce(&SnapshotReader<'_>) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let engine = self.shared.engine.clone();
-        run_blocking(move || work(&SnapshotReader::new(&engine.db, options, now_ms()))).await?
+        let (engine, counters) = (self.shared.engine.clone(), self.shared.counters.clone());
+        run_blocking(move || {
+            work(&SnapshotReader::new(&engine.db, options, now_ms(), &counters.damaged_records_skipped))
+        })
+        .await?
     }
 
     /// Stops accepting writes, commits everything already queued, flushes
     /// and stops the writer thread. Reads keep working until the last clone
     /// of the store is dropped.
     pub async fn close(&self) -> Result<(), StorageError> {
-        if self.shared.closing.swap(true, Ordering::AcqRel) {
+        if self.shared.closing.send_replace(true) {
             return Ok(());
         }
         let (done, finished) = oneshot::channel();

@@ -23,6 +23,9 @@ pub enum ErrorCode {
     OutOfRange,
     /// The request is valid but the state does not allow it.
     FailedPrecondition,
+    /// The request is larger than the node takes (a message or body over
+    /// its size limit); sending it again will not help.
+    ResourceExhausted,
     /// A bug or a damaged data directory. Never used for bad input.
     Internal,
 }
@@ -35,6 +38,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::AlreadyExists => 409,
             ErrorCode::FailedPrecondition => 412,
+            ErrorCode::ResourceExhausted => 413,
             ErrorCode::DeadlineExceeded => 504,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -51,6 +55,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::OutOfRange => "OUT_OF_RANGE",
             ErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
+            ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
             ErrorCode::Internal => "INTERNAL",
         }
     }

@@ -107,9 +107,13 @@ impl HybridClock {
 
     /// The next stamp value, given the current wall-clock milliseconds.
     pub fn tick(&mut self, now_ms: u64) -> u64 {
-        let physical = now_ms << Self::LOGICAL_BITS;
-        self.last = physical.max(self.last.saturating_add(1));
+        self.last = self.peek(now_ms);
         self.last
+    }
+
+    /// The value [`HybridClock::tick`] would issue now, without issuing it.
+    pub fn peek(&self, now_ms: u64) -> u64 {
+        (now_ms << Self::LOGICAL_BITS).max(self.last.saturating_add(1))
     }
 
     /// Moves the clock up to a stamp seen from elsewhere, but not more than

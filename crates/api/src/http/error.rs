@@ -20,6 +20,19 @@ pub struct ErrorBody {
     pub message: String,
     /// The request field at fault, or `null`.
     pub field: Option<String>,
+    /// Only on the `error` line of a scan the node gave up on part way:
+    /// pass it as `page_token` to continue after the last record sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+impl ErrorBody {
+    /// The same error, with the page token that resumes the scan it ended.
+    #[must_use]
+    pub fn resumable_at(mut self, next_page_token: Option<String>) -> Self {
+        self.next_page_token = next_page_token;
+        self
+    }
 }
 
 /// An error answer.
@@ -43,7 +56,10 @@ impl HttpError {
         message: impl Into<String>,
         field: Option<String>,
     ) -> Self {
-        Self { status, body: ErrorBody { code: code.as_str(), message: message.into(), field } }
+        Self {
+            status,
+            body: ErrorBody { code: code.as_str(), message: message.into(), field, next_page_token: None },
+        }
     }
 
     /// The HTTP status.

@@ -56,16 +56,7 @@ impl<T: DeserializeOwned> FromRequest<Gateway> for JsonBody<T> {
 
 fn body_error(rejection: BytesRejection, gateway: &Gateway) -> HttpError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return HttpError::with_status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::InvalidArgument,
-            format!(
-                "body: over the gateway's limit of {} bytes (http.max_body_bytes); split it, \
-                 for example into several batches",
-                gateway.max_body_bytes
-            ),
-            Some("body".into()),
-        );
+        return super::limits::body_too_large(gateway.max_body_bytes);
     }
     invalid(Some("body".into()), format!("body: could not be read: {}", rejection.body_text()))
 }

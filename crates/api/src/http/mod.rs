@@ -17,15 +17,16 @@ mod batch;
 mod error;
 mod extract;
 mod health;
+mod limits;
 pub mod model;
 mod openapi;
 mod records;
 mod responses;
 mod rows;
 mod scan;
+mod server;
 mod status;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,14 +35,15 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use consensusdb_storage::Store;
 use consensusdb_types::{ErrorCode, FieldError};
-use tokio::net::TcpListener;
 
 use crate::cluster::ClusterProbe;
+use crate::connections::Connections;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::service::{RecordsApi, ServiceError};
 pub use error::{ErrorBody, HttpError};
 pub use openapi::openapi_document;
+pub use server::serve_http;
 
 /// The default limit on a request body: a batch at the default storage
 /// limits (3 MiB of keys and values) fits under it even with every value
@@ -56,6 +58,7 @@ pub struct Gateway {
     readiness: Readiness,
     metrics: Metrics,
     cluster: Option<ClusterProbe>,
+    connections: Option<Connections>,
     started: Instant,
     started_at_ms: u64,
     max_body_bytes: usize,
@@ -75,6 +78,7 @@ impl Gateway {
             readiness,
             metrics,
             cluster: None,
+            connections: None,
             started: Instant::now(),
             started_at_ms,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -89,6 +93,13 @@ impl Gateway {
     pub fn with_cluster(mut self, probe: ClusterProbe) -> Self {
         self.api = self.api.with_cluster(probe.clone());
         self.cluster = Some(probe);
+        self
+    }
+
+    /// Shows the node's client connections in the metrics.
+    #[must_use]
+    pub fn with_connections(mut self, connections: Connections) -> Self {
+        self.connections = Some(connections);
         self
     }
 
@@ -138,6 +149,7 @@ pub fn router(gateway: Gateway) -> Router {
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), limits::check))
         .with_state(gateway)
 }
 
@@ -152,33 +164,4 @@ async fn wrong_method() -> HttpError {
         "this path does not take that method",
         None,
     )
-}
-
-/// Serves the gateway on `listener` until `shutdown` completes: from then
-/// on `/readyz` answers 503, no new connection is accepted, and requests
-/// in flight finish before this returns.
-pub async fn serve_http(
-    gateway: Gateway,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let readiness = gateway.readiness.clone();
-    let sampler = {
-        let (rates, metrics) = (gateway.rates.clone(), gateway.metrics.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(status::RATE_SAMPLE);
-            loop {
-                let now = tick.tick().await;
-                rates.sample(now.into_std(), metrics.totals());
-            }
-        })
-    };
-    let served = axum::serve(listener, router(gateway))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            readiness.begin_shutdown();
-        })
-        .await;
-    sampler.abort();
-    served
 }

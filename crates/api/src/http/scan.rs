@@ -4,13 +4,15 @@
 //! Each line is one JSON object with one member: `record` for a record,
 //! then exactly one `end` (with the page token to continue, when the limit
 //! stopped the scan) or `error` (the scan failed part way; the records
-//! before it are good). A stream that stops without either was cut off.
+//! before it are good, and when the node gave up on a scan whose client
+//! stopped reading, the error carries the page token to continue from).
+//! A stream that stops without either was cut off.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use consensusdb_storage::{ReadOptions, ScanQuery, ScanScope};
+use consensusdb_storage::{ReadOptions, ScanQuery, ScanScope, StorageError};
 use consensusdb_types::FieldError;
 use futures::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
@@ -102,7 +104,9 @@ fn line(line: &ScanLine) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// The lines of a scan, ending with `end` or `error`.
+/// The lines of a scan, ending with `end` or `error`. `end` comes only
+/// when the scan is complete (or its limit reached); a scan the node gives
+/// up on ends with `error`, carrying the page token to continue from.
 fn lines(pages: ScanPages, output: ValueOutput) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     struct State {
         pages: ScanPages,
@@ -126,8 +130,13 @@ fn lines(pages: ScanPages, output: ValueOutput) -> impl Stream<Item = Result<Byt
             }
             Some(Err(error)) => {
                 state.done = true;
+                let resume = match &error {
+                    StorageError::ScanCutShort { resume_token, .. } => resume_token.clone(),
+                    _ => None,
+                };
                 let error = path_error(ServiceError::from(error));
-                line(&ScanLine::Error(error.body().clone()))
+                let body = error.body().clone().resumable_at(page_token_text(resume));
+                line(&ScanLine::Error(body))
             }
             None => {
                 state.done = true;

@@ -65,8 +65,9 @@ impl ClusterCommand {
     }
 }
 
-async fn connect(server: &str) -> Result<ReplicationClient<Channel>, CliError> {
-    let url = if server.contains("://") { server.to_string() } else { format!("http://{server}") };
+/// A replication client for `url` (already a URL: see `ConnectArgs::server_urls`).
+async fn connect(url: &str) -> Result<ReplicationClient<Channel>, CliError> {
+    let url = url.to_string();
     let endpoint =
         Channel::from_shared(url.clone()).map_err(|e| CliError::argument("--server", e.to_string()))?;
     let channel =

@@ -63,7 +63,7 @@ impl CliError {
 
     fn code_exit(code: ErrorCode) -> u8 {
         match code {
-            ErrorCode::InvalidArgument | ErrorCode::OutOfRange => 2,
+            ErrorCode::InvalidArgument | ErrorCode::OutOfRange | ErrorCode::ResourceExhausted => 2,
             ErrorCode::NotFound => 3,
             ErrorCode::AlreadyExists => 4,
             ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => 5,

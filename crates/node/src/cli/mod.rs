@@ -10,7 +10,7 @@ pub mod when;
 
 use std::time::Duration;
 
-use consensusdb_client::{Client, DEFAULT_ENDPOINT};
+use consensusdb_client::{Client, DEFAULT_ENDPOINT, endpoint_url};
 
 pub use cluster::ClusterCommand;
 pub use commands::ClientCommand;
@@ -22,8 +22,8 @@ use crate::config::SERVERS_ENV;
 /// Where client commands connect and how they print.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
-    /// A node to talk to; repeat it (or separate with commas) to list
-    /// several, and calls fail over between them.
+    /// A node to talk to, as host:port or a URL; repeat it (or separate
+    /// with commas) to list several, and calls fail over between them.
     #[arg(
         long = "server",
         short = 's',
@@ -54,16 +54,22 @@ impl ConnectArgs {
     /// and bad arguments never wait for a network.
     pub fn client(&self) -> Result<Client, CliError> {
         let timeout: Duration = when::duration(&self.timeout, "--timeout")?;
-        Ok(Client::builder()
-            .endpoints(self.servers.iter().map(|s| s.trim().to_string()))
-            .timeout(timeout)
-            .build_lazy()?)
+        Ok(Client::builder().endpoints(self.server_urls()?).timeout(timeout).build_lazy()?)
+    }
+
+    /// The `--server` addresses as URLs (`host:port` means `http://`).
+    pub fn server_urls(&self) -> Result<Vec<String>, CliError> {
+        self.servers
+            .iter()
+            .map(|server| endpoint_url(server).map_err(|why| CliError::argument("--server", why)))
+            .collect()
     }
 }
 
 /// Runs one cluster command against the first `--server`.
 pub async fn run_cluster(connect: &ConnectArgs, command: &ClusterCommand) -> Result<(), CliError> {
-    let server = connect.servers.first().map_or(DEFAULT_ENDPOINT, |s| s.trim());
+    let servers = connect.server_urls()?;
+    let server = servers.first().map_or(DEFAULT_ENDPOINT, String::as_str);
     let mut out = Output::new(connect.format, std::io::stdout());
     let result = command.run(server, &mut out).await;
     out.finish()?;

@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering;
 
 use std::collections::HashMap;
 
-use consensusdb_types::key_codec::region_prefix_of;
+use consensusdb_types::key_codec::{decode_key, region_prefix_of};
 use consensusdb_types::log_entry::log_key;
-use consensusdb_types::{Digest, FrontierMark, Head, LogEntry, Origin};
+use consensusdb_types::{Digest, FrontierMark, Head, LogEntry, Origin, stored_value};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use super::{Group, Writer};
@@ -76,7 +76,13 @@ impl Writer {
         // on trust: they always describe exactly what this node holds.
         let mut digests: HashMap<Vec<u8>, Digest> = HashMap::new();
         for record in records {
-            let head = Head::decode(&record.head).map_err(StorageError::BadEntry)?;
+            // Checked before anything is stored, as replicated entries are.
+            let bad = |reason: String| StorageError::BadEntry { what: "snapshot record".into(), reason };
+            decode_key(&record.key).map_err(|error| bad(error.to_string()))?;
+            let head = Head::decode(&record.head).map_err(|error| bad(error.to_string()))?;
+            if let Some(value) = &record.value {
+                stored_value::decode(value).map_err(|error| bad(error.to_string()))?;
+            }
             if let Some(at) = head.purgeable_at() {
                 batch.put_cf(queue, columns::purge_queue_key(at, &record.key), []);
             }

@@ -275,6 +275,8 @@ impl Accepted {
 struct Planned {
     mutation: Mutation,
     existing: Option<Version>,
+    /// The request field naming the mutation's key, for errors.
+    field: String,
 }
 
 /// Everything one group commit stages.
@@ -519,14 +521,15 @@ impl Writer {
                 return;
             }
         };
+        let wall = self.wall_ms();
+        if let Err(error) = self.check_not_superseded(&planned, self.clock.peek(wall)) {
+            let _ = reply.send(Err(error));
+            return;
+        }
         let (mutations, existing): (Vec<_>, Vec<_>) =
-            planned.into_iter().map(|Planned { mutation, existing }| (mutation, existing)).unzip();
-        let entry = LogEntry {
-            origin: self.origin,
-            seq: self.next_seq,
-            hlc: self.clock.tick(self.wall_ms()),
-            mutations,
-        };
+            planned.into_iter().map(|Planned { mutation, existing, .. }| (mutation, existing)).unzip();
+        let entry =
+            LogEntry { origin: self.origin, seq: self.next_seq, hlc: self.clock.tick(wall), mutations };
         self.next_seq += 1;
         let (seq, stamp) = (entry.seq, entry.stamp());
         let log = columns::handle(self.db(), LOG);
@@ -537,6 +540,24 @@ impl Writer {
             .map(|(mutation, existing)| self.stage_mutation(group, stamp, seq, mutation, existing))
             .collect();
         group.accepted.push(Accepted::Write(reply, WriteAck { seq, heads }));
+    }
+
+    /// Refuses a write whose stamp (`hlc`, this origin) would lose to a
+    /// version already held for one of its keys: it would never become the
+    /// current version, anywhere. That happens only when a peer's clock ran
+    /// further ahead than the drift bound lets this node's clock follow;
+    /// the write is refused before it takes a seq, and the caller is told.
+    fn check_not_superseded(&self, planned: &[Planned], hlc: u64) -> Result<(), StorageError> {
+        let stamp = Stamp { hlc, origin: self.origin };
+        for plan in planned {
+            if let Some(current) = plan.existing.as_ref().map(|v| v.head.stamp)
+                && !incoming_wins(Some(&current), &stamp)
+            {
+                self.counters.writes_superseded.fetch_add(1, Ordering::Relaxed);
+                return Err(StorageError::Superseded { field: plan.field.clone(), current, clock: hlc });
+            }
+        }
+        Ok(())
     }
 
     /// Stages one mutation under the conflict rule: the record, its value and
@@ -612,7 +633,7 @@ impl Writer {
         staged: &mut KeyMap<Option<Version>>,
     ) -> Result<Vec<Planned>, StorageError> {
         let now = now_ms();
-        let mutations = match command {
+        let mutations: Vec<(Mutation, String)> = match command {
             WriteCommand::Put(records) => {
                 for record in records.iter().filter(|r| r.if_absent) {
                     if let Some(current) = self.current(&record.key, staged)?
@@ -623,13 +644,13 @@ impl Writer {
                 }
                 records
                     .into_iter()
-                    .map(|r| Mutation {
-                        key: r.key,
-                        kind: MutationKind::Put {
+                    .map(|r| {
+                        let kind = MutationKind::Put {
                             value: r.value,
                             compression: r.compression,
                             expires_at_ms: r.expires_at_ms,
-                        },
+                        };
+                        (Mutation { key: r.key, kind }, r.field)
                     })
                     .collect()
             }
@@ -640,20 +661,22 @@ impl Writer {
                     .ok_or_else(|| StorageError::NotFound { field: field.clone() })?;
                 let value = match current.value {
                     Some(value) => value,
-                    None => self.stored_value(&key)?.ok_or(StorageError::NotFound { field })?,
+                    None => self
+                        .stored_value(&key)?
+                        .ok_or_else(|| StorageError::NotFound { field: field.clone() })?,
                 };
-                vec![Mutation {
-                    key,
-                    kind: MutationKind::Put { value, compression: current.head.compression, expires_at_ms },
-                }]
+                let kind = MutationKind::Put { value, compression: current.head.compression, expires_at_ms };
+                vec![(Mutation { key, kind }, field)]
             }
-            WriteCommand::Remove { key } => vec![Mutation { key, kind: MutationKind::Tombstone }],
+            WriteCommand::Remove { key } => {
+                vec![(Mutation { key, kind: MutationKind::Tombstone }, "key".to_string())]
+            }
         };
         mutations
             .into_iter()
-            .map(|mutation| {
+            .map(|(mutation, field)| {
                 let existing = self.current(&mutation.key, staged)?;
-                Ok(Planned { mutation, existing })
+                Ok(Planned { mutation, existing, field })
             })
             .collect()
     }
