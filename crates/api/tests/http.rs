@@ -393,7 +393,7 @@ fn malformed_bodies_get_a_clear_4xx() {
     );
     let big = json!({"value": "x".repeat(5000)}).to_string();
     let too_large =
-        gateway.send("PUT", path, "application/json", &big).error(413, "INVALID_ARGUMENT", Some("body"));
+        gateway.send("PUT", path, "application/json", &big).error(413, "RESOURCE_EXHAUSTED", Some("body"));
     assert!(too_large["message"].as_str().unwrap().contains("4096"), "{too_large}");
     gateway.json("PUT", path, &json!({"valeu": "x"})).error(400, "INVALID_ARGUMENT", Some("valeu"));
     gateway.json("PUT", path, &json!({})).error(400, "INVALID_ARGUMENT", Some("body"));

@@ -128,18 +128,22 @@ fn covered_hlc(mark: FrontierMark, (settled_seq, settled_hlc): (u64, u64)) -> u6
     if mark.seq >= settled_seq { mark.hlc.max(settled_hlc) } else { mark.hlc }
 }
 
-/// Whether a member is further behind on an origin than `max_lag_ms` of
-/// the origin's clock: the oldest entry it lacks (stamped `first_missing`,
-/// or at the latest then when only a later entry is still held) is older
-/// than `max_lag_ms` before the newest entry of the origin, `ours`. How
-/// long ago the member applied anything does not matter: an origin that
-/// wrote its first entry ever, or its first after a day of silence, lags
-/// no one who missed a few seconds of it.
-pub(crate) fn lags_past(ours: FrontierMark, first_missing: Option<u64>, max_lag_ms: u64) -> bool {
-    first_missing.is_some_and(|first| {
-        (ours.hlc >> HybridClock::LOGICAL_BITS).saturating_sub(first >> HybridClock::LOGICAL_BITS)
-            > max_lag_ms
-    })
+/// Whether a member is further behind on an origin than the retention
+/// cap: the oldest entry it lacks, `wanted`, is stamped more than
+/// `max_lag_ms` before the origin's newest entry here, `newest`, or is no
+/// longer in this node's log at all (`first_held`, the first entry held
+/// at or after `wanted`, is a later one or none), so this node can no
+/// longer serve it by log. How long ago the member applied anything does
+/// not matter: an origin that wrote its first entry ever, or its first
+/// after a day of silence, lags no one who missed a few seconds of it.
+pub(crate) fn lags_past(newest: FrontierMark, wanted: u64, first_held: Option<FrontierMark>, max_lag_ms: u64) -> bool {
+    match first_held {
+        Some(held) if held.seq == wanted => {
+            (newest.hlc >> HybridClock::LOGICAL_BITS).saturating_sub(held.hlc >> HybridClock::LOGICAL_BITS)
+                > max_lag_ms
+        }
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -217,9 +221,18 @@ mod tests {
     fn lag_is_the_age_of_the_oldest_missing_entry() {
         let ms = |ms: u64| ms << 16;
         let newest = mark(10, ms(100_000));
-        assert!(lags_past(newest, Some(ms(20_000)), 60_000), "missing 80 s of the origin");
-        assert!(!lags_past(newest, Some(ms(99_000)), 60_000), "missing 1 s, however old its last entry");
-        assert!(!lags_past(newest, None, 60_000), "unknown is not proof");
+        assert!(lags_past(newest, 3, Some(mark(3, ms(20_000))), 60_000), "missing 80 s of the origin");
+        assert!(!lags_past(newest, 9, Some(mark(9, ms(99_000))), 60_000), "missing 1 s, however old its last entry");
+    }
+
+    #[test]
+    fn a_member_whose_next_entry_is_gone_from_the_log_lags() {
+        let ms = |ms: u64| ms << 16;
+        let newest = mark(10, ms(100_000));
+        // Entry 3 was purged here: however young the first entry still
+        // held, the member cannot catch up from this node by log.
+        assert!(lags_past(newest, 3, Some(mark(8, ms(99_000))), 60_000));
+        assert!(lags_past(newest, 3, None, 60_000));
     }
 
     #[test]
@@ -227,7 +240,7 @@ mod tests {
         // Node 3 wrote its first entry ever while node 2 was cut off: node
         // 2 has never applied origin 3, yet it missed only that entry.
         let first_of_origin_3 = mark(1, 1_800_000_000_000 << 16);
-        assert!(!lags_past(first_of_origin_3, Some(first_of_origin_3.hlc), 24 * 3_600_000));
+        assert!(!lags_past(first_of_origin_3, 1, Some(first_of_origin_3), 24 * 3_600_000));
     }
 
     #[test]

@@ -23,9 +23,8 @@ fn members_now(inner: &Inner, own: MemberView) -> Option<Members> {
     Some(members)
 }
 
-/// The members lagging past the retention cap, per origin: those missing
-/// an entry of it stamped more than `retention_max_lag_ms` before its
-/// newest (the age is read from this node's log).
+/// The members lagging past the retention cap, per origin
+/// ([`members::lags_past`]), judged from this node's log.
 async fn lagging(inner: &Inner, members: &Members, own: &MemberView) -> Result<Lagging, StorageError> {
     let own_node = inner.store.origin().node;
     // (member, origin, first seq it lacks, the origin's newest entry here)
@@ -39,13 +38,13 @@ async fn lagging(inner: &Inner, members: &Members, own: &MemberView) -> Result<L
             })
         })
         .collect();
-    let queries = behind.iter().map(|(_, origin, first, _)| (*origin, *first)).collect();
-    let first_missing = inner.store.log_hlcs_from(queries).await?;
+    let queries = behind.iter().map(|(_, origin, wanted, _)| (*origin, *wanted)).collect();
+    let held = inner.store.first_held_entries(queries).await?;
     let max_lag_ms = inner.config.retention_max_lag_ms;
     Ok(behind
         .into_iter()
-        .zip(first_missing)
-        .filter(|((.., newest), first)| members::lags_past(*newest, *first, max_lag_ms))
+        .zip(held)
+        .filter(|((.., wanted, newest), held)| members::lags_past(*newest, *wanted, *held, max_lag_ms))
         .map(|((node, origin, ..), _)| (node, origin))
         .collect())
 }

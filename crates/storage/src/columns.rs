@@ -69,8 +69,23 @@ pub(crate) fn db_options(max_open_files: i32) -> Options {
     // measured). Past this cap RocksDB flushes the families holding the
     // oldest file, which also bounds the replay after a crash.
     options.set_max_total_wal_size(128 << 20);
+    // Restarting after a full disk: by default RocksDB flushes the replayed
+    // WAL into new table files while opening, which needs about the WAL's
+    // size of free space, and each failed open leaves a partial file
+    // behind. Replayed writes stay in memtables instead (and the WAL with
+    // them) until a normal flush.
+    options.set_keep_log_file_num(INFO_LOG_FILES);
+    options.set_max_log_file_size(INFO_LOG_FILE_BYTES);
     options
+        .get_options_from_string("avoid_flush_during_recovery=true;allow_fallocate=false")
+        .expect("a fixed, valid RocksDB option string")
 }
+
+/// RocksDB's own info logs kept: each start rotates one, and the default
+/// (1,000 of them) let a node that kept failing to start fill its disk.
+const INFO_LOG_FILES: usize = 4;
+/// The size at which an info log is rotated.
+const INFO_LOG_FILE_BYTES: usize = 16 << 20;
 
 /// Block compression by level: none in L0, LZ4 below. L0 files are
 /// memtables flushed as they are and compacted into the level under them

@@ -8,7 +8,7 @@
 
 use consensusdb_types::key_codec::decode_key;
 use consensusdb_types::log_entry::{decode_log_key, log_key, peek_hlc};
-use consensusdb_types::{LogEntry, Origin};
+use consensusdb_types::{FrontierMark, LogEntry, Origin};
 use rocksdb::{DB, IteratorMode, ReadOptions};
 use tokio::sync::watch;
 
@@ -185,24 +185,27 @@ impl Store {
         self.queue_for_writer(bytes, |reply| WriterMessage::Apply { entries, reply }).await
     }
 
-    /// For each `(origin, seq)`, the HLC of the first entry of `origin` at
-    /// or after `seq` this node's log holds (`None` if it holds none): how
-    /// old the oldest entry a lagging member lacks is, or at least how old
-    /// the oldest one still held after it is (a lower bound of its age).
-    pub async fn log_hlcs_from(&self, queries: Vec<(Origin, u64)>) -> Result<Vec<Option<u64>>, StorageError> {
+    /// For each `(origin, seq)`, the seq and HLC of the first entry of
+    /// `origin` at or after `seq` this node's log holds (`None` if none):
+    /// whether this node can still serve a lagging member the entry it
+    /// lacks, and how old that entry is.
+    pub async fn first_held_entries(
+        &self,
+        queries: Vec<(Origin, u64)>,
+    ) -> Result<Vec<Option<FrontierMark>>, StorageError> {
         let engine = self.shared.engine.clone();
         crate::store::run_blocking(move || {
             let db = &engine.db;
+            let mut iterator = db.raw_iterator_cf(columns::handle(db, LOG));
             queries
                 .iter()
                 .map(|(origin, seq)| {
-                    let start = log_key(origin, *seq);
-                    let mut iterator = db.raw_iterator_cf(columns::handle(db, LOG));
-                    iterator.seek(start);
+                    iterator.seek(log_key(origin, *seq));
                     let held = match (iterator.key(), iterator.value()) {
-                        (Some(key), Some(value)) if decode_log_key(key)?.0 == *origin => {
-                            Some(peek_hlc(value)?)
-                        }
+                        (Some(key), Some(value)) => match decode_log_key(key)? {
+                            (found, seq) if found == *origin => Some(FrontierMark { seq, hlc: peek_hlc(value)? }),
+                            _ => None,
+                        },
                         _ => None,
                     };
                     iterator.status()?;

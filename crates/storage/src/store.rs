@@ -536,7 +536,7 @@ impl Store {
                 if let (Some(from), Some(until)) = (from, until)
                     && encode_timed(&query.row, &until) <= encode_timed(&query.row, &from)
                 {
-                    return Err(FieldError::new("forward.until", "must be after forward.from").into());
+                    return Err(FieldError::new("forward.until", "must be later than from").into());
                 }
                 (forward_range(&query.row, from, until), false)
             }

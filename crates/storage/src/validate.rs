@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use consensusdb_types::error::field_path;
+use consensusdb_types::limits::MAX_EXPIRY_MS;
 use consensusdb_types::{FieldError, Limits, RecordKey};
 
 use crate::PutRecord;
@@ -57,7 +58,16 @@ pub(crate) fn expiry(ttl_ms: Option<u64>, now_ms: u64, prefix: &str) -> Result<O
     match ttl_ms {
         None => Ok(None),
         Some(0) => Err(FieldError::new(name, "must be positive; leave it unset for no expiry")),
-        Some(ttl) => now_ms.checked_add(ttl).map(Some).ok_or_else(|| FieldError::new(name, "is too large")),
+        Some(ttl) => match now_ms.checked_add(ttl) {
+            Some(expiry) if expiry <= MAX_EXPIRY_MS => Ok(Some(expiry)),
+            _ => Err(FieldError::new(
+                name,
+                format!(
+                    "{ttl} would expire after the year 9999; at most {} now",
+                    MAX_EXPIRY_MS.saturating_sub(now_ms)
+                ),
+            )),
+        },
     }
 }
 

@@ -114,7 +114,9 @@ async fn partition_and_heal_loses_duplicates_and_resurrects_nothing() {
     bounded(async {
         // Node 2's clock runs 5 s ahead: its stamps win ties it should not,
         // and the others' clocks are dragged only within the drift bound.
+        // The skew is within the maximum offset, so node 2 keeps writing.
         let cluster = TestCluster::start_with(3, |i, config| {
+            config.cluster.max_clock_offset_ms = 10_000;
             if i == 2 {
                 config.dev.clock_skew_ms = 5_000;
             }
@@ -369,9 +371,11 @@ async fn wait_for_status(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tombstone_is_purged_only_once_stable_and_no_key_comes_back() {
     bounded(async {
-        // Node 0's clock runs 5 s behind: its put, made after the remove,
-        // is stamped before it (a late, older write).
+        // Node 0's clock runs 5 s behind (within the maximum offset): its
+        // put, made after the remove, is stamped before it (a late, older
+        // write).
         let cluster = TestCluster::start_with(3, |i, config| {
+            config.cluster.max_clock_offset_ms = 10_000;
             if i == 0 {
                 config.dev.clock_skew_ms = -5_000;
             }

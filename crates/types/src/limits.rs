@@ -18,6 +18,11 @@ const MESSAGE_OVERHEAD: usize = 256 * 1024;
 /// older, larger values unreadable.
 pub const MAX_PAYLOAD_BYTES: usize = GRPC_MESSAGE_LIMIT - MESSAGE_OVERHEAD;
 
+/// The latest expiry a record may have: the last millisecond of the year
+/// 9999, in Unix milliseconds. Far below 2^53, so an expiry is exact in
+/// every JSON reader (JavaScript numbers lose integers above 2^53).
+pub const MAX_EXPIRY_MS: u64 = 253_402_300_799_999;
+
 /// The configurable limits on client requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(

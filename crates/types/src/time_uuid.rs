@@ -68,11 +68,22 @@ impl TimeUuid {
         }
     }
 
-    /// Parses the canonical text form (`0190b3c4-...`). `field` names the
+    /// Parses the canonical text form (`0190b3c4-...`): 36 characters,
+    /// lowercase hex in 8-4-4-4-12 groups, as [`TimeUuid`]'s `Display`
+    /// writes it. Other spellings a UUID parser would take (upper case,
+    /// no hyphens, braces, a `urn:uuid:` prefix) are refused, so one id has
+    /// one spelling; the error shows the canonical one. `field` names the
     /// input in the error.
     pub fn parse(text: &str, field: &str) -> Result<Self, FieldError> {
         let uuid = Uuid::parse_str(text.trim())
             .map_err(|e| FieldError::new(field, format!("not a UUID ({e}): {text:?}")))?;
+        let canonical = uuid.hyphenated().to_string();
+        if text != canonical {
+            return Err(FieldError::new(
+                field,
+                format!("{text:?} is not in canonical form; write it as {canonical:?} (lowercase, hyphenated)"),
+            ));
+        }
         Self::from_uuid(uuid, field)
     }
 
@@ -268,6 +279,13 @@ mod tests {
         let id = TimeUuid::now();
         assert_eq!(TimeUuid::parse(&id.to_string(), "time").unwrap(), id);
         assert_eq!(TimeUuid::parse("not-a-uuid", "time").unwrap_err().field, "time");
+        let upper = id.to_string().to_uppercase();
+        let refused = TimeUuid::parse(&upper, "time").unwrap_err();
+        assert!(refused.message.contains(&id.to_string()), "the canonical spelling is shown: {}", refused.message);
+        let simple = id.to_string().replace('-', "");
+        assert!(TimeUuid::parse(&simple, "time").is_err());
+        assert!(TimeUuid::parse(&format!("urn:uuid:{id}"), "time").is_err());
+        assert!(TimeUuid::parse(&format!(" {id}"), "time").is_err());
         let v4 = Uuid::new_v4().to_string();
         assert!(TimeUuid::parse(&v4, "time").unwrap_err().message.contains("version 1 or 7"));
     }

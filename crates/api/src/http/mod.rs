@@ -153,8 +153,31 @@ pub fn router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-async fn unknown_path() -> HttpError {
-    HttpError::with_status(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such path", None)
+async fn unknown_path(uri: axum::http::Uri) -> HttpError {
+    match empty_component(uri.path()) {
+        Some(component) => ServiceError::from(FieldError::new(
+            component,
+            "must not be empty (a path segment between slashes is missing, or a slash is left over)",
+        ))
+        .into(),
+        None => HttpError::with_status(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such path", None),
+    }
+}
+
+/// The key component a records, rows or scan path leaves empty (`//`, or a
+/// trailing slash), which routing alone would answer as an unknown path.
+fn empty_component(path: &str) -> Option<&'static str> {
+    const KEY: [&str; 4] = ["major_key", "region", "minor_key", "time_uuid"];
+    let (names, rest): (&[&str], &str) = if let Some(rest) = path.strip_prefix("/v1/records/") {
+        (&KEY, rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/rows/") {
+        (&KEY[..3], rest)
+    } else if let Some(rest) = path.strip_prefix("/v1/scan/") {
+        (&KEY[..3], rest)
+    } else {
+        return None;
+    };
+    rest.split('/').zip(names).find(|(segment, _)| segment.is_empty()).map(|(_, name)| *name)
 }
 
 async fn wrong_method() -> HttpError {
@@ -164,4 +187,21 @@ async fn wrong_method() -> HttpError {
         "this path does not take that method",
         None,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_key_component_is_named_and_other_paths_are_not_found() {
+        assert_eq!(empty_component("/v1/records/acme/ACCOUNT/"), Some("minor_key"));
+        assert_eq!(empty_component("/v1/records/acme//balance"), Some("region"));
+        assert_eq!(empty_component("/v1/records/acme/ACCOUNT/balance/"), Some("time_uuid"));
+        assert_eq!(empty_component("/v1/rows/acme/ACCOUNT//recent"), Some("minor_key"));
+        assert_eq!(empty_component("/v1/scan/"), Some("major_key"));
+        assert_eq!(empty_component("/v1/scan/acme/ACCOUNT/"), Some("minor_key"));
+        assert_eq!(empty_component("/v1/records/acme/ACCOUNT/balance"), None);
+        assert_eq!(empty_component("/v2/records//"), None);
+    }
 }

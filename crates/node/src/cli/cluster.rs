@@ -15,8 +15,8 @@ use crate::cli::render::{Format, Output};
 /// A cluster command.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ClusterCommand {
-    /// Show this node's peers, their state and lag per origin, conflicts
-    /// and clock-bound hits.
+    /// Show this node's state, its peers with their state, lag per origin
+    /// and clock offset, conflicts, clock-bound hits and purge watermarks.
     Status,
     /// Show the convergence digest per region, with the frontier it was
     /// taken at; two nodes hold the same data when both match.
@@ -100,6 +100,24 @@ fn frontier_json(marks: &[pb::OriginMark]) -> Value {
         .collect()
 }
 
+/// An HLC's wall-clock part as RFC 3339 text ("" for 0: nothing yet).
+fn hlc_text(hlc: u64) -> String {
+    if hlc == 0 {
+        return String::new();
+    }
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(hlc >> HybridClock::LOGICAL_BITS);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// What this node is doing, in a word or a reason.
+fn node_state(status: &pb::ClusterStatusResponse) -> String {
+    match (status.bootstrapping.as_str(), status.clock_refusal.as_str()) {
+        ("", "") => "serving".into(),
+        (bootstrap, "") => format!("bootstrapping: {bootstrap}"),
+        (_, clock) => format!("refusing writes: {clock}"),
+    }
+}
+
 fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<W>) -> Result<(), CliError> {
     let peers = status.peers.iter().map(|peer| {
         let lag_entries: u64 = peer.lag.iter().map(|l| l.entries).sum();
@@ -110,16 +128,53 @@ fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<
             "state": peer.state,
             "lag_entries": lag_entries,
             "lag_seconds": lag_seconds,
+            "clock_offset_ms": peer.clock_offset_ms,
             "received": peer.entries_received,
             "applied": peer.entries_applied,
+            "refused": peer.entries_refused,
             "acked_own_seq": peer.acked_own_seq,
+            "needs_bootstrap": peer.needs_bootstrap,
             "last_error": peer.last_error,
             "lag": peer.lag.iter().map(|l| json!({
                 "origin": origin_text(l.origin.as_ref()), "entries": l.entries, "seconds": l.seconds,
             })).collect::<Vec<_>>(),
         })
     });
+    let purge = json!({
+        "stable_hlc": status.stable_hlc,
+        "stable_time": hlc_text(status.stable_hlc),
+        "log_purged_through": status.log_purged_through.iter()
+            .map(|m| json!({ "origin": origin_text(m.origin.as_ref()), "seq": m.seq }))
+            .collect::<Vec<_>>(),
+        "versions_purged": status.versions_purged,
+    });
     if out.format() == Format::Table {
+        // One table about this node (so a node without peers prints
+        // something), then one row per peer.
+        let facts = [
+            ("node", json!(origin_text(status.origin.as_ref()))),
+            ("cluster", json!(status.cluster_id)),
+            ("advertise", json!(status.advertise_address)),
+            ("state", json!(node_state(status))),
+            ("members", json!(status.members.len())),
+            ("origins", json!(status.frontier.len())),
+            ("entries_applied", json!(status.entries_applied)),
+            ("conflicts", json!(status.conflicts)),
+            ("hlc_drift_clipped", json!(status.hlc_drift_clipped)),
+            ("max_clock_offset_ms", json!(status.max_clock_offset_ms)),
+            ("stable_time", json!(hlc_text(status.stable_hlc))),
+            ("versions_purged", json!(status.versions_purged)),
+            ("bootstraps", json!(status.bootstraps)),
+            ("entries_refused", json!(status.entries_refused)),
+        ];
+        for (field, value) in facts {
+            out.object(object(json!({ "field": field, "value": value })))?;
+        }
+        for mark in &status.log_purged_through {
+            let text = format!("{} to seq {}", origin_text(mark.origin.as_ref()), mark.seq);
+            out.object(object(json!({ "field": "log_purged_through", "value": text })))?;
+        }
+        out.finish()?;
         for peer in peers {
             let mut row = object(peer);
             row.remove("lag");
@@ -131,10 +186,18 @@ fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<
         "origin": origin_text(status.origin.as_ref()),
         "cluster_id": status.cluster_id,
         "advertise": status.advertise_address,
+        "state": node_state(status),
+        "bootstrapping": status.bootstrapping,
+        "clock_refusal": status.clock_refusal,
+        "max_clock_offset_ms": status.max_clock_offset_ms,
+        "members": status.members.iter().map(|m| node_text(m)).collect::<Vec<_>>(),
         "conflicts": status.conflicts,
         "hlc_drift_clipped": status.hlc_drift_clipped,
         "entries_applied": status.entries_applied,
+        "entries_refused": status.entries_refused,
+        "bootstraps": status.bootstraps,
         "frontier": frontier_json(&status.frontier),
+        "purge": purge,
         "peers": peers.collect::<Vec<_>>(),
     });
     Ok(out.object(object(summary))?)

@@ -89,8 +89,9 @@ pub struct PutArgs {
     /// or an exact TimeUUID.
     #[arg(long, value_name = "WHEN", default_value = "now", conflicts_with = "untimed")]
     time: String,
-    /// Derive the TimeUUID from the value and time, so writing the same
-    /// event twice stores it once.
+    /// Derive the TimeUUID from the value and the event's own --time (an
+    /// RFC 3339 time, not `now`), so writing the same event twice, here or
+    /// on another node, stores it once.
     #[arg(long)]
     content_id: bool,
     /// Write the row's untimed record instead of a timed one.
@@ -282,6 +283,13 @@ async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> 
         }
         None
     } else {
+        if args.content_id && args.time.trim().eq_ignore_ascii_case("now") {
+            return Err(CliError::argument(
+                "--content-id",
+                "needs the event's own time as --time (e.g. --time 2026-11-21T10:00:00Z): with `now` every run \
+                 is a new millisecond, so a new id and a second record",
+            ));
+        }
         Some(match (When::parse(&args.time, "--time")?, args.content_id) {
             (When::Id(id), false) => id,
             (When::Id(_), true) => {

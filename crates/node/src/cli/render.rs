@@ -19,8 +19,12 @@ pub enum Format {
 }
 
 /// Longest value shown in a table cell; longer ones end in "…" (JSON
-/// output always carries the whole value).
+/// output always carries the whole value). Only record values are
+/// shortened: a digest, an id or an error is shown whole, since two that
+/// differ only past the cut would look the same.
 const TABLE_VALUE_CHARS: usize = 48;
+/// The columns whose cells are shortened.
+const TABLE_SHORTENED: [&str; 2] = ["value", "value_base64"];
 
 /// Fields left out of tables: exact for machines, noise for people (JSON
 /// output keeps them).
@@ -97,7 +101,12 @@ impl<W: Write> Output<W> {
         }
         let cells: Vec<Vec<String>> = rows
             .iter()
-            .map(|row| columns.iter().map(|c| row.get(*c).map(cell).unwrap_or_default()).collect())
+            .map(|row| {
+                columns
+                    .iter()
+                    .map(|c| row.get(*c).map(|v| cell(v, TABLE_SHORTENED.contains(c))).unwrap_or_default())
+                    .collect()
+            })
             .collect();
         let widths: Vec<usize> = columns
             .iter()
@@ -159,15 +168,15 @@ fn rfc3339_ms(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 
-/// A JSON value as a table cell.
-fn cell(value: &Value) -> String {
+/// A JSON value as a table cell, shortened if `shorten` and long.
+fn cell(value: &Value, shorten: bool) -> String {
     let text = match value {
         Value::Null => String::new(),
         Value::String(text) => text.clone(),
         other => other.to_string(),
     };
     let text = text.replace(['\n', '\r', '\t'], " ");
-    if text.chars().count() > TABLE_VALUE_CHARS {
+    if shorten && text.chars().count() > TABLE_VALUE_CHARS {
         let mut short: String = text.chars().take(TABLE_VALUE_CHARS - 1).collect();
         short.push('…');
         short

@@ -10,5 +10,7 @@ mod cli;
 mod durability;
 mod gateway;
 mod process;
+mod robustness;
 mod sdk;
+mod stalled;
 mod support;

@@ -20,7 +20,11 @@ const BINARY: &str = env!("CARGO_BIN_EXE_consensusdb");
 /// `consensusdb` with an environment free of the caller's `CONSENSUSDB_*`
 /// settings, so only what a test passes configures the node.
 fn consensusdb() -> Command {
-    let mut command = Command::new(BINARY);
+    with_clean_env(Command::new(BINARY))
+}
+
+/// `command` without the caller's `CONSENSUSDB_*` settings, logging warnings.
+fn with_clean_env(mut command: Command) -> Command {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("CONSENSUSDB_") {
             command.env_remove(name);
@@ -61,35 +65,82 @@ pub(crate) struct NodeProcess {
     pub(crate) addr: SocketAddr,
     /// The JSON gateway's address.
     pub(crate) http: SocketAddr,
+    /// Its standard error, line by line, when [`Launch::capture_stderr`].
+    pub(crate) stderr: Option<std::sync::mpsc::Receiver<String>>,
+}
+
+/// How to start a node beyond the defaults.
+#[derive(Default)]
+pub(crate) struct Launch {
+    /// The gRPC address (an ephemeral port by default).
+    pub(crate) listen: Option<String>,
+    pub(crate) peers: Vec<SocketAddr>,
+    /// More `serve` arguments, and `CONSENSUSDB_*` settings.
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    /// Starts the process with this soft and hard limit on open files.
+    pub(crate) open_files: Option<u64>,
+    /// Keeps standard error (with `RUST_LOG=info`) for the test to read.
+    pub(crate) capture_stderr: bool,
 }
 
 impl NodeProcess {
     pub(crate) fn start(data_dir: &Path) -> Self {
-        Self::start_with(data_dir, "127.0.0.1:0", &[])
+        Self::launch(data_dir, Launch::default())
     }
 
     /// A node on `listen` replicating with `peers`.
     fn start_with(data_dir: &Path, listen: &str, peers: &[SocketAddr]) -> Self {
-        let mut command = consensusdb();
-        command
-            .args([
-                "serve",
-                "--sync",
-                "always",
-                "--listen",
-                listen,
-                "--http-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir);
-        for peer in peers {
-            command.arg("--peer").arg(peer.to_string());
+        Self::launch(data_dir, Launch { listen: Some(listen.into()), peers: peers.to_vec(), ..Launch::default() })
+    }
+
+    pub(crate) fn launch(data_dir: &Path, launch: Launch) -> Self {
+        let mut args: Vec<std::ffi::OsString> = [
+            "serve",
+            "--sync",
+            "always",
+            "--listen",
+            launch.listen.as_deref().unwrap_or("127.0.0.1:0"),
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+        args.push(data_dir.into());
+        for peer in &launch.peers {
+            args.push("--peer".into());
+            args.push(peer.to_string().into());
         }
-        let mut child = KillOnDrop(
-            command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("starts the binary"),
-        );
+        args.extend(launch.args.iter().map(Into::into));
+        let mut command = match launch.open_files {
+            None => consensusdb(),
+            // The shell sets the limit, then becomes the node.
+            Some(limit) => {
+                let mut shell = with_clean_env(Command::new("sh"));
+                shell.arg("-c").arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"")).arg(BINARY);
+                shell
+            }
+        };
+        command.args(&args);
+        command.envs(launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if launch.capture_stderr {
+            command.env("RUST_LOG", "info").stderr(Stdio::piped());
+        } else {
+            command.stderr(Stdio::inherit());
+        }
+        let mut child = KillOnDrop(command.stdout(Stdio::piped()).spawn().expect("starts the binary"));
         let stdout = child.0.stdout.take().expect("piped stdout");
+        let stderr = child.0.stderr.take().map(|stderr| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             // The gRPC line comes first, then the gateway's.
@@ -107,7 +158,12 @@ impl NodeProcess {
         };
         let addr = announced();
         let http = announced();
-        Self { child, addr, http }
+        Self { child, addr, http, stderr }
+    }
+
+    /// The process id, for signals.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.0.id()
     }
 
     fn kill_9(&mut self) {
@@ -116,12 +172,18 @@ impl NodeProcess {
     }
 
     pub(crate) fn send_sigterm(&self) {
-        // The shell's builtin kill: no procps needed on minimal systems.
-        let pid = self.child.0.id().to_string();
-        let status =
-            Command::new("sh").args(["-c", "kill -TERM \"$1\"", "sh", &pid]).status().expect("sh runs");
-        assert!(status.success());
+        signal(self.pid(), "TERM");
     }
+}
+
+/// Sends `signal` (`TERM`, `STOP`, `CONT`) to `pid` with the shell's
+/// builtin kill: no procps needed on minimal systems.
+pub(crate) fn signal(pid: u32, signal: &str) {
+    let status = Command::new("sh")
+        .args(["-c", "kill -s \"$1\" \"$2\"", "sh", signal, &pid.to_string()])
+        .status()
+        .expect("sh runs");
+    assert!(status.success(), "kill -s {signal} {pid}");
 }
 
 type Acked = Arc<Mutex<Vec<(v1::Key, Vec<u8>)>>>;

@@ -18,9 +18,11 @@ pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on every RPC a test client makes.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A node serving on 127.0.0.1 with its own data directory.
+/// A node serving gRPC and the JSON gateway on 127.0.0.1 with its own data
+/// directory.
 pub struct TestNode {
     pub addr: SocketAddr,
+    pub http: SocketAddr,
     pub client: RecordsClient<Channel>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
@@ -45,15 +47,19 @@ impl TestNode {
     pub async fn start_in(data_dir: &Path, change: impl FnOnce(&mut NodeConfig)) -> Self {
         let mut config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
         config.grpc.listen = "127.0.0.1:0".parse().expect("addr");
+        config.http.listen = "127.0.0.1:0".parse().expect("addr");
         change(&mut config);
         let listener = consensusdb_node::bind(&config).await.expect("binds");
         let addr = listener.local_addr().expect("local addr");
+        let http_listener = consensusdb_node::bind_http(&config).await.expect("binds").expect("gateway on");
+        let http = http_listener.local_addr().expect("local addr");
+        let node = consensusdb_node::Node::open(&config, listener).await.expect("node opens").with_http(http_listener);
         let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(consensusdb_node::run(config, listener, async move {
+        let task = tokio::spawn(node.serve(async move {
             let _ = signal.await;
         }));
         let client = connect(addr).await;
-        Self { addr, client, shutdown: Some(shutdown), task: Some(task), _temp: None }
+        Self { addr, http, client, shutdown: Some(shutdown), task: Some(task), _temp: None }
     }
 
     /// Shuts down cleanly; panics if the node reports an error.
