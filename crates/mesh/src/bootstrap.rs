@@ -29,12 +29,9 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bootstraps from the first peer that serves a snapshot, trying them in
 /// turn with backoff until one does or the node stops. Pullers wait while
-/// it runs; client writes are refused until it is done.
+/// it runs; client writes are refused until it is done. Started only by
+/// [`Inner::start_bootstrap`], which raises the flag pullers wait on first.
 pub(crate) async fn run(inner: Arc<Inner>, reason: String) {
-    if inner.bootstrapping.send_replace(true) {
-        return;
-    }
-    inner.bootstraps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(%reason, "bootstrapping from a peer; client writes are refused until done");
     inner.store.hold_writes(WriteHold::Bootstrap, format!("bootstrapping from a peer ({reason})"));
     let mut backoff = Backoff::new(inner.config.min_backoff, inner.config.max_backoff);
@@ -48,6 +45,9 @@ pub(crate) async fn run(inner: Arc<Inner>, reason: String) {
             match attempt {
                 Ok(outcome) => {
                     tracing::info!(peer = %address, ?outcome, "bootstrap complete; accepting writes");
+                    if let Err(error) = inner.refresh_log_starts().await {
+                        tracing::warn!(%error, "reading where the log starts failed");
+                    }
                     inner.store.release_writes(WriteHold::Bootstrap);
                     break 'attempts;
                 }

@@ -78,6 +78,9 @@ pub(crate) struct Inner {
     clocks: Mutex<clock::ClockOffsets>,
     /// Bootstraps started since the node started.
     bootstraps: std::sync::atomic::AtomicU64,
+    /// Per origin, the first seq this node's log holds or will (what it
+    /// can supply), as heartbeats tell; refreshed after purges and installs.
+    log_starts: Mutex<Frontier>,
 }
 
 /// A node's place in the mesh: cheap to clone.
@@ -124,6 +127,7 @@ impl Mesh {
                 last_purge: Mutex::default(),
                 clocks: Mutex::new(clocks),
                 bootstraps: std::sync::atomic::AtomicU64::new(0),
+                log_starts: Mutex::default(),
             }),
         })
     }
@@ -141,9 +145,10 @@ impl Mesh {
             None
         };
         if let Some(reason) = reason {
-            // Refuse writes before serving starts, not once the task runs.
+            // Refuse writes before serving starts, and hold pullers back
+            // before they start, not once the task runs.
             store.hold_writes(WriteHold::Bootstrap, format!("bootstrapping from a peer ({reason})"));
-            self.inner.spawn(bootstrap::run(self.inner.clone(), reason.to_string()));
+            self.inner.start_bootstrap(reason.to_string());
         }
         let addresses: Vec<String> = self.inner.peers().peers.keys().cloned().collect();
         for address in addresses {
@@ -202,6 +207,8 @@ pub(crate) struct Heartbeat {
     pub(crate) wall_ms: u64,
     /// The source's bound of how far this node's clock is ahead of its own.
     pub(crate) caller_ahead_ms: Option<i64>,
+    /// Per origin, the first seq the source can supply.
+    pub(crate) log_starts: Frontier,
 }
 
 /// Compares this node's clock with its peers' every heartbeat interval,
@@ -310,6 +317,8 @@ impl Inner {
             peers.peers.get_mut(address).is_some_and(|peer| {
                 let was = peer.state == PeerState::Connected;
                 peer.advertised.clear();
+                peer.log_starts.clear();
+                peer.heard_at = None;
                 was
             })
         };
@@ -333,14 +342,19 @@ impl Inner {
 
     /// Whether the next entry of `origin` this node needs is gone from
     /// every source that could supply it ([`PeerTable::purged_everywhere`]).
+    /// Peers not reached yet are waited for up to twice the longest
+    /// reconnect backoff.
     fn purged_everywhere(&self, peers: &PeerTable, origin: Origin) -> bool {
         let applied = self.store.frontier().get(&origin).map_or(0, |mark| mark.seq);
-        peers.purged_everywhere(origin, applied)
+        peers.purged_everywhere(origin, applied, std::time::Instant::now(), self.config.max_backoff * 2)
     }
 
     /// Starts a bootstrap unless one is running.
     pub(crate) fn start_bootstrap(self: &Arc<Self>, reason: String) {
-        if !*self.bootstrapping.borrow() {
+        // Raised here, before the task runs, so no puller starts a stream
+        // in between.
+        if !self.bootstrapping.send_replace(true) {
+            self.bootstraps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.spawn(bootstrap::run(self.clone(), reason));
         }
     }
@@ -352,7 +366,8 @@ impl Inner {
     /// What a source's heartbeat says: its frontier, and the peers and
     /// removals it knows.
     pub(crate) fn take_heartbeat(self: &Arc<Self>, address: &str, beat: Heartbeat) {
-        let Heartbeat { advertised, promise, peers, removed, members, wall_ms, caller_ahead_ms } = beat;
+        let Heartbeat { advertised, promise, peers, removed, members, wall_ms, caller_ahead_ms, log_starts } =
+            beat;
         let new_origins = {
             let mut table = self.peers();
             if let Some(source) = table.peers.get(address).and_then(|peer| peer.node) {
@@ -388,14 +403,18 @@ impl Inner {
             let new = table.peers.get_mut(address).is_some_and(|peer| {
                 let new = advertised.keys().any(|origin| !peer.advertised.contains_key(origin));
                 peer.advertised = advertised;
+                peer.log_starts = log_starts.into_iter().map(|(origin, mark)| (origin, mark.seq)).collect();
+                peer.heard_at = Some(std::time::Instant::now());
                 new
             });
             // What this source holds may complete the evidence for an
             // origin reported out of range before its holders were known.
-            let purged =
-                table.out_of_range.keys().copied().find(|origin| self.purged_everywhere(&table, *origin));
+            let purged = table
+                .out_of_range_origins()
+                .into_iter()
+                .find(|origin| self.purged_everywhere(&table, *origin));
             if let Some(origin) = purged {
-                table.out_of_range.clear();
+                table.clear_out_of_range();
                 drop(table);
                 self.start_bootstrap(format!("every source purged entries of {origin} this node needs"));
             }
@@ -441,6 +460,30 @@ impl Inner {
         }
     }
 
+    /// Reads again where this node's log of each origin starts (after a
+    /// purge or an install, the only changes), for heartbeats.
+    pub(crate) async fn refresh_log_starts(&self) -> Result<(), consensusdb_storage::StorageError> {
+        let frontier = self.store.frontier();
+        let origins: Vec<(Origin, u64)> = frontier.keys().map(|origin| (*origin, 0)).collect();
+        let held = self.store.first_held_entries(origins.clone()).await?;
+        let starts = origins
+            .into_iter()
+            .zip(held)
+            .map(|((origin, _), held)| {
+                let seq = held
+                    .map_or_else(|| frontier.get(&origin).map_or(1, |mark| mark.seq + 1), |mark| mark.seq);
+                (origin, consensusdb_types::FrontierMark { seq, hlc: 0 })
+            })
+            .collect();
+        *self.log_starts.lock().unwrap_or_else(PoisonError::into_inner) = starts;
+        Ok(())
+    }
+
+    /// Where this node's log of each origin starts, as last read.
+    pub(crate) fn log_starts(&self) -> Frontier {
+        self.log_starts.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     pub(crate) fn clocks(&self) -> MutexGuard<'_, clock::ClockOffsets> {
         self.clocks.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -476,40 +519,46 @@ impl Inner {
     }
 
     pub(crate) fn record_applied(&self, address: &str, ack: ApplyAck, bytes: u64) {
-        if let Some(peer) = self.peers().peers.get_mut(address) {
+        let mut peers = self.peers();
+        if let Some(peer) = peers.peers.get_mut(address) {
             peer.entries_applied += ack.applied;
             peer.entries_received += ack.applied + ack.skipped;
             peer.bytes_received += bytes;
         }
+        // Past a source's gap, that source is chosen again: every stream
+        // gets a fresh choice of origins.
+        if ack.applied > 0 && peers.forget_stale_out_of_range(&self.store.frontier()) {
+            drop(peers);
+            self.bump_topology();
+        }
     }
 
-    /// A source has no longer (or never had) entries of `origin` this node
-    /// needs. Once every connected source known to hold them has said so,
-    /// only a bootstrap can supply them.
+    /// `source` cannot supply entry `wanted` of `origin`; it can again from
+    /// `resume_at` on (an answer of an earlier version without it: never).
     pub(crate) fn record_out_of_range(
         self: &Arc<Self>,
         address: &str,
         source: NodeId,
         origin: Origin,
         wanted: u64,
+        resume_at: u64,
     ) {
+        let resume_at = if resume_at == 0 { u64::MAX } else { resume_at };
         let everywhere = {
             let mut peers = self.peers();
             if let Some(peer) = peers.peers.get_mut(address) {
                 peer.last_error = format!("purged entries of {origin} from seq {wanted} on");
             }
-            let applied = self.store.frontier().get(&origin).map_or(0, |mark| mark.seq);
-            // A stale report (another source supplied the entry since)
+            // A stale report (another source supplied past the gap since)
             // proves nothing.
-            if applied < wanted {
-                peers.out_of_range.entry(origin).or_default().insert(source);
-            }
+            peers.report_out_of_range(origin, source, resume_at, std::time::Instant::now());
+            peers.forget_stale_out_of_range(&self.store.frontier());
             self.purged_everywhere(&peers, origin)
         };
         // Other sources are asked next (the assignment passes this one over).
         self.bump_topology();
         if everywhere {
-            self.peers().out_of_range.clear();
+            self.peers().clear_out_of_range();
             self.start_bootstrap(format!("every source purged entries of {origin} from seq {wanted} on"));
         }
     }

@@ -136,7 +136,12 @@ fn covered_hlc(mark: FrontierMark, (settled_seq, settled_hlc): (u64, u64)) -> u6
 /// longer serve it by log. How long ago the member applied anything does
 /// not matter: an origin that wrote its first entry ever, or its first
 /// after a day of silence, lags no one who missed a few seconds of it.
-pub(crate) fn lags_past(newest: FrontierMark, wanted: u64, first_held: Option<FrontierMark>, max_lag_ms: u64) -> bool {
+pub(crate) fn lags_past(
+    newest: FrontierMark,
+    wanted: u64,
+    first_held: Option<FrontierMark>,
+    max_lag_ms: u64,
+) -> bool {
     match first_held {
         Some(held) if held.seq == wanted => {
             (newest.hlc >> HybridClock::LOGICAL_BITS).saturating_sub(held.hlc >> HybridClock::LOGICAL_BITS)
@@ -222,7 +227,10 @@ mod tests {
         let ms = |ms: u64| ms << 16;
         let newest = mark(10, ms(100_000));
         assert!(lags_past(newest, 3, Some(mark(3, ms(20_000))), 60_000), "missing 80 s of the origin");
-        assert!(!lags_past(newest, 9, Some(mark(9, ms(99_000))), 60_000), "missing 1 s, however old its last entry");
+        assert!(
+            !lags_past(newest, 9, Some(mark(9, ms(99_000))), 60_000),
+            "missing 1 s, however old its last entry"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! pulled from.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use consensusdb_storage::Frontier;
 use consensusdb_types::{NodeId, Origin};
@@ -59,6 +60,12 @@ pub(crate) struct Peer {
     pub(crate) last_error: String,
     /// The peer's committed frontier, from its latest heartbeat.
     pub(crate) advertised: Frontier,
+    /// When the latest heartbeat came on the current stream (until one
+    /// has, `advertised` and `log_starts` say nothing).
+    pub(crate) heard_at: Option<Instant>,
+    /// Per origin, the first seq the peer's log holds, or will (from its
+    /// latest heartbeat): what it can still supply.
+    pub(crate) log_starts: BTreeMap<Origin, u64>,
     pub(crate) entries_applied: u64,
     pub(crate) entries_received: u64,
     pub(crate) bytes_received: u64,
@@ -74,6 +81,8 @@ impl Peer {
             state: PeerState::Connecting,
             last_error: String::new(),
             advertised: Frontier::new(),
+            heard_at: None,
+            log_starts: BTreeMap::new(),
             entries_applied: 0,
             entries_received: 0,
             bytes_received: 0,
@@ -100,40 +109,108 @@ pub(crate) struct PeerTable {
     /// heartbeats and other nodes' member lists.
     pub(crate) members: Members,
     /// Per origin, the sources that answered `OUT_OF_RANGE` for it.
-    pub(crate) out_of_range: crate::assignment::Purged,
+    out_of_range: BTreeMap<Origin, OutOfRange>,
+}
+
+/// The `OUT_OF_RANGE` answers for one origin still current: each source
+/// cannot supply the next entry this node needs.
+#[derive(Debug)]
+struct OutOfRange {
+    /// Per source, the seq from which it can supply the origin again.
+    resume_at: BTreeMap<NodeId, u64>,
+    /// When the first of these answers came.
+    since: Instant,
 }
 
 impl PeerTable {
+    /// Records that `source` answered `OUT_OF_RANGE` for `origin`: it can
+    /// supply the origin again from seq `resume_at` on.
+    pub(crate) fn report_out_of_range(
+        &mut self,
+        origin: Origin,
+        source: NodeId,
+        resume_at: u64,
+        now: Instant,
+    ) {
+        let reports = self
+            .out_of_range
+            .entry(origin)
+            .or_insert_with(|| OutOfRange { resume_at: BTreeMap::new(), since: now });
+        reports.resume_at.insert(source, resume_at);
+    }
+
+    /// Forgets the answers of sources that can supply the next entry again
+    /// (this node got past their gap from another source); returns whether
+    /// any went, so the choice of sources is made again.
+    pub(crate) fn forget_stale_out_of_range(&mut self, applied: &Frontier) -> bool {
+        let mut forgot = false;
+        self.out_of_range.retain(|origin, reports| {
+            let next = applied.get(origin).map_or(0, |mark| mark.seq).saturating_add(1);
+            let before = reports.resume_at.len();
+            reports.resume_at.retain(|_, resume_at| next < *resume_at);
+            forgot |= reports.resume_at.len() < before;
+            !reports.resume_at.is_empty()
+        });
+        forgot
+    }
+
+    /// Forgets every answer (a bootstrap is starting).
+    pub(crate) fn clear_out_of_range(&mut self) {
+        self.out_of_range.clear();
+    }
+
+    /// The origins with current answers.
+    pub(crate) fn out_of_range_origins(&self) -> Vec<Origin> {
+        self.out_of_range.keys().copied().collect()
+    }
+
+    /// Per origin, the sources that could not supply it: passed over when
+    /// choosing where to pull it from.
+    pub(crate) fn purged_sources(&self) -> crate::assignment::Purged {
+        self.out_of_range
+            .iter()
+            .map(|(origin, reports)| (*origin, reports.resume_at.keys().copied().collect()))
+            .collect()
+    }
+
     /// Whether entry `applied + 1` of `origin` is gone from every source
     /// that could supply it, so only a bootstrap can.
     ///
-    /// Only the origin's own node is sure to have held every entry: a node
-    /// that joined by bootstrap answers out of range below its snapshot
-    /// without having purged anything, and heartbeat marks trail what is
-    /// applied. So while the origin's node is a member, its own report is
-    /// required (it purges only what every member applied, or what a member
-    /// lagging past the retention cap lacks); a report from another source
-    /// only moves the pull elsewhere. Once the origin's node is removed,
-    /// every connected source that advertised more of the origin than
-    /// `applied` must have reported. With none known, nothing is proven:
-    /// a later heartbeat asks again.
-    pub(crate) fn purged_everywhere(&self, origin: Origin, applied: u64) -> bool {
-        let Some(reported) = self.out_of_range.get(&origin) else { return false };
-        let origin_is_member =
-            self.members.contains_key(&origin.node) && !self.removed.contains(&origin.node);
-        if origin_is_member && !reported.contains(&origin.node) {
-            return false;
+    /// It takes a current `OUT_OF_RANGE` answer for the entry, and then,
+    /// of every peer this node pulls from: its own answer, or, in its
+    /// latest heartbeat, a log that starts after the entry (it purged it,
+    /// or joined from a snapshot past it). A peer whose log still starts
+    /// at or before the entry, or that lacks the origin (it will hold it
+    /// from the start), can supply it now or once it has it. A peer not
+    /// heard from on a stream yet is waited for, up to `patience` after
+    /// the first answer, then passed over. Log starts only grow, so a
+    /// late heartbeat can only delay the verdict, never make it wrong.
+    pub(crate) fn purged_everywhere(
+        &self,
+        origin: Origin,
+        applied: u64,
+        now: Instant,
+        patience: Duration,
+    ) -> bool {
+        let Some(reports) = self.out_of_range.get(&origin) else { return false };
+        let next = applied.saturating_add(1);
+        let cannot_supply = |node: Option<NodeId>| {
+            node.and_then(|node| reports.resume_at.get(&node)).is_some_and(|resume_at| next < *resume_at)
+        };
+        let mut gone_from = 0;
+        for peer in self.peers.values().filter(|peer| peer.state.is_pulled()) {
+            if cannot_supply(peer.node) {
+                gone_from += 1;
+            } else if peer.state == PeerState::Connected && peer.heard_at.is_some() {
+                match peer.log_starts.get(&origin) {
+                    Some(start) if *start > next => gone_from += 1,
+                    _ => return false,
+                }
+            } else if now.duration_since(reports.since) < patience {
+                return false;
+            }
         }
-        let holders: Vec<NodeId> = self
-            .sources()
-            .iter()
-            .filter(|s| {
-                s.origin.node == origin.node
-                    || s.advertised.get(&origin).is_some_and(|mark| mark.seq > applied)
-            })
-            .map(|s| s.origin.node)
-            .collect();
-        !holders.is_empty() && holders.iter().all(|node| reported.contains(node))
+        gone_from > 0
     }
 
     /// Adds an address not seen before, with the node behind it when a
@@ -230,56 +307,78 @@ mod tests {
         Origin { node: NodeId(node), incarnation: 1 }
     }
 
-    /// A table with connected sources, each advertising `seq` of origin 1.
+    /// A table with connected, heard sources, each holding origin 1 from
+    /// the given seq on.
     fn table(sources: &[(u128, u64)]) -> PeerTable {
         let mut table = PeerTable::default();
-        for &(node, seq) in sources {
+        for &(node, log_start) in sources {
             let address = format!("10.0.0.{node}:4482");
             table.learn(&address, None);
             let peer = table.peers.get_mut(&address).expect("learned");
             peer.node = Some(NodeId(node));
             peer.origin = Some(origin(node));
             peer.state = PeerState::Connected;
-            peer.advertised = [(origin(1), FrontierMark { seq, hlc: seq })].into_iter().collect();
+            peer.heard_at = Some(Instant::now());
+            peer.advertised = [(origin(1), FrontierMark { seq: 50, hlc: 50 })].into_iter().collect();
+            peer.log_starts = [(origin(1), log_start)].into_iter().collect();
             table.members.insert(NodeId(node), MemberView::default());
         }
         table
     }
 
+    /// `node` answers that it can supply origin 1 again from seq 40 on.
     fn report(table: &mut PeerTable, node: u128) {
-        table.out_of_range.entry(origin(1)).or_default().insert(NodeId(node));
+        table.report_out_of_range(origin(1), NodeId(node), 40, Instant::now());
+    }
+
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    fn everywhere(table: &PeerTable, applied: u64) -> bool {
+        table.purged_everywhere(origin(1), applied, Instant::now(), PATIENCE)
     }
 
     #[test]
-    fn a_joiner_below_its_snapshot_is_no_proof_while_the_origin_node_holds_the_log() {
-        // Node 4 joined by bootstrap: it advertises origin 1 up to 50 but its
-        // log starts after its snapshot, so it reports entry 3 out of range.
-        let mut table = table(&[(1, 50), (4, 50)]);
+    fn a_source_whose_log_still_holds_the_entry_is_no_proof() {
+        // Node 4 joined from a snapshot at 39: it cannot supply entry 3.
+        // Node 1's log still starts at 1.
+        let mut table = table(&[(1, 1), (4, 40)]);
         report(&mut table, 4);
-        assert!(!table.purged_everywhere(origin(1), 2), "node 1 still holds its own log");
+        assert!(!everywhere(&table, 2), "node 1 still holds entry 3");
+        // Node 1 purged through 39 since, as its next heartbeat says.
+        table.peers.get_mut("10.0.0.1:4482").expect("known").log_starts.insert(origin(1), 40);
+        assert!(everywhere(&table, 2), "no source can supply entry 3 any more");
+    }
+
+    #[test]
+    fn answers_from_every_source_are_proof() {
+        let mut table = table(&[(1, 1), (2, 1)]);
         report(&mut table, 1);
-        assert!(table.purged_everywhere(origin(1), 2), "the origin's node purged it too");
-    }
-
-    #[test]
-    fn with_the_origin_node_unreachable_a_member_is_waited_for() {
-        let mut table = table(&[(4, 50)]);
-        table.members.insert(NodeId(1), MemberView::default());
-        report(&mut table, 4);
-        assert!(!table.purged_everywhere(origin(1), 2), "node 1 may come back with the entries");
-        table.remove_node(NodeId(1));
-        assert!(table.purged_everywhere(origin(1), 2), "removed: every holder left has reported");
-    }
-
-    #[test]
-    fn every_advertising_source_must_report_once_the_origin_node_is_gone() {
-        let mut table = table(&[(2, 50), (3, 50)]);
-        table.removed.insert(NodeId(1));
+        assert!(!everywhere(&table, 2));
         report(&mut table, 2);
-        assert!(!table.purged_everywhere(origin(1), 2), "node 3 may still hold it");
-        report(&mut table, 3);
-        assert!(table.purged_everywhere(origin(1), 2));
-        assert!(!table.purged_everywhere(origin(1), 60), "no source holds more than this node applied");
-        assert!(!PeerTable::default().purged_everywhere(origin(1), 0), "no report, no proof");
+        assert!(everywhere(&table, 2));
+        assert!(!everywhere(&table, 45), "past the gap, the answers are stale");
+        assert!(!everywhere(&PeerTable::default(), 0), "no answer, no proof");
+    }
+
+    #[test]
+    fn a_source_lacking_the_origin_will_hold_it_from_its_start() {
+        let mut table = table(&[(1, 40), (2, 1)]);
+        table.peers.get_mut("10.0.0.2:4482").expect("known").log_starts.clear();
+        report(&mut table, 1);
+        assert!(!everywhere(&table, 2), "node 2 will hold origin 1 from seq 1 once it gets it");
+    }
+
+    #[test]
+    fn a_peer_not_heard_from_yet_is_waited_for_before_a_bootstrap() {
+        // Node 1 purged what this node needs; node 4, which may hold it, is
+        // still being connected to.
+        let mut table = table(&[(1, 40)]);
+        table.learn("10.0.0.4:4482", Some(NodeId(4)));
+        report(&mut table, 1);
+        assert!(!everywhere(&table, 2), "node 4 may still hold the entries");
+        let later = Instant::now() + PATIENCE;
+        assert!(table.purged_everywhere(origin(1), 2, later, PATIENCE), "waited long enough for node 4");
+        report(&mut table, 4);
+        assert!(everywhere(&table, 2), "node 4 cannot supply them either");
     }
 }

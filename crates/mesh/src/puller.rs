@@ -260,6 +260,7 @@ fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
         peers,
         wall_ms: beat.wall_ms,
         caller_ahead_ms: beat.caller_ahead_ms,
+        log_starts: frontier_from_pb(&beat.log_starts, "heartbeat.log_starts")?,
     })
 }
 
@@ -348,7 +349,13 @@ impl Session {
                     peer = %self.address, %origin, wanted = gone.wanted_seq, first_available = gone.first_available,
                     "a peer purged entries this node still needs; another source or a bootstrap must supply them"
                 );
-                self.inner.record_out_of_range(&self.address, self.source, origin, gone.wanted_seq);
+                self.inner.record_out_of_range(
+                    &self.address,
+                    self.source,
+                    origin,
+                    gone.wanted_seq,
+                    gone.first_available,
+                );
                 Ok(())
             }
             Some(pull_response::Kind::Entries(_) | pull_response::Kind::Welcome(_)) | None => {
@@ -388,7 +395,7 @@ impl Session {
     async fn send_progress(&self) -> Result<(), String> {
         let excluded: Vec<pb::Origin> = {
             let peers = self.inner.peers();
-            excluded_for(self.source, &peers.sources(), self.inner.store.origin(), &peers.out_of_range)
+            excluded_for(self.source, &peers.sources(), self.inner.store.origin(), &peers.purged_sources())
                 .iter()
                 .map(origin_to_pb)
                 .collect()

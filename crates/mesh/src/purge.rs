@@ -95,6 +95,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 if let Err(error) = round(&inner).await {
                     tracing::warn!(%error, "purge round failed; retrying at the next interval");
                 }
+                // What the log holds changes only by purges and installs.
+                if let Err(error) = inner.refresh_log_starts().await {
+                    tracing::warn!(%error, "reading where the log starts failed");
+                }
             }
         }
     }

@@ -70,8 +70,10 @@ struct Stream {
     /// The last seq of each origin the puller has, or has been sent.
     cursors: HashMap<Origin, u64>,
     excluded: HashSet<Origin>,
-    /// Origins whose next entry was purged, with the oldest seq still held.
-    out_of_range: HashMap<Origin, Option<u64>>,
+    /// Origins whose next entry the puller needs was purged here, with the
+    /// seq from which this node can serve it again: once the puller has
+    /// everything before that seq (from another source), shipping resumes.
+    out_of_range: HashMap<Origin, u64>,
 }
 
 /// Runs the stream until the puller goes away or the node stops.
@@ -171,8 +173,7 @@ impl Stream {
             let cursor = self.cursors.entry(*origin).or_default();
             *cursor = (*cursor).max(mark.seq);
             // The puller got past a purged stretch from elsewhere: resume.
-            if let Some(first) = self.out_of_range.get(origin)
-                && first.is_some_and(|first| mark.seq.saturating_add(1) >= first)
+            if self.out_of_range.get(origin).is_some_and(|resume_at| mark.seq.saturating_add(1) >= *resume_at)
             {
                 self.out_of_range.remove(origin);
             }
@@ -219,14 +220,17 @@ impl Stream {
                 }
                 Ok(LogChunk::Entries(_)) => {}
                 Ok(LogChunk::OutOfRange { first_available }) => {
-                    tracing::warn!(%origin, wanted = cursor + 1, ?first_available, "entries a peer needs were purged");
+                    // Holding nothing after the gap, the next entry held
+                    // will be the next this node commits.
+                    let resume_at = first_available.unwrap_or(mark.seq + 1);
+                    tracing::warn!(%origin, wanted = cursor + 1, resume_at, "entries a peer needs were purged");
                     let message = pb::OutOfRange {
                         origin: Some(origin_to_pb(&origin)),
                         wanted_seq: cursor + 1,
-                        first_available: first_available.unwrap_or(0),
+                        first_available: resume_at,
                     };
                     self.send(pull_response::Kind::OutOfRange(message)).await?;
-                    self.out_of_range.insert(origin, first_available);
+                    self.out_of_range.insert(origin, resume_at);
                 }
                 Err(error) => {
                     tracing::error!(%origin, %error, "reading the log for a peer failed");
@@ -280,6 +284,7 @@ impl Inner {
             members: peers.members.iter().map(|(node, view)| member_to_pb(*node, view)).collect(),
             wall_ms: self.store.wall_clock_ms(),
             caller_ahead_ms,
+            log_starts: frontier_to_pb(&self.log_starts()),
         })
     }
 }

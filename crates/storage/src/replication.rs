@@ -203,7 +203,9 @@ impl Store {
                     iterator.seek(log_key(origin, *seq));
                     let held = match (iterator.key(), iterator.value()) {
                         (Some(key), Some(value)) => match decode_log_key(key)? {
-                            (found, seq) if found == *origin => Some(FrontierMark { seq, hlc: peek_hlc(value)? }),
+                            (found, seq) if found == *origin => {
+                                Some(FrontierMark { seq, hlc: peek_hlc(value)? })
+                            }
                             _ => None,
                         },
                         _ => None,

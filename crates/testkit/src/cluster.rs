@@ -140,8 +140,16 @@ impl TestCluster {
     }
 
     /// Adds a node seeded with one existing node only; it must find the
-    /// others itself. Returns its index.
+    /// others itself. Returns its index once it accepts writes.
     pub async fn join(&mut self, seed: usize) -> usize {
+        let i = self.join_unready(seed).await;
+        self.ready(i).await;
+        i
+    }
+
+    /// Like [`TestCluster::join`], returning as soon as the node runs (it
+    /// may still be bootstrapping), so a test can act on its links.
+    pub async fn join_unready(&mut self, seed: usize) -> usize {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("bound");
         let i = self.nodes.len();
@@ -150,8 +158,12 @@ impl TestCluster {
         self.add_links(i).await;
         let seed = self.nodes[seed].addr.to_string();
         self.launch(i, listener, vec![seed]).await;
-        self.ready(i).await;
         i
+    }
+
+    /// Node `i`'s view of the cluster.
+    pub async fn status(&self, i: usize) -> pb::ClusterStatusResponse {
+        self.admin(i).await.cluster_status(pb::ClusterStatusRequest {}).await.expect("status").into_inner()
     }
 
     /// Creates the proxies between node `i` and every node before it.

@@ -5,9 +5,13 @@
 //! - [`TestCluster`]: N real nodes in-process on ephemeral loopback ports,
 //!   every link through its own proxy, with helpers to write through the
 //!   SDK, stop, restart, wipe and join nodes, and wait for convergence.
+//! - [`HostilePeer`]: a peer that speaks the replication protocol but sends
+//!   what a test scripts (malformed entries, oversized gossip).
 
 mod cluster;
+mod hostile_peer;
 mod proxy;
 
 pub use cluster::{ClusterNode, TestCluster};
+pub use hostile_peer::HostilePeer;
 pub use proxy::FaultProxy;

@@ -81,7 +81,9 @@ impl TimeUuid {
         if text != canonical {
             return Err(FieldError::new(
                 field,
-                format!("{text:?} is not in canonical form; write it as {canonical:?} (lowercase, hyphenated)"),
+                format!(
+                    "{text:?} is not in canonical form; write it as {canonical:?} (lowercase, hyphenated)"
+                ),
             ));
         }
         Self::from_uuid(uuid, field)
@@ -281,7 +283,11 @@ mod tests {
         assert_eq!(TimeUuid::parse("not-a-uuid", "time").unwrap_err().field, "time");
         let upper = id.to_string().to_uppercase();
         let refused = TimeUuid::parse(&upper, "time").unwrap_err();
-        assert!(refused.message.contains(&id.to_string()), "the canonical spelling is shown: {}", refused.message);
+        assert!(
+            refused.message.contains(&id.to_string()),
+            "the canonical spelling is shown: {}",
+            refused.message
+        );
         let simple = id.to_string().replace('-', "");
         assert!(TimeUuid::parse(&simple, "time").is_err());
         assert!(TimeUuid::parse(&format!("urn:uuid:{id}"), "time").is_err());

@@ -91,7 +91,10 @@ impl NodeProcess {
 
     /// A node on `listen` replicating with `peers`.
     fn start_with(data_dir: &Path, listen: &str, peers: &[SocketAddr]) -> Self {
-        Self::launch(data_dir, Launch { listen: Some(listen.into()), peers: peers.to_vec(), ..Launch::default() })
+        Self::launch(
+            data_dir,
+            Launch { listen: Some(listen.into()), peers: peers.to_vec(), ..Launch::default() },
+        )
     }
 
     pub(crate) fn launch(data_dir: &Path, launch: Launch) -> Self {

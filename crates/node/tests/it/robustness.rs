@@ -45,7 +45,8 @@ async fn two_thousand_idle_connections_leave_writes_working() {
     let mut client = connect(node.addr).await;
     must_put(&mut client, key("fd", "EVENTS", "before", None), b"1").await;
     let http = node.http;
-    let (held, connections) = tokio::task::spawn_blocking(move || idle_connections(http, 2_000)).await.unwrap();
+    let (held, connections) =
+        tokio::task::spawn_blocking(move || idle_connections(http, 2_000)).await.unwrap();
     assert!(held > 100, "the node keeps a fair share of connections open ({held})");
     assert!(held < 1_000, "and closes the rest, keeping descriptors for its own files ({held} held)");
     // Writes go on, and enough of them to flush memtables and write files.
@@ -72,7 +73,10 @@ async fn two_thousand_idle_connections_leave_writes_working() {
 }
 
 /// 16 MiB in tenant `load`, so a stalled reader fills every buffer.
-async fn load(client: &mut consensusdb_proto::v1::records_client::RecordsClient<tonic::transport::Channel>, tag: &str) {
+async fn load(
+    client: &mut consensusdb_proto::v1::records_client::RecordsClient<tonic::transport::Channel>,
+    tag: &str,
+) {
     let value = vec![b'v'; 4096];
     for batch in 0..8 {
         let records = (0..500)
@@ -148,7 +152,11 @@ fn logs_to_a_pipe_carry_no_colour_and_json_logs_are_one_object_a_line() {
     assert!(lines.iter().all(|line| !line.contains('\u{1b}')), "no ANSI escape on a pipe: {lines:#?}");
     let mut json = NodeProcess::launch(
         data.path(),
-        Launch { capture_stderr: true, args: vec!["--log-format".into(), "json".into()], ..Launch::default() },
+        Launch {
+            capture_stderr: true,
+            args: vec!["--log-format".into(), "json".into()],
+            ..Launch::default()
+        },
     );
     let lines = stderr_lines(&mut json);
     assert!(!lines.is_empty());
@@ -194,7 +202,11 @@ impl SmallDisk {
             .arg(self.path())
             .output()
             .expect("df runs");
-        String::from_utf8_lossy(&output.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).expect("df output")
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df output")
     }
 }
 
@@ -228,8 +240,9 @@ async fn a_node_on_a_full_disk_restarts_without_free_space_and_leaks_nothing() {
     let value = vec![b'f'; 64 * 1024];
     let mut batches = 0;
     let refused = loop {
-        let records =
-            (0..32).map(|i| put_request(key("disk", "FILL", &format!("{batches}-{i}"), None), &value)).collect();
+        let records = (0..32)
+            .map(|i| put_request(key("disk", "FILL", &format!("{batches}-{i}"), None), &value))
+            .collect();
         match client.put_batch(v1::PutBatchRequest { records, write_concern: 0 }).await {
             Ok(_) => batches += 1,
             Err(status) => break status,

@@ -30,10 +30,7 @@ async fn loaded_node() -> TestNode {
             .iter()
             .map(|i| put_request(key("stall", "EVENTS", &format!("e{i:05}"), None), &value))
             .collect();
-        node.client
-            .put_batch(v1::PutBatchRequest { records, write_concern: 0 })
-            .await
-            .expect("batch");
+        node.client.put_batch(v1::PutBatchRequest { records, write_concern: 0 }).await.expect("batch");
     }
     node
 }

@@ -53,7 +53,10 @@ impl TestNode {
         let addr = listener.local_addr().expect("local addr");
         let http_listener = consensusdb_node::bind_http(&config).await.expect("binds").expect("gateway on");
         let http = http_listener.local_addr().expect("local addr");
-        let node = consensusdb_node::Node::open(&config, listener).await.expect("node opens").with_http(http_listener);
+        let node = consensusdb_node::Node::open(&config, listener)
+            .await
+            .expect("node opens")
+            .with_http(http_listener);
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(node.serve(async move {
             let _ = signal.await;

@@ -1,5 +1,13 @@
 //! Replication across real in-process nodes, every link through a
 //! fault-injecting proxy. Each test is bounded in time.
+//!
+//! Besides the tests here: [`clock`] (skewed clocks), [`purges`] (purges
+//! that must not misfire: short partitions, snapshot joiners, chains) and
+//! [`hostile`] (peers that send what must be refused).
+
+mod clock;
+mod hostile;
+mod purges;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -243,7 +251,7 @@ async fn a_restarted_node_resumes_from_its_frontier_and_a_wiped_one_is_a_new_ori
 }
 
 async fn status(cluster: &TestCluster, i: usize) -> pb::ClusterStatusResponse {
-    cluster.admin(i).await.cluster_status(pb::ClusterStatusRequest {}).await.expect("status").into_inner()
+    cluster.status(i).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
