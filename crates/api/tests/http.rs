@@ -559,3 +559,93 @@ fn metrics_count_requests_per_operation_and_code() {
         assert!(text.contains(name), "{name} in:\n{text}");
     }
 }
+
+/// Sends `head` (request line and headers, no body) over a fresh
+/// connection and reads the answer within `within`.
+fn raw_exchange(addr: std::net::SocketAddr, head: &str, within: Duration) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(within)).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // Read until the JSON body is complete (the server may keep the
+    // connection open, or close it).
+    while let Ok(n @ 1..) = stream.read(&mut buffer) {
+        answer.extend_from_slice(&buffer[..n]);
+        if answer.ends_with(b"}") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn oversized_requests_get_json_naming_what_is_too_large() {
+    let gateway = TestGateway::start();
+    let long_path = format!("/v1/records/acme/r/{}", "m".repeat(9 * 1024));
+    gateway.get(&long_path).error(414, "INVALID_ARGUMENT", Some("uri"));
+    let mut many = gateway.agent.get(gateway.url("/healthz"));
+    for i in 0..120 {
+        many = many.header(format!("x-filler-{i}"), "1");
+    }
+    TestGateway::answer(many.call().unwrap()).error(431, "INVALID_ARGUMENT", Some("headers"));
+    let big = gateway.agent.get(gateway.url("/healthz")).header("x-big", "v".repeat(70 * 1024));
+    TestGateway::answer(big.call().unwrap()).error(431, "INVALID_ARGUMENT", Some("headers"));
+    // A body declared over the limit is refused on its Content-Length, at
+    // once: the client never has to send it.
+    let head = "PUT /v1/records/acme/r/m HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 100000000\r\n\r\n";
+    let (status, body) = raw_exchange(gateway.addr, head, Duration::from_secs(5));
+    assert_eq!(status, 413, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((body["code"].as_str(), body["field"].as_str()), (Some("RESOURCE_EXHAUSTED"), Some("body")));
+}
+
+#[test]
+fn an_empty_key_component_in_a_path_is_named() {
+    let gateway = TestGateway::start();
+    gateway.get("/v1/records/acme/ACCOUNT/").error(400, "INVALID_ARGUMENT", Some("minor_key"));
+    gateway.get("/v1/records/acme//balance").error(400, "INVALID_ARGUMENT", Some("region"));
+    gateway.get("/v1/scan/").error(400, "INVALID_ARGUMENT", Some("major_key"));
+    gateway.get("/v1/rows/acme/ACCOUNT//recent").error(400, "INVALID_ARGUMENT", Some("minor_key"));
+}
+
+#[test]
+fn messages_name_fields_as_the_gateway_lays_them_out() {
+    let gateway = TestGateway::start();
+    let later = "0190b3c4-1b2c-7d3e-8f40-123456789abd";
+    let path = format!("/v1/rows/acme/orders/o-1/range?order=forward&from={later}&until={V7}");
+    let body = gateway.get(&path).error(400, "INVALID_ARGUMENT", Some("until"));
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains("forward."), "no gRPC field names over HTTP: {message}");
+}
+
+#[test]
+fn time_uuids_have_one_spelling() {
+    let gateway = TestGateway::start();
+    for other in [V7.to_uppercase(), V7.replace('-', ""), format!("{{{V7}}}")] {
+        let body = gateway.get(&format!("/v1/records/acme/r/m/{other}")).error(
+            400,
+            "INVALID_ARGUMENT",
+            Some("time_uuid"),
+        );
+        assert!(body["message"].as_str().unwrap().contains(V7), "the canonical spelling is shown: {body}");
+    }
+}
+
+#[test]
+fn an_expiry_stays_exact_in_javascript() {
+    let gateway = TestGateway::start();
+    let path = "/v1/records/acme/r/m";
+    let refused = gateway.json("PUT", path, &json!({"value": "x", "ttl_ms": u64::MAX / 2}));
+    let body = refused.error(400, "INVALID_ARGUMENT", Some("ttl_ms"));
+    assert!(body["message"].as_str().unwrap().contains("9999"), "{body}");
+    let a_century = 100u64 * 365 * 24 * 3600 * 1000;
+    let put = gateway.json("PUT", path, &json!({"value": "x", "ttl_ms": a_century}));
+    assert_eq!(put.status, 200, "{}", put.body);
+    let expires = put.json()["head"]["expires_at_ms"].as_u64().expect("an expiry");
+    assert!(expires < 1 << 53, "{expires} is exact in a JavaScript number");
+}

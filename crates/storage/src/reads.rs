@@ -87,18 +87,19 @@ impl<'a> SnapshotReader<'a> {
         self
     }
 
-    /// The live record at `key`, if any.
+    /// The live record at `key`, if any. A damaged record is an error
+    /// naming its key.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
         let records = columns::handle(self.db, RECORDS);
         let Some(bytes) = self.snapshot.get_pinned_cf(records, key)? else {
             return Ok(None);
         };
-        let Some(head) = self.live_head(&bytes)? else { return Ok(None) };
+        let Some(head) = self.live_head(&bytes).map_err(|e| at_key(e, key))? else { return Ok(None) };
         if self.options.head_only {
-            return self.record(key, head, None);
+            return self.record(key, head, None).map_err(|e| at_key(e, key));
         }
         let entry = self.snapshot.get_pinned_cf(columns::handle(self.db, VALUES), key)?;
-        self.record(key, head, entry.as_deref())
+        self.record(key, head, entry.as_deref()).map_err(|e| at_key(e, key))
     }
 
     /// The head, or `None` if reads must hide it.
@@ -191,11 +192,7 @@ impl<'a> SnapshotReader<'a> {
                     tracing::error!(key = %hex(key), %error, "a read skipped a damaged record");
                     None
                 }
-                Err(StorageError::Corrupt(mut error)) => {
-                    error.reason = format!("{} (stored key {})", error.reason, hex(key));
-                    return Err(StorageError::Corrupt(error));
-                }
-                Err(error) => return Err(error),
+                Err(error) => return Err(at_key(error, key)),
             };
             if let Some(record) = record
                 && visit(record, key).is_break()
@@ -271,6 +268,17 @@ impl PageBuilder {
     /// The page, with a token to resume after the last record if `more`.
     pub(crate) fn finish(self, more: bool) -> Page {
         Page { records: self.records, next_page_token: more.then(|| page_token::encode(&self.last_key)) }
+    }
+}
+
+/// A damaged record's error, naming the stored key (other errors as they are).
+fn at_key(error: StorageError, key: &[u8]) -> StorageError {
+    match error {
+        StorageError::Corrupt(mut error) => {
+            error.reason = format!("{} (stored key {})", error.reason, hex(key));
+            StorageError::Corrupt(error)
+        }
+        other => other,
     }
 }
 

@@ -104,3 +104,25 @@ async fn closing_the_store_cuts_running_scans_with_an_error() {
         other => panic!("expected ScanCutShort after {} records, got {other:?}", minors.len()),
     }
 }
+
+#[tokio::test]
+async fn a_damaged_record_is_skipped_by_scans_and_named_by_narrow_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = loaded(dir.path(), Duration::from_secs(60)).await;
+    // Damage one record's head on disk, as a bad disk or a bug would.
+    let damaged =
+        consensusdb_types::key_codec::encode_key(&RowKey::new("tenant", "ACCOUNT", "m100").at(None));
+    let db = &store.shared.engine.db;
+    db.put_cf(crate::columns::handle(db, crate::columns::RECORDS), &damaged, [0xEE, 0x01]).unwrap();
+    let (minors, error) = drain(store.scan(tenant_scan(None)).expect("scan starts")).await;
+    assert!(error.is_none(), "one damaged record does not fail the tenant's scan: {error:?}");
+    let expected: Vec<String> = all_minors().into_iter().filter(|m| m != "m100").collect();
+    assert_eq!(minors, expected);
+    assert_eq!(store.counters().damaged_records_skipped.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // A read of that key says it is damaged, naming it.
+    let key = RowKey::new("tenant", "ACCOUNT", "m100").at(None);
+    let error = store.get(key, ReadOptions::default()).await.expect_err("damaged");
+    assert_eq!(error.code(), consensusdb_types::ErrorCode::Internal);
+    let hex: String = damaged.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(error.to_string().contains(&hex), "the error names the key: {error}");
+}

@@ -1,6 +1,10 @@
 //! The error answers each kind of route may give, declared once for the
 //! OpenAPI document (a client generator, and the conformance run in CI,
 //! hold the gateway to them).
+//!
+//! Every route may also answer 413 (a body declared over the limit), 414
+//! (a path and query over 8 KiB) and 431 (headers over 100 fields or
+//! 64 KiB): those come before routing, whatever the route.
 
 use utoipa::IntoResponses;
 
@@ -13,9 +17,18 @@ pub(crate) enum ReadErrors {
     /// A parameter is invalid; `field` names it.
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// No live record there (or no such path: a path segment is empty).
+    /// No live record there.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// A body declared over the gateway's limit, refused before it is read.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The path and query are over 8 KiB.
+    #[response(status = 414)]
+    UriTooLong(ErrorBody),
+    /// Over 100 header fields, or 64 KiB of headers.
+    #[response(status = 431)]
+    HeadersTooLarge(ErrorBody),
     /// The node is shutting down or overloaded; try another node or later.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -28,9 +41,18 @@ pub(crate) enum ListErrors {
     /// A parameter is invalid; `field` names it.
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// No such path: a path segment is empty.
+    /// No route has this path.
     #[response(status = 404)]
     NoSuchPath(ErrorBody),
+    /// A body declared over the gateway's limit, refused before it is read.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The path and query are over 8 KiB.
+    #[response(status = 414)]
+    UriTooLong(ErrorBody),
+    /// Over 100 header fields, or 64 KiB of headers.
+    #[response(status = 431)]
+    HeadersTooLarge(ErrorBody),
     /// The node is shutting down or overloaded.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -43,22 +65,29 @@ pub(crate) enum WriteErrors {
     /// A parameter or body field is invalid; `field` names it.
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// No such path: a path segment is empty.
+    /// No route has this path.
     #[response(status = 404)]
     NoSuchPath(ErrorBody),
     /// `if_absent` was set and a live record is at the key.
     #[response(status = 409)]
     Conflict(ErrorBody),
-    /// `write_concern` asks more peers than this node knows; nothing was
-    /// written.
+    /// Nothing was written: `write_concern` asks more peers than this node
+    /// knows, or a key holds a version stamped later than this node's
+    /// clock (a node whose clock runs ahead wrote it).
     #[response(status = 412)]
-    TooFewPeers(ErrorBody),
+    Refused(ErrorBody),
     /// The body is over the gateway's limit (`http.max_body_bytes`).
     #[response(status = 413)]
     TooLarge(ErrorBody),
     /// The body is not sent as `application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
+    /// The path and query are over 8 KiB.
+    #[response(status = 414)]
+    UriTooLong(ErrorBody),
+    /// Over 100 header fields, or 64 KiB of headers.
+    #[response(status = 431)]
+    HeadersTooLarge(ErrorBody),
     /// Writes are closed (bootstrap, storage failure, shutdown) or the
     /// writer is overloaded.
     #[response(status = 503)]
@@ -76,15 +105,25 @@ pub(crate) enum TouchErrors {
     /// A parameter or body field is invalid.
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// No live record there (or no such path: a path segment is empty).
+    /// No live record there.
     #[response(status = 404)]
     NotFound(ErrorBody),
+    /// Nothing was written: the key holds a version stamped later than
+    /// this node's clock (a node whose clock runs ahead wrote it).
+    #[response(status = 412)]
+    Superseded(ErrorBody),
     /// The body is over the gateway's limit.
     #[response(status = 413)]
     TooLarge(ErrorBody),
     /// The body is not sent as `application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
+    /// The path and query are over 8 KiB.
+    #[response(status = 414)]
+    UriTooLong(ErrorBody),
+    /// Over 100 header fields, or 64 KiB of headers.
+    #[response(status = 431)]
+    HeadersTooLarge(ErrorBody),
     /// Writes are closed or the writer is overloaded.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -100,9 +139,22 @@ pub(crate) enum RemoveErrors {
     /// A parameter is invalid.
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// No such path: a path segment is empty.
+    /// No route has this path.
     #[response(status = 404)]
     NoSuchPath(ErrorBody),
+    /// Nothing was written: the key holds a version stamped later than
+    /// this node's clock (a node whose clock runs ahead wrote it).
+    #[response(status = 412)]
+    Superseded(ErrorBody),
+    /// A body declared over the gateway's limit, refused before it is read.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The path and query are over 8 KiB.
+    #[response(status = 414)]
+    UriTooLong(ErrorBody),
+    /// Over 100 header fields, or 64 KiB of headers.
+    #[response(status = 431)]
+    HeadersTooLarge(ErrorBody),
     /// Writes are closed or the writer is overloaded.
     #[response(status = 503)]
     Unavailable(ErrorBody),

@@ -363,6 +363,19 @@ async fn reflection_and_health_work_out_of_the_box() {
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"consensusdb.v1.Records".to_string()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_string()), "{names:?}");
+    // The replication service too: grpcurl can call ClusterStatus and Digest.
+    assert!(names.contains(&"consensusdb.mesh.v1.Replication".to_string()), "{names:?}");
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol("consensusdb.mesh.v1.Replication".into())),
+    };
+    let mut responses =
+        reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    assert!(
+        matches!(response.message_response, Some(MessageResponse::FileDescriptorResponse(_))),
+        "its descriptor is served: {response:?}"
+    );
 
     // The older v1alpha protocol, which most tools still use, answers too.
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as V1AlphaClient;

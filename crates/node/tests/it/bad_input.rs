@@ -162,3 +162,47 @@ async fn bad_reads_name_the_field() {
     assert_invalid(c.remove(v1::RemoveRequest { key: None }).await.unwrap_err(), "key");
     node.stop().await;
 }
+
+/// A `PutRequest` as a client with a broken encoder might send it: the key
+/// components as raw bytes, where the API has UTF-8 strings.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawPutRequest {
+    #[prost(message, optional, tag = "1")]
+    key: Option<RawKey>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawKey {
+    #[prost(bytes = "vec", tag = "1")]
+    major_key: Vec<u8>,
+}
+
+#[tokio::test]
+async fn requests_that_do_not_decode_are_bad_input_naming_the_field() {
+    let mut node = TestNode::start().await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connects");
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.expect("ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/consensusdb.v1.Records/Put");
+    let request = RawPutRequest { key: Some(RawKey { major_key: vec![0xff, 0xfe] }) };
+    let status = raw
+        .unary::<_, v1::PutResponse, _>(
+            tonic::Request::new(request),
+            path.clone(),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_invalid(status, "key.major_key");
+    // A message over the size limit is too large, not out of range.
+    let big = put_request(key("acme", "ACCOUNT", "big", None), &vec![b'x'; 5 << 20]);
+    let status = node.client.put(big).await.expect_err("refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // And the node still serves.
+    must_put(&mut node.client, key("acme", "ACCOUNT", "after", None), b"v").await;
+    node.stop().await;
+}

@@ -250,3 +250,84 @@ async fn cluster_commands_show_status_digests_and_refuse_bad_peers() {
     let unknown = run(&node, &["remove-peer", "127.0.0.1:1"]).await;
     assert_eq!(unknown.status.code(), Some(3), "no such peer: {}", stderr(&unknown));
 }
+
+/// `consensusdb ARGS` as typed, with no `--server` added.
+async fn run_bare(args: &[&str]) -> Output {
+    let mut command = Command::new(BINARY);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CONSENSUSDB_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(args).kill_on_drop(true);
+    tokio::time::timeout(TEST_TIMEOUT, command.output())
+        .await
+        .expect("the command finishes in time")
+        .expect("runs")
+}
+
+#[tokio::test]
+async fn status_and_digest_show_everything_even_on_one_node_and_tables_cut_nothing() {
+    let node = TestNode::start().await;
+    json_lines(&node, &["put", "acme", "ACCOUNT", "balance", "100"]).await;
+    let status = json_lines(&node, &["status"]).await;
+    let purge = &status[0]["purge"];
+    for watermark in ["stable_hlc", "stable_time", "log_purged_through", "versions_purged"] {
+        assert!(purge.get(watermark).is_some(), "status shows the purge watermark {watermark}: {purge}");
+    }
+    assert_eq!(status[0]["state"], "serving");
+    // A lone node has no peer rows, but its own table.
+    let table = run(&node, &["status", "--format", "table"]).await;
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("FIELD"), "{text}");
+    let origin = status[0]["origin"].as_str().expect("an origin");
+    assert!(text.contains(origin) && text.contains("stable_time"), "{text}");
+    // Digests are shown whole, so two that differ never look alike.
+    let digest = json_lines(&node, &["digest"]).await;
+    let total = digest[0]["total"].as_str().expect("hex digest").to_string();
+    let table = run(&node, &["digest", "--format", "table"]).await;
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains(&total),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+}
+
+#[tokio::test]
+async fn servers_may_be_written_host_port_and_other_schemes_are_refused() {
+    let node = TestNode::start().await;
+    let server = node.addr.to_string();
+    let put = run_bare(&["-s", &server, "put", "acme", "ACCOUNT", "bare", "1", "--untimed"]).await;
+    assert!(put.status.success(), "host:port without a scheme works: {}", stderr(&put));
+    let get = run_bare(&["-s", &server, "get", "acme", "ACCOUNT", "bare"]).await;
+    assert!(get.status.success(), "{}", stderr(&get));
+    let status = run_bare(&["-s", &server, "status"]).await;
+    assert!(status.status.success(), "{}", stderr(&status));
+    let ftp = format!("ftp://{server}");
+    let refused = run_bare(&["-s", &ftp, "get", "acme", "ACCOUNT", "bare"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--server"), "{}", stderr(&refused));
+}
+
+#[tokio::test]
+async fn a_content_derived_id_needs_the_events_own_time() {
+    let node = TestNode::start().await;
+    let refused = run(&node, &["put", "acme", "ACCOUNT", "events", "deposit 40", "--content-id"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--content-id"), "{}", stderr(&refused));
+    // The README's example, run twice, stores one record.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let line =
+        readme.lines().find(|line| line.contains("--content-id")).expect("the README shows --content-id");
+    let command = line.split('#').next().expect("a command").trim();
+    let args = shell_words::split(command).expect("shell words");
+    assert_eq!(args[0], "consensusdb");
+    let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    let first = json_lines(&node, &args).await;
+    let second = json_lines(&node, &args).await;
+    assert_eq!(first[0]["time"], second[0]["time"], "the same event is one record");
+    let scanned = json_lines(&node, &["range", "acme", "ACCOUNT", "events"]).await;
+    assert_eq!(scanned.len(), 1, "{scanned:?}");
+}
