@@ -6,6 +6,7 @@
 //! partitions, delays and drops act on the same code path as real traffic.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -33,15 +34,20 @@ pub trait Connector: Send + Sync + 'static {
 
 /// Plain HTTP/2 over TCP.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct PlainConnector;
+pub struct PlainConnector {
+    /// The local address connections come from; `None` lets the OS pick.
+    pub source: Option<IpAddr>,
+}
 
 impl Connector for PlainConnector {
     fn connect(&self, address: &str, timeout: Duration) -> Connecting {
         let address = address.to_string();
+        let source = self.source;
         Box::pin(async move {
             let failed = |reason: String| ConnectError { address: address.clone(), reason };
             let endpoint = Endpoint::from_shared(format!("http://{address}"))
                 .map_err(|e| failed(e.to_string()))?
+                .local_address(source)
                 .connect_timeout(timeout)
                 .tcp_nodelay(true)
                 // Detects a peer that vanished without closing the stream

@@ -54,6 +54,9 @@ pub struct ClusterConfig {
     /// How peers reach this node (`host:port`); empty means the address the
     /// gRPC listener is bound to.
     pub advertise: String,
+    /// The local address connections to peers come from (a multi-homed
+    /// host, or firewall rules by source); none lets the OS choose.
+    pub source_address: Option<std::net::IpAddr>,
     /// Milliseconds between heartbeats on each replication stream.
     pub heartbeat_ms: u64,
     /// How far ahead of the local wall clock a replicated stamp may move
@@ -77,6 +80,7 @@ impl Default for ClusterConfig {
             id: mesh.cluster_id,
             peers: Vec::new(),
             advertise: String::new(),
+            source_address: None,
             heartbeat_ms: u64::try_from(mesh.heartbeat.as_millis()).unwrap_or(1000),
             max_clock_drift_ms: StoreOptions::new("").max_clock_drift_ms,
             max_clock_offset_ms: mesh.max_clock_offset_ms,

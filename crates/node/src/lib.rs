@@ -92,9 +92,11 @@ pub struct Node {
 
 impl Node {
     /// Opens storage (on the blocking pool: RocksDB may replay its WAL),
-    /// with peers reached over plain TCP.
+    /// with peers reached over plain TCP (from `cluster.source_address`
+    /// when set).
     pub async fn open(config: &NodeConfig, listener: TcpListener) -> Result<Self, NodeError> {
-        Self::open_with(config, listener, Arc::new(PlainConnector)).await
+        let connector = PlainConnector { source: config.cluster.source_address };
+        Self::open_with(config, listener, Arc::new(connector)).await
     }
 
     /// Like [`Node::open`], with the given way of reaching peers (tests pass

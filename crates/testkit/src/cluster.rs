@@ -43,7 +43,7 @@ impl Connector for RoutedConnector {
             routes.index.get(address).and_then(|to| routes.links.get(&(self.from, *to))).copied()
         };
         match routed {
-            Some(proxy) => PlainConnector.connect(&proxy.to_string(), timeout),
+            Some(proxy) => PlainConnector::default().connect(&proxy.to_string(), timeout),
             None => {
                 let error =
                     ConnectError { address: address.into(), reason: "no test route to this address".into() };
