@@ -6,8 +6,13 @@
 //!   descriptors stay for RocksDB's files, whose failure would stop the
 //!   writer.
 //! - **An idle timeout.** A connection that moves no byte either way for
-//!   `idle_timeout` is closed: a keep-alive connection nobody uses, or a
-//!   client that stopped reading a response.
+//!   `idle_timeout` is closed: an HTTP keep-alive connection nobody uses,
+//!   a client that stopped reading a response, a socket whose peer
+//!   vanished. A live gRPC connection answers the server's HTTP/2 pings,
+//!   so it is never idle: the cap, not the timeout, bounds those.
+//!   Connections from peers (replication streams) arrive on the same port
+//!   and count against the same cap until node identities (TLS) can tell
+//!   them apart.
 //! - **A forced close.** When shutdown has waited its grace period,
 //!   [`Connections::close_all`] cuts every connection still open, so a
 //!   stalled client or a frozen peer can never keep the process (and its
@@ -59,11 +64,13 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Connections bounded by `limits`.
-    pub fn new(limits: ConnectionLimits) -> Self {
+    /// Connections bounded by `limits` (a cap beyond what a semaphore
+    /// counts is taken as that: no machine holds so many).
+    pub fn new(mut limits: ConnectionLimits) -> Self {
+        limits.max = limits.max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             limits,
-            permits: Arc::new(Semaphore::new(limits.max.max(1))),
+            permits: Arc::new(Semaphore::new(limits.max)),
             refused: Arc::default(),
             close_all: CancellationToken::new(),
         }
@@ -76,7 +83,7 @@ impl Connections {
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.limits.max.max(1) - self.permits.available_permits()
+        self.limits.max - self.permits.available_permits()
     }
 
     /// Connections closed at once because the cap was reached, since start.

@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use consensusdb_types::NodeId;
 
+/// Most samples kept per peer: a window is about ten heartbeats.
+const MAX_SAMPLES: usize = 64;
+
 /// What is known of one peer's clock.
 #[derive(Debug, Default)]
 struct PeerClock {
@@ -57,8 +60,10 @@ impl Offset {
     }
 }
 
+/// The middle of `[low, high]`, without overflow whatever a peer sends.
 fn low_mid(low: i64, high: i64) -> i64 {
-    low + (high - low) / 2
+    let middle = (i128::from(low) + i128::from(high)) / 2;
+    i64::try_from(middle).unwrap_or(if middle < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The clocks of every peer this node hears heartbeats from.
@@ -100,9 +105,14 @@ impl ClockOffsets {
         let window = self.window;
         let peer = self.peers.entry(node).or_default();
         if their_wall_ms > 0 {
+            let difference = i128::from(their_wall_ms) - i128::from(own_wall_ms);
             let sample =
-                i64::try_from(i128::from(their_wall_ms) - i128::from(own_wall_ms)).unwrap_or(i64::MAX);
+                i64::try_from(difference).unwrap_or(if difference < 0 { i64::MIN } else { i64::MAX });
             peer.samples.push_back((now, sample));
+            // Heartbeats come once an interval; more is a peer misbehaving.
+            if peer.samples.len() > MAX_SAMPLES {
+                peer.samples.pop_front();
+            }
         }
         if let Some(reported) = reported {
             peer.reported = Some((now, reported));
@@ -258,6 +268,19 @@ mod tests {
         both_ways(&mut offsets, 2, 10, 1, later);
         assert_eq!(offsets.verdict(later, name), Verdict::Healthy);
         assert_eq!(offsets.offset(NodeId(2), later).unwrap().estimate().0, 10);
+    }
+
+    #[test]
+    fn extreme_values_from_a_peer_neither_overflow_nor_panic() {
+        let now = Instant::now();
+        let mut offsets = offsets();
+        offsets.heartbeat(NodeId(2), u64::MAX, 1, Some(i64::MIN), now);
+        let (estimate, _) = offsets.offset(NodeId(2), now).expect("measured").estimate();
+        assert!(estimate > 0);
+        for _ in 0..1_000 {
+            offsets.heartbeat(NodeId(2), NOW_MS, NOW_MS, None, now);
+        }
+        assert!(offsets.peers[&NodeId(2)].samples.len() <= MAX_SAMPLES);
     }
 
     #[test]

@@ -58,6 +58,9 @@ use members::MemberView;
 use membership::{PeerState, PeerTable};
 
 /// Shared by the pullers, the sources and the service.
+///
+/// Locks: `peers` and `clocks` are never held at once (each is taken,
+/// used and released), so no order between them can deadlock.
 pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) config: MeshConfig,
@@ -209,6 +212,8 @@ pub(crate) struct Heartbeat {
     pub(crate) caller_ahead_ms: Option<i64>,
     /// Per origin, the first seq the source can supply.
     pub(crate) log_starts: Frontier,
+    /// The log holds the source knows.
+    pub(crate) log_holds: Vec<(NodeId, Frontier)>,
 }
 
 /// Compares this node's clock with its peers' every heartbeat interval,
@@ -363,22 +368,34 @@ impl Inner {
         self.peers().removed.contains(&node)
     }
 
-    /// What a source's heartbeat says: its frontier, and the peers and
-    /// removals it knows.
+    /// What a source's heartbeat says: its frontier and clock promise, its
+    /// wall clock (for the clock check), the peers, members, removals and
+    /// log holds it knows, and where its log starts. Also re-checks
+    /// whether entries reported out of range are gone everywhere.
     pub(crate) fn take_heartbeat(self: &Arc<Self>, address: &str, beat: Heartbeat) {
-        let Heartbeat { advertised, promise, peers, removed, members, wall_ms, caller_ahead_ms, log_starts } =
-            beat;
+        let Heartbeat {
+            advertised,
+            promise,
+            peers,
+            removed,
+            members,
+            wall_ms,
+            caller_ahead_ms,
+            log_starts,
+            log_holds,
+        } = beat;
+        // The `peers` lock is released at the end of this statement: the
+        // clocks are never touched under it (see `Inner`).
+        let source = self.peers().peers.get(address).and_then(|peer| peer.node);
+        if let Some(source) = source {
+            let own_wall = self.store.wall_clock_ms();
+            self.clocks().heartbeat(source, wall_ms, own_wall, caller_ahead_ms, std::time::Instant::now());
+        }
         let new_origins = {
             let mut table = self.peers();
-            if let Some(source) = table.peers.get(address).and_then(|peer| peer.node) {
-                let own_wall = self.store.wall_clock_ms();
-                self.clocks().heartbeat(
-                    source,
-                    wall_ms,
-                    own_wall,
-                    caller_ahead_ms,
-                    std::time::Instant::now(),
-                );
+            let now = std::time::Instant::now();
+            for (node, hold) in &log_holds {
+                table.hold_log_for(*node, hold, now);
             }
             let own = self.store.origin();
             for (node, view) in &members {
@@ -386,7 +403,10 @@ impl Inner {
                 // What a member applied of this node's origin, as others
                 // saw it, counts toward write concerns too: in a chain
                 // A–B–C, C's acknowledgement reaches A only this way.
+                // Only members this node tracks count (never a removed
+                // node, nor one past the member cap).
                 if *node != own.node
+                    && table.members.contains_key(node)
                     && let Some(mark) = view.applied.get(&own)
                 {
                     self.store.record_peer_ack(*node, mark.seq);

@@ -66,15 +66,36 @@ pub(crate) type Members = HashMap<NodeId, MemberView>;
 /// log is purged without waiting for it (it must bootstrap when back).
 pub(crate) type Lagging = Vec<(NodeId, Origin)>;
 
-/// The purge plan: what every member (but the ones `lagging` on an origin,
-/// for that origin's log) holds. `own` is this node: its log is never
-/// purged of entries no other member holds, however far behind the others
-/// are, or they would be lost.
-pub(crate) fn plan(members: &Members, lagging: &[(NodeId, Origin)], own: NodeId) -> PurgePlan {
+/// Per node, a log hold: the frontier a node resumes from by log once it
+/// has installed a snapshot (see `PeerTable::log_holds`).
+pub(crate) type LogHolds = HashMap<NodeId, Frontier>;
+
+/// What the log must be kept for, per node: what each member applied,
+/// raised to its log hold, and the holds of nodes not members yet. Only
+/// the log purge reads these: a hold says nothing of what a node holds.
+pub(crate) fn log_views(members: &Members, holds: &LogHolds) -> Members {
+    let mut views = members.clone();
+    for (node, hold) in holds {
+        merge_frontier(&mut views.entry(*node).or_default().applied, hold);
+    }
+    views
+}
+
+/// The purge plan: tombstones and expired versions every member has the
+/// stamps to settle, and, per origin, the log every node of `log_views`
+/// (but the ones `lagging` on that origin) is past. `own` is this node: its
+/// log is never purged of entries no other member holds, however far
+/// behind the others are, or they would be lost.
+pub(crate) fn plan(
+    members: &Members,
+    log_views: &Members,
+    lagging: &[(NodeId, Origin)],
+    own: NodeId,
+) -> PurgePlan {
     if members.is_empty() {
         return PurgePlan::default();
     }
-    let mut origins: Vec<Origin> = members.values().flat_map(|m| m.applied.keys().copied()).collect();
+    let mut origins: Vec<Origin> = log_views.values().flat_map(|m| m.applied.keys().copied()).collect();
     origins.extend(members.values().filter_map(|m| m.origin));
     origins.sort_unstable();
     origins.dedup();
@@ -82,18 +103,20 @@ pub(crate) fn plan(members: &Members, lagging: &[(NodeId, Origin)], own: NodeId)
     let mut log_upto = Vec::new();
     for origin in &origins {
         let settled = settled_through(members, origin);
-        let mut lowest_seq = u64::MAX;
         let mut held_elsewhere = 0;
         for (node, member) in members {
             let mark = member.applied.get(origin).copied().unwrap_or_default();
             stable_hlc = stable_hlc.min(covered_hlc(mark, settled));
-            if !lagging.contains(&(*node, *origin)) {
-                lowest_seq = lowest_seq.min(mark.seq);
-            }
             if *node != own {
                 held_elsewhere = held_elsewhere.max(mark.seq);
             }
         }
+        let lowest_seq = log_views
+            .iter()
+            .filter(|(node, _)| !lagging.contains(&(**node, *origin)))
+            .map(|(_, view)| view.applied.get(origin).map_or(0, |mark| mark.seq))
+            .min()
+            .unwrap_or(u64::MAX);
         let lowest_seq = lowest_seq.min(held_elsewhere);
         if lowest_seq > 0 && lowest_seq != u64::MAX {
             log_upto.push((*origin, lowest_seq));
@@ -181,7 +204,7 @@ mod tests {
         // Node 2 has applied 1's entries up to seq 6 (HLC 60).
         let members: Members =
             [member(1, &[(1, 10, 100)], (10, 150)), member(2, &[(1, 6, 60)], (0, 200))].into_iter().collect();
-        let plan = plan(&members, &[], NodeId(9));
+        let plan = plan(&members, &members, &[], NodeId(9));
         assert_eq!(plan.stable_hlc, 60, "node 2 may still receive entries of node 1 stamped above 60");
         assert_eq!(plan.log_upto, vec![(origin(1), 6)]);
     }
@@ -193,14 +216,14 @@ mod tests {
         let members: Members = [member(1, &[(1, 10, 100)], (10, 150)), member(2, &[(1, 10, 100)], (0, 300))]
             .into_iter()
             .collect();
-        assert_eq!(plan(&members, &[], NodeId(9)).stable_hlc, 150);
+        assert_eq!(plan(&members, &members, &[], NodeId(9)).stable_hlc, 150);
     }
 
     #[test]
     fn an_unknown_member_view_blocks_purging() {
         let mut members: Members = [member(1, &[(1, 10, 100)], (10, 150))].into_iter().collect();
         members.insert(NodeId(2), MemberView::default());
-        let plan = plan(&members, &[], NodeId(9));
+        let plan = plan(&members, &members, &[], NodeId(9));
         assert_eq!(plan.stable_hlc, 0);
         assert!(plan.log_upto.is_empty());
     }
@@ -213,7 +236,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let plan = plan(&members, &[(NodeId(2), origin(1))], NodeId(9));
+        let plan = plan(&members, &members, &[(NodeId(2), origin(1))], NodeId(9));
         assert_eq!(plan.stable_hlc, 10);
         assert_eq!(
             plan.log_upto,
@@ -256,7 +279,7 @@ mod tests {
         // Node 2 is far behind on node 1's origin, which only node 1 holds.
         let members: Members =
             [member(1, &[(1, 10, 100)], (10, 150)), member(2, &[], (0, 300))].into_iter().collect();
-        assert!(plan(&members, &[(NodeId(2), origin(1))], NodeId(1)).log_upto.is_empty());
+        assert!(plan(&members, &members, &[(NodeId(2), origin(1))], NodeId(1)).log_upto.is_empty());
     }
 
     #[test]
@@ -281,7 +304,25 @@ mod tests {
                 promise_seq: 0,
             },
         );
-        assert_eq!(plan(&members, &[], NodeId(9)).stable_hlc, 400, "the old origin writes nothing more");
+        assert_eq!(
+            plan(&members, &members, &[], NodeId(9)).stable_hlc,
+            400,
+            "the old origin writes nothing more"
+        );
+    }
+
+    #[test]
+    fn a_log_hold_keeps_the_log_but_settles_no_tombstone() {
+        // Node 3 installs a snapshot at origin 1's seq 4 (HLC 40) and is no
+        // member yet; the members have applied up to 10.
+        let members: Members = [member(1, &[(1, 10, 100)], (10, 150)), member(2, &[(1, 10, 100)], (0, 300))]
+            .into_iter()
+            .collect();
+        let holds: LogHolds =
+            [(NodeId(3), [(origin(1), mark(4, 40))].into_iter().collect())].into_iter().collect();
+        let plan = plan(&members, &log_views(&members, &holds), &[], NodeId(9));
+        assert_eq!(plan.log_upto, vec![(origin(1), 4)], "node 3 resumes from seq 5 by log");
+        assert_eq!(plan.stable_hlc, 150, "the hold counts for nothing else");
     }
 
     #[test]

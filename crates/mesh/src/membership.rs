@@ -1,10 +1,11 @@
 //! What this node knows of the cluster: the peers it pulls from, what each
 //! advertises and acknowledges, and which nodes were removed.
 //!
-//! Peers are known by address until their first handshake names their node
-//! id. An address that turns out to be this node, or a second address of a
-//! node already connected, is kept (so it is not learned again) but not
-//! pulled from.
+//! Peers are known by address until a handshake, or another node's
+//! heartbeat (which names the node behind each address it knows), names
+//! their node id. An address that turns out to be this node, or a second
+//! address of a node already connected, is kept (so it is not learned
+//! again) but not pulled from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -110,6 +111,17 @@ pub(crate) struct PeerTable {
     pub(crate) members: Members,
     /// Per origin, the sources that answered `OUT_OF_RANGE` for it.
     out_of_range: BTreeMap<Origin, OutOfRange>,
+    /// Log holds: nodes installing (or just installed) a snapshot, each
+    /// with the frontier it resumes from by log, and when this node
+    /// learned of it. The log is kept from there until the node's own
+    /// acknowledgements reach it (or the retention cap passes). A hold is
+    /// not a member view: it keeps log entries only, never tombstones,
+    /// and confirms no write concern, since the node may not have
+    /// installed anything yet.
+    pub(crate) log_holds: BTreeMap<NodeId, (Frontier, Instant)>,
+    /// Set once a member view was dropped because [`MAX_MEMBERS`] were
+    /// known: what that member holds is unknown, so nothing is purged.
+    members_overflowed: bool,
 }
 
 /// The `OUT_OF_RANGE` answers for one origin still current: each source
@@ -123,6 +135,39 @@ struct OutOfRange {
 }
 
 impl PeerTable {
+    /// Keeps the log for `node` from `from` on (merged with any hold it
+    /// has: the greater mark per origin). Beyond [`MAX_MEMBERS`] holds,
+    /// new ones are not taken.
+    pub(crate) fn hold_log_for(&mut self, node: NodeId, from: &Frontier, now: Instant) {
+        if self.removed.contains(&node) {
+            return;
+        }
+        if let Some((hold, _)) = self.log_holds.get_mut(&node) {
+            crate::members::merge_frontier(hold, from);
+        } else if self.log_holds.len() < MAX_MEMBERS {
+            self.log_holds.insert(node, (from.clone(), now));
+        }
+    }
+
+    /// Drops the holds no longer needed: the node's own view has reached
+    /// its hold on every origin (its acknowledgements now keep the log),
+    /// or the hold is older than `max_age` (the retention cap).
+    pub(crate) fn release_log_holds(&mut self, now: Instant, max_age: Duration) {
+        let members = &self.members;
+        self.log_holds.retain(|node, (hold, since)| {
+            let reached = members.get(node).is_some_and(|view| {
+                hold.iter()
+                    .all(|(origin, mark)| view.applied.get(origin).is_some_and(|have| have.seq >= mark.seq))
+            });
+            !reached && now.duration_since(*since) < max_age
+        });
+    }
+
+    /// The log holds, without their times.
+    pub(crate) fn log_holds(&self) -> crate::members::LogHolds {
+        self.log_holds.iter().map(|(node, (hold, _))| (*node, hold.clone())).collect()
+    }
+
     /// Records that `source` answered `OUT_OF_RANGE` for `origin`: it can
     /// supply the origin again from seq `resume_at` on.
     pub(crate) fn report_out_of_range(
@@ -177,13 +222,15 @@ impl PeerTable {
     /// that could supply it, so only a bootstrap can.
     ///
     /// It takes a current `OUT_OF_RANGE` answer for the entry, and then,
-    /// of every peer this node pulls from: its own answer, or, in its
-    /// latest heartbeat, a log that starts after the entry (it purged it,
-    /// or joined from a snapshot past it). A peer whose log still starts
-    /// at or before the entry, or that lacks the origin (it will hold it
-    /// from the start), can supply it now or once it has it. A peer not
-    /// heard from on a stream yet is waited for, up to `patience` after
-    /// the first answer, then passed over. Log starts only grow, so a
+    /// of every peer this node pulls from, its own answer or, in its latest
+    /// heartbeat, a log that starts after the entry (it purged it, or
+    /// joined from a snapshot past it). A peer that holds the entry (its
+    /// log starts at or before it, and it has applied it) can supply it:
+    /// no bootstrap. A peer that cannot tell yet (not connected, no
+    /// heartbeat on its stream, not that far itself, or too old a version
+    /// to say where its log starts) is waited for, up to `patience` after
+    /// the first answer, then passed over: two nodes behind the same purge
+    /// must not wait on each other forever. Log starts only grow, so a
     /// late heartbeat can only delay the verdict, never make it wrong.
     pub(crate) fn purged_everywhere(
         &self,
@@ -194,19 +241,22 @@ impl PeerTable {
     ) -> bool {
         let Some(reports) = self.out_of_range.get(&origin) else { return false };
         let next = applied.saturating_add(1);
-        let cannot_supply = |node: Option<NodeId>| {
+        let waited = now.duration_since(reports.since) >= patience;
+        let answered = |node: Option<NodeId>| {
             node.and_then(|node| reports.resume_at.get(&node)).is_some_and(|resume_at| next < *resume_at)
         };
         let mut gone_from = 0;
         for peer in self.peers.values().filter(|peer| peer.state.is_pulled()) {
-            if cannot_supply(peer.node) {
+            let heard = peer.state == PeerState::Connected && peer.heard_at.is_some();
+            let log_start = peer.log_starts.get(&origin).copied();
+            let purged_it = answered(peer.node) || (heard && log_start.is_some_and(|start| start > next));
+            let holds_it = heard
+                && log_start.is_some_and(|start| start <= next)
+                && peer.advertised.get(&origin).is_some_and(|mark| mark.seq >= next);
+            if purged_it {
                 gone_from += 1;
-            } else if peer.state == PeerState::Connected && peer.heard_at.is_some() {
-                match peer.log_starts.get(&origin) {
-                    Some(start) if *start > next => gone_from += 1,
-                    _ => return false,
-                }
-            } else if now.duration_since(reports.since) < patience {
+            } else if holds_it || !waited {
+                // It can supply the entry, or it may yet.
                 return false;
             }
         }
@@ -219,13 +269,19 @@ impl PeerTable {
     /// until a handshake names the node itself. Beyond
     /// [`MAX_KNOWN_PEERS`] addresses, new ones are not taken.
     pub(crate) fn learn(&mut self, address: &str, node: Option<NodeId>) -> bool {
+        // The address of a removed node is never pulled from again.
+        let node = node.filter(|node| !self.removed.contains(node));
         if let Some(peer) = self.peers.get_mut(address) {
-            if peer.node.is_none() && node.is_some_and(|node| !self.removed.contains(&node)) {
+            if peer.node.is_none() {
                 peer.node = node;
             }
             return false;
         }
-        if address.is_empty() || self.peers.len() >= MAX_KNOWN_PEERS {
+        if address.is_empty() {
+            return false;
+        }
+        if self.peers.values().filter(|peer| peer.state.is_pulled()).count() >= MAX_KNOWN_PEERS {
+            tracing::warn!(peer = %address, max = MAX_KNOWN_PEERS, "too many peers known: not learning another");
             return false;
         }
         let mut peer = Peer::new();
@@ -260,7 +316,17 @@ impl PeerTable {
             known.merge(view);
         } else if self.members.len() < MAX_MEMBERS {
             self.members.insert(node, view.clone());
+        } else {
+            // A member this node does not track could lack what a purge
+            // removes: purging waits (see `has_unresolved_peer`).
+            self.members_overflowed = true;
+            tracing::warn!(%node, max = MAX_MEMBERS, "too many members known: purges wait");
         }
+    }
+
+    /// Whether a member view was dropped for lack of room.
+    pub(crate) fn members_overflowed(&self) -> bool {
+        self.members_overflowed
     }
 
     /// Whether a peer is known by address only (no node has reached it):
@@ -286,6 +352,7 @@ impl PeerTable {
     pub(crate) fn remove_node(&mut self, node: NodeId) -> Vec<String> {
         self.removed.insert(node);
         self.members.remove(&node);
+        self.log_holds.remove(&node);
         let mut stopped = Vec::new();
         for (address, peer) in &mut self.peers {
             if peer.node == Some(node) && peer.state != PeerState::Removed {
@@ -361,11 +428,15 @@ mod tests {
     }
 
     #[test]
-    fn a_source_lacking_the_origin_will_hold_it_from_its_start() {
+    fn a_source_that_does_not_say_where_its_log_starts_is_waited_for() {
+        // Node 2 lacks the origin, or runs a version whose heartbeats do
+        // not carry log starts.
         let mut table = table(&[(1, 40), (2, 1)]);
         table.peers.get_mut("10.0.0.2:4482").expect("known").log_starts.clear();
         report(&mut table, 1);
-        assert!(!everywhere(&table, 2), "node 2 will hold origin 1 from seq 1 once it gets it");
+        assert!(!everywhere(&table, 2), "node 2 may hold entry 3 or get it: wait a while");
+        let later = Instant::now() + PATIENCE;
+        assert!(table.purged_everywhere(origin(1), 2, later, PATIENCE), "then pass it over");
     }
 
     #[test]
@@ -380,5 +451,19 @@ mod tests {
         assert!(table.purged_everywhere(origin(1), 2, later, PATIENCE), "waited long enough for node 4");
         report(&mut table, 4);
         assert!(everywhere(&table, 2), "node 4 cannot supply them either");
+    }
+
+    #[test]
+    fn two_nodes_behind_the_same_purge_do_not_wait_on_each_other_forever() {
+        // The origin (node 1) purged through 39; nodes 2 and this node both
+        // stopped at seq 2. Node 2's log still starts at 1, but it does not
+        // have entry 3 either.
+        let mut table = table(&[(1, 40), (2, 1)]);
+        table.peers.get_mut("10.0.0.2:4482").expect("known").advertised =
+            [(origin(1), FrontierMark { seq: 2, hlc: 2 })].into_iter().collect();
+        report(&mut table, 1);
+        assert!(!everywhere(&table, 2), "node 2 may still get entry 3: wait a while");
+        let later = Instant::now() + PATIENCE;
+        assert!(table.purged_everywhere(origin(1), 2, later, PATIENCE), "then bootstrap");
     }
 }

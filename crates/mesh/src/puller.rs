@@ -228,8 +228,14 @@ fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
     if beat.peers.len() > MAX_KNOWN_PEERS {
         return Err(too_many("heartbeat.peers", beat.peers.len(), MAX_KNOWN_PEERS));
     }
-    if beat.members.len() > MAX_MEMBERS {
-        return Err(too_many("heartbeat.members", beat.members.len(), MAX_MEMBERS));
+    for (field, count) in [
+        ("heartbeat.members", beat.members.len()),
+        ("heartbeat.log_holds", beat.log_holds.len()),
+        ("heartbeat.removed", beat.removed.len()),
+    ] {
+        if count > MAX_MEMBERS {
+            return Err(too_many(field, count, MAX_MEMBERS));
+        }
     }
     let peers = beat
         .peers
@@ -261,6 +267,15 @@ fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
         wall_ms: beat.wall_ms,
         caller_ahead_ms: beat.caller_ahead_ms,
         log_starts: frontier_from_pb(&beat.log_starts, "heartbeat.log_starts")?,
+        log_holds: beat
+            .log_holds
+            .iter()
+            .enumerate()
+            .map(|(i, hold)| {
+                member_from_pb(hold, &format!("heartbeat.log_holds[{i}]"))
+                    .map(|(node, view)| (node, view.applied))
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 

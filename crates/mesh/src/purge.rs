@@ -3,24 +3,30 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use consensusdb_storage::{PurgePlan, StorageError, WriteHold};
 use consensusdb_types::{FrontierMark, NodeId, Origin};
 
 use crate::Inner;
-use crate::members::{self, Lagging, MemberView, Members};
+use crate::members::{self, Lagging, LogHolds, MemberView, Members};
 
-/// The members whose views decide a purge, this node included. `None`
-/// while a peer is known by address only: what it holds is unknown.
-fn members_now(inner: &Inner, own: MemberView) -> Option<Members> {
-    let peers = inner.peers();
-    if peers.has_unresolved_peer() {
+/// The members whose views decide a purge, this node included, and the
+/// log holds of nodes resuming from a snapshot. `None` while a peer is
+/// known by address only, or a member view was dropped for lack of room:
+/// what it holds is unknown.
+fn members_now(inner: &Inner, own: MemberView) -> Option<(Members, LogHolds)> {
+    let mut peers = inner.peers();
+    if peers.has_unresolved_peer() || peers.members_overflowed() {
         return None;
     }
+    let max_age = Duration::from_millis(inner.config.retention_max_lag_ms);
+    peers.release_log_holds(Instant::now(), max_age);
     let mut members = peers.members.clone();
+    let holds = peers.log_holds();
     drop(peers);
     members.insert(inner.store.origin().node, own);
-    Some(members)
+    Some((members, holds))
 }
 
 /// The members lagging past the retention cap, per origin
@@ -64,9 +70,10 @@ pub(crate) async fn round(inner: &Arc<Inner>) -> Result<(), StorageError> {
     // Remember the cluster first: a restart must still count every member.
     let membership = crate::membership_store::encode(&inner.peers());
     inner.store.save_membership(membership).await?;
-    let Some(members) = members_now(inner, view.clone()) else { return Ok(()) };
-    let lagging = lagging(inner, &members, &view).await?;
-    let plan = members::plan(&members, &lagging, own.node);
+    let Some((members, holds)) = members_now(inner, view.clone()) else { return Ok(()) };
+    let log_views = members::log_views(&members, &holds);
+    let lagging = lagging(inner, &log_views, &view).await?;
+    let plan = members::plan(&members, &log_views, &lagging, own.node);
     loop {
         let outcome = match inner.store.purge(plan.clone()).await {
             Ok(outcome) => outcome,

@@ -9,7 +9,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::Inner;
-use crate::members::MemberView;
 use crate::wire::{frontier_from_pb, frontier_to_pb, origin_from_pb};
 
 /// Records per chunk are bounded by bytes, well under the message limit.
@@ -48,14 +47,12 @@ pub(crate) fn serve(inner: &Inner, request: &pb::SnapshotRequest) -> Result<Snap
             )));
         }
     }
-    // Once installed, the caller holds everything up to the snapshot's
-    // frontier, and resumes by log from there: from now on it counts as a
-    // member that far, here and (through heartbeats) on every node, so no
-    // purge removes the entries it will ask for next.
-    inner.peers().learn_member(
-        caller.node,
-        &MemberView { origin: Some(caller), applied: frontier, ..MemberView::default() },
-    );
+    // Once installed, the caller resumes by log from the snapshot's
+    // frontier: from now on the log is kept from there, here and (through
+    // heartbeats) on every node, so no purge removes the entries it will
+    // ask for next. A hold, not a member view: the caller has installed
+    // nothing yet, and may never.
+    inner.peers().hold_log_for(caller.node, &frontier, std::time::Instant::now());
     tracing::info!(peer = %caller, "serving a bootstrap snapshot");
     let parts: mpsc::Receiver<_> = inner.store.export_snapshot(CHUNK_BYTES);
     // A long snapshot must not hold up the node's graceful shutdown: it is

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::Inner;
+use crate::members::MemberView;
 use crate::wire::{
     PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, known_peer_to_pb, member_to_pb, node_to_bytes,
     origin_from_pb, origin_to_pb,
@@ -285,6 +286,13 @@ impl Inner {
             wall_ms: self.store.wall_clock_ms(),
             caller_ahead_ms,
             log_starts: frontier_to_pb(&self.log_starts()),
+            log_holds: peers
+                .log_holds
+                .iter()
+                .map(|(node, (hold, _))| {
+                    member_to_pb(*node, &MemberView { applied: hold.clone(), ..MemberView::default() })
+                })
+                .collect(),
         })
     }
 }

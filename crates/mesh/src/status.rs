@@ -24,15 +24,11 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
     let counters = store.counters();
     let (plan, lagging) = inner.last_purge.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let now = std::time::Instant::now();
+    // One lock at a time (see `Inner`).
+    let nodes: Vec<_> = inner.peers().peers.values().filter_map(|peer| peer.node).collect();
     let clock_offsets: std::collections::HashMap<_, _> = {
         let clocks = inner.clocks();
-        let peers = inner.peers();
-        peers
-            .peers
-            .values()
-            .filter_map(|peer| peer.node)
-            .filter_map(|node| Some((node, clocks.offset(node, now)?.estimate())))
-            .collect()
+        nodes.into_iter().filter_map(|node| Some((node, clocks.offset(node, now)?.estimate()))).collect()
     };
     let peers = inner.peers();
     let peer_status = peers

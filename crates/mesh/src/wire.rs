@@ -7,8 +7,12 @@ use tonic::Status;
 
 use crate::members::MemberView;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks. Version 2: heartbeats name
+/// the node behind each peer address, and carry wall clocks, log starts
+/// and log holds. Nodes of different versions refuse each other's streams
+/// (the handshake says which each speaks) rather than replicate with half
+/// the rules.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 pub(crate) fn origin_to_pb(origin: &Origin) -> pb::Origin {
     pb::Origin { node_id: node_to_bytes(&origin.node), incarnation: origin.incarnation }

@@ -197,22 +197,32 @@ impl Node {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }))
         });
+        // Cuts the connections still open once shutdown has waited its grace
+        // period; aborted when serving ends before that.
+        let (grace_started, grace_start) = tokio::sync::oneshot::channel::<()>();
+        let grace = {
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                if grace_start.await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(shutdown_grace).await;
+                tracing::warn!(
+                    open = connections.open(),
+                    "shutdown grace period over: cutting the connections still open"
+                );
+                connections.close_all();
+            })
+        };
         let stopping = {
-            let (mesh, connections) = (mesh.clone(), connections.clone());
+            let mesh = mesh.clone();
             async move {
                 shutdown.await;
                 stop.send_replace(true);
                 // Replication streams never end on their own; the graceful
                 // shutdown below would wait for them forever.
                 mesh.begin_stop();
-                tokio::spawn(async move {
-                    tokio::time::sleep(shutdown_grace).await;
-                    tracing::warn!(
-                        open = connections.open(),
-                        "shutdown grace period over: cutting the connections still open"
-                    );
-                    connections.close_all();
-                });
+                let _ = grace_started.send(());
             }
         };
         let api = RecordsApi::new(store.clone(), metrics, "grpc").with_cluster(probe);
@@ -223,6 +233,7 @@ impl Node {
             Some(task) => task.await?.map_err(NodeError::Http),
             None => Ok(()),
         };
+        grace.abort();
         mesh.stop().await;
         // Close storage even if serving failed, so acknowledged writes are flushed.
         let closed = store.close().await;

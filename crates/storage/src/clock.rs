@@ -8,3 +8,9 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// The wall clock stamps follow: [`now_ms`] moved by the development
+/// clock skew.
+pub(crate) fn skewed_now_ms(skew_ms: i64) -> u64 {
+    now_ms().saturating_add_signed(skew_ms)
+}

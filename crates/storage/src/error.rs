@@ -159,8 +159,8 @@ pub enum StorageError {
         reason: String,
     },
     /// A scan stopped before its end for a reason other than its limit:
-    /// the records already returned are good, and `resume_token` (when any
-    /// were returned) continues right after the last of them.
+    /// the records already returned are good, and `resume_token` continues
+    /// right after the last of them (or where the scan began).
     #[error("the scan was cut short: {reason}; {}", resume_hint(.resume_token.is_some()))]
     ScanCutShort {
         /// Why the scan stopped.
@@ -199,7 +199,7 @@ fn resume_hint(resumable: bool) -> &'static str {
     if resumable {
         "the records before this error are complete and in key order: continue with the page token given"
     } else {
-        "no record was returned: run the scan again"
+        "no record was returned: run the scan again from its start"
     }
 }
 

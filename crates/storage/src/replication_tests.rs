@@ -450,3 +450,19 @@ async fn a_client_write_that_could_never_become_current_is_refused_and_says_why(
     // Other keys are written as usual.
     assert_eq!(store.put(client_put("fresh"), None).await.unwrap().seq, 1);
 }
+
+#[tokio::test]
+async fn a_damaged_record_in_a_snapshot_is_skipped_and_the_rest_installed() {
+    let (source_dir, joiner_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (source, joiner) = (open(source_dir.path()), open(joiner_dir.path()));
+    for minor in ["a", "b", "c"] {
+        source.put(local_put(minor, b"v"), None).await.unwrap();
+    }
+    // The source holds one damaged head, as a bad disk would leave it.
+    let db = &source.shared.engine.db;
+    db.put_cf(crate::columns::handle(db, crate::columns::RECORDS), encoded("b"), [0xEE]).unwrap();
+    install(&source, &joiner).await;
+    let minors: Vec<String> = live(&joiner).await.into_keys().collect();
+    assert_eq!(minors, ["a", "c"], "every record but the damaged one");
+    assert_eq!(joiner.counters().damaged_records_skipped.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -114,17 +114,20 @@ pub(crate) struct ScanChunks {
 }
 
 impl ScanChunks {
-    /// A producer and the stream its client reads.
+    /// A producer and the stream its client reads. `page_token` is where
+    /// the scan starts: until a record is sent, a cut scan resumes there.
     pub(crate) fn channel(
         limit: usize,
         chunk_bytes: usize,
         stall_timeout: Duration,
         runtime: tokio::runtime::Handle,
         closing: watch::Receiver<bool>,
+        page_token: Option<Vec<u8>>,
     ) -> (Self, ScanStream) {
         let (sender, receiver) = mpsc::channel(2);
         let cut_reason = CutReason::default();
-        let stream = ScanStream { receiver, cut_reason: cut_reason.clone(), resume_token: None, done: false };
+        let stream =
+            ScanStream { receiver, cut_reason: cut_reason.clone(), resume_token: page_token, done: false };
         (Self { limit, chunk_bytes, stall_timeout, runtime, closing, sender, cut_reason }, stream)
     }
 

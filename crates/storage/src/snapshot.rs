@@ -136,7 +136,7 @@ impl Store {
     }
 
     /// Starts installing a snapshot: client writes must already be closed
-    /// ([`Store::close_writes`]). Clears the records, digests and purge
+    /// ([`Store::hold_writes`]). Clears the records, digests and purge
     /// queue and the log of other origins; replicated entries are refused
     /// until [`Store::install_end`].
     pub async fn install_begin(&self) -> Result<(), StorageError> {

@@ -353,7 +353,7 @@ impl Store {
     /// (the development clock skew included): what heartbeats tell peers,
     /// so they can compare clocks.
     pub fn wall_clock_ms(&self) -> u64 {
-        now_ms().saturating_add_signed(self.shared.clock_skew_ms)
+        crate::clock::skewed_now_ms(self.shared.clock_skew_ms)
     }
 
     /// The limits client input is checked against.
@@ -587,6 +587,7 @@ impl Store {
             self.shared.scan_stall_timeout,
             tokio::runtime::Handle::current(),
             self.shared.closing.subscribe(),
+            query.page_token.clone(),
         );
         let (engine, counters) = (self.shared.engine.clone(), self.shared.counters.clone());
         tokio::task::spawn_blocking(move || {

@@ -100,6 +100,18 @@ impl TestCluster {
         n: usize,
         configure: impl Fn(usize, &mut NodeConfig) + Send + Sync + 'static,
     ) -> Self {
+        Self::start_cut(n, &[], configure).await
+    }
+
+    /// Like [`TestCluster::start_unready`], with the links between each
+    /// pair in `cut` partitioned (both ways) before any node starts: those
+    /// nodes never reach each other, as two data centers joined only
+    /// through a third.
+    pub async fn start_cut(
+        n: usize,
+        cut: &[(usize, usize)],
+        configure: impl Fn(usize, &mut NodeConfig) + Send + Sync + 'static,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut cluster = Self {
             nodes: Vec::new(),
@@ -118,6 +130,9 @@ impl TestCluster {
         }
         for i in 0..n {
             cluster.add_links(i).await;
+        }
+        for &(a, b) in cut {
+            cluster.partition(&[a], &[b]);
         }
         let seeds: Vec<String> = cluster.nodes.iter().map(|node| node.addr.to_string()).collect();
         for (i, listener) in listeners.into_iter().enumerate() {

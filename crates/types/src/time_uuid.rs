@@ -75,7 +75,7 @@ impl TimeUuid {
     /// one spelling; the error shows the canonical one. `field` names the
     /// input in the error.
     pub fn parse(text: &str, field: &str) -> Result<Self, FieldError> {
-        let uuid = Uuid::parse_str(text.trim())
+        let uuid = Uuid::parse_str(text)
             .map_err(|e| FieldError::new(field, format!("not a UUID ({e}): {text:?}")))?;
         let canonical = uuid.hyphenated().to_string();
         if text != canonical {

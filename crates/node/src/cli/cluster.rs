@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use tonic::transport::Channel;
 
 use crate::cli::failure::CliError;
-use crate::cli::render::{Format, Output};
+use crate::cli::render::{Format, Output, rfc3339_ms};
 
 /// A cluster command.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -102,11 +102,7 @@ fn frontier_json(marks: &[pb::OriginMark]) -> Value {
 
 /// An HLC's wall-clock part as RFC 3339 text ("" for 0: nothing yet).
 fn hlc_text(hlc: u64) -> String {
-    if hlc == 0 {
-        return String::new();
-    }
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(hlc >> HybridClock::LOGICAL_BITS);
-    humantime::format_rfc3339_millis(time).to_string()
+    if hlc == 0 { String::new() } else { rfc3339_ms(hlc >> HybridClock::LOGICAL_BITS) }
 }
 
 /// What this node is doing, in a word or a reason.

@@ -164,7 +164,8 @@ pub fn compression_name(compression: Compression) -> &'static str {
     }
 }
 
-fn rfc3339_ms(unix_ms: u64) -> String {
+/// Unix milliseconds as RFC 3339 with milliseconds.
+pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
 }
 

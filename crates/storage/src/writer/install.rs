@@ -77,12 +77,19 @@ impl Writer {
         let mut digests: HashMap<Vec<u8>, Digest> = HashMap::new();
         for record in records {
             // Checked before anything is stored, as replicated entries are.
-            let bad = |reason: String| StorageError::BadEntry { what: "snapshot record".into(), reason };
-            decode_key(&record.key).map_err(|error| bad(error.to_string()))?;
-            let head = Head::decode(&record.head).map_err(|error| bad(error.to_string()))?;
-            if let Some(value) = &record.value {
-                stored_value::decode(value).map_err(|error| bad(error.to_string()))?;
-            }
+            // A damaged record (a source holding one from a bad disk, or
+            // from before entries were checked) is skipped and counted, as
+            // scans skip it: refusing the whole snapshot would leave every
+            // joiner unable to bootstrap from that source, or any source.
+            let head = match check_snapshot_record(&record) {
+                Ok(head) => head,
+                Err(error) => {
+                    self.counters.damaged_records_skipped.fetch_add(1, Ordering::Relaxed);
+                    let key: String = record.key.iter().map(|b| format!("{b:02x}")).collect();
+                    tracing::error!(%key, %error, "skipped a damaged snapshot record");
+                    continue;
+                }
+            };
             if let Some(at) = head.purgeable_at() {
                 batch.put_cf(queue, columns::purge_queue_key(at, &record.key), []);
             }
@@ -206,4 +213,14 @@ impl Writer {
         }
         Ok(count)
     }
+}
+
+/// The head of a snapshot record whose key, head and value all decode.
+fn check_snapshot_record(record: &SnapshotRecord) -> Result<Head, consensusdb_types::DecodeError> {
+    decode_key(&record.key)?;
+    let head = Head::decode(&record.head)?;
+    if let Some(value) = &record.value {
+        stored_value::decode(value)?;
+    }
+    Ok(head)
 }

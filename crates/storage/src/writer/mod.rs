@@ -310,7 +310,7 @@ impl Writer {
 
     /// The wall clock the HLC follows.
     fn wall_ms(&self) -> u64 {
-        now_ms().saturating_add_signed(self.clock_skew_ms)
+        crate::clock::skewed_now_ms(self.clock_skew_ms)
     }
 
     /// Runs until a shutdown message or until every sender is gone.
