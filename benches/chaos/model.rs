@@ -128,6 +128,10 @@ pub struct Model {
     pub refused: BTreeMap<String, u64>,
     /// Requests of unknown outcome, by gRPC code.
     pub unknown_codes: BTreeMap<String, u64>,
+    /// The first message seen per error code, so an unexpected code can
+    /// be told apart (a server's INTERNAL from a client-side transport
+    /// error, say).
+    pub first_messages: BTreeMap<String, String>,
     /// Answers that contradict themselves (a head without a stamp, a put
     /// answered with a tombstone head, two writes with one stamp).
     pub anomalies: Vec<String>,
@@ -162,11 +166,13 @@ impl Model {
         self.keys.entry(key.clone()).or_default().unknown.push(value);
     }
 
-    /// A request answered with an error: `written` tells whether it may
-    /// have been applied.
-    pub fn error(&mut self, code: tonic::Code, may_be_written: bool) {
+    /// A request answered with an error: `may_be_written` tells whether
+    /// it may have been applied.
+    pub fn error(&mut self, status: &tonic::Status, may_be_written: bool) {
         let counts = if may_be_written { &mut self.unknown_codes } else { &mut self.refused };
-        *counts.entry(format!("{code:?}")).or_default() += 1;
+        let code = format!("{:?}", status.code());
+        *counts.entry(code.clone()).or_default() += 1;
+        self.first_messages.entry(code).or_insert_with(|| status.message().to_string());
     }
 }
 

@@ -220,6 +220,9 @@ pub async fn run(args: &Args) -> Result<bool, Error> {
         counts(&model.refused),
         counts(&model.unknown_codes)
     );
+    for (code, message) in &model.first_messages {
+        eprintln!("chaos:     first {code}: {message}");
+    }
     eprintln!(
         "chaos: proxies: {} connections forwarded, {} refused, {} cut, {} from an unknown source",
         proxy_counts.forwarded.load(ordering),

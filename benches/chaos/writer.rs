@@ -81,7 +81,7 @@ async fn send(client: &mut Records, op: &Op, model: &Mutex<Model>) -> bool {
         }
         Err(status) => {
             let unknown = model::may_be_written(status.code());
-            model.error(status.code(), unknown);
+            model.error(&status, unknown);
             if unknown {
                 for (key, value) in writes {
                     model.unknown(key, value);
