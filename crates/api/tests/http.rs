@@ -494,6 +494,17 @@ fn the_openapi_document_lists_every_route_and_docs_are_served_offline() {
         assert!(row[method].is_object(), "{method} is documented");
     }
     assert!(row["put"]["responses"]["409"].is_object(), "errors are declared: {}", row["put"]["responses"]);
+    // The answers given before routing are declared on every operation,
+    // while a route's own description of a code is kept.
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for status in ["413", "414", "431"] {
+                assert!(operation["responses"][status].is_object(), "{method} {path} declares {status}");
+            }
+        }
+    }
+    let too_large = row["put"]["responses"]["413"]["description"].as_str().unwrap();
+    assert!(too_large.contains("http.max_body_bytes"), "the write's own 413: {too_large}");
 
     let docs = gateway.get("/docs/");
     assert_eq!(docs.status, 200);

@@ -3,11 +3,12 @@
 //! documentation or differ from it. Swagger UI (`/docs`) is compiled in,
 //! so it works without a network.
 
-use utoipa::OpenApi;
+use utoipa::{IntoResponses, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::responses::EdgeErrors;
 use super::{Gateway, batch, health, records, rows, scan, status};
 
 #[derive(OpenApi)]
@@ -49,9 +50,34 @@ fn documented() -> OpenApiRouter<Gateway> {
         .routes(routes!(health::metrics))
 }
 
+/// `document` with [`EdgeErrors`] added to every operation that does not
+/// declare those codes itself.
+fn with_edge_errors(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let edge = EdgeErrors::responses();
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, response) in &edge {
+                operation.responses.responses.entry(status.clone()).or_insert_with(|| response.clone());
+            }
+        }
+    }
+    document
+}
+
 /// The documented routes, `/openapi.json` and `/docs`.
 pub(super) fn routes() -> axum::Router<Gateway> {
     let (router, document) = documented().split_for_parts();
+    let document = with_edge_errors(document);
     // SwaggerUi serves the document at the URL it is given, so it is not
     // routed a second time. The validator badge would call out to the
     // internet.
@@ -64,5 +90,5 @@ pub(super) fn routes() -> axum::Router<Gateway> {
 
 /// The OpenAPI document, as served at `/openapi.json`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    documented().into_openapi()
+    with_edge_errors(documented().into_openapi())
 }

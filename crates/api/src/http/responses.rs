@@ -2,13 +2,29 @@
 //! OpenAPI document (a client generator, and the conformance run in CI,
 //! hold the gateway to them).
 //!
-//! Every route may also answer 413 (a body declared over the limit), 414
-//! (a path and query over 8 KiB) and 431 (headers over 100 fields or
-//! 64 KiB): those come before routing, whatever the route.
+//! Every route may also answer [`EdgeErrors`]: those come before routing,
+//! whatever the route, so the document adds them to every operation
+//! (see `openapi::with_edge_errors`).
 
 use utoipa::IntoResponses;
 
 use super::error::ErrorBody;
+
+/// Answers given before routing (`limits`), whatever the route. An
+/// operation that declares one of these codes itself keeps its own.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum EdgeErrors {
+    /// A body declared over the gateway's limit, refused before it is read.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// The path and query are over 8 KiB.
+    #[response(status = 414)]
+    UriTooLong(ErrorBody),
+    /// Over 100 header fields, or 64 KiB of headers.
+    #[response(status = 431)]
+    HeadersTooLarge(ErrorBody),
+}
 
 /// Errors of a read.
 #[derive(IntoResponses)]
@@ -20,15 +36,6 @@ pub(crate) enum ReadErrors {
     /// No live record there.
     #[response(status = 404)]
     NotFound(ErrorBody),
-    /// A body declared over the gateway's limit, refused before it is read.
-    #[response(status = 413)]
-    TooLarge(ErrorBody),
-    /// The path and query are over 8 KiB.
-    #[response(status = 414)]
-    UriTooLong(ErrorBody),
-    /// Over 100 header fields, or 64 KiB of headers.
-    #[response(status = 431)]
-    HeadersTooLarge(ErrorBody),
     /// The node is shutting down or overloaded; try another node or later.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -44,15 +51,6 @@ pub(crate) enum ListErrors {
     /// No route has this path.
     #[response(status = 404)]
     NoSuchPath(ErrorBody),
-    /// A body declared over the gateway's limit, refused before it is read.
-    #[response(status = 413)]
-    TooLarge(ErrorBody),
-    /// The path and query are over 8 KiB.
-    #[response(status = 414)]
-    UriTooLong(ErrorBody),
-    /// Over 100 header fields, or 64 KiB of headers.
-    #[response(status = 431)]
-    HeadersTooLarge(ErrorBody),
     /// The node is shutting down or overloaded.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -82,12 +80,6 @@ pub(crate) enum WriteErrors {
     /// The body is not sent as `application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
-    /// The path and query are over 8 KiB.
-    #[response(status = 414)]
-    UriTooLong(ErrorBody),
-    /// Over 100 header fields, or 64 KiB of headers.
-    #[response(status = 431)]
-    HeadersTooLarge(ErrorBody),
     /// Writes are closed (bootstrap, storage failure, shutdown) or the
     /// writer is overloaded.
     #[response(status = 503)]
@@ -118,12 +110,6 @@ pub(crate) enum TouchErrors {
     /// The body is not sent as `application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorBody),
-    /// The path and query are over 8 KiB.
-    #[response(status = 414)]
-    UriTooLong(ErrorBody),
-    /// Over 100 header fields, or 64 KiB of headers.
-    #[response(status = 431)]
-    HeadersTooLarge(ErrorBody),
     /// Writes are closed or the writer is overloaded.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -146,15 +132,6 @@ pub(crate) enum RemoveErrors {
     /// this node's clock (a node whose clock runs ahead wrote it).
     #[response(status = 412)]
     Superseded(ErrorBody),
-    /// A body declared over the gateway's limit, refused before it is read.
-    #[response(status = 413)]
-    TooLarge(ErrorBody),
-    /// The path and query are over 8 KiB.
-    #[response(status = 414)]
-    UriTooLong(ErrorBody),
-    /// Over 100 header fields, or 64 KiB of headers.
-    #[response(status = 431)]
-    HeadersTooLarge(ErrorBody),
     /// Writes are closed or the writer is overloaded.
     #[response(status = 503)]
     Unavailable(ErrorBody),
