@@ -213,7 +213,7 @@ pub(crate) struct Heartbeat {
     /// Per origin, the first seq the source can supply.
     pub(crate) log_starts: Frontier,
     /// The log holds the source knows.
-    pub(crate) log_holds: Vec<(NodeId, Frontier)>,
+    pub(crate) log_holds: Vec<(NodeId, membership::LogHold)>,
 }
 
 /// Compares this node's clock with its peers' every heartbeat interval,
@@ -393,9 +393,9 @@ impl Inner {
         }
         let new_origins = {
             let mut table = self.peers();
-            let now = std::time::Instant::now();
+            let now_ms = self.store.wall_clock_ms();
             for (node, hold) in &log_holds {
-                table.hold_log_for(*node, hold, now);
+                table.hold_log_for(*node, hold, now_ms, self.config.retention_max_lag_ms);
             }
             let own = self.store.origin();
             for (node, view) in &members {

@@ -111,17 +111,26 @@ pub(crate) struct PeerTable {
     pub(crate) members: Members,
     /// Per origin, the sources that answered `OUT_OF_RANGE` for it.
     out_of_range: BTreeMap<Origin, OutOfRange>,
-    /// Log holds: nodes installing (or just installed) a snapshot, each
-    /// with the frontier it resumes from by log, and when this node
-    /// learned of it. The log is kept from there until the node's own
-    /// acknowledgements reach it (or the retention cap passes). A hold is
-    /// not a member view: it keeps log entries only, never tombstones,
+    /// Log holds: nodes installing (or just installed) a snapshot. The
+    /// log is kept from each hold's frontier until the node's own
+    /// acknowledgements reach it (or the retention cap passes). A hold
+    /// is not a member view: it keeps log entries only, never tombstones,
     /// and confirms no write concern, since the node may not have
     /// installed anything yet.
-    pub(crate) log_holds: BTreeMap<NodeId, (Frontier, Instant)>,
+    pub(crate) log_holds: BTreeMap<NodeId, LogHold>,
     /// Set once a member view was dropped because [`MAX_MEMBERS`] were
     /// known: what that member holds is unknown, so nothing is purged.
     members_overflowed: bool,
+}
+
+/// A node that resumes by log from a snapshot's frontier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LogHold {
+    /// Per origin, the mark the node resumes after.
+    pub(crate) from: Frontier,
+    /// When the node serving the snapshot took the hold (its wall clock,
+    /// ms). It travels with the hold, so gossip never renews a hold.
+    pub(crate) since_ms: u64,
 }
 
 /// The `OUT_OF_RANGE` answers for one origin still current: each source
@@ -135,37 +144,43 @@ struct OutOfRange {
 }
 
 impl PeerTable {
-    /// Keeps the log for `node` from `from` on (merged with any hold it
-    /// has: the greater mark per origin). Beyond [`MAX_MEMBERS`] holds,
-    /// new ones are not taken.
-    pub(crate) fn hold_log_for(&mut self, node: NodeId, from: &Frontier, now: Instant) {
-        if self.removed.contains(&node) {
+    /// Keeps the log for `node` from `hold`'s frontier on, merged with
+    /// any hold it has (the greater mark per origin, the later time: a
+    /// second snapshot replaces the first). A hold older than `max_age_ms`
+    /// (the retention cap) is not taken, so one gossiped back after it
+    /// expired here stays expired; beyond [`MAX_MEMBERS`] holds, new ones
+    /// are not taken.
+    pub(crate) fn hold_log_for(&mut self, node: NodeId, hold: &LogHold, now_ms: u64, max_age_ms: u64) {
+        if self.removed.contains(&node) || now_ms.saturating_sub(hold.since_ms) >= max_age_ms {
             return;
         }
-        if let Some((hold, _)) = self.log_holds.get_mut(&node) {
-            crate::members::merge_frontier(hold, from);
+        let since_ms = hold.since_ms.min(now_ms);
+        if let Some(held) = self.log_holds.get_mut(&node) {
+            crate::members::merge_frontier(&mut held.from, &hold.from);
+            held.since_ms = held.since_ms.max(since_ms);
         } else if self.log_holds.len() < MAX_MEMBERS {
-            self.log_holds.insert(node, (from.clone(), now));
+            self.log_holds.insert(node, LogHold { from: hold.from.clone(), since_ms });
         }
     }
 
     /// Drops the holds no longer needed: the node's own view has reached
     /// its hold on every origin (its acknowledgements now keep the log),
-    /// or the hold is older than `max_age` (the retention cap).
-    pub(crate) fn release_log_holds(&mut self, now: Instant, max_age: Duration) {
+    /// or the hold is older than `max_age_ms` (the retention cap).
+    pub(crate) fn release_log_holds(&mut self, now_ms: u64, max_age_ms: u64) {
         let members = &self.members;
-        self.log_holds.retain(|node, (hold, since)| {
+        self.log_holds.retain(|node, hold| {
             let reached = members.get(node).is_some_and(|view| {
-                hold.iter()
+                hold.from
+                    .iter()
                     .all(|(origin, mark)| view.applied.get(origin).is_some_and(|have| have.seq >= mark.seq))
             });
-            !reached && now.duration_since(*since) < max_age
+            !reached && now_ms.saturating_sub(hold.since_ms) < max_age_ms
         });
     }
 
-    /// The log holds, without their times.
+    /// The log holds' frontiers.
     pub(crate) fn log_holds(&self) -> crate::members::LogHolds {
-        self.log_holds.iter().map(|(node, (hold, _))| (*node, hold.clone())).collect()
+        self.log_holds.iter().map(|(node, hold)| (*node, hold.from.clone())).collect()
     }
 
     /// Records that `source` answered `OUT_OF_RANGE` for `origin`: it can
@@ -465,5 +480,47 @@ mod tests {
         assert!(!everywhere(&table, 2), "node 2 may still get entry 3: wait a while");
         let later = Instant::now() + PATIENCE;
         assert!(table.purged_everywhere(origin(1), 2, later, PATIENCE), "then bootstrap");
+    }
+
+    fn hold(seq: u64, since_ms: u64) -> LogHold {
+        LogHold { from: [(origin(1), FrontierMark { seq, hlc: seq })].into_iter().collect(), since_ms }
+    }
+
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+    #[test]
+    fn a_log_hold_is_released_once_its_node_reached_it() {
+        let mut table = table(&[]);
+        table.hold_log_for(NodeId(3), &hold(10, 1_000), 2_000, DAY_MS);
+        table.release_log_holds(3_000, DAY_MS);
+        assert_eq!(table.log_holds().len(), 1, "node 3 has acknowledged nothing yet");
+        let applied = [(origin(1), FrontierMark { seq: 10, hlc: 10 })].into_iter().collect();
+        table.members.insert(NodeId(3), MemberView { applied, ..MemberView::default() });
+        table.release_log_holds(4_000, DAY_MS);
+        assert!(table.log_holds().is_empty(), "its own acknowledgements keep the log now");
+    }
+
+    #[test]
+    fn gossip_never_renews_an_expired_log_hold() {
+        // Node 3 never came back after its snapshot: the hold expires a
+        // day after it was taken, on every node, whatever order the
+        // heartbeats carrying it arrive in.
+        let mut table = table(&[]);
+        table.hold_log_for(NodeId(3), &hold(10, 1_000), 5_000, DAY_MS);
+        table.release_log_holds(1_000 + DAY_MS, DAY_MS);
+        assert!(table.log_holds().is_empty(), "expired");
+        table.hold_log_for(NodeId(3), &hold(10, 1_000), 2_000 + DAY_MS, DAY_MS);
+        assert!(table.log_holds().is_empty(), "a peer gossiping it back does not renew it");
+    }
+
+    #[test]
+    fn log_holds_merge_to_the_latest_snapshot() {
+        let mut table = table(&[]);
+        table.hold_log_for(NodeId(3), &hold(20, 2_000), 3_000, DAY_MS);
+        table.hold_log_for(NodeId(3), &hold(10, 1_000), 3_000, DAY_MS);
+        assert_eq!(table.log_holds[&NodeId(3)], hold(20, 2_000), "an older copy changes nothing");
+        // A time ahead of this node's clock counts from now.
+        table.hold_log_for(NodeId(4), &hold(5, u64::MAX), 3_000, DAY_MS);
+        assert_eq!(table.log_holds[&NodeId(4)].since_ms, 3_000);
     }
 }

@@ -17,8 +17,8 @@ use crate::assignment::excluded_for;
 use crate::backoff::Backoff;
 use crate::membership::PeerState;
 use crate::wire::{
-    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, known_peer_from_pb, member_from_pb, node_from_bytes,
-    origin_from_pb, origin_to_pb,
+    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, known_peer_from_pb, log_hold_from_pb, member_from_pb,
+    node_from_bytes, origin_from_pb, origin_to_pb,
 };
 use crate::{Heartbeat, Inner};
 use consensusdb_types::error::error_chain;
@@ -271,10 +271,7 @@ fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
             .log_holds
             .iter()
             .enumerate()
-            .map(|(i, hold)| {
-                member_from_pb(hold, &format!("heartbeat.log_holds[{i}]"))
-                    .map(|(node, view)| (node, view.applied))
-            })
+            .map(|(i, hold)| log_hold_from_pb(hold, &format!("heartbeat.log_holds[{i}]")))
             .collect::<Result<_, _>>()?,
     })
 }

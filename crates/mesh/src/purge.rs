@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use consensusdb_storage::{PurgePlan, StorageError, WriteHold};
 use consensusdb_types::{FrontierMark, NodeId, Origin};
@@ -20,8 +19,7 @@ fn members_now(inner: &Inner, own: MemberView) -> Option<(Members, LogHolds)> {
     if peers.has_unresolved_peer() || peers.members_overflowed() {
         return None;
     }
-    let max_age = Duration::from_millis(inner.config.retention_max_lag_ms);
-    peers.release_log_holds(Instant::now(), max_age);
+    peers.release_log_holds(inner.store.wall_clock_ms(), inner.config.retention_max_lag_ms);
     let mut members = peers.members.clone();
     let holds = peers.log_holds();
     drop(peers);

@@ -9,6 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::Inner;
+use crate::membership::LogHold;
 use crate::wire::{frontier_from_pb, frontier_to_pb, origin_from_pb};
 
 /// Records per chunk are bounded by bytes, well under the message limit.
@@ -52,7 +53,9 @@ pub(crate) fn serve(inner: &Inner, request: &pb::SnapshotRequest) -> Result<Snap
     // heartbeats) on every node, so no purge removes the entries it will
     // ask for next. A hold, not a member view: the caller has installed
     // nothing yet, and may never.
-    inner.peers().hold_log_for(caller.node, &frontier, std::time::Instant::now());
+    let now_ms = inner.store.wall_clock_ms();
+    let hold = LogHold { from: frontier, since_ms: now_ms };
+    inner.peers().hold_log_for(caller.node, &hold, now_ms, inner.config.retention_max_lag_ms);
     tracing::info!(peer = %caller, "serving a bootstrap snapshot");
     let parts: mpsc::Receiver<_> = inner.store.export_snapshot(CHUNK_BYTES);
     // A long snapshot must not hold up the node's graceful shutdown: it is

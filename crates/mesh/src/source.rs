@@ -17,10 +17,9 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::Inner;
-use crate::members::MemberView;
 use crate::wire::{
-    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, known_peer_to_pb, member_to_pb, node_to_bytes,
-    origin_from_pb, origin_to_pb,
+    PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, known_peer_to_pb, log_hold_to_pb, member_to_pb,
+    node_to_bytes, origin_from_pb, origin_to_pb,
 };
 
 /// Most entries in one `Entries` message.
@@ -286,13 +285,7 @@ impl Inner {
             wall_ms: self.store.wall_clock_ms(),
             caller_ahead_ms,
             log_starts: frontier_to_pb(&self.log_starts()),
-            log_holds: peers
-                .log_holds
-                .iter()
-                .map(|(node, (hold, _))| {
-                    member_to_pb(*node, &MemberView { applied: hold.clone(), ..MemberView::default() })
-                })
-                .collect(),
+            log_holds: peers.log_holds.iter().map(|(node, hold)| log_hold_to_pb(*node, hold)).collect(),
         })
     }
 }

@@ -6,6 +6,7 @@ use consensusdb_types::{FrontierMark, NodeId, Origin};
 use tonic::Status;
 
 use crate::members::MemberView;
+use crate::membership::LogHold;
 
 /// The protocol version this build speaks. Version 2: heartbeats name
 /// the node behind each peer address, and carry wall clocks, log starts
@@ -74,6 +75,17 @@ pub(crate) fn frontier_from_pb(marks: &[pb::OriginMark], field: &str) -> Result<
             Ok((origin, FrontierMark { seq: mark.seq, hlc: mark.hlc }))
         })
         .collect()
+}
+
+pub(crate) fn log_hold_to_pb(node: NodeId, hold: &LogHold) -> pb::LogHold {
+    pb::LogHold { node_id: node_to_bytes(&node), from: frontier_to_pb(&hold.from), since_ms: hold.since_ms }
+}
+
+pub(crate) fn log_hold_from_pb(hold: &pb::LogHold, field: &str) -> Result<(NodeId, LogHold), Status> {
+    Ok((
+        node_from_bytes(&hold.node_id, &format!("{field}.node_id"))?,
+        LogHold { from: frontier_from_pb(&hold.from, &format!("{field}.from"))?, since_ms: hold.since_ms },
+    ))
 }
 
 pub(crate) fn member_to_pb(node: NodeId, view: &MemberView) -> pb::MemberView {
