@@ -34,6 +34,11 @@ pub struct MeshConfig {
     /// A node whose clock is further than this from most of its peers'
     /// stamps no client writes; 0 turns the check off.
     pub max_clock_offset_ms: u64,
+    /// Start even if the stored membership cannot be read: the node then
+    /// starts from its seeds and purges nothing until a peer's heartbeat
+    /// has told it the members that peer knows. Off by default, since a
+    /// member forgotten while down could have removed keys brought back.
+    pub forget_damaged_membership: bool,
 }
 
 impl MeshConfig {
@@ -59,6 +64,7 @@ impl Default for MeshConfig {
             purge_interval: Duration::from_secs(10),
             retention_max_lag_ms: 24 * 60 * 60 * 1000,
             max_clock_offset_ms: 500,
+            forget_damaged_membership: false,
         }
     }
 }

@@ -105,9 +105,15 @@ impl Mesh {
         if let Some(bytes) = store.load_membership().await? {
             match membership_store::decode(&bytes) {
                 Ok(remembered) => remembered.restore_into(&mut peers),
-                Err(error) => {
-                    tracing::error!(%error, "the stored membership is unreadable; starting from the seeds")
+                Err(error) if config.forget_damaged_membership => {
+                    tracing::warn!(
+                        %error,
+                        "the stored membership is damaged and forgotten (cluster.forget_damaged_membership): \
+                         starting from the seeds; purges wait until a peer lists the members it knows"
+                    );
+                    peers.forget_members();
                 }
+                Err(error) => return Err(membership_store::damaged(error)),
             }
         }
         for seed in &config.seeds {
@@ -200,6 +206,7 @@ impl Mesh {
 }
 
 /// A source's heartbeat, decoded.
+#[derive(Default)]
 pub(crate) struct Heartbeat {
     pub(crate) advertised: Frontier,
     pub(crate) promise: u64,
@@ -398,6 +405,7 @@ impl Inner {
                 table.hold_log_for(*node, hold, now_ms, self.config.retention_max_lag_ms);
             }
             let own = self.store.origin();
+            table.members_heard();
             for (node, view) in &members {
                 table.learn_member(*node, view);
                 // What a member applied of this node's origin, as others
@@ -583,3 +591,6 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod open_tests;

@@ -121,6 +121,10 @@ pub(crate) struct PeerTable {
     /// Set once a member view was dropped because [`MAX_MEMBERS`] were
     /// known: what that member holds is unknown, so nothing is purged.
     members_overflowed: bool,
+    /// Set when the stored membership was damaged and forgotten: which
+    /// members exist is unknown until a peer's heartbeat lists the ones it
+    /// knows, so nothing is purged until then.
+    members_forgotten: bool,
 }
 
 /// A node that resumes by log from a snapshot's frontier.
@@ -333,15 +337,29 @@ impl PeerTable {
             self.members.insert(node, view.clone());
         } else {
             // A member this node does not track could lack what a purge
-            // removes: purging waits (see `has_unresolved_peer`).
+            // removes: purging waits (see `members_incomplete`).
             self.members_overflowed = true;
             tracing::warn!(%node, max = MAX_MEMBERS, "too many members known: purges wait");
         }
     }
 
-    /// Whether a member view was dropped for lack of room.
-    pub(crate) fn members_overflowed(&self) -> bool {
-        self.members_overflowed
+    /// Whether some member may be missing from `members`: a view was
+    /// dropped for lack of room, or the stored membership was forgotten
+    /// and no peer has listed its members yet. Nothing is purged then.
+    pub(crate) fn members_incomplete(&self) -> bool {
+        self.members_overflowed || self.members_forgotten
+    }
+
+    /// The stored membership was damaged and is not used: wait for a
+    /// peer's list of members before purging.
+    pub(crate) fn forget_members(&mut self) {
+        self.members_forgotten = true;
+    }
+
+    /// A peer's heartbeat listed the members it knows (merged by the
+    /// caller), which include any member this node forgot.
+    pub(crate) fn members_heard(&mut self) {
+        self.members_forgotten = false;
     }
 
     /// Whether a peer is known by address only (no node has reached it):

@@ -6,18 +6,65 @@
 //! removed keys back when it returns.
 
 use consensusdb_proto::mesh::v1 as pb;
+use consensusdb_storage::StorageError;
+use consensusdb_types::{DecodeError, NodeId};
 use prost::Message;
 
+use crate::members::MemberView;
 use crate::membership::PeerTable;
 use crate::wire::{
     known_peer_from_pb, known_peer_to_pb, member_from_pb, member_to_pb, node_from_bytes, node_to_bytes,
 };
 
-/// A decoded membership record.
-pub(crate) struct Remembered(pb::Membership);
+/// A membership record, every part decoded.
+pub(crate) struct Remembered {
+    removed: Vec<NodeId>,
+    members: Vec<(NodeId, MemberView)>,
+    peers: Vec<(String, Option<NodeId>)>,
+}
 
+/// Decodes a stored record, or says which part is damaged. A record is
+/// taken whole or not at all: dropping a member view that does not decode
+/// would let purges run past that member.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Remembered, String> {
-    pb::Membership::decode(bytes).map(Remembered).map_err(|e| e.to_string())
+    let record = pb::Membership::decode(bytes).map_err(|e| e.to_string())?;
+    let removed = record
+        .removed
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| node_from_bytes(bytes, &format!("removed[{i}]")))
+        .collect::<Result<_, _>>()
+        .map_err(|status| status.message().to_string())?;
+    let members = record
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, member)| member_from_pb(member, &format!("members[{i}]")))
+        .collect::<Result<_, _>>()
+        .map_err(|status| status.message().to_string())?;
+    // Records written before known peers held bare addresses.
+    let mut peers: Vec<(String, Option<NodeId>)> =
+        record.peers.into_iter().map(|address| (address, None)).collect();
+    for (i, peer) in record.known_peers.into_iter().enumerate() {
+        peers.push(
+            known_peer_from_pb(peer, &format!("known_peers[{i}]")).map_err(|s| s.message().to_string())?,
+        );
+    }
+    Ok(Remembered { removed, members, peers })
+}
+
+/// The error that stops a node whose stored membership is damaged: purging
+/// past a member it forgot could bring removed keys back.
+pub(crate) fn damaged(reason: String) -> StorageError {
+    StorageError::Corrupt(DecodeError {
+        what: "stored membership",
+        reason: format!(
+            "column family `peers`, key `membership`: {reason}. The node does not start, since purging past a \
+             member it no longer knows could bring removed keys back; set cluster.forget_damaged_membership = true \
+             (CONSENSUSDB_CLUSTER__FORGET_DAMAGED_MEMBERSHIP=true) to start from the seeds, purging nothing until \
+             a peer has listed the members it knows"
+        ),
+    })
 }
 
 /// The record of `table`, to store.
@@ -39,34 +86,21 @@ pub(crate) fn encode(table: &PeerTable) -> Vec<u8> {
 impl Remembered {
     /// Adds the remembered peers, removals and member views to `table`.
     pub(crate) fn restore_into(self, table: &mut PeerTable) {
-        for bytes in &self.0.removed {
-            if let Ok(node) = node_from_bytes(bytes, "removed") {
-                table.removed.insert(node);
-            }
+        table.removed.extend(self.removed);
+        for (node, view) in &self.members {
+            table.learn_member(*node, view);
         }
-        for (i, member) in self.0.members.iter().enumerate() {
-            if let Ok((node, view)) = member_from_pb(member, &format!("members[{i}]")) {
-                table.learn_member(node, &view);
-            }
-        }
-        // Records written before known peers held bare addresses.
-        for address in &self.0.peers {
-            table.learn(address, None);
-        }
-        for (i, peer) in self.0.known_peers.into_iter().enumerate() {
-            if let Ok((address, node)) = known_peer_from_pb(peer, &format!("known_peers[{i}]")) {
-                table.learn(&address, node);
-            }
+        for (address, node) in &self.peers {
+            table.learn(address, *node);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use consensusdb_types::{FrontierMark, NodeId, Origin};
+    use consensusdb_types::{FrontierMark, Origin};
 
     use super::*;
-    use crate::members::MemberView;
 
     #[test]
     fn members_removals_and_peers_survive_a_restart() {
@@ -89,6 +123,10 @@ mod tests {
         assert!(restored.peers.contains_key("10.0.0.2:4482"));
         assert_eq!(restored.peers["10.0.0.3:4482"].node, Some(NodeId(7)), "the node behind an address too");
         assert!(decode(&[0xff, 0xff]).is_err(), "garbage is refused, not trusted");
+        let mut damaged = pb::Membership::decode(encode(&table).as_slice()).expect("decodes");
+        damaged.members[0].origin.as_mut().expect("origin").node_id.truncate(3);
+        let error = decode(&damaged.encode_to_vec()).err().expect("one damaged member fails the record");
+        assert!(error.contains("members[0].origin.node_id"), "{error}");
         let legacy = pb::Membership { peers: vec!["10.0.0.9:4482".into()], ..Default::default() };
         let mut restored = PeerTable::default();
         decode(&legacy.encode_to_vec()).expect("decodes").restore_into(&mut restored);

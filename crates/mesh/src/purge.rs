@@ -16,7 +16,7 @@ use crate::members::{self, Lagging, LogHolds, MemberView, Members};
 /// what it holds is unknown.
 fn members_now(inner: &Inner, own: MemberView) -> Option<(Members, LogHolds)> {
     let mut peers = inner.peers();
-    if peers.has_unresolved_peer() || peers.members_overflowed() {
+    if peers.has_unresolved_peer() || peers.members_incomplete() {
         return None;
     }
     peers.release_log_holds(inner.store.wall_clock_ms(), inner.config.retention_max_lag_ms);

@@ -71,6 +71,9 @@ pub struct ClusterConfig {
     /// A member further behind than this (ms of an origin's clock) is not
     /// waited for before the log is purged; it must bootstrap again.
     pub retention_max_lag_ms: u64,
+    /// Start even if the stored membership is damaged, from the seeds;
+    /// purges wait until a peer has told this node the members it knows.
+    pub forget_damaged_membership: bool,
 }
 
 impl Default for ClusterConfig {
@@ -86,6 +89,7 @@ impl Default for ClusterConfig {
             max_clock_offset_ms: mesh.max_clock_offset_ms,
             purge_interval_ms: u64::try_from(mesh.purge_interval.as_millis()).unwrap_or(10_000),
             retention_max_lag_ms: mesh.retention_max_lag_ms,
+            forget_damaged_membership: mesh.forget_damaged_membership,
         }
     }
 }
@@ -408,6 +412,7 @@ impl NodeConfig {
             purge_interval: std::time::Duration::from_millis(self.cluster.purge_interval_ms),
             retention_max_lag_ms: self.cluster.retention_max_lag_ms,
             max_clock_offset_ms: self.cluster.max_clock_offset_ms,
+            forget_damaged_membership: self.cluster.forget_damaged_membership,
             ..consensusdb_mesh::MeshConfig::default()
         }
     }

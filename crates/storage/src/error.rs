@@ -248,3 +248,8 @@ impl StorageError {
         move |source| StorageError::Io { context, source }
     }
 }
+
+/// Stored bytes (a key) as lowercase hex, for errors and logs.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -15,6 +15,7 @@ use consensusdb_types::{Head, RecordKey, stored_value};
 use rocksdb::{DB, SnapshotWithThreadMode};
 
 use crate::columns::{self, RECORDS, VALUES};
+use crate::error::hex;
 use crate::value_cursor::ValueCursor;
 use crate::{StorageError, page_token};
 
@@ -280,9 +281,4 @@ fn at_key(error: StorageError, key: &[u8]) -> StorageError {
         }
         other => other,
     }
-}
-
-/// Bytes as lowercase hex, for logs.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

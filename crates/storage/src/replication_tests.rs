@@ -320,6 +320,23 @@ async fn purge_removes_only_stable_tombstones_and_expired_versions_and_acknowled
     assert_eq!(store.purge(PurgePlan { stable_hlc: 25 << 16, log_upto: vec![] }).await.unwrap().versions, 0);
 }
 
+#[tokio::test]
+async fn a_damaged_purge_queue_key_is_a_corruption_error_naming_it_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = origin(5);
+    store.apply(vec![entry(a, 1, 10 << 16, vec![tombstone("gone")])]).await.unwrap();
+    let db = &store.shared.engine.db;
+    db.put_cf(db.cf_handle(crate::columns::PURGE_QUEUE).unwrap(), [0, 0, 0], []).unwrap();
+    let error = store.purge(PurgePlan { stable_hlc: 25 << 16, log_upto: vec![] }).await.unwrap_err();
+    assert!(matches!(error, StorageError::Corrupt(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("purge_queue") && message.contains("key \"000000\": 3 bytes"), "{message}");
+    // Nothing of the round was written: the tombstone is still there.
+    let head = db.get_cf(db.cf_handle(crate::columns::RECORDS).unwrap(), encoded("gone")).unwrap();
+    assert!(head.is_some(), "a failed round purges nothing");
+}
+
 /// Copies `from`'s snapshot into `to`, as a bootstrap does.
 async fn install(from: &Store, to: &Store) -> InstallOutcome {
     let mut parts = from.export_snapshot(256);

@@ -123,6 +123,6 @@ async fn a_damaged_record_is_skipped_by_scans_and_named_by_narrow_reads() {
     let key = RowKey::new("tenant", "ACCOUNT", "m100").at(None);
     let error = store.get(key, ReadOptions::default()).await.expect_err("damaged");
     assert_eq!(error.code(), consensusdb_types::ErrorCode::Internal);
-    let hex: String = damaged.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::error::hex(&damaged);
     assert!(error.to_string().contains(&hex), "the error names the key: {error}");
 }

@@ -85,7 +85,7 @@ impl Writer {
                 Ok(head) => head,
                 Err(error) => {
                     self.counters.damaged_records_skipped.fetch_add(1, Ordering::Relaxed);
-                    let key: String = record.key.iter().map(|b| format!("{b:02x}")).collect();
+                    let key = crate::error::hex(&record.key);
                     tracing::error!(%key, %error, "skipped a damaged snapshot record");
                     continue;
                 }

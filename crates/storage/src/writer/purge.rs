@@ -7,7 +7,7 @@
 
 use consensusdb_types::key_codec::region_prefix_of;
 use consensusdb_types::log_entry::log_key;
-use consensusdb_types::{Digest, Head, HybridClock, Origin};
+use consensusdb_types::{DecodeError, Digest, Head, HybridClock, Origin};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use super::Writer;
@@ -66,8 +66,10 @@ impl Writer {
             }
             let (queued, _) = item?;
             batch.delete_cf(queue, &queued);
-            let (at, key) = queued.split_at(8);
-            let at = u64::from_be_bytes(at.try_into().expect("split at 8"));
+            let Some((at, key)) = queued.split_first_chunk::<8>() else {
+                return Err(damaged_queue_entry(&queued));
+            };
+            let at = u64::from_be_bytes(*at);
             // The queue entry is current only if the stored head still is
             // the version it was queued for.
             let Some(bytes) = db.get_pinned_cf(records, key)? else { continue };
@@ -96,4 +98,18 @@ impl Writer {
         db.write_opt(batch, &write)?;
         Ok(outcome)
     }
+}
+
+/// A purge-queue key too short to hold its time: the round stops with an
+/// error naming the family and the key, rather than guess which version
+/// the entry stood for.
+fn damaged_queue_entry(queued: &[u8]) -> StorageError {
+    StorageError::Corrupt(DecodeError {
+        what: "purge queue entry",
+        reason: format!(
+            "column family `{PURGE_QUEUE}`, key {:?}: {} bytes, shorter than its 8-byte time",
+            crate::error::hex(queued),
+            queued.len()
+        ),
+    })
 }
