@@ -1,7 +1,7 @@
 //! Bootstrapping: replacing this node's records with a peer's consistent
 //! snapshot, then resuming replication from the snapshot's frontier.
 //!
-//! Triggers (DESIGN.md §3): a brand-new node with peers; an install cut
+//! Triggers (docs/replication.md): a brand-new node with peers; an install cut
 //! short by a crash; every connected source answering `OUT_OF_RANGE` for an
 //! origin (its entries were purged); and a peer refusing this node because
 //! it holds this node's own origin beyond its log (the data directory is

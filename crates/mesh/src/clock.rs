@@ -1,5 +1,5 @@
 //! Comparing clocks with peers, so a node whose clock is far off stops
-//! stamping client writes (DESIGN.md §3, after CockroachDB's max offset).
+//! stamping client writes (docs/replication.md, after CockroachDB's max offset).
 //!
 //! One fast clock would make every later write elsewhere lose to its
 //! stamps; one slow clock makes its own writes lose. Heartbeats carry the

@@ -1,5 +1,5 @@
 //! What each member of the cluster has applied, as far as this node knows,
-//! and the purge plan that follows from it (DESIGN.md §3, safe purge).
+//! and the purge plan that follows from it (docs/replication.md, purges).
 //!
 //! Views come from pullers' progress, sources' heartbeats, and the member
 //! lists heartbeats carry, so in a chain every node learns about every

@@ -37,6 +37,7 @@ mod page_token;
 mod peer_acks;
 mod reads;
 /// Raw-RocksDB reference for benchmarks: the writer's per-event bytes, without the store around them.
+#[cfg(feature = "bench-reference")]
 pub mod reference;
 mod replication;
 mod scan;

@@ -35,7 +35,7 @@ impl RawEntry {
     /// it: every mutation's key must decode as a record key, or it would
     /// be stored where no read can name it and every scan of its tenant
     /// would trip over it. Client limits and the future-time bound are
-    /// *not* applied (DESIGN §3): refusing a well-formed entry would stall
+    /// *not* applied (docs/architecture.md, replication): refusing a well-formed entry would stall
     /// its origin for good.
     fn decode(self) -> Result<IncomingEntry, StorageError> {
         let bad = |reason: String| StorageError::BadEntry {
