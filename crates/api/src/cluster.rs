@@ -1,5 +1,5 @@
 //! The replication mesh's view of the cluster, as the API layer sees it: a
-//! function the node provides (the mesh sits above this layer), and the
+//! function the node provides (api and mesh do not import each other), and the
 //! names the gateway and the metrics give to node ids and origins.
 
 use std::sync::Arc;

@@ -1,10 +1,19 @@
-//! Layer 4 of ConsensusDB: the network-facing servers of a node.
+//! Layer 4 of ConsensusDB: the network-facing servers of a node, one
+//! folder per protocol over one shared records layer.
 //!
-//! The gRPC API (`consensusdb.v1.Records`) with server reflection and the
-//! standard health service, so `grpcurl` and `grpcui` work out of the box;
-//! the JSON gateway ([`http`]); and the records operations both call
-//! ([`service`]). TLS and authorization land here too, each in its own
-//! module.
+//! - [`records_api`]: the records operations both protocols call (limits,
+//!   deadlines, scans as pages), so neither re-implements the other;
+//! - [`grpc`]: the `consensusdb.v1.Records` service, gRPC status mapping,
+//!   server reflection and the standard health service, so `grpcurl` and
+//!   `grpcui` work out of the box;
+//! - [`http`]: the JSON gateway, its OpenAPI document, the status page and
+//!   health routes;
+//! - shared by both servers: [`connections`] (cap, idle timeout, forced
+//!   close), [`readiness`], [`metrics`] and the [`cluster`] probe.
+//!
+//! TLS and authorization will each get a folder of their own beside
+//! `grpc/` and `http/` (`tls/`, `auth/`), plugged in where the servers
+//! accept connections and requests.
 //!
 //! Servers take their listener and a shutdown future as arguments, so the
 //! same code runs in production, in in-process tests on ephemeral ports, and
@@ -12,132 +21,16 @@
 
 pub mod cluster;
 pub mod connections;
-mod deadline;
-mod decode_errors;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod readiness;
-mod records_service;
-pub mod service;
-pub mod status;
-
-use std::future::Future;
-
-use consensusdb_proto::v1::records_server::RecordsServer;
-use tokio::net::TcpListener;
-use tonic::service::Routes;
-use tonic_health::ServingStatus;
+pub mod records_api;
 
 pub use cluster::ClusterProbe;
 pub use connections::{ConnectionLimits, Connections};
+pub use grpc::{READINESS_POLL, RECORDS_SERVICE_NAME, RecordsService, ServeError, serve_grpc};
 pub use http::{Gateway, serve_http};
 pub use metrics::Metrics;
 pub use readiness::Readiness;
-pub use records_service::RecordsService;
-pub use service::{RecordsApi, ServiceError};
-
-/// The fully qualified name of the records service, as health checks use it.
-pub const RECORDS_SERVICE_NAME: &str = "consensusdb.v1.Records";
-
-/// How often gRPC health looks at readiness. A bootstrap or a storage
-/// failure is reported within this; shutdown at once.
-pub const READINESS_POLL: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Sets the records service and the whole server (`""`, what
-/// `grpc_health_probe` and Kubernetes' gRPC probes ask about) to one status.
-async fn set_health(health: &tonic_health::server::HealthReporter, serving: bool) {
-    let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
-    health.set_service_status(RECORDS_SERVICE_NAME, status).await;
-    health.set_service_status("", status).await;
-}
-
-/// Why the gRPC server stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The reflection service could not load the descriptor set.
-    #[error("gRPC reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The transport failed.
-    #[error("gRPC transport: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
-
-/// How long the gRPC server waits between HTTP/2 pings on a connection,
-/// and for the answer: a peer or client that vanished (or froze) without
-/// closing is found and its connection closed.
-const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// Serves the gRPC API (over `api`) on `listener` until `shutdown` completes, then stops
-/// accepting, lets in-flight calls finish and returns. Health follows
-/// `readiness` (within [`READINESS_POLL`]): `NOT_SERVING` while a bootstrap
-/// closes writes, after a storage failure stops the writer, and from the
-/// moment shutdown starts. `extra` adds services of other layers (the replication mesh)
-/// on the same port; streams they hold open must end when `shutdown`
-/// completes, or the graceful shutdown waits for them until `connections`
-/// are closed. Connections are admitted by `connections` (cap, idle
-/// timeout), and requests that do not decode are answered as bad input.
-pub async fn serve_grpc(
-    api: RecordsApi,
-    readiness: Readiness,
-    listener: TcpListener,
-    connections: Connections,
-    extra: Routes,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, true).await;
-    // Both reflection versions: grpcurl speaks v1, while grpcui, older
-    // grpcurl and most other tools still speak only v1alpha. The
-    // replication service is listed too, so `ClusterStatus` and `Digest`
-    // can be called from grpcurl.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(consensusdb_proto::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(consensusdb_proto::mesh::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-    // A node that is not ready (bootstrapping, writer stopped by a storage
-    // failure, clock off from its peers') says so, and clients and
-    // orchestrators go elsewhere until it is ready again.
-    let readiness_watch = {
-        let (health, readiness) = (health.clone(), readiness.clone());
-        tokio::spawn(async move {
-            let mut serving = true;
-            let mut poll = tokio::time::interval(READINESS_POLL);
-            loop {
-                poll.tick().await;
-                let reason = readiness.not_ready_because();
-                if reason.is_none() != serving {
-                    serving = reason.is_none();
-                    match &reason {
-                        Some(reason) => tracing::warn!(%reason, "not ready: reporting NOT_SERVING"),
-                        None => tracing::info!("ready again: reporting SERVING"),
-                    }
-                    set_health(&health, serving).await;
-                }
-            }
-        })
-    };
-    let shutdown = async move {
-        shutdown.await;
-        readiness.begin_shutdown();
-        set_health(&health, false).await;
-    };
-    let records = RecordsServer::new(RecordsService::new(api));
-    let served = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE))
-        .http2_keepalive_timeout(Some(KEEPALIVE))
-        .layer(tower::util::MapResponseLayer::new(decode_errors::rewrite::<tonic::body::Body>))
-        .add_routes(extra)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(records)
-        .serve_with_incoming_shutdown(connections.accept(listener), shutdown)
-        .await;
-    readiness_watch.abort();
-    served?;
-    Ok(())
-}
+pub use records_api::{RecordsApi, ServiceError};

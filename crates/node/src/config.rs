@@ -179,7 +179,7 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevConfig {
-    /// Allow plaintext gRPC on a non-loopback address.
+    /// Allow plaintext gRPC and HTTP on a non-loopback address.
     pub insecure_plaintext: bool,
     /// Milliseconds added to the clock this node stamps writes with, to
     /// test how the cluster copes with a skewed clock.

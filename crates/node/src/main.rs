@@ -116,7 +116,7 @@ struct ServeArgs {
     /// enough to join a cluster [default: none, a one-node cluster].
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<String>,
-    /// DEVELOPMENT ONLY: allow plaintext gRPC on a non-loopback address.
+    /// DEVELOPMENT ONLY: allow plaintext gRPC and HTTP on a non-loopback address.
     #[arg(long)]
     insecure_plaintext: bool,
 }

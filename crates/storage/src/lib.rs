@@ -9,7 +9,7 @@
 //! | `values`   | encoded record key | that version's value, with its expiry   |
 //! | `log`      | origin, seq        | the full mutation ([`consensusdb_types::LogEntry`]) |
 //! | `frontier` | origin             | last applied seq and HLC                |
-//! | `peers`    | peer               | what the peer has acknowledged          |
+//! | `peers`    | `membership`       | members, removed nodes, known peers     |
 //! | `meta`     | name               | format versions, node id, incarnation   |
 //! | `digests`  | region prefix      | convergence digest of the region        |
 //! | `purge_queue` | purgeable-at HLC, key | tombstones and expiring versions, in purge order |

@@ -11,7 +11,7 @@ use super::error::HttpError;
 use super::extract::{JsonBody, QueryParams};
 use super::model::{BatchBody, BatchJson, HeadJson};
 use super::responses::WriteErrors;
-use crate::service::ServiceError;
+use crate::records_api::ServiceError;
 
 /// Parameters of a batch.
 #[derive(Debug, Default, Deserialize, IntoParams)]

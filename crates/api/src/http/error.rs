@@ -9,7 +9,7 @@ use consensusdb_types::ErrorCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::service::ServiceError;
+use crate::records_api::ServiceError;
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

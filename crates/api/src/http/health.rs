@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use super::Gateway;
 use super::error::HttpError;
 use super::responses::ListErrors;
-use crate::service::ServiceError;
+use crate::records_api::ServiceError;
 
 /// The body of both health answers.
 #[derive(Debug, Serialize, ToSchema)]

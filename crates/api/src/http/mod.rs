@@ -25,7 +25,7 @@ mod responses;
 mod rows;
 mod scan;
 mod server;
-mod status;
+mod status_page;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,7 +40,7 @@ use crate::cluster::ClusterProbe;
 use crate::connections::Connections;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
-use crate::service::{RecordsApi, ServiceError};
+use crate::records_api::{RecordsApi, ServiceError};
 pub use error::{ErrorBody, HttpError};
 pub use openapi::openapi_document;
 pub use server::serve_http;
@@ -62,8 +62,8 @@ pub struct Gateway {
     started: Instant,
     started_at_ms: u64,
     max_body_bytes: usize,
-    rates: Arc<status::Rates>,
-    regions: Arc<status::RegionCache>,
+    rates: Arc<status_page::Rates>,
+    regions: Arc<status_page::RegionCache>,
 }
 
 impl Gateway {
@@ -145,7 +145,7 @@ pub(crate) fn deadline(timeout_ms: Option<u64>) -> Result<Option<Instant>, Field
 pub fn router(gateway: Gateway) -> Router {
     let body_limit = gateway.max_body_bytes;
     openapi::routes()
-        .route("/", axum::routing::get(status::page))
+        .route("/", axum::routing::get(status_page::page))
         .fallback(unknown_path)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))

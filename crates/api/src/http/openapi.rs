@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::responses::EdgeErrors;
-use super::{Gateway, batch, health, records, rows, scan, status};
+use super::{Gateway, batch, health, records, rows, scan, status_page};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,7 +44,7 @@ fn documented() -> OpenApiRouter<Gateway> {
         .routes(routes!(scan::scan_tenant))
         .routes(routes!(scan::scan_region))
         .routes(routes!(scan::scan_row))
-        .routes(routes!(status::status))
+        .routes(routes!(status_page::status))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

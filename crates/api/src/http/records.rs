@@ -20,7 +20,7 @@ use super::model::{
 };
 use super::responses::{ReadErrors, RemoveErrors, TouchErrors, WriteErrors};
 use super::{Gateway, path_error};
-use crate::service::ServiceError;
+use crate::records_api::ServiceError;
 
 /// A row in the path.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -17,7 +17,7 @@ use super::model::{
 use super::records::RowPath;
 use super::responses::{ListErrors, ReadErrors};
 use super::{Gateway, path_error};
-use crate::service::ServiceError;
+use crate::records_api::ServiceError;
 
 /// Records a page holds unless `limit` says otherwise.
 pub(crate) const DEFAULT_LIMIT: u32 = 100;

@@ -25,7 +25,7 @@ use super::records::RowPath;
 use super::responses::ListErrors;
 use super::rows::DEFAULT_LIMIT;
 use super::{Gateway, path_error};
-use crate::service::{ScanPages, ServiceError};
+use crate::records_api::{ScanPages, ServiceError};
 
 /// The media type of a scan.
 pub(crate) const NDJSON: &str = "application/x-ndjson";

@@ -47,7 +47,7 @@ pub async fn serve_http(
     let sampler = {
         let (rates, metrics) = (gateway.rates.clone(), gateway.metrics.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(super::status::RATE_SAMPLE);
+            let mut tick = tokio::time::interval(super::status_page::RATE_SAMPLE);
             loop {
                 let now = tick.tick().await;
                 rates.sample(now.into_std(), metrics.totals());

@@ -19,7 +19,7 @@ fn assert_invalid(status: tonic::Status, field: &str) {
         status.message()
     );
     let trailer =
-        status.metadata().get(consensusdb_api::status::FIELD_METADATA).and_then(|v| v.to_str().ok());
+        status.metadata().get(consensusdb_api::grpc::status::FIELD_METADATA).and_then(|v| v.to_str().ok());
     assert_eq!(trailer, Some(field));
 }
 

@@ -14,9 +14,9 @@ use consensusdb_types::error::field_path;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::deadline::deadline;
-use crate::service::{RecordsApi, ServiceError};
-use crate::status::{from_field, from_service, scan_error};
+use crate::grpc::deadline::deadline;
+use crate::grpc::status::{from_field, from_service, scan_error};
+use crate::records_api::{RecordsApi, ServiceError};
 
 /// Serves records through the shared records layer.
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use super::error::HttpError;
 use super::responses::ListErrors;
 use crate::cluster::{node_id_text, origin_label};
 use crate::metrics::RequestTotals;
-use crate::service::ServiceError;
+use crate::records_api::ServiceError;
 
 const PAGE: &str = include_str!("status_page.html");
 

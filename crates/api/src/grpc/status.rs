@@ -6,7 +6,7 @@ use consensusdb_storage::StorageError;
 use consensusdb_types::FieldError;
 use tonic::Status;
 
-use crate::service::ServiceError;
+use crate::records_api::ServiceError;
 
 /// The status for a failed operation of the shared layer.
 pub fn from_service(error: ServiceError) -> Status {

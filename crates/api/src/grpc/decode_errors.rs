@@ -11,8 +11,8 @@
 use consensusdb_types::ErrorCode;
 use tonic::{Code, Status};
 
-use crate::service::ServiceError;
-use crate::status::from_service;
+use crate::grpc::status::from_service;
+use crate::records_api::ServiceError;
 
 /// What tonic's prost codec prefixes its decode errors with.
 const DECODE_ERROR: &str = "failed to decode Protobuf message: ";
@@ -76,7 +76,7 @@ fn field_and_reason(detail: &str) -> (Option<String>, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::FIELD_METADATA;
+    use crate::grpc::status::FIELD_METADATA;
 
     #[test]
     fn prost_field_stacks_become_request_paths() {

@@ -200,8 +200,9 @@ impl RecordsApi {
         self.observed("get", Kind::Read, started, result)
     }
 
-    /// The newest live timed record of `row` at or before `at` (now if
-    /// `None`); `NotFound` at `row_field` when there is none.
+    /// The newest live timed record of `row` at or before `at` (the newest
+    /// of all if `None`, which may be stamped up to the future-time bound
+    /// ahead); `NotFound` at `row_field` when there is none.
     pub async fn get_recent(
         &self,
         row: RowKey,
