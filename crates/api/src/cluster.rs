@@ -14,8 +14,7 @@ pub type ClusterProbe = Arc<dyn Fn() -> ClusterStatusResponse + Send + Sync>;
 /// digits); `None` when it is not 16 bytes (a peer before its first
 /// handshake).
 pub fn node_id_text(bytes: &[u8]) -> Option<String> {
-    let bytes: [u8; 16] = bytes.try_into().ok()?;
-    Some(NodeId(u128::from_be_bytes(bytes)).to_string())
+    NodeId::from_bytes(bytes).map(|node| node.to_string())
 }
 
 /// A peer's node id as a metric label: empty before its first handshake.

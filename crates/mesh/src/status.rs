@@ -53,7 +53,7 @@ pub(crate) fn build(inner: &Inner) -> pb::ClusterStatusResponse {
                 .map_or(0, |mark| mark.seq);
             pb::PeerStatus {
                 address: address.clone(),
-                node_id: peer.node.map(|n| n.0.to_be_bytes().to_vec()).unwrap_or_default(),
+                node_id: peer.node.as_ref().map(node_to_bytes).unwrap_or_default(),
                 state: peer.state.name().into(),
                 last_error: peer.last_error.clone(),
                 lag,

@@ -20,7 +20,7 @@ pub(crate) fn origin_to_pb(origin: &Origin) -> pb::Origin {
 }
 
 pub(crate) fn node_to_bytes(node: &NodeId) -> Vec<u8> {
-    node.0.to_be_bytes().to_vec()
+    node.to_bytes().to_vec()
 }
 
 pub(crate) fn known_peer_to_pb(address: String, node: Option<NodeId>) -> pb::KnownPeer {
@@ -41,10 +41,9 @@ pub(crate) fn known_peer_from_pb(
 }
 
 pub(crate) fn node_from_bytes(bytes: &[u8], field: &str) -> Result<NodeId, Status> {
-    let bytes: [u8; 16] = bytes.try_into().map_err(|_| {
+    NodeId::from_bytes(bytes).ok_or_else(|| {
         Status::invalid_argument(format!("{field}: a node id is 16 bytes, got {}", bytes.len()))
-    })?;
-    Ok(NodeId(u128::from_be_bytes(bytes)))
+    })
 }
 
 pub(crate) fn origin_from_pb(origin: Option<&pb::Origin>, field: &str) -> Result<Origin, Status> {

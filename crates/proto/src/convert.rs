@@ -85,7 +85,7 @@ impl From<&Head> for v1::Head {
             stamp: Some(v1::Stamp {
                 hlc: head.stamp.hlc,
                 origin: Some(v1::Origin {
-                    node_id: head.stamp.origin.node.0.to_be_bytes().to_vec(),
+                    node_id: head.stamp.origin.node.to_bytes().to_vec(),
                     incarnation: head.stamp.origin.incarnation,
                 }),
             }),
@@ -106,16 +106,10 @@ impl TryFrom<&v1::Head> for Head {
     fn try_from(head: &v1::Head) -> Result<Self, FieldError> {
         let stamp = required(head.stamp.as_ref(), "head.stamp")?;
         let origin = required(stamp.origin.as_ref(), "head.stamp.origin")?;
-        let node: [u8; 16] = origin
-            .node_id
-            .as_slice()
-            .try_into()
-            .map_err(|_| FieldError::new("head.stamp.origin.node_id", "must be 16 bytes"))?;
+        let node = NodeId::from_bytes(&origin.node_id)
+            .ok_or_else(|| FieldError::new("head.stamp.origin.node_id", "must be 16 bytes"))?;
         Ok(Head {
-            stamp: Stamp {
-                hlc: stamp.hlc,
-                origin: Origin { node: NodeId(u128::from_be_bytes(node)), incarnation: origin.incarnation },
-            },
+            stamp: Stamp { hlc: stamp.hlc, origin: Origin { node, incarnation: origin.incarnation } },
             seq: head.seq,
             expires_at_ms: (head.expires_at_ms != 0).then_some(head.expires_at_ms),
             stored_size: head.stored_size,

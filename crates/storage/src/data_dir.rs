@@ -179,7 +179,7 @@ fn load_or_create_identity(path: &Path, db: &DB) -> Result<(Origin, bool), Stora
             let mut batch = rocksdb::WriteBatch::default();
             batch.put_cf(meta, META_DATA_DIR_FORMAT, DATA_DIR_FORMAT.to_be_bytes());
             batch.put_cf(meta, META_KEY_ENCODING, KEY_ENCODING_FORMAT.to_be_bytes());
-            batch.put_cf(meta, META_NODE_ID, origin.node.0.to_be_bytes());
+            batch.put_cf(meta, META_NODE_ID, origin.node.to_bytes());
             batch.put_cf(meta, META_INCARNATION, origin.incarnation.to_be_bytes());
             let mut sync = rocksdb::WriteOptions::default();
             sync.set_sync(true);
@@ -201,13 +201,11 @@ fn load_or_create_identity(path: &Path, db: &DB) -> Result<(Origin, bool), Stora
                     ));
                 }
             }
-            let node: [u8; 16] = node_bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| unknown_format(path, "node_id is not 16 bytes".into()))?;
+            let node = NodeId::from_bytes(&node_bytes)
+                .ok_or_else(|| unknown_format(path, "node_id is not 16 bytes".into()))?;
             let incarnation = read_u32(META_INCARNATION)?
                 .ok_or_else(|| unknown_format(path, "meta has a node_id but no incarnation".into()))?;
-            Ok((Origin { node: NodeId(u128::from_be_bytes(node)), incarnation }, false))
+            Ok((Origin { node, incarnation }, false))
         }
     }
 }

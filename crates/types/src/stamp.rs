@@ -13,9 +13,23 @@ use crate::wire::{DecodeError, Reader};
 pub struct NodeId(pub u128);
 
 impl NodeId {
+    /// Encoded length: the id as 16 big-endian bytes, everywhere it is
+    /// stored or sent (stamps, the data directory, both protocols).
+    pub const ENCODED_LEN: usize = 16;
+
     /// A fresh random id.
     pub fn random() -> Self {
         Self(rand::random())
+    }
+
+    /// The id's 16 bytes, big-endian.
+    pub fn to_bytes(self) -> [u8; Self::ENCODED_LEN] {
+        self.0.to_be_bytes()
+    }
+
+    /// The id from its 16 bytes; `None` for any other length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        <[u8; Self::ENCODED_LEN]>::try_from(bytes).ok().map(|bytes| Self(u128::from_be_bytes(bytes)))
     }
 }
 
@@ -44,7 +58,7 @@ impl Origin {
     /// Big-endian bytes, which sort like the origin.
     pub fn to_bytes(&self) -> [u8; Self::ENCODED_LEN] {
         let mut out = [0u8; Self::ENCODED_LEN];
-        out[..16].copy_from_slice(&self.node.0.to_be_bytes());
+        out[..NodeId::ENCODED_LEN].copy_from_slice(&self.node.to_bytes());
         out[16..].copy_from_slice(&self.incarnation.to_be_bytes());
         out
     }
@@ -174,5 +188,17 @@ mod tests {
         assert_eq!(Origin::from_bytes(&a.to_bytes()).unwrap(), a);
         assert!(a.to_bytes() < b.to_bytes());
         assert!(Origin::from_bytes(&[0; 19]).is_err());
+    }
+
+    #[test]
+    fn node_ids_are_sixteen_big_endian_bytes_and_nothing_else() {
+        let node = NodeId(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        assert_eq!(node.to_bytes(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+        assert_eq!(NodeId::from_bytes(&node.to_bytes()), Some(node));
+        assert_eq!(NodeId::from_bytes(&[0; 15]), None);
+        assert_eq!(NodeId::from_bytes(&[0; 17]), None);
+        assert_eq!(NodeId::from_bytes(&[]), None);
+        let origin = Origin { node, incarnation: 3 };
+        assert_eq!(origin.to_bytes()[..NodeId::ENCODED_LEN], node.to_bytes(), "stamps use the same bytes");
     }
 }

@@ -50,9 +50,10 @@ impl ClusterCommand {
             }
             ClusterCommand::RemovePeer { peer } => {
                 let request = match u128::from_str_radix(peer, 16) {
-                    Ok(id) if peer.len() == 32 => {
-                        pb::RemovePeerRequest { node_id: id.to_be_bytes().to_vec(), address: String::new() }
-                    }
+                    Ok(id) if peer.len() == 32 => pb::RemovePeerRequest {
+                        node_id: NodeId(id).to_bytes().to_vec(),
+                        address: String::new(),
+                    },
                     _ if peer.contains(':') => {
                         pb::RemovePeerRequest { node_id: Vec::new(), address: peer.clone() }
                     }
@@ -84,13 +85,13 @@ fn object(value: Value) -> Map<String, Value> {
 
 fn origin_text(origin: Option<&pb::Origin>) -> String {
     origin
-        .and_then(|o| <[u8; 16]>::try_from(o.node_id.as_slice()).ok().map(|id| (id, o.incarnation)))
-        .map(|(id, incarnation)| Origin { node: NodeId(u128::from_be_bytes(id)), incarnation }.to_string())
+        .and_then(|o| NodeId::from_bytes(&o.node_id).map(|node| Origin { node, incarnation: o.incarnation }))
+        .map(|origin| origin.to_string())
         .unwrap_or_default()
 }
 
 fn node_text(bytes: &[u8]) -> String {
-    <[u8; 16]>::try_from(bytes).map(|id| NodeId(u128::from_be_bytes(id)).to_string()).unwrap_or_default()
+    NodeId::from_bytes(bytes).map(|node| node.to_string()).unwrap_or_default()
 }
 
 fn frontier_json(marks: &[pb::OriginMark]) -> Value {
