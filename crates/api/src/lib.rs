@@ -9,7 +9,7 @@
 //! - [`http`]: the JSON gateway, its OpenAPI document, the status page and
 //!   health routes;
 //! - shared by both servers: [`connections`] (cap, idle timeout, forced
-//!   close), [`readiness`], [`metrics`] and the [`cluster`] probe.
+//!   close), [`readiness`] and [`metrics`].
 //!
 //! TLS and authorization will each get a folder of their own beside
 //! `grpc/` and `http/` (`tls/`, `auth/`), plugged in where the servers
@@ -19,7 +19,6 @@
 //! same code runs in production, in in-process tests on ephemeral ports, and
 //! behind a fault-injecting transport.
 
-pub mod cluster;
 pub mod connections;
 pub mod grpc;
 pub mod http;
@@ -27,7 +26,6 @@ pub mod metrics;
 pub mod readiness;
 pub mod records_api;
 
-pub use cluster::ClusterProbe;
 pub use connections::{ConnectionLimits, Connections};
 pub use grpc::{READINESS_POLL, RECORDS_SERVICE_NAME, RecordsService, ServeError, serve_grpc};
 pub use http::{Gateway, serve_http};

@@ -11,14 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use consensusdb_proto::mesh::v1::ClusterStatusResponse;
+use consensusdb_mesh::ClusterView;
 use consensusdb_storage::{Counters, StorageStats};
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
 
-use crate::cluster::{origin_label, peer_node_label};
 use crate::connections::Connections;
 
 /// Whether an operation reads or writes, for the status page's rates.
@@ -311,7 +310,7 @@ impl Metrics {
         &self,
         counters: &Counters,
         stats: &StorageStats,
-        cluster: Option<&ClusterStatusResponse>,
+        cluster: Option<&ClusterView>,
         connections: Option<&Connections>,
         uptime_seconds: f64,
     ) -> String {
@@ -349,7 +348,7 @@ impl Metrics {
         copy(&gauges.damaged_records_skipped, &counters.damaged_records_skipped);
     }
 
-    fn copy_cluster(&self, cluster: Option<&ClusterStatusResponse>) {
+    fn copy_cluster(&self, cluster: Option<&ClusterView>) {
         let gauges = &self.inner.replication;
         gauges.peers.reset();
         gauges.lag_entries.reset();
@@ -358,7 +357,7 @@ impl Metrics {
         gauges.peer_bytes_received.reset();
         gauges.clock_offset_seconds.reset();
         let Some(cluster) = cluster else { return };
-        gauges.clock_refusing.set(i64::from(!cluster.clock_refusal.is_empty()));
+        gauges.clock_refusing.set(i64::from(cluster.clock_refusal.is_some()));
         advance(&gauges.entries_refused, cluster.entries_refused);
         advance(&gauges.bootstraps, cluster.bootstraps);
         for peer in &cluster.peers {
@@ -368,7 +367,8 @@ impl Metrics {
                     .with_label_values(&[peer.address.as_str()])
                     .set(offset_ms as f64 / 1000.0);
             }
-            let node = peer_node_label(&peer.node_id);
+            // Empty before the peer's first handshake.
+            let node = peer.node.map(|node| node.to_string()).unwrap_or_default();
             gauges.peers.with_label_values(&[peer.address.as_str(), peer.state.as_str()]).set(1);
             let clamp = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
             gauges
@@ -380,7 +380,7 @@ impl Metrics {
                 .with_label_values(&[peer.address.as_str(), node.as_str()])
                 .set(clamp(peer.bytes_received));
             for lag in &peer.lag {
-                let origin = origin_label(lag.origin.as_ref());
+                let origin = lag.origin.to_string();
                 gauges
                     .lag_entries
                     .with_label_values(&[peer.address.as_str(), origin.as_str()])

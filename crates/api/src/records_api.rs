@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
+use consensusdb_mesh::{Mesh, WriteConcernError};
 use consensusdb_storage::{
     Page, PutRecord, RangeQuery, ReadOptions, Record, ScanQuery, ScanStream, StorageError, Store, WriteAck,
 };
 use consensusdb_types::{ErrorCode, FieldError, Head, RecordKey, RowKey, TimeUuid};
 
-use crate::cluster::ClusterProbe;
 use crate::metrics::{Kind, Metrics};
 
 /// A failed operation, ready for any interface to answer with.
@@ -67,6 +67,18 @@ impl From<StorageError> for ServiceError {
     }
 }
 
+impl From<WriteConcernError> for ServiceError {
+    fn from(error: WriteConcernError) -> Self {
+        let (code, field) = match error {
+            WriteConcernError::MorePeersThanKnown { .. } => {
+                (ErrorCode::FailedPrecondition, Some("write_concern".to_string()))
+            }
+            WriteConcernError::NotConfirmedInTime { .. } => (ErrorCode::DeadlineExceeded, None),
+        };
+        Self { code, message: error.to_string(), field }
+    }
+}
+
 impl From<FieldError> for ServiceError {
     fn from(error: FieldError) -> Self {
         Self { code: ErrorCode::InvalidArgument, message: error.to_string(), field: Some(error.field) }
@@ -83,47 +95,32 @@ pub struct RecordsApi {
     store: Store,
     metrics: Metrics,
     interface: &'static str,
-    cluster: Option<ClusterProbe>,
+    mesh: Option<Mesh>,
 }
 
 impl RecordsApi {
     /// The operations over `store`, counted in `metrics` under `interface`
-    /// (`grpc`, `http`). Without [`RecordsApi::with_cluster`] the node has
+    /// (`grpc`, `http`). Without [`RecordsApi::with_mesh`] the node has
     /// no peers, so any write concern is refused.
     pub fn new(store: Store, metrics: Metrics, interface: &'static str) -> Self {
-        Self { store, metrics, interface, cluster: None }
+        Self { store, metrics, interface, mesh: None }
     }
 
-    /// Checks write concerns against the peers the mesh knows.
+    /// Answers write concerns through the node's replication mesh.
     #[must_use]
-    pub fn with_cluster(mut self, cluster: ClusterProbe) -> Self {
-        self.cluster = Some(cluster);
+    pub fn with_mesh(mut self, mesh: Mesh) -> Self {
+        self.mesh = Some(mesh);
         self
     }
 
-    /// Refuses, before anything is written, a write concern more peers
-    /// than this node knows could never meet (as Cassandra refuses a
-    /// consistency level its replicas cannot reach). Peers are the other
-    /// members: nodes reached or learned of through others, removed ones
-    /// excepted, never this node itself or an address no node reached.
-    /// Members that are down still count: the wait then ends at the
-    /// deadline, saying how many confirmed.
+    /// Refuses, before anything is written, a write concern no set of
+    /// known peers could meet ([`Mesh::check_write_concern`]).
     fn check_write_concern(&self, write_concern: u32) -> Result<(), ServiceError> {
-        if write_concern == 0 {
-            return Ok(());
+        match &self.mesh {
+            _ if write_concern == 0 => Ok(()),
+            Some(mesh) => Ok(mesh.check_write_concern(write_concern)?),
+            None => Err(WriteConcernError::MorePeersThanKnown { wanted: write_concern, known: 0 }.into()),
         }
-        let known = self.cluster.as_ref().map_or(0, |probe| probe().members.len());
-        if u32::try_from(known).unwrap_or(u32::MAX) >= write_concern {
-            return Ok(());
-        }
-        Err(ServiceError {
-            code: ErrorCode::FailedPrecondition,
-            message: format!(
-                "write_concern: asks {write_concern} peers to confirm, but this node knows {known} \
-                 (nothing was written)"
-            ),
-            field: Some("write_concern".into()),
-        })
     }
 
     /// Counts an answered request under `operation` and its code.
@@ -264,11 +261,10 @@ impl RecordsApi {
         deadline: Option<Instant>,
     ) -> Result<(), ServiceError> {
         const REPLY_MARGIN: Duration = Duration::from_millis(50);
-        if peers == 0 {
-            return Ok(());
-        }
+        // Checked up front: no mesh and a write concern never get here.
+        let Some(mesh) = self.mesh.as_ref().filter(|_| peers > 0) else { return Ok(()) };
         let deadline = deadline.map(|d| d.checked_sub(REPLY_MARGIN).unwrap_or(d));
-        Ok(self.store.wait_for_peers(seq, peers, deadline).await?)
+        Ok(mesh.await_write_concern(seq, peers, deadline).await?)
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use consensusdb_types::{NodeId, Origin};
 
-use crate::membership::Source;
+use crate::peer_table::Source;
 
 /// Per origin, the sources that answered `OUT_OF_RANGE` for it: they are
 /// passed over, so the others are asked before a bootstrap.

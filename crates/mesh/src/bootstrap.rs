@@ -19,8 +19,8 @@ use consensusdb_types::Digest;
 
 use crate::Inner;
 use crate::backoff::Backoff;
+use crate::error::MeshError;
 use crate::wire::{frontier_from_pb, frontier_to_pb, origin_to_pb};
-use consensusdb_types::error::error_chain;
 
 /// How often progress is logged while records are copied.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -45,6 +45,11 @@ pub(crate) async fn run(inner: Arc<Inner>, reason: String) {
             match attempt {
                 Ok(outcome) => {
                     tracing::info!(peer = %address, ?outcome, "bootstrap complete; accepting writes");
+                    if outcome.new_origin.is_some() {
+                        // Acknowledgements of the old origin's seqs say
+                        // nothing of the new one's, which start again at 1.
+                        inner.acks.forget_all();
+                    }
                     if let Err(error) = inner.refresh_log_starts().await {
                         tracing::warn!(%error, "reading where the log starts failed");
                     }
@@ -67,45 +72,39 @@ pub(crate) async fn run(inner: Arc<Inner>, reason: String) {
 }
 
 /// Copies one peer's snapshot into the store.
-async fn from_peer(inner: &Inner, address: &str) -> Result<InstallOutcome, String> {
-    let channel =
-        inner.connector.connect(address, inner.config.connect_timeout).await.map_err(|e| e.to_string())?;
+async fn from_peer(inner: &Inner, address: &str) -> Result<InstallOutcome, MeshError> {
+    let channel = inner.connector.connect(address, inner.config.connect_timeout).await?;
     let mut client = ReplicationClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request = pb::SnapshotRequest {
         cluster_id: inner.config.cluster_id.clone(),
         origin: Some(origin_to_pb(&inner.store.origin())),
         applied: frontier_to_pb(&inner.store.frontier()),
     };
-    let status = |s: tonic::Status| format!("{}: {}", s.code(), s.message());
-    let mut chunks = client.snapshot(request).await.map_err(status)?.into_inner();
+    let mut chunks = client.snapshot(request).await?.into_inner();
     let store = &inner.store;
     // The frontier comes first: a snapshot behind this node on any origin
     // would move the frontier back (and what it lacks may be purged).
-    let first = chunks.message().await.map_err(status)?.and_then(|chunk| chunk.kind);
+    let first = chunks.message().await?.and_then(|chunk| chunk.kind);
     let Some(snapshot_chunk::Kind::Frontier(f)) = first else {
-        return Err("the snapshot did not start with its frontier".into());
+        return Err(MeshError::OutOfOrder("the snapshot did not start with its frontier"));
     };
-    let snapshot_frontier = frontier_from_pb(&f.frontier, "frontier").map_err(|s| s.message().to_string())?;
+    let snapshot_frontier = frontier_from_pb(&f.frontier, "frontier").map_err(MeshError::malformed)?;
     let own = store.origin();
     for (origin, mark) in store.frontier().iter().filter(|(origin, _)| **origin != own) {
         let theirs = snapshot_frontier.get(origin).map_or(0, |m| m.seq);
         if theirs < mark.seq {
-            return Err(format!(
-                "the snapshot holds {origin} only to seq {theirs}, this node to {}",
-                mark.seq
-            ));
+            return Err(MeshError::SnapshotBehind { origin: *origin, theirs, ours: mark.seq });
         }
     }
-    store.install_begin().await.map_err(|e| error_chain(&e))?;
+    store.install_begin().await.map_err(MeshError::Install)?;
     let started = Instant::now();
     let mut last_report = started;
     let mut frontier = Some(snapshot_frontier);
     let mut copied = 0u64;
-    while let Some(chunk) = chunks.message().await.map_err(status)? {
+    while let Some(chunk) = chunks.message().await? {
         match chunk.kind {
             Some(snapshot_chunk::Kind::Frontier(f)) => {
-                frontier =
-                    Some(frontier_from_pb(&f.frontier, "frontier").map_err(|s| s.message().to_string())?);
+                frontier = Some(frontier_from_pb(&f.frontier, "frontier").map_err(MeshError::malformed)?);
             }
             Some(snapshot_chunk::Kind::Records(records)) => {
                 copied += records.records.len() as u64;
@@ -118,26 +117,30 @@ async fn from_peer(inner: &Inner, address: &str) -> Result<InstallOutcome, Strin
                         value: r.has_value.then_some(r.value),
                     })
                     .collect();
-                store.install_records(records).await.map_err(|e| error_chain(&e))?;
+                store.install_records(records).await.map_err(MeshError::Install)?;
                 if last_report.elapsed() >= PROGRESS_EVERY {
                     last_report = Instant::now();
                     tracing::info!(peer = %address, records = copied, elapsed = ?started.elapsed(), "bootstrap copying");
                 }
             }
             Some(snapshot_chunk::Kind::Digests(d)) => {
-                let frontier = frontier.take().ok_or("the snapshot sent digests before its frontier")?;
+                let frontier = frontier
+                    .take()
+                    .ok_or(MeshError::OutOfOrder("the snapshot sent digests before its frontier"))?;
                 let digests = d
                     .digests
                     .into_iter()
                     .map(|d| Digest::from_slice(&d.digest).map(|digest| (d.region_prefix, digest)))
                     .collect::<Option<Vec<_>>>()
-                    .ok_or("the snapshot sent a digest that is not 32 bytes")?;
-                let outcome = store.install_end(frontier, digests).await.map_err(|e| error_chain(&e))?;
+                    .ok_or_else(|| {
+                        MeshError::Malformed("the snapshot sent a digest that is not 32 bytes".into())
+                    })?;
+                let outcome = store.install_end(frontier, digests).await.map_err(MeshError::Install)?;
                 tracing::info!(peer = %address, records = copied, elapsed = ?started.elapsed(), "bootstrap installed");
                 return Ok(outcome);
             }
-            None => return Err("an empty snapshot message".into()),
+            None => return Err(MeshError::OutOfOrder("an empty snapshot message")),
         }
     }
-    Err("the snapshot ended before its digests".into())
+    Err(MeshError::OutOfOrder("the snapshot ended before its digests"))
 }

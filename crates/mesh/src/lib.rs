@@ -1,4 +1,6 @@
-//! Layer 4b of ConsensusDB: the leaderless replication mesh.
+//! Layer 3 of ConsensusDB: the leaderless replication mesh, below the
+//! client interfaces (api), which ask it for write concerns and its view
+//! of the cluster.
 //!
 //! Every node accepts writes into its own log. Each node pulls every other
 //! node's entries over one bidirectional stream per peer
@@ -13,8 +15,18 @@
 //!   connected topology (a chain of data centers converges).
 //! - [`assignment`](crate::assignment): each origin is pulled from one preferred
 //!   source, so a full mesh does not ship each entry N−1 times.
-//! - [`membership`](crate::membership): peers start from seeds and spread in
-//!   heartbeats; removal is one admin call.
+//! - [`peer_table`](crate::peer_table): what this node knows of each peer
+//!   and member; peers start from seeds and spread in heartbeats, removal
+//!   is one admin call. [`peer_table_store`](crate::peer_table_store) keeps
+//!   it across restarts, and [`peer_events`](crate::peer_events) holds the
+//!   reactions to what peers say.
+//! - [`purge_plan`](crate::purge_plan): what every member has applied, and
+//!   what no member can need any more; [`purge`](crate::purge) runs it.
+//! - [`clock_guard`](crate::clock_guard): refuses client writes while this
+//!   node's clock is off from most of its peers' ([`clock`](crate::clock)).
+//! - [`write_concern`](crate::write_concern): peers' acknowledgements of this
+//!   node's writes, which a client write may wait for.
+//! - [`cluster_view`]: what this node knows of the cluster, in domain types.
 //! - [`connector`]: the transport seam, where TLS and fault injection plug in.
 //!
 //! Applying is storage's job (`Store::apply`): idempotent against the
@@ -26,36 +38,42 @@ mod assignment;
 mod backoff;
 mod bootstrap;
 mod clock;
+mod clock_guard;
+pub mod cluster_view;
 pub mod config;
 pub mod connector;
-mod members;
-mod membership;
-mod membership_store;
+mod error;
+mod peer_events;
+mod peer_table;
+mod peer_table_store;
 mod puller;
 mod purge;
+mod purge_plan;
 mod service;
 mod snapshot;
 mod source;
-mod status;
 mod wire;
+mod write_concern;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use consensusdb_proto::mesh::v1::replication_server::ReplicationServer;
-use consensusdb_storage::{ApplyAck, Frontier, Store, WriteHold};
-use consensusdb_types::{NodeId, Origin};
+use consensusdb_storage::{Frontier, Store, WriteHold};
+use consensusdb_types::Origin;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use address::check_peer_address;
+pub use cluster_view::{ClusterView, OriginLag, PeerState, PeerView};
 pub use config::MeshConfig;
 pub use connector::{ConnectError, Connecting, Connector, PlainConnector};
+pub use error::MeshError;
 pub use service::ReplicationService;
 pub use wire::PROTOCOL_VERSION;
+pub use write_concern::{DEFAULT_WRITE_CONCERN_WAIT, WriteConcernError};
 
-use members::MemberView;
-use membership::{PeerState, PeerTable};
+use peer_table::PeerTable;
 
 /// Shared by the pullers, the sources and the service.
 ///
@@ -84,6 +102,9 @@ pub(crate) struct Inner {
     /// Per origin, the first seq this node's log holds or will (what it
     /// can supply), as heartbeats tell; refreshed after purges and installs.
     log_starts: Mutex<Frontier>,
+    /// What peers acknowledged of this node's own origin: write concerns
+    /// wait on it.
+    pub(crate) acks: write_concern::PeerAcks,
 }
 
 /// A node's place in the mesh: cheap to clone.
@@ -103,7 +124,7 @@ impl Mesh {
     ) -> Result<Self, consensusdb_storage::StorageError> {
         let mut peers = PeerTable::default();
         if let Some(bytes) = store.load_membership().await? {
-            match membership_store::decode(&bytes) {
+            match peer_table_store::decode(&bytes) {
                 Ok(remembered) => remembered.restore_into(&mut peers),
                 Err(error) if config.forget_damaged_membership => {
                     tracing::warn!(
@@ -113,7 +134,7 @@ impl Mesh {
                     );
                     peers.forget_members();
                 }
-                Err(error) => return Err(membership_store::damaged(error)),
+                Err(error) => return Err(peer_table_store::damaged(&error)),
             }
         }
         for seed in &config.seeds {
@@ -137,6 +158,7 @@ impl Mesh {
                 clocks: Mutex::new(clocks),
                 bootstraps: std::sync::atomic::AtomicU64::new(0),
                 log_starts: Mutex::default(),
+                acks: write_concern::PeerAcks::default(),
             }),
         })
     }
@@ -164,7 +186,7 @@ impl Mesh {
             self.inner.spawn_puller(address);
         }
         self.inner.spawn(purge::run(self.inner.clone()));
-        self.inner.spawn(clock_watch(self.inner.clone()));
+        self.inner.spawn(clock_guard::run(self.inner.clone()));
     }
 
     /// Runs one purge round now (tests and admin use; a task also runs one
@@ -199,41 +221,41 @@ impl Mesh {
         }
     }
 
-    /// This node's view of the cluster (what `ClusterStatus` returns).
-    pub fn status(&self) -> consensusdb_proto::mesh::v1::ClusterStatusResponse {
-        status::build(&self.inner)
-    }
-}
-
-/// A source's heartbeat, decoded.
-#[derive(Default)]
-pub(crate) struct Heartbeat {
-    pub(crate) advertised: Frontier,
-    pub(crate) promise: u64,
-    pub(crate) peers: Vec<(String, Option<NodeId>)>,
-    pub(crate) removed: Vec<NodeId>,
-    pub(crate) members: Vec<(NodeId, MemberView)>,
-    /// The source's wall clock when it sent the heartbeat.
-    pub(crate) wall_ms: u64,
-    /// The source's bound of how far this node's clock is ahead of its own.
-    pub(crate) caller_ahead_ms: Option<i64>,
-    /// Per origin, the first seq the source can supply.
-    pub(crate) log_starts: Frontier,
-    /// The log holds the source knows.
-    pub(crate) log_holds: Vec<(NodeId, membership::LogHold)>,
-}
-
-/// Compares this node's clock with its peers' every heartbeat interval,
-/// and holds client writes closed while it is off from most of them.
-async fn clock_watch(inner: Arc<Inner>) {
-    let mut stop = inner.stop.subscribe();
-    let mut ticks = tokio::time::interval(inner.config.heartbeat);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stopped(&mut stop) => return,
-            _ = ticks.tick() => inner.check_clock(),
+    /// Refuses, before anything is written, a write concern asking more
+    /// peers than this node knows. Peers are the other members: nodes
+    /// reached or learned of through others, removed ones excepted, never
+    /// this node itself or an address no node reached. Members that are
+    /// down still count: the wait then ends at the deadline, saying how
+    /// many confirmed.
+    pub fn check_write_concern(&self, wanted: u32) -> Result<(), WriteConcernError> {
+        if wanted == 0 {
+            return Ok(());
         }
+        let known = self.inner.peers().other_members(self.inner.store.origin().node).count();
+        if u32::try_from(known).unwrap_or(u32::MAX) >= wanted {
+            return Ok(());
+        }
+        Err(WriteConcernError::MorePeersThanKnown { wanted, known })
+    }
+
+    /// Waits until `wanted` peers have applied this node's committed entry
+    /// `seq`, or `deadline` passes ([`DEFAULT_WRITE_CONCERN_WAIT`] if
+    /// none). Either way the write stays committed and keeps replicating.
+    pub async fn await_write_concern(
+        &self,
+        seq: u64,
+        wanted: u32,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<(), WriteConcernError> {
+        if wanted == 0 {
+            return Ok(());
+        }
+        self.inner.acks.wait(seq, wanted, deadline).await
+    }
+
+    /// This node's view of the cluster, as of now (in memory, cheap).
+    pub fn view(&self) -> ClusterView {
+        cluster_view::build(&self.inner)
     }
 }
 
@@ -267,227 +289,6 @@ impl Inner {
         tasks.push(task);
     }
 
-    /// Learns a peer address (from a handshake or a heartbeat), with the
-    /// node behind it when the teller knows it, and starts pulling from it
-    /// if it is new. The address must have been checked
-    /// ([`address::check_peer_address`]).
-    pub(crate) fn learn(self: &Arc<Self>, address: &str, node: Option<NodeId>) {
-        if Some(address) == self.config.advertise_address.as_deref() {
-            return;
-        }
-        if self.peers().learn(address, node) {
-            tracing::info!(peer = %address, "learned of a peer");
-            self.spawn_puller(address.to_string());
-        }
-    }
-
-    pub(crate) fn peer_state(&self, address: &str) -> Option<PeerState> {
-        self.peers().peers.get(address).map(|p| p.state)
-    }
-
-    pub(crate) fn record_peer_error(&self, address: &str, error: String) {
-        if let Some(peer) = self.peers().peers.get_mut(address) {
-            peer.last_error = error;
-        }
-    }
-
-    pub(crate) fn set_peer_state(&self, address: &str, state: PeerState, error: Option<String>) {
-        if let Some(peer) = self.peers().peers.get_mut(address) {
-            // A removal wins over whatever the puller was doing.
-            if peer.state != PeerState::Removed {
-                peer.state = state;
-            }
-            if let Some(error) = error {
-                peer.last_error = error;
-            }
-        }
-    }
-
-    /// Registers a stream's source after the handshake. Refuses (returns
-    /// false) a removed node or one already streaming under another address.
-    pub(crate) fn source_connected(&self, address: &str, origin: Origin) -> bool {
-        let node = origin.node;
-        let mut peers = self.peers();
-        if peers.removed.contains(&node) || peers.connected_elsewhere(node, address) {
-            return false;
-        }
-        peers.learn_member(node, &MemberView { origin: Some(origin), ..MemberView::default() });
-        if let Some(peer) = peers.peers.get_mut(address) {
-            peer.node = Some(node);
-            peer.origin = Some(origin);
-            peer.state = PeerState::Connected;
-            peer.last_error.clear();
-        }
-        drop(peers);
-        self.bump_topology();
-        true
-    }
-
-    pub(crate) fn peer_disconnected(&self, address: &str) {
-        let was_connected = {
-            let mut peers = self.peers();
-            peers.peers.get_mut(address).is_some_and(|peer| {
-                let was = peer.state == PeerState::Connected;
-                peer.advertised.clear();
-                peer.log_starts.clear();
-                peer.heard_at = None;
-                was
-            })
-        };
-        if was_connected {
-            self.bump_topology();
-        }
-    }
-
-    /// Peers to bootstrap from: connected ones first, then the rest.
-    pub(crate) fn bootstrap_candidates(&self) -> Vec<String> {
-        let peers = self.peers();
-        let mut candidates: Vec<(bool, String)> = peers
-            .peers
-            .iter()
-            .filter(|(_, p)| p.state.is_pulled())
-            .map(|(address, p)| (p.state != PeerState::Connected, address.clone()))
-            .collect();
-        candidates.sort();
-        candidates.into_iter().map(|(_, address)| address).collect()
-    }
-
-    /// Whether the next entry of `origin` this node needs is gone from
-    /// every source that could supply it ([`PeerTable::purged_everywhere`]).
-    /// Peers not reached yet are waited for up to twice the longest
-    /// reconnect backoff.
-    fn purged_everywhere(&self, peers: &PeerTable, origin: Origin) -> bool {
-        let applied = self.store.frontier().get(&origin).map_or(0, |mark| mark.seq);
-        peers.purged_everywhere(origin, applied, std::time::Instant::now(), self.config.max_backoff * 2)
-    }
-
-    /// Starts a bootstrap unless one is running.
-    pub(crate) fn start_bootstrap(self: &Arc<Self>, reason: String) {
-        // Raised here, before the task runs, so no puller starts a stream
-        // in between.
-        if !self.bootstrapping.send_replace(true) {
-            self.bootstraps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.spawn(bootstrap::run(self.clone(), reason));
-        }
-    }
-
-    pub(crate) fn is_removed(&self, node: NodeId) -> bool {
-        self.peers().removed.contains(&node)
-    }
-
-    /// What a source's heartbeat says: its frontier and clock promise, its
-    /// wall clock (for the clock check), the peers, members, removals and
-    /// log holds it knows, and where its log starts. Also re-checks
-    /// whether entries reported out of range are gone everywhere.
-    pub(crate) fn take_heartbeat(self: &Arc<Self>, address: &str, beat: Heartbeat) {
-        let Heartbeat {
-            advertised,
-            promise,
-            peers,
-            removed,
-            members,
-            wall_ms,
-            caller_ahead_ms,
-            log_starts,
-            log_holds,
-        } = beat;
-        // The `peers` lock is released at the end of this statement: the
-        // clocks are never touched under it (see `Inner`).
-        let source = self.peers().peers.get(address).and_then(|peer| peer.node);
-        if let Some(source) = source {
-            let own_wall = self.store.wall_clock_ms();
-            self.clocks().heartbeat(source, wall_ms, own_wall, caller_ahead_ms, std::time::Instant::now());
-        }
-        let new_origins = {
-            let mut table = self.peers();
-            let now_ms = self.store.wall_clock_ms();
-            for (node, hold) in &log_holds {
-                table.hold_log_for(*node, hold, now_ms, self.config.retention_max_lag_ms);
-            }
-            let own = self.store.origin();
-            table.members_heard();
-            for (node, view) in &members {
-                table.learn_member(*node, view);
-                // What a member applied of this node's origin, as others
-                // saw it, counts toward write concerns too: in a chain
-                // A–B–C, C's acknowledgement reaches A only this way.
-                // Only members this node tracks count (never a removed
-                // node, nor one past the member cap).
-                if *node != own.node
-                    && table.members.contains_key(node)
-                    && let Some(mark) = view.applied.get(&own)
-                {
-                    self.store.record_peer_ack(*node, mark.seq);
-                }
-            }
-            let source = table.peers.get(address).and_then(|peer| peer.origin);
-            if let Some(source) = source {
-                // The source's own view: what it applied, and its promise.
-                let promise_seq = advertised.get(&source).map_or(0, |mark| mark.seq);
-                let view =
-                    MemberView { origin: Some(source), applied: advertised.clone(), promise, promise_seq };
-                table.learn_member(source.node, &view);
-            }
-            let new = table.peers.get_mut(address).is_some_and(|peer| {
-                let new = advertised.keys().any(|origin| !peer.advertised.contains_key(origin));
-                peer.advertised = advertised;
-                peer.log_starts = log_starts.into_iter().map(|(origin, mark)| (origin, mark.seq)).collect();
-                peer.heard_at = Some(std::time::Instant::now());
-                new
-            });
-            // What this source holds may complete the evidence for an
-            // origin reported out of range before its holders were known.
-            let purged = table
-                .out_of_range_origins()
-                .into_iter()
-                .find(|origin| self.purged_everywhere(&table, *origin));
-            if let Some(origin) = purged {
-                table.clear_out_of_range();
-                drop(table);
-                self.start_bootstrap(format!("every source purged entries of {origin} this node needs"));
-            }
-            new
-        };
-        let mut changed = new_origins;
-        for node in removed {
-            changed |= self.remove_node(node);
-        }
-        if changed {
-            self.bump_topology();
-        }
-        for (address, node) in &peers {
-            self.learn(address, *node);
-        }
-    }
-
-    /// Holds client writes closed while this node's clock is off from most
-    /// of its peers' ([`clock`]), and opens them once it agrees again.
-    fn check_clock(&self) {
-        let names: std::collections::HashMap<NodeId, String> = self
-            .peers()
-            .peers
-            .iter()
-            .filter_map(|(address, peer)| Some((peer.node?, format!("{address} ({})", peer.node?))))
-            .collect();
-        let verdict = self.clocks().verdict(std::time::Instant::now(), |node| {
-            names.get(&node).cloned().unwrap_or_else(|| node.to_string())
-        });
-        let held = self.store.write_hold(WriteHold::ClockOffset);
-        match verdict {
-            clock::Verdict::Off(reason) => {
-                if held.is_none() {
-                    tracing::error!(%reason, "refusing client writes");
-                }
-                self.store.hold_writes(WriteHold::ClockOffset, reason);
-            }
-            clock::Verdict::Healthy if held.is_some() => {
-                tracing::warn!("this node's clock agrees with its peers' again: accepting client writes");
-                self.store.release_writes(WriteHold::ClockOffset);
-            }
-            clock::Verdict::Healthy => {}
-        }
-    }
-
     /// Reads again where this node's log of each origin starts (after a
     /// purge or an install, the only changes), for heartbeats.
     pub(crate) async fn refresh_log_starts(&self) -> Result<(), consensusdb_storage::StorageError> {
@@ -514,81 +315,6 @@ impl Inner {
 
     pub(crate) fn clocks(&self) -> MutexGuard<'_, clock::ClockOffsets> {
         self.clocks.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Marks a node removed. Returns whether that is news.
-    pub(crate) fn remove_node(&self, node: NodeId) -> bool {
-        let mut peers = self.peers();
-        if peers.removed.contains(&node) {
-            return false;
-        }
-        let stopped = peers.remove_node(node);
-        drop(peers);
-        self.clocks().forget(node);
-        self.store.forget_peer(node);
-        tracing::warn!(%node, addresses = ?stopped, "node removed from the cluster");
-        true
-    }
-
-    /// A puller's progress: what it has durably applied.
-    pub(crate) fn record_acks(&self, puller: Origin, applied: Frontier) {
-        if let Some(own) = applied.get(&self.store.origin()) {
-            self.store.record_peer_ack(puller.node, own.seq);
-        }
-        let view = MemberView { origin: Some(puller), applied, ..MemberView::default() };
-        self.peers().learn_member(puller.node, &view);
-    }
-
-    /// A peer sent an entry that does not decode (refused, never stored).
-    pub(crate) fn record_refused(&self, address: &str) {
-        if let Some(peer) = self.peers().peers.get_mut(address) {
-            peer.entries_refused += 1;
-        }
-    }
-
-    pub(crate) fn record_applied(&self, address: &str, ack: ApplyAck, bytes: u64) {
-        let mut peers = self.peers();
-        if let Some(peer) = peers.peers.get_mut(address) {
-            peer.entries_applied += ack.applied;
-            peer.entries_received += ack.applied + ack.skipped;
-            peer.bytes_received += bytes;
-        }
-        // Past a source's gap, that source is chosen again: every stream
-        // gets a fresh choice of origins.
-        if ack.applied > 0 && peers.forget_stale_out_of_range(&self.store.frontier()) {
-            drop(peers);
-            self.bump_topology();
-        }
-    }
-
-    /// `source` cannot supply entry `wanted` of `origin`; it can again from
-    /// `resume_at` on (an answer of an earlier version without it: never).
-    pub(crate) fn record_out_of_range(
-        self: &Arc<Self>,
-        address: &str,
-        source: NodeId,
-        origin: Origin,
-        wanted: u64,
-        resume_at: u64,
-    ) {
-        let resume_at = if resume_at == 0 { u64::MAX } else { resume_at };
-        let everywhere = {
-            let mut peers = self.peers();
-            if let Some(peer) = peers.peers.get_mut(address) {
-                peer.last_error = format!("purged entries of {origin} from seq {wanted} on");
-            }
-            // A stale report (another source supplied past the gap since)
-            // proves nothing.
-            peers.report_out_of_range(origin, source, resume_at, std::time::Instant::now());
-            peers.forget_stale_out_of_range(&self.store.frontier());
-            self.purged_everywhere(&peers, origin)
-        };
-        // Other sources are asked next (the assignment passes this one over).
-        self.bump_topology();
-        if everywhere {
-            self.peers().clear_out_of_range();
-            self.start_bootstrap(format!("every source purged entries of {origin} from seq {wanted} on"));
-        }
     }
 }
 

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use consensusdb_storage::{StorageError, Store, StoreOptions};
 
-use crate::{Heartbeat, Mesh, MeshConfig, PlainConnector};
+use crate::peer_events::Heartbeat;
+use crate::{Mesh, MeshConfig, PlainConnector};
 
 async fn open_with_membership(record: &[u8], config: MeshConfig) -> Result<Mesh, StorageError> {
     let dir = tempfile::tempdir().expect("temp dir");

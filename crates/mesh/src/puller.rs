@@ -10,18 +10,21 @@ use consensusdb_proto::mesh::v1::{self as pb, pull_request, pull_response};
 use consensusdb_storage::{ApplyAck, Queued, RawEntry, StorageError};
 use consensusdb_types::NodeId;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
 
+use crate::Inner;
 use crate::address::{MAX_KNOWN_PEERS, MAX_MEMBERS, check_peer_address};
 use crate::assignment::excluded_for;
 use crate::backoff::Backoff;
-use crate::membership::PeerState;
+use crate::error::MeshError;
+use crate::peer_events::Heartbeat;
+use crate::peer_table::PeerState;
 use crate::wire::{
     PROTOCOL_VERSION, frontier_from_pb, frontier_to_pb, known_peer_from_pb, log_hold_from_pb, member_from_pb,
     node_from_bytes, origin_from_pb, origin_to_pb,
 };
-use crate::{Heartbeat, Inner};
-use consensusdb_types::error::error_chain;
 
 /// Largest message a puller accepts: a chunk of `chunk_bytes` plus framing.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -70,7 +73,7 @@ pub(crate) async fn run(inner: Arc<Inner>, address: String) {
                 return;
             }
             Ok(Ended::Closed) => "the peer closed the stream".to_string(),
-            Err(error) => error,
+            Err(error) => error.to_string(),
         };
         if started.elapsed() >= HEALTHY_STREAM {
             backoff.reset();
@@ -86,16 +89,35 @@ pub(crate) async fn run(inner: Arc<Inner>, address: String) {
 }
 
 /// One stream's life: handshake, then apply and acknowledge until it ends.
-async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
-    let channel =
-        inner.connector.connect(address, inner.config.connect_timeout).await.map_err(|e| e.to_string())?;
+async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, MeshError> {
+    let (requests, mut responses) = open_stream(inner, address).await?;
+    let source = match admit_source(inner, address, &mut responses).await? {
+        Admission::Admitted(source) => source,
+        Admission::Retired(state) => return Ok(Ended::Retired(state)),
+    };
+    tracing::info!(peer = %address, node = %source, "replicating from peer");
+    let mut session =
+        Session { inner: inner.clone(), address: address.to_string(), source, requests, in_flight: None };
+    session.send_progress().await?;
+    let (reader, received) = read_ahead(responses);
+    let ended = session.run(received).await;
+    reader.abort();
+    ended
+}
+
+/// Connects to `address` and opens a Pull stream with a hello saying what
+/// this node has applied.
+async fn open_stream(
+    inner: &Inner,
+    address: &str,
+) -> Result<(mpsc::Sender<pb::PullRequest>, Streaming<pb::PullResponse>), MeshError> {
+    let channel = inner.connector.connect(address, inner.config.connect_timeout).await?;
     let mut client = ReplicationClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let (requests, outgoing) = mpsc::channel(8);
-    let own = inner.store.origin();
     let hello = pb::Hello {
         protocol_version: PROTOCOL_VERSION,
         cluster_id: inner.config.cluster_id.clone(),
-        origin: Some(origin_to_pb(&own)),
+        origin: Some(origin_to_pb(&inner.store.origin())),
         advertise_address: inner.config.advertise_address.clone().unwrap_or_default(),
         // Nothing excluded before the source is known: it starts by
         // sending every origin, and the first progress narrows that.
@@ -107,50 +129,68 @@ async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
     requests
         .send(pb::PullRequest { kind: Some(pull_request::Kind::Hello(hello)) })
         .await
-        .map_err(|_| "closed")?;
-    let mut responses = client
-        .pull(ReceiverStream::new(outgoing))
-        .await
-        .map_err(|status| format!("{}: {}", status.code(), status.message()))?
-        .into_inner();
-    let welcome = match responses.message().await {
-        Ok(Some(pb::PullResponse { kind: Some(pull_response::Kind::Welcome(welcome)) })) => welcome,
-        Ok(_) => return Err("the peer did not start with welcome".into()),
-        Err(status) => return Err(format!("{}: {}", status.code(), status.message())),
+        .map_err(|_| MeshError::StreamClosed)?;
+    let responses = client.pull(ReceiverStream::new(outgoing)).await?.into_inner();
+    Ok((requests, responses))
+}
+
+/// What the source's welcome decides.
+enum Admission {
+    /// Replicate from this node.
+    Admitted(NodeId),
+    /// Never pull from this address again.
+    Retired(PeerState),
+}
+
+/// Reads the source's welcome and decides whether to replicate from it:
+/// not from this node itself, a removed node, or a second address of a
+/// node already connected. A source holding this node's own origin beyond
+/// its log starts a bootstrap.
+async fn admit_source(
+    inner: &Arc<Inner>,
+    address: &str,
+    responses: &mut Streaming<pb::PullResponse>,
+) -> Result<Admission, MeshError> {
+    let Some(pb::PullResponse { kind: Some(pull_response::Kind::Welcome(welcome)) }) =
+        responses.message().await?
+    else {
+        return Err(MeshError::OutOfOrder("the peer did not start with welcome"));
     };
     let source_origin =
-        origin_from_pb(welcome.origin.as_ref(), "welcome.origin").map_err(|s| s.message().to_string())?;
+        origin_from_pb(welcome.origin.as_ref(), "welcome.origin").map_err(MeshError::malformed)?;
     let source = source_origin.node;
+    let own = inner.store.origin();
     if source == own.node {
-        return Ok(Ended::Retired(PeerState::Itself));
+        return Ok(Admission::Retired(PeerState::Itself));
     }
     // The source read its mark of this origin after this node's seq was at
     // least that high, unless this data directory is older than what the
-    // cluster saw: then its next seqs would collide with replicated ones.
+    // cluster saw.
     let local = inner.store.frontier().get(&own).map_or(0, |mark| mark.seq);
     if welcome.holds_your_origin_to > local {
-        let reason = format!(
-            "peer {address} holds this node's origin {own} up to seq {}, beyond its log at {local}",
-            welcome.holds_your_origin_to
-        );
-        inner.start_bootstrap(reason.clone());
-        return Err(reason);
+        let error = MeshError::OwnOriginBeyondLog {
+            address: address.to_string(),
+            origin: own,
+            theirs: welcome.holds_your_origin_to,
+            local,
+        };
+        inner.start_bootstrap(error.to_string());
+        return Err(error);
     }
     if !inner.source_connected(address, source_origin) {
-        return Ok(Ended::Retired(if inner.is_removed(source) {
-            PeerState::Removed
-        } else {
-            PeerState::Alias
-        }));
+        let state = if inner.is_removed(source) { PeerState::Removed } else { PeerState::Alias };
+        return Ok(Admission::Retired(state));
     }
-    tracing::info!(peer = %address, node = %source, "replicating from peer");
-    let mut session =
-        Session { inner: inner.clone(), address: address.to_string(), source, requests, in_flight: None };
-    session.send_progress().await?;
-    let mut topology = inner.topology.subscribe();
-    // Responses are read by their own task into a channel, so the select
-    // below never abandons a half-read message.
-    let (incoming, mut received) = mpsc::channel(RECEIVED_MESSAGES);
+    Ok(Admission::Admitted(source))
+}
+
+/// One message read from the source: a response, the stream's end, or its error.
+type Received = Result<Option<pb::PullResponse>, tonic::Status>;
+
+/// Reads responses on a task of their own into a channel, so the session's
+/// select never abandons a half-read message.
+fn read_ahead(mut responses: Streaming<pb::PullResponse>) -> (JoinHandle<()>, mpsc::Receiver<Received>) {
+    let (incoming, received) = mpsc::channel(RECEIVED_MESSAGES);
     let reader = tokio::spawn(async move {
         loop {
             let message = responses.message().await;
@@ -160,62 +200,38 @@ async fn pull_once(inner: &Arc<Inner>, address: &str) -> Result<Ended, String> {
             }
         }
     });
-    let result = loop {
-        tokio::select! {
-            message = received.recv() => {
-                // Take every message already here, so entries that arrived
-                // while the last chunk was being synced are applied in one
-                // commit: a replica keeps up with a source that commits
-                // small groups faster than one fsync each.
-                let mut batch = Vec::new();
-                let mut bytes = 0;
-                let mut next = message;
-                let ending = loop {
-                    match next {
-                        Some(Ok(Some(response))) => {
-                            bytes += response_bytes(&response);
-                            batch.push(response);
-                        }
-                        Some(Ok(None)) | None => break Some(Ok(Ended::Closed)),
-                        Some(Err(status)) => break Some(Err(format!("{}: {}", status.code(), status.message()))),
-                    }
-                    if bytes >= APPLY_BYTES {
-                        break None;
-                    }
-                    match received.try_recv() {
-                        Ok(message) => next = Some(message),
-                        Err(_) => break None,
-                    }
-                };
-                if let Err(error) = session.handle(batch).await {
-                    break Err(error);
-                }
-                // With more already received, the chunk just queued commits
-                // while the next is staged; otherwise acknowledge it now.
-                if received.is_empty()
-                    && let Err(error) = session.settle().await
-                {
-                    break Err(error);
-                }
-                if let Some(ending) = ending {
-                    break ending;
-                }
+    (reader, received)
+}
+
+/// Takes `first` and every message already received after it, up to
+/// [`APPLY_BYTES`] of entries, so entries that arrived while the last chunk
+/// was being synced are applied in one commit: a replica keeps up with a
+/// source that commits small groups faster than one fsync each. Says how
+/// the stream ended, when it did.
+fn take_ready(
+    first: Option<Received>,
+    received: &mut mpsc::Receiver<Received>,
+) -> (Vec<pb::PullResponse>, Option<Result<Ended, MeshError>>) {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    let mut next = first;
+    loop {
+        match next {
+            Some(Ok(Some(response))) => {
+                bytes += response_bytes(&response);
+                batch.push(response);
             }
-            changed = topology.changed() => {
-                if changed.is_err() {
-                    break Ok(Ended::Closed);
-                }
-                if inner.is_removed(source) {
-                    break Ok(Ended::Retired(PeerState::Removed));
-                }
-                if let Err(error) = session.send_progress().await {
-                    break Err(error);
-                }
-            }
+            Some(Ok(None)) | None => return (batch, Some(Ok(Ended::Closed))),
+            Some(Err(status)) => return (batch, Some(Err(status.into()))),
         }
-    };
-    reader.abort();
-    result
+        if bytes >= APPLY_BYTES {
+            return (batch, None);
+        }
+        match received.try_recv() {
+            Ok(message) => next = Some(message),
+            Err(_) => return (batch, None),
+        }
+    }
 }
 
 /// Decodes and bounds a heartbeat before anything in it changes state: a
@@ -277,12 +293,14 @@ fn decode_heartbeat(beat: pb::Heartbeat) -> Result<Heartbeat, tonic::Status> {
 }
 
 /// The entries of one `Entries` message.
-fn raw_entries(chunk: pb::Entries) -> Result<Vec<RawEntry>, String> {
-    let origin =
-        origin_from_pb(chunk.origin.as_ref(), "entries.origin").map_err(|s| s.message().to_string())?;
+fn raw_entries(chunk: pb::Entries) -> Result<Vec<RawEntry>, MeshError> {
+    let origin = origin_from_pb(chunk.origin.as_ref(), "entries.origin").map_err(MeshError::malformed)?;
     let count = u64::try_from(chunk.values.len()).unwrap_or(u64::MAX);
     if chunk.first_seq == 0 || chunk.first_seq.checked_add(count).is_none() {
-        return Err(format!("entries.first_seq: {} cannot start {count} entries", chunk.first_seq));
+        return Err(MeshError::Malformed(format!(
+            "entries.first_seq: {} cannot start {count} entries",
+            chunk.first_seq
+        )));
     }
     Ok(chunk
         .values
@@ -292,22 +310,22 @@ fn raw_entries(chunk: pb::Entries) -> Result<Vec<RawEntry>, String> {
         .collect())
 }
 
-/// Why applying a peer's entries failed, for the stream's error.
-fn apply_error(inner: &Inner, peer: &str, error: StorageError) -> String {
-    match error {
+/// Logs and counts what applying a peer's entries refused, and ends the
+/// stream with it.
+fn apply_error(inner: &Inner, peer: &str, error: StorageError) -> MeshError {
+    match &error {
         StorageError::OwnOriginAhead { .. } => {
             tracing::error!(%peer, %error, "refusing entries of this node's own origin");
-            error.to_string()
         }
         StorageError::BadEntry { .. } => {
             // Never stored; the stream stops here and restarts at the
             // frontier, so the origin waits until a source sends it whole.
             tracing::error!(%peer, %error, "refused a malformed entry");
             inner.record_refused(peer);
-            error.to_string()
         }
-        error => format!("applying entries: {}", error_chain(&error)),
+        _ => {}
     }
+    MeshError::Apply(error)
 }
 
 /// Bytes of entry values a message carries.
@@ -330,8 +348,40 @@ struct Session {
 }
 
 impl Session {
+    /// Applies and acknowledges what the source sends, and re-sends
+    /// progress when the topology changes, until the stream ends.
+    async fn run(&mut self, mut received: mpsc::Receiver<Received>) -> Result<Ended, MeshError> {
+        let mut topology = self.inner.topology.subscribe();
+        loop {
+            tokio::select! {
+                message = received.recv() => {
+                    let (batch, ending) = take_ready(message, &mut received);
+                    self.handle(batch).await?;
+                    // With more already received, the chunk just queued
+                    // commits while the next is staged; otherwise
+                    // acknowledge it now.
+                    if received.is_empty() {
+                        self.settle().await?;
+                    }
+                    if let Some(ending) = ending {
+                        return ending;
+                    }
+                }
+                changed = topology.changed() => {
+                    if changed.is_err() {
+                        return Ok(Ended::Closed);
+                    }
+                    if self.inner.is_removed(self.source) {
+                        return Ok(Ended::Retired(PeerState::Removed));
+                    }
+                    self.send_progress().await?;
+                }
+            }
+        }
+    }
+
     /// Handles messages in order; runs of entries are applied together.
-    async fn handle(&mut self, messages: Vec<pb::PullResponse>) -> Result<(), String> {
+    async fn handle(&mut self, messages: Vec<pb::PullResponse>) -> Result<(), MeshError> {
         let mut entries = Vec::new();
         for message in messages {
             match message.kind {
@@ -347,16 +397,16 @@ impl Session {
         self.apply(entries).await
     }
 
-    fn handle_other(&self, message: Option<pull_response::Kind>) -> Result<(), String> {
+    fn handle_other(&self, message: Option<pull_response::Kind>) -> Result<(), MeshError> {
         match message {
             Some(pull_response::Kind::Heartbeat(beat)) => {
-                let heartbeat = decode_heartbeat(beat).map_err(|status| status.message().to_string())?;
+                let heartbeat = decode_heartbeat(beat).map_err(MeshError::malformed)?;
                 self.inner.take_heartbeat(&self.address, heartbeat);
                 Ok(())
             }
             Some(pull_response::Kind::OutOfRange(gone)) => {
                 let origin = origin_from_pb(gone.origin.as_ref(), "out_of_range.origin")
-                    .map_err(|s| s.message().to_string())?;
+                    .map_err(MeshError::malformed)?;
                 tracing::error!(
                     peer = %self.address, %origin, wanted = gone.wanted_seq, first_available = gone.first_available,
                     "a peer purged entries this node still needs; another source or a bootstrap must supply them"
@@ -371,7 +421,7 @@ impl Session {
                 Ok(())
             }
             Some(pull_response::Kind::Entries(_) | pull_response::Kind::Welcome(_)) | None => {
-                Err("unexpected message from the peer".into())
+                Err(MeshError::OutOfOrder("unexpected message from the peer"))
             }
         }
     }
@@ -379,7 +429,7 @@ impl Session {
     /// Queues entries to be applied in one commit, then settles the chunk
     /// queued before them: the writer stages this chunk while that one is
     /// written.
-    async fn apply(&mut self, entries: Vec<RawEntry>) -> Result<(), String> {
+    async fn apply(&mut self, entries: Vec<RawEntry>) -> Result<(), MeshError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -396,7 +446,7 @@ impl Session {
     }
 
     /// Waits for the chunk in flight, if any, to commit, then acknowledges it.
-    async fn settle(&mut self) -> Result<(), String> {
+    async fn settle(&mut self) -> Result<(), MeshError> {
         let Some((queued, bytes)) = self.in_flight.take() else { return Ok(()) };
         let ack = queued.answer().await.map_err(|error| apply_error(&self.inner, &self.address, error))?;
         self.inner.record_applied(&self.address, ack, bytes);
@@ -404,7 +454,7 @@ impl Session {
     }
 
     /// Acknowledges the frontier and says which origins to leave out.
-    async fn send_progress(&self) -> Result<(), String> {
+    async fn send_progress(&self) -> Result<(), MeshError> {
         let excluded: Vec<pb::Origin> = {
             let peers = self.inner.peers();
             excluded_for(self.source, &peers.sources(), self.inner.store.origin(), &peers.purged_sources())
@@ -416,6 +466,6 @@ impl Session {
         self.requests
             .send(pb::PullRequest { kind: Some(pull_request::Kind::Progress(progress)) })
             .await
-            .map_err(|_| "the stream closed".to_string())
+            .map_err(|_| MeshError::StreamClosed)
     }
 }

@@ -1,5 +1,5 @@
 //! The purge task: from what every member has applied, decide what no one
-//! can need any more, and have storage remove it (see `members`).
+//! can need any more ([`crate::purge_plan`]), and have storage remove it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,7 +8,7 @@ use consensusdb_storage::{PurgePlan, StorageError, WriteHold};
 use consensusdb_types::{FrontierMark, NodeId, Origin};
 
 use crate::Inner;
-use crate::members::{self, Lagging, LogHolds, MemberView, Members};
+use crate::purge_plan::{self, Lagging, LogHolds, MemberView, Members};
 
 /// The members whose views decide a purge, this node included, and the
 /// log holds of nodes resuming from a snapshot. `None` while a peer is
@@ -28,7 +28,7 @@ fn members_now(inner: &Inner, own: MemberView) -> Option<(Members, LogHolds)> {
 }
 
 /// The members lagging past the retention cap, per origin
-/// ([`members::lags_past`]), judged from this node's log.
+/// ([`purge_plan::lags_past`]), judged from this node's log.
 async fn lagging(inner: &Inner, members: &Members, own: &MemberView) -> Result<Lagging, StorageError> {
     let own_node = inner.store.origin().node;
     // (member, origin, first seq it lacks, the origin's newest entry here)
@@ -48,7 +48,7 @@ async fn lagging(inner: &Inner, members: &Members, own: &MemberView) -> Result<L
     Ok(behind
         .into_iter()
         .zip(held)
-        .filter(|((.., wanted, newest), held)| members::lags_past(*newest, *wanted, *held, max_lag_ms))
+        .filter(|((.., wanted, newest), held)| purge_plan::lags_past(*newest, *wanted, *held, max_lag_ms))
         .map(|((node, origin, ..), _)| (node, origin))
         .collect())
 }
@@ -66,12 +66,12 @@ pub(crate) async fn round(inner: &Arc<Inner>) -> Result<(), StorageError> {
     let promise_seq = applied.get(&own).map_or(0, |mark| mark.seq);
     let view = MemberView { origin: Some(own), applied, promise, promise_seq };
     // Remember the cluster first: a restart must still count every member.
-    let membership = crate::membership_store::encode(&inner.peers());
+    let membership = crate::peer_table_store::encode(&inner.peers());
     inner.store.save_membership(membership).await?;
     let Some((members, holds)) = members_now(inner, view.clone()) else { return Ok(()) };
-    let log_views = members::log_views(&members, &holds);
+    let log_views = purge_plan::log_views(&members, &holds);
     let lagging = lagging(inner, &log_views, &view).await?;
-    let plan = members::plan(&members, &log_views, &lagging, own.node);
+    let plan = purge_plan::plan(&members, &log_views, &lagging, own.node);
     loop {
         let outcome = match inner.store.purge(plan.clone()).await {
             Ok(outcome) => outcome,

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::wire::{frontier_to_pb, node_from_bytes};
+use crate::wire::{cluster_view_to_pb, frontier_to_pb, node_from_bytes};
 use crate::{Inner, source};
 
 /// Serves peers' pulls and the cluster's admin calls.
@@ -82,7 +82,7 @@ impl Replication for ReplicationService {
         &self,
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        Ok(Response::new(crate::status::build(&self.inner)))
+        Ok(Response::new(cluster_view_to_pb(crate::cluster_view::build(&self.inner))))
     }
 
     async fn remove_peer(
@@ -104,7 +104,7 @@ impl Replication for ReplicationService {
                 None => {
                     // Never reached: nothing to tell the cluster, but its
                     // puller stops and it no longer holds purges back.
-                    peer.state = crate::membership::PeerState::Removed;
+                    peer.state = crate::peer_table::PeerState::Removed;
                     return Ok(Response::new(pb::RemovePeerResponse { removed: true }));
                 }
             }

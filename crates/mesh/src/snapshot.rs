@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::Inner;
-use crate::membership::LogHold;
+use crate::peer_table::LogHold;
 use crate::wire::{frontier_from_pb, frontier_to_pb, origin_from_pb};
 
 /// Records per chunk are bounded by bytes, well under the message limit.

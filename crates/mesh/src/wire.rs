@@ -5,8 +5,9 @@ use consensusdb_storage::Frontier;
 use consensusdb_types::{FrontierMark, NodeId, Origin};
 use tonic::Status;
 
-use crate::members::MemberView;
-use crate::membership::LogHold;
+use crate::cluster_view::ClusterView;
+use crate::peer_table::LogHold;
+use crate::purge_plan::MemberView;
 
 /// The protocol version this build speaks. Version 2: heartbeats name
 /// the node behind each peer address, and carry wall clocks, log starts
@@ -109,4 +110,59 @@ pub(crate) fn member_from_pb(member: &pb::MemberView, field: &str) -> Result<(No
             promise_seq: member.promise_seq,
         },
     ))
+}
+
+/// The view as the `ClusterStatus` call answers it.
+pub(crate) fn cluster_view_to_pb(view: ClusterView) -> pb::ClusterStatusResponse {
+    let peers = view
+        .peers
+        .into_iter()
+        .map(|peer| pb::PeerStatus {
+            node_id: peer.node.as_ref().map(node_to_bytes).unwrap_or_default(),
+            state: peer.state.as_str().into(),
+            lag: peer
+                .lag
+                .iter()
+                .map(|lag| pb::OriginLag {
+                    origin: Some(origin_to_pb(&lag.origin)),
+                    entries: lag.entries,
+                    seconds: lag.seconds,
+                })
+                .collect(),
+            address: peer.address,
+            last_error: peer.last_error,
+            entries_applied: peer.entries_applied,
+            entries_received: peer.entries_received,
+            bytes_received: peer.bytes_received,
+            acked_own_seq: peer.acked_own_seq,
+            needs_bootstrap: peer.needs_bootstrap,
+            clock_offset_ms: peer.clock_offset_ms,
+            clock_uncertainty_ms: peer.clock_uncertainty_ms,
+            entries_refused: peer.entries_refused,
+        })
+        .collect();
+    pb::ClusterStatusResponse {
+        origin: Some(origin_to_pb(&view.origin)),
+        cluster_id: view.cluster_id,
+        advertise_address: view.advertise_address.unwrap_or_default(),
+        frontier: frontier_to_pb(&view.frontier),
+        peers,
+        conflicts: view.conflicts,
+        hlc_drift_clipped: view.hlc_drift_clipped,
+        entries_applied: view.entries_applied,
+        hlc: view.hlc,
+        stable_hlc: view.stable_hlc,
+        log_purged_through: view
+            .log_purged_through
+            .iter()
+            .map(|(origin, seq)| pb::OriginMark { origin: Some(origin_to_pb(origin)), seq: *seq, hlc: 0 })
+            .collect(),
+        versions_purged: view.versions_purged,
+        bootstrapping: view.bootstrapping.unwrap_or_default(),
+        clock_refusal: view.clock_refusal.unwrap_or_default(),
+        max_clock_offset_ms: view.max_clock_offset_ms,
+        members: view.members.iter().map(node_to_bytes).collect(),
+        bootstraps: view.bootstraps,
+        entries_refused: view.entries_refused,
+    }
 }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consensusdb_api::{ClusterProbe, ConnectionLimits, Connections, Gateway, Metrics, Readiness, RecordsApi};
+use consensusdb_api::{ConnectionLimits, Connections, Gateway, Metrics, Readiness, RecordsApi};
 use consensusdb_mesh::{Connector, Mesh, PlainConnector};
 use consensusdb_storage::{StorageError, Store};
 use tokio::net::TcpListener;
@@ -181,15 +181,10 @@ impl Node {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let readiness = Readiness::new(store.clone());
         let metrics = Metrics::new(store.counters()).map_err(NodeError::Metrics)?;
-        let probe = {
-            let mesh = mesh.clone();
-            Arc::new(move || mesh.status()) as ClusterProbe
-        };
         let gateway = http.map(|listener| {
             let mut stopped = stopped.clone();
-            let probe = probe.clone();
             let gateway = Gateway::new(store.clone(), readiness.clone(), metrics.clone())
-                .with_cluster(probe)
+                .with_mesh(mesh.clone())
                 .with_connections(connections.clone())
                 .with_max_body_bytes(http_max_body_bytes);
             tokio::spawn(consensusdb_api::serve_http(gateway, listener, connections.clone(), async move {
@@ -225,7 +220,7 @@ impl Node {
                 let _ = grace_started.send(());
             }
         };
-        let api = RecordsApi::new(store.clone(), metrics, "grpc").with_cluster(probe);
+        let api = RecordsApi::new(store.clone(), metrics, "grpc").with_mesh(mesh.clone());
         let served =
             consensusdb_api::serve_grpc(api, readiness, listener, connections.clone(), routes, stopping)
                 .await;

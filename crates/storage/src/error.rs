@@ -118,20 +118,6 @@ pub enum StorageError {
         /// The local log's last seq.
         local: u64,
     },
-    /// A write committed locally, but not enough peers confirmed applying it
-    /// before the deadline.
-    #[error(
-        "the write is committed on this node (seq {seq}) and keeps replicating, but only {confirmed} of \
-         the {wanted} peers asked for confirmed it before the deadline"
-    )]
-    WriteConcern {
-        /// The write's seq.
-        seq: u64,
-        /// Peers that had applied it.
-        confirmed: u32,
-        /// Peers asked for.
-        wanted: u32,
-    },
     /// The node is installing a bootstrap snapshot and takes no replicated
     /// entries until it is done.
     #[error("this node is installing a bootstrap snapshot; retry when it is done")]
@@ -210,7 +196,7 @@ impl StorageError {
             StorageError::Invalid(_) => ErrorCode::InvalidArgument,
             StorageError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
             StorageError::NotFound { .. } => ErrorCode::NotFound,
-            StorageError::DeadlineExceeded | StorageError::WriteConcern { .. } => ErrorCode::DeadlineExceeded,
+            StorageError::DeadlineExceeded => ErrorCode::DeadlineExceeded,
             StorageError::ShuttingDown
             | StorageError::Busy { .. }
             | StorageError::OutcomeUnknown { .. }

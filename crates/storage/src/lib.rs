@@ -34,7 +34,6 @@ mod digests;
 mod error;
 mod frontier_view;
 mod page_token;
-mod peer_acks;
 mod reads;
 /// Raw-RocksDB reference for benchmarks: the writer's per-event bytes, without the store around them.
 #[cfg(feature = "bench-reference")]
@@ -56,7 +55,6 @@ pub use data_dir::{DATA_DIR_FORMAT, KEY_ENCODING_FORMAT};
 pub use digests::{DigestReport, RegionDigest};
 pub use error::StorageError;
 pub use frontier_view::Frontier;
-pub use peer_acks::DEFAULT_WRITE_CONCERN_WAIT;
 pub use reads::{Page, ReadOptions, Record};
 pub use replication::{LogChunk, RawEntry};
 pub use scan::ScanStream;

@@ -157,12 +157,6 @@ impl Store {
         frontier: Frontier,
         digests: Vec<(Vec<u8>, Digest)>,
     ) -> Result<InstallOutcome, StorageError> {
-        let outcome = self.install_step(InstallStep::End { frontier, digests }).await?;
-        if outcome.new_origin.is_some() {
-            // Acknowledgements of the old origin's seqs say nothing about
-            // the new one's, which start again at 1.
-            self.forget_all_peer_acks();
-        }
-        Ok(outcome)
+        self.install_step(InstallStep::End { frontier, digests }).await
     }
 }

@@ -206,7 +206,6 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     writer_health: Arc<WriterHealth>,
     pub(crate) view: Arc<FrontierView>,
-    pub(crate) peer_acks: crate::peer_acks::PeerAcks,
 }
 
 /// A node's storage: cheap to clone, safe to share between tasks.
@@ -306,7 +305,6 @@ impl Store {
                 counters,
                 writer_health,
                 view,
-                peer_acks: Default::default(),
             }),
         })
     }

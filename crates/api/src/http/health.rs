@@ -60,7 +60,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
               ListErrors))]
 pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Result<Response, HttpError> {
     let stats = gateway.store.stats().await.map_err(ServiceError::from)?;
-    let cluster = gateway.cluster.as_ref().map(|probe| probe());
+    let cluster = gateway.mesh.as_ref().map(consensusdb_mesh::Mesh::view);
     let text = gateway.metrics.render(
         gateway.store.counters(),
         &stats,

@@ -36,7 +36,8 @@ use axum::http::StatusCode;
 use consensusdb_storage::Store;
 use consensusdb_types::{ErrorCode, FieldError};
 
-use crate::cluster::ClusterProbe;
+use consensusdb_mesh::Mesh;
+
 use crate::connections::Connections;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -57,7 +58,7 @@ pub struct Gateway {
     store: Store,
     readiness: Readiness,
     metrics: Metrics,
-    cluster: Option<ClusterProbe>,
+    mesh: Option<Mesh>,
     connections: Option<Connections>,
     started: Instant,
     started_at_ms: u64,
@@ -77,7 +78,7 @@ impl Gateway {
             store,
             readiness,
             metrics,
-            cluster: None,
+            mesh: None,
             connections: None,
             started: Instant::now(),
             started_at_ms,
@@ -90,9 +91,9 @@ impl Gateway {
     /// Shows the mesh's view on the status page and in the metrics, and
     /// checks write concerns against it.
     #[must_use]
-    pub fn with_cluster(mut self, probe: ClusterProbe) -> Self {
-        self.api = self.api.with_cluster(probe.clone());
-        self.cluster = Some(probe);
+    pub fn with_mesh(mut self, mesh: Mesh) -> Self {
+        self.api = self.api.with_mesh(mesh.clone());
+        self.mesh = Some(mesh);
         self
     }
 

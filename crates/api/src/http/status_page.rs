@@ -15,7 +15,6 @@ use utoipa::ToSchema;
 use super::Gateway;
 use super::error::HttpError;
 use super::responses::ListErrors;
-use crate::cluster::{node_id_text, origin_label};
 use crate::metrics::RequestTotals;
 use crate::records_api::ServiceError;
 
@@ -189,16 +188,15 @@ pub(crate) struct OriginLagJson {
 }
 
 fn replication(gateway: &Gateway) -> Option<ReplicationJson> {
-    let status = (gateway.cluster.as_ref()?)();
-    let peers = status
+    let view = gateway.mesh.as_ref()?.view();
+    let peers = view
         .peers
         .into_iter()
         .map(|peer| PeerJson {
-            node_id: node_id_text(&peer.node_id),
-            state: peer.state,
-            last_error: peer.last_error,
-            lag_entries: peer.lag.iter().map(|lag| lag.entries).sum(),
-            lag_seconds: peer.lag.iter().map(|lag| lag.seconds).fold(0.0, f64::max),
+            node_id: peer.node.map(|node| node.to_string()),
+            state: peer.state.as_str().to_string(),
+            lag_entries: peer.lag_entries(),
+            lag_seconds: peer.lag_seconds(),
             entries_applied: peer.entries_applied,
             bytes_received: peer.bytes_received,
             needs_bootstrap: peer.needs_bootstrap,
@@ -206,17 +204,18 @@ fn replication(gateway: &Gateway) -> Option<ReplicationJson> {
                 .lag
                 .iter()
                 .map(|lag| OriginLagJson {
-                    origin: origin_label(lag.origin.as_ref()),
+                    origin: lag.origin.to_string(),
                     entries: lag.entries,
                     seconds: lag.seconds,
                 })
                 .collect(),
+            last_error: peer.last_error,
             address: peer.address,
         })
         .collect();
     Some(ReplicationJson {
-        cluster_id: status.cluster_id,
-        advertise_address: status.advertise_address,
+        cluster_id: view.cluster_id,
+        advertise_address: view.advertise_address.unwrap_or_default(),
         peers,
     })
 }

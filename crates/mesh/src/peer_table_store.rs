@@ -10,8 +10,9 @@ use consensusdb_storage::StorageError;
 use consensusdb_types::{DecodeError, NodeId};
 use prost::Message;
 
-use crate::members::MemberView;
-use crate::membership::PeerTable;
+use crate::error::MeshError;
+use crate::peer_table::PeerTable;
+use crate::purge_plan::MemberView;
 use crate::wire::{
     known_peer_from_pb, known_peer_to_pb, member_from_pb, member_to_pb, node_from_bytes, node_to_bytes,
 };
@@ -26,36 +27,34 @@ pub(crate) struct Remembered {
 /// Decodes a stored record, or says which part is damaged. A record is
 /// taken whole or not at all: dropping a member view that does not decode
 /// would let purges run past that member.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Remembered, String> {
-    let record = pb::Membership::decode(bytes).map_err(|e| e.to_string())?;
+pub(crate) fn decode(bytes: &[u8]) -> Result<Remembered, MeshError> {
+    let record = pb::Membership::decode(bytes).map_err(|e| MeshError::Malformed(e.to_string()))?;
     let removed = record
         .removed
         .iter()
         .enumerate()
         .map(|(i, bytes)| node_from_bytes(bytes, &format!("removed[{i}]")))
         .collect::<Result<_, _>>()
-        .map_err(|status| status.message().to_string())?;
+        .map_err(MeshError::malformed)?;
     let members = record
         .members
         .iter()
         .enumerate()
         .map(|(i, member)| member_from_pb(member, &format!("members[{i}]")))
         .collect::<Result<_, _>>()
-        .map_err(|status| status.message().to_string())?;
+        .map_err(MeshError::malformed)?;
     // Records written before known peers held bare addresses.
     let mut peers: Vec<(String, Option<NodeId>)> =
         record.peers.into_iter().map(|address| (address, None)).collect();
     for (i, peer) in record.known_peers.into_iter().enumerate() {
-        peers.push(
-            known_peer_from_pb(peer, &format!("known_peers[{i}]")).map_err(|s| s.message().to_string())?,
-        );
+        peers.push(known_peer_from_pb(peer, &format!("known_peers[{i}]")).map_err(MeshError::malformed)?);
     }
     Ok(Remembered { removed, members, peers })
 }
 
 /// The error that stops a node whose stored membership is damaged: purging
 /// past a member it forgot could bring removed keys back.
-pub(crate) fn damaged(reason: String) -> StorageError {
+pub(crate) fn damaged(reason: &MeshError) -> StorageError {
     StorageError::Corrupt(DecodeError {
         what: "stored membership",
         reason: format!(
@@ -126,7 +125,7 @@ mod tests {
         let mut damaged = pb::Membership::decode(encode(&table).as_slice()).expect("decodes");
         damaged.members[0].origin.as_mut().expect("origin").node_id.truncate(3);
         let error = decode(&damaged.encode_to_vec()).err().expect("one damaged member fails the record");
-        assert!(error.contains("members[0].origin.node_id"), "{error}");
+        assert!(error.to_string().contains("members[0].origin.node_id"), "{error}");
         let legacy = pb::Membership { peers: vec!["10.0.0.9:4482".into()], ..Default::default() };
         let mut restored = PeerTable::default();
         decode(&legacy.encode_to_vec()).expect("decodes").restore_into(&mut restored);

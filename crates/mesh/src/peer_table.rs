@@ -14,11 +14,11 @@ use consensusdb_storage::Frontier;
 use consensusdb_types::{NodeId, Origin};
 
 use crate::address::{MAX_KNOWN_PEERS, MAX_MEMBERS};
-use crate::members::{MemberView, Members};
+use crate::purge_plan::{MemberView, Members};
 
 /// Where the puller of one peer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PeerState {
+pub enum PeerState {
     /// Opening a stream.
     Connecting,
     /// Streaming.
@@ -34,7 +34,8 @@ pub(crate) enum PeerState {
 }
 
 impl PeerState {
-    pub(crate) fn name(self) -> &'static str {
+    /// The state as status and metrics label it.
+    pub fn as_str(self) -> &'static str {
         match self {
             PeerState::Connecting => "connecting",
             PeerState::Connected => "connected",
@@ -46,7 +47,7 @@ impl PeerState {
     }
 
     /// Whether a puller runs for the peer.
-    pub(crate) fn is_pulled(self) -> bool {
+    pub fn is_pulled(self) -> bool {
         matches!(self, PeerState::Connecting | PeerState::Connected | PeerState::BackingOff)
     }
 }
@@ -127,6 +128,14 @@ pub(crate) struct PeerTable {
     members_forgotten: bool,
 }
 
+impl PeerTable {
+    /// The members other than `own`, removed ones excepted: the nodes
+    /// purges wait for and write concerns count.
+    pub(crate) fn other_members(&self, own: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.members.keys().copied().filter(move |node| *node != own && !self.removed.contains(node))
+    }
+}
+
 /// A node that resumes by log from a snapshot's frontier.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct LogHold {
@@ -160,7 +169,7 @@ impl PeerTable {
         }
         let since_ms = hold.since_ms.min(now_ms);
         if let Some(held) = self.log_holds.get_mut(&node) {
-            crate::members::merge_frontier(&mut held.from, &hold.from);
+            crate::purge_plan::merge_frontier(&mut held.from, &hold.from);
             held.since_ms = held.since_ms.max(since_ms);
         } else if self.log_holds.len() < MAX_MEMBERS {
             self.log_holds.insert(node, LogHold { from: hold.from.clone(), since_ms });
@@ -183,7 +192,7 @@ impl PeerTable {
     }
 
     /// The log holds' frontiers.
-    pub(crate) fn log_holds(&self) -> crate::members::LogHolds {
+    pub(crate) fn log_holds(&self) -> crate::purge_plan::LogHolds {
         self.log_holds.iter().map(|(node, hold)| (*node, hold.from.clone())).collect()
     }
 
