@@ -12,9 +12,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use consensusdb_storage::Frontier;
 use consensusdb_types::{NodeId, Origin};
 
-use crate::peer_table::Source;
+/// A connected source, as the assignment of origins sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a> {
+    /// The source's own origin (its node id and current incarnation).
+    pub(crate) origin: Origin,
+    /// The frontier it advertised last.
+    pub(crate) advertised: &'a Frontier,
+}
 
 /// Per origin, the sources that answered `OUT_OF_RANGE` for it: they are
 /// passed over, so the others are asked before a bootstrap.
@@ -50,7 +58,6 @@ fn preferred(origin: &Origin, sources: &[Source<'_>], purged: &Purged) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use consensusdb_storage::Frontier;
     use consensusdb_types::FrontierMark;
 
     fn origin(node: u128) -> Origin {

@@ -14,6 +14,7 @@ use consensusdb_storage::Frontier;
 use consensusdb_types::{NodeId, Origin};
 
 use crate::address::{MAX_KNOWN_PEERS, MAX_MEMBERS};
+use crate::assignment::{Purged, Source};
 use crate::purge_plan::{MemberView, Members};
 
 /// Where the puller of one peer stands.
@@ -91,15 +92,6 @@ impl Peer {
             entries_refused: 0,
         }
     }
-}
-
-/// A connected source, as the assignment of origins sees it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Source<'a> {
-    /// The source's own origin (its node id and current incarnation).
-    pub(crate) origin: Origin,
-    /// The frontier it advertised last.
-    pub(crate) advertised: &'a Frontier,
 }
 
 /// The membership table.
@@ -239,7 +231,7 @@ impl PeerTable {
 
     /// Per origin, the sources that could not supply it: passed over when
     /// choosing where to pull it from.
-    pub(crate) fn purged_sources(&self) -> crate::assignment::Purged {
+    pub(crate) fn purged_sources(&self) -> Purged {
         self.out_of_range
             .iter()
             .map(|(origin, reports)| (*origin, reports.resume_at.keys().copied().collect()))

@@ -16,7 +16,7 @@ use rocksdb::{DB, SnapshotWithThreadMode};
 
 use crate::columns::{self, RECORDS, VALUES};
 use crate::error::hex;
-use crate::value_cursor::ValueCursor;
+use crate::value_cursor::{KeyRange, ValueCursor};
 use crate::{StorageError, page_token};
 
 /// What a read returns besides the heads.
@@ -53,13 +53,6 @@ pub struct Page {
     pub records: Vec<Record>,
     /// Pass back to continue after the last record.
     pub next_page_token: Option<Vec<u8>>,
-}
-
-/// A half-open range of encoded keys, `[lower, upper)`.
-#[derive(Debug, Clone)]
-pub(crate) struct KeyRange {
-    pub(crate) lower: Vec<u8>,
-    pub(crate) upper: Vec<u8>,
 }
 
 /// Reads against one snapshot.

@@ -17,7 +17,8 @@ use consensusdb_types::key_codec::encode_key;
 use tokio::sync::{mpsc, watch};
 
 use crate::page_token;
-use crate::reads::{KeyRange, PageBuilder, SnapshotReader};
+use crate::reads::{PageBuilder, SnapshotReader};
+use crate::value_cursor::KeyRange;
 use crate::{Page, StorageError};
 
 /// What the scan thread sends.

@@ -14,19 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::columns::{self, DIGESTS, FRONTIER, RECORDS, VALUES};
 use crate::writer::WriterMessage;
+pub(crate) use crate::writer::install::InstallStep;
+pub use crate::writer::install::{InstallOutcome, SnapshotRecord};
 use crate::{Frontier, StorageError, Store};
-
-/// One record as stored: its key, encoded head and encoded stored value
-/// (`None` for a tombstone or a value compaction dropped).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotRecord {
-    /// The encoded record key.
-    pub key: Vec<u8>,
-    /// The encoded [`consensusdb_types::Head`].
-    pub head: Vec<u8>,
-    /// The encoded stored value.
-    pub value: Option<Vec<u8>>,
-}
 
 /// A piece of a snapshot, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,29 +27,6 @@ pub enum SnapshotPart {
     Records(Vec<SnapshotRecord>),
     /// Last: every region's digest (region prefix, digest).
     Digests(Vec<(Vec<u8>, Digest)>),
-}
-
-/// One step of installing a snapshot.
-#[derive(Debug)]
-pub(crate) enum InstallStep {
-    /// Clear the records and their derived families; refuse applies.
-    Begin,
-    /// Store records.
-    Records(Vec<SnapshotRecord>),
-    /// Store digests and the frontier, keep this node's own writes the
-    /// snapshot lacks, and accept applies again.
-    End { frontier: Frontier, digests: Vec<(Vec<u8>, Digest)> },
-}
-
-/// What an install did to this node's identity and own writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct InstallOutcome {
-    /// Set when the snapshot held this node's own origin beyond its local
-    /// log (a data directory older than what the cluster saw): the node now
-    /// writes as this new incarnation.
-    pub new_origin: Option<Origin>,
-    /// Own log entries the snapshot lacked, re-applied on top of it.
-    pub reapplied_own: u64,
 }
 
 fn export(

@@ -10,9 +10,15 @@
 
 use rocksdb::{DB, DBRawIteratorWithThreadMode, SnapshotWithThreadMode};
 
+/// A half-open range of encoded keys, `[lower, upper)`.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyRange {
+    pub(crate) lower: Vec<u8>,
+    pub(crate) upper: Vec<u8>,
+}
+
 use crate::StorageError;
 use crate::columns::{self, VALUES};
-use crate::reads::KeyRange;
 
 /// Steps to try before a seek is cheaper, for example after a run of
 /// tombstones, which have no value.

@@ -1,4 +1,5 @@
-//! Installing a bootstrap snapshot in the writer (see `snapshot.rs`).
+//! Installing a bootstrap snapshot in the writer (see `snapshot.rs`, which
+//! reads snapshots and hands the steps defined here to the writer).
 
 use std::sync::atomic::Ordering;
 
@@ -12,8 +13,42 @@ use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 use super::{Group, Writer};
 use crate::columns::{self, DIGESTS, FRONTIER, LOG, META, PURGE_QUEUE, RECORDS, VALUES};
 use crate::data_dir::{META_BOOTSTRAP_PENDING, META_INCARNATION};
-use crate::snapshot::{InstallOutcome, InstallStep, SnapshotRecord};
 use crate::{Frontier, StorageError};
+
+/// One record as stored: its key, encoded head and encoded stored value
+/// (`None` for a tombstone or a value compaction dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    /// The encoded record key.
+    pub key: Vec<u8>,
+    /// The encoded [`consensusdb_types::Head`].
+    pub head: Vec<u8>,
+    /// The encoded stored value.
+    pub value: Option<Vec<u8>>,
+}
+
+/// One step of installing a snapshot.
+#[derive(Debug)]
+pub(crate) enum InstallStep {
+    /// Clear the records and their derived families; refuse applies.
+    Begin,
+    /// Store records.
+    Records(Vec<SnapshotRecord>),
+    /// Store digests and the frontier, keep this node's own writes the
+    /// snapshot lacks, and accept applies again.
+    End { frontier: Frontier, digests: Vec<(Vec<u8>, Digest)> },
+}
+
+/// What an install did to this node's identity and own writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstallOutcome {
+    /// Set when the snapshot held this node's own origin beyond its local
+    /// log (a data directory older than what the cluster saw): the node now
+    /// writes as this new incarnation.
+    pub new_origin: Option<Origin>,
+    /// Own log entries the snapshot lacked, re-applied on top of it.
+    pub reapplied_own: u64,
+}
 
 /// Above every key of the cleared families: record keys and region
 /// prefixes start with UTF-8 (never 0xFF), purge-queue keys with an HLC

@@ -45,12 +45,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::now_ms;
 use crate::columns::{self, DIGESTS, FRONTIER, LOG, PURGE_QUEUE, RECORDS, VALUES};
 use crate::frontier_view::FrontierView;
-use crate::snapshot::{InstallOutcome, InstallStep};
 use crate::{Counters, StorageError, SyncPolicy};
+use install::{InstallOutcome, InstallStep};
 
 mod apply;
 mod committer;
-mod install;
+pub(crate) mod install;
 mod purge;
 
 pub(crate) use committer::Committer;
