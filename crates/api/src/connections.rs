@@ -119,23 +119,30 @@ impl Connections {
                     continue;
                 }
             };
-            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-                if refused.is_power_of_two() {
-                    tracing::warn!(
-                        max = self.limits.max,
-                        refused,
-                        "connection limit reached: closing new connections at once"
-                    );
-                }
-                drop(stream);
-                continue;
-            };
+            let Some(admitted) = self.admit(stream) else { continue };
             // Nagle's algorithm would hold back small responses for up to
             // 40 ms waiting for the client's delayed ACK.
-            let _ = stream.set_nodelay(true);
-            return Guarded::new(stream, permit, self.limits.idle_timeout, self.close_all.clone());
+            let _ = admitted.get_ref().set_nodelay(true);
+            return admitted;
         }
+    }
+
+    /// `stream` guarded, holding a place under the cap; `None` (the stream
+    /// closed and counted as refused) once the cap is reached.
+    fn admit<S>(&self, stream: S) -> Option<Guarded<S>> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    max = self.limits.max,
+                    refused,
+                    "connection limit reached: closing new connections at once"
+                );
+            }
+            drop(stream);
+            return None;
+        };
+        Some(Guarded::new(stream, permit, self.limits.idle_timeout, self.close_all.clone()))
     }
 }
 
@@ -273,9 +280,20 @@ impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     use super::*;
+
+    /// Sends back what `stream` reads until it ends or fails (as a guarded
+    /// connection does once it is closed), then drops it.
+    async fn echo_until_closed(mut stream: impl AsyncRead + AsyncWrite + Unpin) {
+        let mut buf = [0u8; 64];
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            if stream.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    }
 
     async fn serve_echo(connections: Connections) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -283,22 +301,23 @@ mod tests {
         tokio::spawn(async move {
             use futures::StreamExt;
             let mut accepted = Box::pin(connections.accept(listener));
-            while let Some(Ok(mut stream)) = accepted.next().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 64];
-                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                        if stream.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
+            while let Some(Ok(stream)) = accepted.next().await {
+                tokio::spawn(echo_until_closed(stream));
             }
         });
         addr
     }
 
+    /// An in-memory connection admitted by `connections` and echoed; the
+    /// client's end.
+    fn echo_in_memory(connections: &Connections) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(64);
+        tokio::spawn(echo_until_closed(connections.admit(server).expect("under the cap")));
+        client
+    }
+
     /// Whether the server closed `stream` (reads end) within `within`.
-    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    async fn closed_within(stream: &mut (impl AsyncRead + Unpin), within: Duration) -> bool {
         let mut buf = [0u8; 8];
         matches!(tokio::time::timeout(within, stream.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
     }
@@ -317,23 +336,33 @@ mod tests {
         assert!(closed_within(&mut third, Duration::from_secs(5)).await, "over the cap: closed");
         assert_eq!(connections.refused(), 1);
         drop(first);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Its place is free once the server has seen it close.
+        let freed = tokio::time::timeout(Duration::from_secs(5), async {
+            while connections.open() > 1 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(freed.is_ok(), "the closed connection still holds its place");
         let mut fourth = TcpStream::connect(addr).await.unwrap();
         fourth.write_all(b"y").await.unwrap();
         fourth.read_exact(&mut echo).await.unwrap();
         assert_eq!(&echo, b"y", "a closed connection's place is free again");
     }
 
-    #[tokio::test]
+    /// Time is the subject, so the test moves tokio's paused clock itself:
+    /// a busy machine cannot stretch the active connection's pauses past
+    /// the timeout. The connections are in memory, since a paused clock
+    /// jumps ahead whenever the runtime waits on real I/O.
+    #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_closed_and_an_active_one_is_not() {
-        let connections =
-            Connections::new(ConnectionLimits { max: 10, idle_timeout: Duration::from_millis(300) });
-        let addr = serve_echo(connections).await;
-        let mut idle = TcpStream::connect(addr).await.unwrap();
-        let mut active = TcpStream::connect(addr).await.unwrap();
+        let idle_timeout = Duration::from_millis(300);
+        let connections = Connections::new(ConnectionLimits { max: 10, idle_timeout });
+        let mut idle = echo_in_memory(&connections);
+        let mut active = echo_in_memory(&connections);
         let mut echo = [0u8; 1];
         for _ in 0..6 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::advance(idle_timeout / 3).await;
             active.write_all(b"a").await.unwrap();
             active.read_exact(&mut echo).await.unwrap();
         }

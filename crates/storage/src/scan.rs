@@ -95,6 +95,13 @@ impl ScanStream {
             self.resume_token = Some(page_token::encode(&encode_key(&last.key)));
         }
     }
+
+    /// Whether the scan thread has given up on this stream's reader, so a
+    /// test can wait for that rather than sleep past the stall timeout.
+    #[cfg(test)]
+    pub(crate) fn given_up(&self) -> bool {
+        self.cut_reason.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+    }
 }
 
 /// How a scan is cut into messages, and where they go.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use consensusdb_types::{Compression, RowKey};
 
+use crate::tests::eventually;
 use crate::*;
 
 fn put(minor: &str) -> PutRecord {
@@ -62,8 +63,8 @@ async fn a_client_that_stalls_gets_an_error_and_a_token_never_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let store = loaded(dir.path(), Duration::from_millis(100)).await;
     let stream = store.scan(tenant_scan(None)).expect("scan starts");
-    // Take nothing for longer than the stall timeout.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Take nothing until the scan gives up, at the stall timeout.
+    eventually("the scan gives up on its stalled reader", || stream.given_up()).await;
     let (first, error) = drain(stream).await;
     let Some(StorageError::ScanCutShort { reason, resume_token }) = error else {
         panic!("a stalled scan must end in ScanCutShort, not {error:?} after {} records", first.len());

@@ -32,6 +32,18 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open(StoreOptions::new(dir)).expect("store opens")
 }
 
+/// Checks `holds` until it is true; fails the test, naming `what` it
+/// waited for, if that takes more than ten seconds. Tests wait for
+/// conditions rather than for a fixed time, which is too long on an idle
+/// machine and too short on a busy one.
+pub(crate) async fn eventually(what: &str, mut holds: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !holds() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Every seq in the log of `store`'s origin, in order.
 fn logged_seqs(store: &Store) -> Vec<u64> {
     let db = &store.shared.engine.db;
@@ -211,9 +223,10 @@ fn a_group_staged_while_the_one_before_is_written_sees_its_versions() {
 async fn expired_values_are_hidden_and_compaction_keeps_the_head_stub() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    store.put(PutRecord { ttl_ms: Some(1), ..put("ttl", b"gone soon") }, None).await.unwrap();
+    let ack = store.put(PutRecord { ttl_ms: Some(1), ..put("ttl", b"gone soon") }, None).await.unwrap();
+    let expires_at_ms = ack.heads[0].expires_at_ms.expect("a TTL sets an expiry");
     store.put(put("keep", b"stays"), None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    eventually("the clock passes the expiry", || crate::clock::now_ms() >= expires_at_ms).await;
     assert!(store.get(key("ttl"), ReadOptions::default()).await.unwrap().is_none());
     let db = &store.shared.engine.db;
     let values = db.cf_handle(VALUES).unwrap();
@@ -430,16 +443,12 @@ async fn concurrent_scans_are_capped_and_a_dropped_scan_frees_its_slot() {
     let err = store.scan(query.clone()).expect_err("second scan refused");
     assert!(matches!(err, StorageError::Busy { .. }), "{err}");
     drop(stalled);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match store.scan(query.clone()) {
-            Ok(_) => break,
-            Err(StorageError::Busy { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(10)).await
-            }
-            Err(other) => panic!("slot never freed: {other}"),
-        }
-    }
+    eventually("the dropped scan frees its slot", || match store.scan(query.clone()) {
+        Ok(_) => true,
+        Err(StorageError::Busy { .. }) => false,
+        Err(other) => panic!("slot never freed: {other}"),
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use consensusdb_client::Client;
 use consensusdb_mesh::{ConnectError, Connecting, Connector, PlainConnector};
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use crate::FaultProxy;
+use crate::{FaultProxy, eventually};
 
 /// Routes this node's connections to peer `address` through the proxy of
 /// the link (this node → that peer).
@@ -143,15 +143,13 @@ impl TestCluster {
 
     /// Waits until node `i` accepts writes (a new node bootstraps first).
     pub async fn ready(&self, i: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = self.admin(i).await.cluster_status(pb::ClusterStatusRequest {}).await;
-            match status {
-                Ok(status) if status.get_ref().bootstrapping.is_empty() => return,
-                _ if Instant::now() >= deadline => panic!("node {i} did not become ready: {status:?}"),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        eventually(Duration::from_secs(60), &format!("node {i} becomes ready"), async || {
+            match self.admin(i).await.cluster_status(pb::ClusterStatusRequest {}).await {
+                Ok(status) if status.get_ref().bootstrapping.is_empty() => Ok(()),
+                other => Err(other),
             }
-        }
+        })
+        .await;
     }
 
     /// Adds a node seeded with one existing node only; it must find the
@@ -286,8 +284,7 @@ impl TestCluster {
     /// Waits until the running nodes report the same frontier and the same
     /// digest; panics with both views after `timeout`.
     pub async fn converge(&self, timeout: Duration) -> pb::DigestResponse {
-        let deadline = Instant::now() + timeout;
-        loop {
+        eventually(timeout, "the running nodes converge", async || {
             let mut digests = Vec::new();
             for (i, node) in self.nodes.iter().enumerate() {
                 if node.running.is_some() {
@@ -296,19 +293,15 @@ impl TestCluster {
             }
             let (_, first) = &digests[0];
             if digests.iter().all(|(_, d)| d.frontier == first.frontier && d.total == first.total) {
-                return first.clone();
+                return Ok(first.clone());
             }
-            if Instant::now() >= deadline {
-                let views: Vec<String> = digests
-                    .iter()
-                    .map(|(i, d)| {
-                        format!("node {i}: {} origins, total {:?}", d.frontier.len(), hex(&d.total))
-                    })
-                    .collect();
-                panic!("no convergence within {timeout:?}: {views:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            let views: Vec<String> = digests
+                .iter()
+                .map(|(i, d)| format!("node {i}: {} origins, total {:?}", d.frontier.len(), hex(&d.total)))
+                .collect();
+            Err(views)
+        })
+        .await
     }
 
     /// Stops every node.

@@ -112,6 +112,7 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
+        // The latency a test injects: the fault itself, so a fixed wait.
         let delay = link.borrow().delay;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

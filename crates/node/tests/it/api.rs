@@ -307,11 +307,22 @@ async fn touch_sets_a_new_expiry_and_expired_records_disappear() {
     assert!(touched.seq > first.seq);
     assert!(touched.expires_at_ms < first.expires_at_ms);
     assert_eq!(must_get(&mut node.client, k.clone()).await.value, b"token");
-    // Sleep past the expiry by the wall clock the server stamped it with.
-    let now_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
-    tokio::time::sleep(std::time::Duration::from_millis(touched.expires_at_ms.saturating_sub(now_ms) + 100))
-        .await;
+    // Touched again to expire in a millisecond, it is gone once the wall
+    // clock the server stamped that expiry with has passed it.
+    let expiring = node
+        .client
+        .touch(v1::TouchRequest { key: Some(k.clone()), ttl_ms: 1 })
+        .await
+        .unwrap()
+        .into_inner()
+        .head
+        .unwrap();
+    eventually(TEST_TIMEOUT, "the clock passes the expiry", async || {
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        if now_ms >= expiring.expires_at_ms { Ok(()) } else { Err(now_ms) }
+    })
+    .await;
     let status = node.client.get(v1::GetRequest { key: Some(k.clone()), read: None }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "expired records are hidden");
     let status = node.client.touch(v1::TouchRequest { key: Some(k), ttl_ms: 0 }).await.unwrap_err();

@@ -4,7 +4,7 @@
 use std::process::{Output, Stdio};
 
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::support::*;
@@ -181,6 +181,34 @@ put acme ACCOUNT never 'after exit' --untimed
     node.stop().await;
 }
 
+/// The shell's prompt.
+const PROMPT: &str = "consensusdb> ";
+
+/// Reads a terminal into `screen` until what it shows is `ready`.
+async fn read_until(
+    terminal: &mut tokio::process::ChildStdout,
+    screen: &mut Vec<u8>,
+    what: &str,
+    ready: impl Fn(&str) -> bool,
+) {
+    let read = tokio::time::timeout(TEST_TIMEOUT, async {
+        while !ready(&String::from_utf8_lossy(screen)) {
+            let mut chunk = [0u8; 4096];
+            match terminal.read(&mut chunk).await.expect("reads the terminal") {
+                0 => return false,
+                n => screen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        matches!(read, Ok(true)),
+        "the terminal never showed {what}: {}",
+        String::from_utf8_lossy(screen)
+    );
+}
+
 #[tokio::test]
 async fn the_shell_on_a_terminal_edits_lines_and_keeps_history() {
     let node = TestNode::start().await;
@@ -202,17 +230,28 @@ async fn the_shell_on_a_terminal_edits_lines_and_keeps_history() {
         .spawn()
         .expect("script(1) from util-linux runs");
     let mut stdin = terminal.stdin.take().expect("stdin");
-    for line in ["put acme ACCOUNT tty typed --untimed\r", "get acme ACCOUNT tty\r", "exit\r"] {
-        stdin.write_all(line.as_bytes()).await.expect("types");
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut stdout = terminal.stdout.take().expect("stdout");
+    let mut screen = Vec::new();
+    // Each line is typed once the shell prompts for it: typed earlier, it
+    // could reach the line editor while it is still setting the terminal up.
+    read_until(&mut stdout, &mut screen, "the first prompt", |shown| shown.contains(PROMPT)).await;
+    for line in ["put acme ACCOUNT tty typed --untimed", "get acme ACCOUNT tty"] {
+        stdin.write_all(format!("{line}\r").as_bytes()).await.expect("types");
+        read_until(&mut stdout, &mut screen, &format!("a prompt after {line:?}"), |shown| {
+            shown.rfind(line).is_some_and(|at| shown[at + line.len()..].contains(PROMPT))
+        })
+        .await;
     }
-    let output = tokio::time::timeout(TEST_TIMEOUT, terminal.wait_with_output())
-        .await
-        .expect("in time")
-        .expect("output");
-    let screen = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{screen}");
-    assert!(screen.contains("consensusdb> "), "the prompt is shown on a terminal: {screen}");
+    stdin.write_all(b"exit\r").await.expect("types");
+    let status = tokio::time::timeout(TEST_TIMEOUT, async {
+        stdout.read_to_end(&mut screen).await.expect("reads the terminal");
+        terminal.wait().await.expect("the shell exits")
+    })
+    .await
+    .expect("in time");
+    let screen = String::from_utf8_lossy(&screen);
+    assert!(status.success(), "{screen}");
+    assert!(screen.contains(PROMPT), "the prompt is shown on a terminal: {screen}");
     assert!(screen.contains(r#""value":"typed""#), "{screen}");
     let saved = std::fs::read_to_string(&history).expect("history saved");
     assert!(saved.contains("get acme ACCOUNT tty"), "{saved}");

@@ -224,10 +224,13 @@ async fn start_writers(
 }
 
 async fn wait_for_acks(acked: &Acked, at_least: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while acked.lock().expect("no writer panicked").len() < at_least && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(TEST_TIMEOUT, &format!("{at_least} writes acknowledged"), async || {
+        match acked.lock().expect("no writer panicked").len() {
+            done if done >= at_least => Ok(()),
+            done => Err(done),
+        }
+    })
+    .await;
 }
 
 /// Reads every acknowledged write back from a fresh process; returns how many are missing.
@@ -296,15 +299,15 @@ async fn kill_9_of_a_replica_mid_load_resumes_from_its_frontier() {
         tokio::time::timeout(TEST_TIMEOUT, writer).await.expect("writers stop").unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    let deadline = Instant::now() + TEST_TIMEOUT;
-    let (from_a, from_b) = loop {
+    let (from_a, from_b) = eventually(TEST_TIMEOUT, "the restarted replica catches up", async || {
         let (from_a, from_b) = (digest(a.addr).await, digest(b.addr).await);
         if from_a.frontier == from_b.frontier && from_a.total == from_b.total {
-            break (from_a, from_b);
+            Ok((from_a, from_b))
+        } else {
+            Err((from_a.frontier, from_b.frontier))
         }
-        assert!(Instant::now() < deadline, "the restarted replica did not catch up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(from_a.regions, from_b.regions);
     // Every acknowledged write is on the replica...
     assert_eq!(count_lost(b.addr, &acked).await, 0);

@@ -11,14 +11,23 @@ use consensusdb_proto::v1;
 use crate::process::{Launch, NodeProcess, signal};
 use crate::support::*;
 
-/// Opens `count` idle connections to `addr`; returns how many the node
-/// keeps open (the others it closes at once), and the connections.
+/// Opens `count` idle connections to `addr`, more than the node's cap;
+/// returns how many the node keeps open (the others it closes at once),
+/// and the connections.
 fn idle_connections(addr: SocketAddr, count: usize) -> (usize, Vec<TcpStream>) {
     let connections: Vec<TcpStream> = (0..count)
         .map(|i| TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i}: {e}")))
         .collect();
-    // Let the node accept (and refuse) them all.
-    std::thread::sleep(Duration::from_secs(2));
+    // The node takes connections in the order they were made, and is at
+    // its cap by now: once it has closed one more, made last, it has kept
+    // or closed every one before it.
+    let mut last = TcpStream::connect(addr).expect("the last connection");
+    last.set_read_timeout(Some(TEST_TIMEOUT)).expect("sets a timeout");
+    match last.read(&mut [0u8; 1]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the node did not close a connection past its cap: {other:?}"),
+    }
     let held = connections
         .iter()
         .filter(|stream| {

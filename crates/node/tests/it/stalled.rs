@@ -19,6 +19,8 @@ use crate::support::*;
 const RECORDS: usize = 4000;
 const VALUE_BYTES: usize = 4096;
 /// How long the node waits for a stalled client, and how long it stalls.
+/// The stall is the stimulus, so a fixed wait: the scan's end is not
+/// observable from outside until the client reads again.
 const STALL_TIMEOUT_MS: u64 = 300;
 const STALL: Duration = Duration::from_secs(2);
 
@@ -57,6 +59,7 @@ async fn an_http_scan_whose_reader_stalls_ends_with_an_error_line_and_a_token() 
     let mut stream = tokio::net::TcpStream::connect(node.http).await.expect("connects");
     let request = "GET /v1/scan/stall?limit=10000 HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n";
     stream.write_all(request.as_bytes()).await.expect("request sent");
+    // The client stops reading: the stimulus, a fixed wait (see STALL).
     tokio::time::sleep(STALL).await;
     let mut raw = Vec::new();
     tokio::time::timeout(CALL_TIMEOUT, stream.read_to_end(&mut raw)).await.expect("bounded").expect("reads");
@@ -99,6 +102,7 @@ async fn a_grpc_scan_whose_reader_stalls_ends_with_unavailable_and_a_token() {
         options: Some(v1::ScanOptions { limit: 10_000, page_token: Vec::new(), read: None }),
     };
     let mut chunks = node.client.scan_tenant(request).await.expect("scan starts").into_inner();
+    // The client stops reading: the stimulus, a fixed wait (see STALL).
     tokio::time::sleep(STALL).await;
     let mut records = 0;
     let status = loop {
@@ -139,6 +143,7 @@ async fn the_sdk_resumes_a_scan_its_caller_stalled_and_delivers_each_record_once
         .expect("connects");
     let mut stream = client.scan_tenant("stall").page_size(10_000).stream();
     let first = stream.try_next().await.expect("first record").expect("some");
+    // The client stops reading: the stimulus, a fixed wait (see STALL).
     tokio::time::sleep(STALL).await;
     let rest: Vec<_> = stream.try_collect().await.expect("the SDK resumes after the node gave up");
     let minors: Vec<String> =

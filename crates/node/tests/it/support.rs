@@ -1,5 +1,7 @@
-//! A node running in-process on an ephemeral port, and `must_*` helpers.
+//! A node running in-process on an ephemeral port, `must_*` helpers, and
+//! [`eventually`], how tests wait for something to happen.
 
+use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +19,30 @@ use tonic::transport::Channel;
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on every RPC a test client makes.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait before checking a condition again.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Checks `check` until it returns `Ok`, and returns what it holds. `Err`
+/// carries what was seen instead: if the condition still fails after
+/// `within`, the test fails naming `what` it waited for and showing the
+/// last thing seen. Tests wait for conditions rather than for a fixed
+/// time, which is too long on an idle machine and too short on a busy one.
+pub async fn eventually<T, E: Debug>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(done) => return done,
+            Err(seen) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {within:?}; last seen: {seen:#?}")
+            }
+            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+        }
+    }
+}
 
 /// A node serving gRPC and the JSON gateway on 127.0.0.1 with its own data
 /// directory.
@@ -86,13 +112,9 @@ pub async fn connect(addr: SocketAddr) -> RecordsClient<Channel> {
         .expect("valid endpoint")
         .connect_timeout(Duration::from_secs(5))
         .timeout(CALL_TIMEOUT);
-    for _ in 0..100 {
-        if let Ok(channel) = endpoint.connect().await {
-            return RecordsClient::new(channel);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("could not connect to {addr}");
+    let channel =
+        eventually(TEST_TIMEOUT, &format!("connect to {addr}"), async || endpoint.connect().await).await;
+    RecordsClient::new(channel)
 }
 
 pub fn key(major: &str, region: &str, minor: &str, time: Option<TimeUuid>) -> v1::Key {

@@ -9,7 +9,7 @@ use consensusdb_client::{Client, ErrorCode, Record};
 use consensusdb_node::Node;
 use consensusdb_node::config::NodeConfig;
 use consensusdb_proto::mesh::v1::{self as pb, pull_request, pull_response};
-use consensusdb_testkit::HostilePeer;
+use consensusdb_testkit::{HostilePeer, eventually};
 use consensusdb_types::{Compression, HybridClock, LogEntry, Mutation, MutationKind, NodeId, Origin};
 use tokio::sync::oneshot;
 
@@ -46,15 +46,11 @@ async fn wait_until(
     what: &str,
     check: impl Fn(&pb::ClusterStatusResponse) -> bool,
 ) -> pb::ClusterStatusResponse {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), what, async || {
         let status = status(addr).await;
-        if check(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{what}: {status:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if check(&status) { Ok(status) } else { Err(status) }
+    })
+    .await
 }
 
 fn client(addr: SocketAddr) -> Client {

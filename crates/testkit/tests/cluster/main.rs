@@ -10,11 +10,13 @@ mod hostile;
 mod purges;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use consensusdb_client::{Client, Head, Record, RowKey, Stamp};
 use consensusdb_proto::mesh::v1 as pb;
-use consensusdb_testkit::TestCluster;
+use consensusdb_testkit::{TestCluster, eventually};
 use futures::TryStreamExt;
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -46,16 +48,18 @@ async fn bounded<F: std::future::Future<Output = ()>>(body: F) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_written_concurrently_converge_to_identical_state() {
     bounded(async {
+        const WRITES_PER_NODE: usize = 60;
         let cluster = TestCluster::start(3).await;
         // A slow link and, half-way, every connection of another dropped:
         // streams must reconnect and resume from the frontier.
         cluster.link(0, 1).delay(Duration::from_millis(20));
-        let dropper = tokio::time::sleep(Duration::from_millis(150));
+        let acknowledged = Arc::new(AtomicUsize::new(0));
         let writers: Vec<_> = (0..3)
             .map(|n| {
                 let client = cluster.client(n);
+                let acknowledged = acknowledged.clone();
                 tokio::spawn(async move {
-                    for i in 0..60 {
+                    for i in 0..WRITES_PER_NODE {
                         // Keys 0..20 are written on every node: same-key conflicts.
                         let minor = format!("k{}", i % 20);
                         let value = format!("node{n}-{i}");
@@ -68,11 +72,18 @@ async fn three_nodes_written_concurrently_converge_to_identical_state() {
                         } else {
                             client.put(Record::new(key(&minor), value)).await.expect("put");
                         }
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
                     }
                 })
             })
             .collect();
-        dropper.await;
+        eventually(CONVERGE, "half the writes are acknowledged", async || {
+            match acknowledged.load(Ordering::Relaxed) {
+                done if done >= 3 * WRITES_PER_NODE / 2 => Ok(()),
+                done => Err(done),
+            }
+        })
+        .await;
         cluster.link(2, 0).drop_connections();
         for writer in writers {
             writer.await.expect("writer");
@@ -290,9 +301,15 @@ async fn a_fourth_node_joins_a_loaded_cluster_from_one_seed() {
 async fn a_full_mesh_ships_each_entry_about_once_per_node() {
     bounded(async {
         let cluster = TestCluster::start(3).await;
-        // Let the streams connect and the preferred sources settle.
         cluster.converge(CONVERGE).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Each origin is pulled from its own node once that node is
+        // connected; until then other sources may ship it too.
+        for node in 0..3 {
+            wait_for_status(&cluster, node, "connect to the 2 others", |s| {
+                s.peers.iter().filter(|p| p.state == "connected").count() == 2
+            })
+            .await;
+        }
         let client = cluster.client(0);
         for i in 0..200 {
             client.put(Record::new(key(&format!("k{i}")), "v")).await.expect("put");
@@ -318,11 +335,11 @@ async fn nodes_of_different_clusters_never_merge() {
             }
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
         for node in 0..2 {
-            let status = status(&cluster, node).await;
-            let peer = &status.peers[0];
-            assert!(peer.last_error.contains("two clusters never merge"), "{}", peer.last_error);
+            let status = wait_for_status(&cluster, node, "refuse the peer of another cluster", |s| {
+                s.peers.first().is_some_and(|peer| peer.last_error.contains("two clusters never merge"))
+            })
+            .await;
             // A new node whose only peer is in another cluster never gets a
             // snapshot, so it never takes writes.
             assert!(status.bootstrapping.contains("bootstrapping"), "{status:?}");
@@ -365,15 +382,11 @@ async fn wait_for_status(
     what: &str,
     check: impl Fn(&pb::ClusterStatusResponse) -> bool,
 ) -> pb::ClusterStatusResponse {
-    let deadline = tokio::time::Instant::now() + CONVERGE;
-    loop {
+    eventually(CONVERGE, &format!("node {i}: {what}"), async || {
         let status = status(cluster, i).await;
-        if check(&status) {
-            return status;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "node {i}: {what}: {status:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if check(&status) { Ok(status) } else { Err(status) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -396,7 +409,8 @@ async fn a_tombstone_is_purged_only_once_stable_and_no_key_comes_back() {
         let older = cluster.client(0).put(Record::new(key("k"), "older")).await.expect("put");
         assert!(older.stamp < removed.stamp, "the put on the skewed node is the older version");
         // Purges run every 100 ms; node 0 has not seen the tombstone, so
-        // nodes 1 and 2 must keep it.
+        // nodes 1 and 2 must keep it. A fixed wait: what is checked is that
+        // nothing happens, so ten rounds get the chance to misfire.
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         for node in [1, 2] {
             let status = status(&cluster, node).await;
@@ -432,8 +446,11 @@ async fn a_tombstone_is_purged_only_once_stable_and_no_key_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_back_after_the_log_was_purged_bootstraps_and_keeps_its_own_writes() {
     bounded(async {
-        let mut cluster =
-            TestCluster::start_with(3, |_, config| config.cluster.retention_max_lag_ms = 300).await;
+        const RETENTION_MAX_LAG_MS: u64 = 300;
+        let mut cluster = TestCluster::start_with(3, |_, config| {
+            config.cluster.retention_max_lag_ms = RETENTION_MAX_LAG_MS;
+        })
+        .await;
         for i in 0..20 {
             cluster.client(0).put(Record::new(key(&format!("a{i}")), "v")).await.expect("put");
         }
@@ -443,11 +460,24 @@ async fn a_node_back_after_the_log_was_purged_bootstraps_and_keeps_its_own_write
         cluster.client(2).put(Record::new(key("only-on-2"), "mine")).await.expect("put");
         cluster.stop(2).await;
         cluster.heal();
+        let mut first_missed_ms = 0;
         for i in 20..120 {
-            cluster.client(0).put(Record::new(key(&format!("a{i}")), "v")).await.expect("put");
+            let head = cluster.client(0).put(Record::new(key(&format!("a{i}")), "v")).await.expect("put");
+            if i == 20 {
+                first_missed_ms = head.stamp.physical_ms();
+            }
             if i == 60 {
-                // Spread the writes over more than the 300 ms retention cap.
-                tokio::time::sleep(Duration::from_millis(400)).await;
+                // Spread the writes over more than the retention cap: the
+                // later ones are stamped further past the first entry node 2
+                // lacks than a lagging member is waited for.
+                eventually(CONVERGE, "the clock passes the retention cap", async || {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .expect("after 1970")
+                        .as_millis() as u64;
+                    if now_ms > first_missed_ms + RETENTION_MAX_LAG_MS { Ok(()) } else { Err(now_ms) }
+                })
+                .await;
             }
         }
         let origin0 = status(&cluster, 0).await.origin.expect("origin");

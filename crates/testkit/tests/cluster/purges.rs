@@ -36,6 +36,8 @@ async fn a_short_partition_while_a_node_writes_its_first_entry_costs_no_bootstra
             cluster.client(1).put(Record::new(key(&format!("during-{i}")), "v")).await.expect("put");
         }
         // Purges run every 100 ms: plenty of rounds while node 0 is away.
+        // A fixed wait: the partition's length is the stimulus, and what is
+        // checked is that none of those rounds misfires.
         tokio::time::sleep(Duration::from_secs(2)).await;
         cluster.heal();
         let healed = Instant::now();
@@ -75,6 +77,8 @@ async fn a_node_joining_from_a_snapshot_keeps_its_log_while_the_others_purge() {
                 for i in 0..200 {
                     let client = if i % 2 == 0 { &a } else { &b };
                     client.put(Record::new(key(&format!("during-{i:03}")), "v")).await.expect("put");
+                    // Paced, not awaited: the writes are meant to span the
+                    // joiner's slow snapshot.
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             })
