@@ -1,5 +1,7 @@
 //! The gateway's JSON shapes and their conversion to and from the domain
-//! types of the records layer.
+//! types of the records layer. The CLI prints records, heads and writes in
+//! these same shapes (`RecordJson::from_parts`, `WriteJson`), so a record
+//! looks the same from `curl` and from `consensusdb get`.
 //!
 //! - Key components are UTF-8 strings; with `key_encoding=base64` they are
 //!   given as URL-safe base64 of their UTF-8 bytes instead (for components
@@ -391,7 +393,14 @@ pub struct RecordJson {
 
 impl RecordJson {
     pub(crate) fn new(record: Record, output: ValueOutput) -> Self {
-        let (value, encoding) = match record.value {
+        Self::from_parts(&record.key, HeadJson::from(&record.head), record.value, output)
+    }
+
+    /// A record from its parts: `value` is `None` for a head-only read.
+    /// The gateway and the CLI both print records through this, so a
+    /// record has one JSON shape whichever tool shows it.
+    pub fn from_parts(key: &RecordKey, head: HeadJson, value: Option<Vec<u8>>, output: ValueOutput) -> Self {
+        let (value, encoding) = match value {
             None => (None, None),
             Some(bytes) => match output {
                 ValueOutput::Base64 => (Some(STANDARD.encode(bytes)), Some(ValueEncoding::Base64)),
@@ -401,7 +410,7 @@ impl RecordJson {
                 },
             },
         };
-        Self { key: KeyJson::from(&record.key), head: HeadJson::from(&record.head), value, encoding }
+        Self { key: KeyJson::from(key), head, value, encoding }
     }
 }
 

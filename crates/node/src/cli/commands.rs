@@ -222,7 +222,7 @@ impl ClientCommand {
                     call = call.head_only();
                 }
                 let record = call.await?.ok_or_else(|| not_found(&describe(&key)))?;
-                Ok(out.record(&record, args.head_only)?)
+                Ok(out.record(record, args.head_only)?)
             }
             ClientCommand::Recent(args) => {
                 let mut call = client.get_recent(args.row.row());
@@ -235,7 +235,7 @@ impl ClientCommand {
                 let record = call
                     .await?
                     .ok_or_else(|| not_found(&format!("no timed record in {}", row_path(&args.row))))?;
-                Ok(out.record(&record, args.head_only)?)
+                Ok(out.record(record, args.head_only)?)
             }
             ClientCommand::Range(args) => range(args, client, out).await,
             ClientCommand::Scan(args) => {
@@ -252,7 +252,7 @@ impl ClientCommand {
                 }
                 let mut records = call.stream();
                 while let Some(record) = records.try_next().await? {
-                    out.record(&record, args.head_only)?;
+                    out.record(record, args.head_only)?;
                 }
                 Ok(())
             }
@@ -260,12 +260,12 @@ impl ClientCommand {
                 let key = args.key.key()?;
                 let ttl = args.ttl.as_deref().map(|t| duration(t, "--ttl")).transpose()?;
                 let head = client.touch(key.clone(), ttl).await?;
-                Ok(out.head(&key, &head)?)
+                Ok(out.write(&key, &head)?)
             }
             ClientCommand::Rm(args) => {
                 let key = args.key()?;
                 let head = client.remove(key.clone()).await?;
-                Ok(out.head(&key, &head)?)
+                Ok(out.write(&key, &head)?)
             }
         }
     }
@@ -315,7 +315,7 @@ async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> 
         record = record.ttl(duration(ttl, "--ttl")?);
     }
     let head = client.put(record).await?;
-    Ok(out.head(&key, &head)?)
+    Ok(out.write(&key, &head)?)
 }
 
 async fn range<W: Write>(args: &RangeArgs, client: &Client, out: &mut Output<W>) -> Result<(), CliError> {
@@ -339,12 +339,12 @@ async fn range<W: Write>(args: &RangeArgs, client: &Client, out: &mut Output<W>)
     if args.all {
         let mut records = call.stream();
         while let Some(record) = records.try_next().await? {
-            out.record(&record, args.head_only)?;
+            out.record(record, args.head_only)?;
         }
         return Ok(());
     }
     let page = call.await?;
-    for record in &page.records {
+    for record in page.records {
         out.record(record, args.head_only)?;
     }
     if let Some(token) = page.next_page_token {
