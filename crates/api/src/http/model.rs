@@ -53,39 +53,6 @@ pub enum KeyEncoding {
     Base64,
 }
 
-/// A value codec.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CompressionName {
-    /// Stored as given.
-    #[default]
-    None,
-    /// LZ4 block format.
-    Lz4,
-    /// Snappy raw format.
-    Snappy,
-}
-
-impl From<CompressionName> for Compression {
-    fn from(name: CompressionName) -> Self {
-        match name {
-            CompressionName::None => Compression::None,
-            CompressionName::Lz4 => Compression::Lz4,
-            CompressionName::Snappy => Compression::Snappy,
-        }
-    }
-}
-
-impl From<Compression> for CompressionName {
-    fn from(compression: Compression) -> Self {
-        match compression {
-            Compression::None => CompressionName::None,
-            Compression::Lz4 => CompressionName::Lz4,
-            Compression::Snappy => CompressionName::Snappy,
-        }
-    }
-}
-
 /// Decodes one key component written with `encoding`; `field` names it in
 /// errors.
 pub(crate) fn key_component(text: String, encoding: KeyEncoding, field: &str) -> Result<String, FieldError> {
@@ -195,7 +162,7 @@ pub struct PutBody {
     pub encoding: ValueEncoding,
     /// The codec to store the value with; used only if it makes it smaller.
     #[serde(default)]
-    pub compression: CompressionName,
+    pub compression: Compression,
     /// Fail with 409 if a live record is at the key (on this node).
     #[serde(default)]
     pub if_absent: bool,
@@ -219,7 +186,7 @@ impl PutBody {
         Ok(PutRecord {
             key,
             value: value_bytes(self.value, self.encoding, &field("value"))?,
-            compression: self.compression.into(),
+            compression: self.compression,
             ttl_ms: ttl_ms(self.ttl_ms, &field("ttl_ms"))?,
             if_absent: self.if_absent,
         })
@@ -239,7 +206,7 @@ pub struct BatchRecord {
     pub encoding: ValueEncoding,
     /// The codec to store the value with; used only if it makes it smaller.
     #[serde(default)]
-    pub compression: CompressionName,
+    pub compression: Compression,
     /// Fail the whole batch with 409 if a live record is at this key.
     #[serde(default)]
     pub if_absent: bool,
@@ -354,7 +321,7 @@ pub struct HeadJson {
     /// Bytes of the value as stored (after compression).
     pub stored_size: u32,
     /// The codec of the stored value.
-    pub compression: CompressionName,
+    pub compression: Compression,
     /// True for the head of a removal.
     pub tombstone: bool,
 }
@@ -371,7 +338,7 @@ impl From<&Head> for HeadJson {
             write_time_ms: head.stamp.physical_ms(),
             expires_at_ms: head.expires_at_ms,
             stored_size: head.stored_size,
-            compression: head.compression.into(),
+            compression: head.compression,
             tombstone: head.tombstone,
         }
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use consensusdb_client::{Client, Compression, Key, PageToken, Record, RowKey, TimeUuid};
 use futures::TryStreamExt;
 use serde_json::{Map, json};
@@ -32,26 +33,11 @@ impl RowArgs {
     }
 }
 
-/// Value codecs as typed on the command line.
-#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
-pub enum CodecArg {
-    /// Stored as given.
-    #[default]
-    None,
-    /// LZ4: fast.
-    Lz4,
-    /// Snappy.
-    Snappy,
-}
-
-impl From<CodecArg> for Compression {
-    fn from(codec: CodecArg) -> Self {
-        match codec {
-            CodecArg::None => Compression::None,
-            CodecArg::Lz4 => Compression::Lz4,
-            CodecArg::Snappy => Compression::Snappy,
-        }
-    }
+/// A codec as typed on the command line: its one name
+/// ([`Compression::as_str`]), which `--help` lists.
+fn codec_parser() -> impl TypedValueParser<Value = Compression> {
+    PossibleValuesParser::new(Compression::ALL.map(Compression::as_str))
+        .try_map(|name| name.parse::<Compression>())
 }
 
 /// A client command.
@@ -97,9 +83,10 @@ pub struct PutArgs {
     /// Write the row's untimed record instead of a timed one.
     #[arg(long)]
     untimed: bool,
-    /// Compress the value on the node.
-    #[arg(long, value_enum, default_value_t)]
-    compression: CodecArg,
+    /// Compress the value on the node (kept as is when that would not make
+    /// it smaller).
+    #[arg(long, default_value_t, value_parser = codec_parser())]
+    compression: Compression,
     /// Fail (exit 4) if a live record is at the key.
     #[arg(long)]
     if_absent: bool,
@@ -305,9 +292,8 @@ async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> 
         })
     };
     let key = args.row.row().at(time);
-    let mut record = Record::new(key.clone(), value)
-        .compression(args.compression.into())
-        .write_concern(args.write_concern);
+    let mut record =
+        Record::new(key.clone(), value).compression(args.compression).write_concern(args.write_concern);
     if args.if_absent {
         record = record.only_if_absent();
     }
