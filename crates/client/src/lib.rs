@@ -2,7 +2,7 @@
 //! gRPC API.
 //!
 //! - **Keys** are `majorKey` (tenant) / `regionName` (table) / `minorKey`
-//!   (entity) / TimeUUID, built with [`Key::builder`]; [`TimeUuid`] makes
+//!   (entity) / TimeUUID, built with [`RecordKey::builder`]; [`TimeUuid`] makes
 //!   ids for now, for a given time, or from content (the same event gets
 //!   the same id, so writing it twice stores it once).
 //! - **Writes** are [`Record`]s with compression, put-if-absent, a TTL and
@@ -18,7 +18,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use consensusdb_client::{Client, Compression, Key, Record, RowKey, TimeUuid};
+//! use consensusdb_client::{Client, Compression, Record, RecordKey, RowKey, TimeUuid};
 //! use futures::TryStreamExt;
 //!
 //! # async fn run() -> Result<(), consensusdb_client::Error> {
@@ -28,7 +28,7 @@
 //!     .connect()
 //!     .await?;
 //!
-//! let key = Key::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
+//! let key = RecordKey::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
 //! let head = client.put(Record::new(key.clone(), "100.00").compression(Compression::Lz4)).await?;
 //! println!("written as seq {}", head.seq);
 //!
@@ -63,7 +63,4 @@ pub use retry::RetryPolicy;
 pub use scan::ScanCall;
 pub use transport::endpoint_url;
 
-pub use consensusdb_types::{Compression, ErrorCode, Head, KeyBuilder, RowKey, Stamp, TimeUuid};
-
-/// The full key of a record: a row and, for a timed record, its TimeUUID.
-pub type Key = consensusdb_types::RecordKey;
+pub use consensusdb_types::{Compression, ErrorCode, Head, KeyBuilder, RecordKey, RowKey, Stamp, TimeUuid};

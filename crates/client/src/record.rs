@@ -13,9 +13,9 @@ use crate::retry::Replay;
 ///
 /// ```
 /// use std::time::Duration;
-/// use consensusdb_client::{Compression, Key, Record, TimeUuid};
+/// use consensusdb_client::{Compression, Record, RecordKey, TimeUuid};
 ///
-/// let key = Key::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
+/// let key = RecordKey::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
 /// let record = Record::new(key, "100.00")
 ///     .compression(Compression::Lz4)
 ///     .only_if_absent()

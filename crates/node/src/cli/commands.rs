@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use consensusdb_client::{Client, Compression, Key, PageToken, Record, RowKey, TimeUuid};
+use consensusdb_client::{Client, Compression, PageToken, Record, RecordKey, RowKey, TimeUuid};
 use futures::TryStreamExt;
 use serde_json::{Map, json};
 
@@ -110,7 +110,7 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
-    fn key(&self) -> Result<Key, CliError> {
+    fn key(&self) -> Result<RecordKey, CliError> {
         let time = self.time.as_deref().map(|t| time_uuid(t, "--time")).transpose()?;
         Ok(self.row.row().at(time))
     }
@@ -356,7 +356,7 @@ fn row_path(row: &RowArgs) -> String {
     format!("{}/{}/{}", row.tenant, row.region, row.minor)
 }
 
-fn describe(key: &Key) -> String {
+fn describe(key: &RecordKey) -> String {
     let row = format!("{}/{}/{}", key.row.major, key.row.region, key.row.minor);
     match key.time {
         Some(time) => format!("no live record at {row}/{time}"),

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use consensusdb_api::http::model::{HeadJson, KeyJson, RecordJson, ValueEncoding, ValueOutput, WriteJson};
-use consensusdb_client::{Head, Key, StoredRecord};
+use consensusdb_client::{Head, RecordKey, StoredRecord};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -65,7 +65,7 @@ impl<W: Write> Output<W> {
     }
 
     /// What a write left at `key`, in the gateway's `WriteJson` shape.
-    pub fn write(&mut self, key: &Key, head: &Head) -> std::io::Result<()> {
+    pub fn write(&mut self, key: &RecordKey, head: &Head) -> std::io::Result<()> {
         let write = WriteJson { key: KeyJson::from(key), head: HeadJson::from(head) };
         match self.format {
             Format::Json => self.print(&write),
@@ -145,7 +145,7 @@ impl<W: Write> Output<W> {
 /// A record in the gateway's shape; `value` is `None` for a head-only
 /// read. A value is text when it is UTF-8 and base64 otherwise, and
 /// `encoding` says which.
-pub fn record_json(key: &Key, head: &Head, value: Option<Vec<u8>>) -> RecordJson {
+pub fn record_json(key: &RecordKey, head: &Head, value: Option<Vec<u8>>) -> RecordJson {
     RecordJson::from_parts(key, HeadJson::from(head), value, ValueOutput::Auto)
 }
 
