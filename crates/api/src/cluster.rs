@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use consensusdb_proto::mesh::v1::{ClusterStatusResponse, Origin};
+use consensusdb_proto::mesh::v1::ClusterStatusResponse;
+use consensusdb_proto::{convert, v1};
 use consensusdb_types::NodeId;
 
 /// Asks the mesh for its current view (in memory, cheap).
@@ -22,9 +23,7 @@ pub(crate) fn peer_node_label(bytes: &[u8]) -> String {
     node_id_text(bytes).unwrap_or_default()
 }
 
-/// An origin as `node-id/incarnation`.
-pub fn origin_label(origin: Option<&Origin>) -> String {
-    origin.map_or_else(String::new, |origin| {
-        format!("{}/{}", node_id_text(&origin.node_id).unwrap_or_default(), origin.incarnation)
-    })
+/// An origin as `node-id/incarnation`; empty when absent or malformed.
+pub fn origin_label(origin: Option<&v1::Origin>) -> String {
+    convert::origin(origin, "origin").map(|origin| origin.to_string()).unwrap_or_default()
 }
