@@ -10,6 +10,11 @@
 //! - **Reads** are builders you await: [`Client::get`] (optionally
 //!   head-only), [`Client::get_recent`], [`Client::get_range`] (a page, or a
 //!   stream of every page) and the scans, which stream.
+//! - **Heads.** Writes return, and reads carry, a [`Head`]: the version's
+//!   stamp, seq, write time, expiry, stored size, codec and whether it is a
+//!   removal. The answers ([`Head`], [`StoredRecord`], [`Page`],
+//!   [`BatchAck`]) and [`ErrorCode`] are `#[non_exhaustive]`, so a later
+//!   field or code does not break code written against this version.
 //! - **Failures.** A client knows several nodes and moves to the next when
 //!   one fails. It retries only what is safe to send twice: reads, removes,
 //!   touches and puts whose key carries a TimeUUID, which are resent with
@@ -49,6 +54,7 @@
 
 mod client;
 mod error;
+mod head;
 mod reads;
 mod record;
 mod retry;
@@ -57,10 +63,13 @@ mod transport;
 
 pub use client::{BatchCall, Client, ClientBuilder, DEFAULT_ENDPOINT};
 pub use error::{Error, Result};
+pub use head::Head;
 pub use reads::{BoxFuture, GetCall, Page, PageToken, RangeCall, RecentCall, RecordStream};
 pub use record::{BatchAck, Record, StoredRecord};
 pub use retry::RetryPolicy;
 pub use scan::ScanCall;
 pub use transport::endpoint_url;
 
-pub use consensusdb_types::{Compression, ErrorCode, Head, KeyBuilder, RecordKey, RowKey, Stamp, TimeUuid};
+pub use consensusdb_types::{
+    Compression, ErrorCode, KeyBuilder, NodeId, Origin, RecordKey, RowKey, Stamp, TimeUuid,
+};

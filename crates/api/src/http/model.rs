@@ -14,7 +14,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use consensusdb_storage::{PutRecord, Record};
-use consensusdb_types::{Compression, FieldError, Head, RecordKey, RowKey, TimeUuid};
+use consensusdb_types::{Compression, FieldError, Head, RecordKey, RowKey, Stamp, TimeUuid};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -326,21 +326,44 @@ pub struct HeadJson {
     pub tombstone: bool,
 }
 
+impl HeadJson {
+    /// A head from its parts: the gateway's come from storage's heads, the
+    /// CLI's from the SDK's, and both print through here. The write time is
+    /// the stamp's milliseconds.
+    pub fn new(
+        stamp: &Stamp,
+        seq: u64,
+        expires_at_ms: Option<u64>,
+        stored_size: u32,
+        compression: Compression,
+        tombstone: bool,
+    ) -> Self {
+        Self {
+            hlc: stamp.hlc.to_string(),
+            origin: OriginJson {
+                node_id: stamp.origin.node.to_string(),
+                incarnation: stamp.origin.incarnation,
+            },
+            seq,
+            write_time_ms: stamp.physical_ms(),
+            expires_at_ms,
+            stored_size,
+            compression,
+            tombstone,
+        }
+    }
+}
+
 impl From<&Head> for HeadJson {
     fn from(head: &Head) -> Self {
-        Self {
-            hlc: head.stamp.hlc.to_string(),
-            origin: OriginJson {
-                node_id: head.stamp.origin.node.to_string(),
-                incarnation: head.stamp.origin.incarnation,
-            },
-            seq: head.seq,
-            write_time_ms: head.stamp.physical_ms(),
-            expires_at_ms: head.expires_at_ms,
-            stored_size: head.stored_size,
-            compression: head.compression,
-            tombstone: head.tombstone,
-        }
+        Self::new(
+            &head.stamp,
+            head.seq,
+            head.expires_at_ms,
+            head.stored_size,
+            head.compression,
+            head.tombstone,
+        )
     }
 }
 

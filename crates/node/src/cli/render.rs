@@ -61,12 +61,12 @@ impl<W: Write> Output<W> {
     /// and `encoding` null when `head_only`).
     pub fn record(&mut self, record: StoredRecord, head_only: bool) -> std::io::Result<()> {
         let value = (!head_only).then_some(record.value);
-        self.record_json(&record_json(&record.key, &record.head, value))
+        self.emit_record(&record_json(&record.key, &record.head, value))
     }
 
     /// What a write left at `key`, in the gateway's `WriteJson` shape.
     pub fn write(&mut self, key: &RecordKey, head: &Head) -> std::io::Result<()> {
-        let write = WriteJson { key: KeyJson::from(key), head: HeadJson::from(head) };
+        let write = WriteJson { key: KeyJson::from(key), head: head_json(head) };
         match self.format {
             Format::Json => self.print(&write),
             Format::Table => self.hold(table_row(&write.key, &write.head, None)),
@@ -81,7 +81,7 @@ impl<W: Write> Output<W> {
         }
     }
 
-    fn record_json(&mut self, record: &RecordJson) -> std::io::Result<()> {
+    fn emit_record(&mut self, record: &RecordJson) -> std::io::Result<()> {
         match self.format {
             Format::Json => self.print(record),
             Format::Table => {
@@ -145,8 +145,20 @@ impl<W: Write> Output<W> {
 /// A record in the gateway's shape; `value` is `None` for a head-only
 /// read. A value is text when it is UTF-8 and base64 otherwise, and
 /// `encoding` says which.
-pub fn record_json(key: &RecordKey, head: &Head, value: Option<Vec<u8>>) -> RecordJson {
-    RecordJson::from_parts(key, HeadJson::from(head), value, ValueOutput::Auto)
+fn record_json(key: &RecordKey, head: &Head, value: Option<Vec<u8>>) -> RecordJson {
+    RecordJson::from_parts(key, head_json(head), value, ValueOutput::Auto)
+}
+
+/// The SDK's head in the gateway's `HeadJson` shape.
+fn head_json(head: &Head) -> HeadJson {
+    HeadJson::new(
+        &head.stamp,
+        head.seq,
+        head.expires_at_ms,
+        head.stored_size,
+        head.compression,
+        head.tombstone,
+    )
 }
 
 /// A record's table row, from its JSON shape: the key's parts, times as
@@ -201,11 +213,12 @@ fn cell(value: &Value, shorten: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use consensusdb_client::{Compression, RowKey, Stamp, TimeUuid};
-    use consensusdb_types::{NodeId, Origin};
+    use consensusdb_client::{Compression, NodeId, Origin, RowKey, Stamp, TimeUuid};
 
+    /// A head as the SDK reads it from a node's answer: the SDK's `Head`
+    /// is non-exhaustive, so only the SDK builds one.
     fn head() -> Head {
-        Head {
+        let stored = consensusdb_types::Head {
             stamp: Stamp {
                 hlc: 1_700_000_000_000 << 16,
                 origin: Origin { node: NodeId(0xab), incarnation: 1 },
@@ -216,7 +229,8 @@ mod tests {
             compression: Compression::Lz4,
             tombstone: false,
             seal: None,
-        }
+        };
+        Head::try_from(&consensusdb_proto::v1::Head::from(&stored)).unwrap()
     }
 
     #[test]
@@ -251,8 +265,8 @@ mod tests {
     fn tables_align_columns_and_mark_shortened_values() {
         let mut out = Output::new(Format::Table, Vec::new());
         let key = RowKey::new("acme", "ACCOUNT", "balance").at(Some(TimeUuid::now()));
-        out.record_json(&record_json(&key, &head(), Some(b"1".to_vec()))).unwrap();
-        out.record_json(&record_json(&key, &head(), Some("x".repeat(100).into_bytes()))).unwrap();
+        out.emit_record(&record_json(&key, &head(), Some(b"1".to_vec()))).unwrap();
+        out.emit_record(&record_json(&key, &head(), Some("x".repeat(100).into_bytes()))).unwrap();
         out.finish().unwrap();
         let text = String::from_utf8(out.out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
