@@ -1,23 +1,34 @@
 //! Generates the consensusdb.v1 and consensusdb.mesh.v1 gRPC code with protox (pure Rust, no
-//! `protoc`), and keeps the encoded descriptor set for server reflection.
+//! `protoc`), and keeps the encoded descriptor sets for server reflection.
 
 use std::path::PathBuf;
 
 use prost::Message;
+use prost_types::FileDescriptorSet;
+
+/// The client API.
+const RECORDS: &str = "consensusdb/v1/records.proto";
+/// The node-to-node protocol; it imports [`RECORDS`] for `consensusdb.v1.Origin`.
+const MESH: &str = "consensusdb/mesh/v1/replication.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let proto_root = manifest.join("../../proto");
     println!("cargo:rerun-if-changed={}", proto_root.display());
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    // The client API, with its descriptor set kept for server reflection.
-    let records = protox::compile(["consensusdb/v1/records.proto"], [&proto_root])?;
+    // Both packages, with what they import, in one set.
+    let all = protox::compile([RECORDS, MESH], [&proto_root])?;
+    // Reflection gets one set per package. The mesh's includes records.proto,
+    // which it imports, so a reflection client can resolve the mesh messages
+    // from that set alone; the reflection service keeps one copy of a file
+    // offered twice.
+    let records =
+        FileDescriptorSet { file: all.file.iter().filter(|file| file.name() == RECORDS).cloned().collect() };
     std::fs::write(out_dir.join("consensusdb_v1_descriptor.bin"), records.encode_to_vec())?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(records)?;
-    // The node-to-node protocol, also offered to reflection so `ClusterStatus`
-    // and `Digest` can be called from grpcurl.
-    let mesh = protox::compile(["consensusdb/mesh/v1/replication.proto"], [&proto_root])?;
-    std::fs::write(out_dir.join("consensusdb_mesh_v1_descriptor.bin"), mesh.encode_to_vec())?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(mesh)?;
+    std::fs::write(out_dir.join("consensusdb_mesh_v1_descriptor.bin"), all.encode_to_vec())?;
+    // One generation run over both, so the mesh messages name the one
+    // generated `consensusdb.v1.Origin` (`crate::v1::Origin`) instead of a
+    // copy.
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(all)?;
     Ok(())
 }

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use consensusdb_client::{Client, Compression, DEFAULT_ENDPOINT, Key, Record, RowKey, TimeUuid};
+use consensusdb_client::{Client, Compression, DEFAULT_ENDPOINT, Record, RecordKey, RowKey, TimeUuid};
 use futures::TryStreamExt;
 
 #[tokio::main]
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = SystemTime::now() - Duration::from_secs(3600);
     for (minute, balance) in ["100.00", "120.00", "95.50", "180.25", "140.00"].into_iter().enumerate() {
         let at = start + Duration::from_secs(60 * minute as u64);
-        let key = Key::builder()
+        let key = RecordKey::builder()
             .major("acme")
             .region("ACCOUNT")
             .minor(balances.minor.clone())

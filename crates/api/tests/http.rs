@@ -505,6 +505,10 @@ fn the_openapi_document_lists_every_route_and_docs_are_served_offline() {
     }
     let too_large = row["put"]["responses"]["413"]["description"].as_str().unwrap();
     assert!(too_large.contains("http.max_body_bytes"), "the write's own 413: {too_large}");
+    // The codec names the gateway takes and returns are listed, so a
+    // client generated from the document can spell them.
+    let codecs = &document["components"]["schemas"]["Compression"]["enum"];
+    assert_eq!(codecs, &json!(["none", "lz4", "snappy"]), "{}", document["components"]);
 
     let docs = gateway.get("/docs/");
     assert_eq!(docs.status, 200);

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use consensusdb_proto::v1;
-use consensusdb_types::{ErrorCode, Head, RecordKey, RowKey};
+use consensusdb_types::{ErrorCode, RecordKey, RowKey};
 
 use crate::error::{Error, Result};
+use crate::head::Head;
 use crate::reads::{BoxFuture, GetCall, RangeCall, RecentCall};
 use crate::record::{BatchAck, Record, head_from_wire, ttl_ms};
 use crate::retry::{Replay, RetryPolicy};

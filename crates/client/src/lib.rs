@@ -2,7 +2,7 @@
 //! gRPC API.
 //!
 //! - **Keys** are `majorKey` (tenant) / `regionName` (table) / `minorKey`
-//!   (entity) / TimeUUID, built with [`Key::builder`]; [`TimeUuid`] makes
+//!   (entity) / TimeUUID, built with [`RecordKey::builder`]; [`TimeUuid`] makes
 //!   ids for now, for a given time, or from content (the same event gets
 //!   the same id, so writing it twice stores it once).
 //! - **Writes** are [`Record`]s with compression, put-if-absent, a TTL and
@@ -10,6 +10,11 @@
 //! - **Reads** are builders you await: [`Client::get`] (optionally
 //!   head-only), [`Client::get_recent`], [`Client::get_range`] (a page, or a
 //!   stream of every page) and the scans, which stream.
+//! - **Heads.** Writes return, and reads carry, a [`Head`]: the version's
+//!   stamp, seq, write time, expiry, stored size, codec and whether it is a
+//!   removal. The answers ([`Head`], [`StoredRecord`], [`Page`],
+//!   [`BatchAck`]) and [`ErrorCode`] are `#[non_exhaustive]`, so a later
+//!   field or code does not break code written against this version.
 //! - **Failures.** A client knows several nodes and moves to the next when
 //!   one fails. It retries only what is safe to send twice: reads, removes,
 //!   touches and puts whose key carries a TimeUUID, which are resent with
@@ -18,7 +23,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use consensusdb_client::{Client, Compression, Key, Record, RowKey, TimeUuid};
+//! use consensusdb_client::{Client, Compression, Record, RecordKey, RowKey, TimeUuid};
 //! use futures::TryStreamExt;
 //!
 //! # async fn run() -> Result<(), consensusdb_client::Error> {
@@ -28,7 +33,7 @@
 //!     .connect()
 //!     .await?;
 //!
-//! let key = Key::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
+//! let key = RecordKey::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
 //! let head = client.put(Record::new(key.clone(), "100.00").compression(Compression::Lz4)).await?;
 //! println!("written as seq {}", head.seq);
 //!
@@ -49,6 +54,7 @@
 
 mod client;
 mod error;
+mod head;
 mod reads;
 mod record;
 mod retry;
@@ -57,13 +63,13 @@ mod transport;
 
 pub use client::{BatchCall, Client, ClientBuilder, DEFAULT_ENDPOINT};
 pub use error::{Error, Result};
+pub use head::Head;
 pub use reads::{BoxFuture, GetCall, Page, PageToken, RangeCall, RecentCall, RecordStream};
 pub use record::{BatchAck, Record, StoredRecord};
 pub use retry::RetryPolicy;
 pub use scan::ScanCall;
 pub use transport::endpoint_url;
 
-pub use consensusdb_types::{Compression, ErrorCode, Head, KeyBuilder, RowKey, Stamp, TimeUuid};
-
-/// The full key of a record: a row and, for a timed record, its TimeUUID.
-pub type Key = consensusdb_types::RecordKey;
+pub use consensusdb_types::{
+    Compression, ErrorCode, KeyBuilder, NodeId, Origin, RecordKey, RowKey, Stamp, TimeUuid,
+};

@@ -169,6 +169,7 @@ impl IntoFuture for RecentCall {
 
 /// One page of a range read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Page {
     /// At most the requested limit of records (fewer when the page reached
     /// the node's page size in bytes).

@@ -1,21 +1,22 @@
 //! Records going in (the [`Record`] builder) and coming out
 //! ([`StoredRecord`]).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use consensusdb_proto::{convert, v1};
-use consensusdb_types::{Compression, ErrorCode, FieldError, Head, RecordKey};
+use consensusdb_types::{Compression, ErrorCode, FieldError, RecordKey};
 
 use crate::error::{Error, Result};
+use crate::head::Head;
 use crate::retry::Replay;
 
 /// A record to write: a key, a value and how to store it.
 ///
 /// ```
 /// use std::time::Duration;
-/// use consensusdb_client::{Compression, Key, Record, TimeUuid};
+/// use consensusdb_client::{Compression, Record, RecordKey, TimeUuid};
 ///
-/// let key = Key::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
+/// let key = RecordKey::builder().major("acme").region("ACCOUNT").minor("balance").timestamp(TimeUuid::now()).build();
 /// let record = Record::new(key, "100.00")
 ///     .compression(Compression::Lz4)
 ///     .only_if_absent()
@@ -135,10 +136,11 @@ pub(crate) fn ttl_ms(ttl: Option<Duration>, field: &str) -> Result<i64> {
 
 /// One stored version as a read returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoredRecord {
     /// The full key.
     pub key: RecordKey,
-    /// Stamp, seq, expiry, stored size and codec.
+    /// Stamp, seq, write time, expiry, stored size and codec.
     pub head: Head,
     /// The value: empty for head-only reads, as stored for raw reads,
     /// otherwise decompressed.
@@ -146,16 +148,6 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
-    /// When the version was written (from its stamp).
-    pub fn write_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.head.stamp.physical_ms())
-    }
-
-    /// When it expires, if ever.
-    pub fn expires_at(&self) -> Option<SystemTime> {
-        self.head.expires_at_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
-    }
-
     /// The value as UTF-8 text, if it is.
     pub fn value_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.value).ok()
@@ -171,6 +163,7 @@ impl StoredRecord {
 
 /// The answer to a batch put.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchAck {
     /// The seq of the batch's single log entry.
     pub seq: u64,

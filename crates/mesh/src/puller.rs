@@ -455,7 +455,7 @@ impl Session {
 
     /// Acknowledges the frontier and says which origins to leave out.
     async fn send_progress(&self) -> Result<(), MeshError> {
-        let excluded: Vec<pb::Origin> = {
+        let excluded: Vec<_> = {
             let peers = self.inner.peers();
             excluded_for(self.source, &peers.sources(), self.inner.store.origin(), &peers.purged_sources())
                 .iter()

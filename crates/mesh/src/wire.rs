@@ -1,6 +1,7 @@
 //! Conversions between the mesh protocol's messages and domain types.
 
 use consensusdb_proto::mesh::v1 as pb;
+use consensusdb_proto::{convert, v1};
 use consensusdb_storage::Frontier;
 use consensusdb_types::{FrontierMark, NodeId, Origin};
 use tonic::Status;
@@ -16,8 +17,8 @@ use crate::purge_plan::MemberView;
 /// the rules.
 pub const PROTOCOL_VERSION: u32 = 2;
 
-pub(crate) fn origin_to_pb(origin: &Origin) -> pb::Origin {
-    pb::Origin { node_id: node_to_bytes(&origin.node), incarnation: origin.incarnation }
+pub(crate) fn origin_to_pb(origin: &Origin) -> v1::Origin {
+    v1::Origin::from(origin)
 }
 
 pub(crate) fn node_to_bytes(node: &NodeId) -> Vec<u8> {
@@ -42,17 +43,11 @@ pub(crate) fn known_peer_from_pb(
 }
 
 pub(crate) fn node_from_bytes(bytes: &[u8], field: &str) -> Result<NodeId, Status> {
-    NodeId::from_bytes(bytes).ok_or_else(|| {
-        Status::invalid_argument(format!("{field}: a node id is 16 bytes, got {}", bytes.len()))
-    })
+    convert::node_id(bytes, field).map_err(|error| Status::invalid_argument(error.to_string()))
 }
 
-pub(crate) fn origin_from_pb(origin: Option<&pb::Origin>, field: &str) -> Result<Origin, Status> {
-    let origin = origin.ok_or_else(|| Status::invalid_argument(format!("{field}: required")))?;
-    Ok(Origin {
-        node: node_from_bytes(&origin.node_id, &format!("{field}.node_id"))?,
-        incarnation: origin.incarnation,
-    })
+pub(crate) fn origin_from_pb(origin: Option<&v1::Origin>, field: &str) -> Result<Origin, Status> {
+    convert::origin(origin, field).map_err(|error| Status::invalid_argument(error.to_string()))
 }
 
 pub(crate) fn frontier_to_pb(frontier: &Frontier) -> Vec<pb::OriginMark> {

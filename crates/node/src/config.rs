@@ -146,22 +146,12 @@ impl Default for ServerConfig {
     }
 }
 
-/// When the writer fsyncs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncMode {
-    /// fsync every group commit before acknowledging it.
-    Always,
-    /// Leave flushing to the OS: survives a process crash, not a machine crash.
-    Os,
-}
-
 /// Durability and the writer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// When to fsync.
-    pub sync: SyncMode,
+    /// When to fsync: `always` (the default) or `os`.
+    pub sync: SyncPolicy,
     /// Most writes in one group commit.
     pub max_group_commit: usize,
     /// Bytes of keys and values that may queue for the writer before
@@ -211,7 +201,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         let defaults = StoreOptions::new("");
         Self {
-            sync: SyncMode::Always,
+            sync: defaults.sync,
             max_group_commit: defaults.max_group_commit,
             writer_queue_bytes: defaults.writer_queue_bytes,
             max_concurrent_scans: defaults.max_concurrent_scans,
@@ -230,7 +220,7 @@ pub struct FlagOverrides {
     /// `--http-listen`.
     pub http_listen: Option<SocketAddr>,
     /// `--sync`.
-    pub sync: Option<SyncMode>,
+    pub sync: Option<SyncPolicy>,
     /// `--insecure-plaintext`.
     pub insecure_plaintext: bool,
     /// `--peer`, repeatable; replaces `cluster.peers` when given.
@@ -381,10 +371,7 @@ impl NodeConfig {
     pub fn store_options(&self, max_open_files: i32) -> StoreOptions {
         StoreOptions {
             data_dir: self.data_dir.clone(),
-            sync: match self.storage.sync {
-                SyncMode::Always => SyncPolicy::Always,
-                SyncMode::Os => SyncPolicy::Os,
-            },
+            sync: self.storage.sync,
             limits: self.limits,
             max_group_commit: self.storage.max_group_commit,
             writer_queue_bytes: self.storage.writer_queue_bytes,
@@ -470,7 +457,7 @@ mod tests {
         let config = NodeConfig::load(None, env(&[]), &FlagOverrides::default()).unwrap();
         assert_eq!(config.grpc.listen.to_string(), "127.0.0.1:4482");
         assert_eq!(config.data_dir, PathBuf::from("./data"));
-        assert_eq!(config.storage.sync, SyncMode::Always);
+        assert_eq!(config.storage.sync, SyncPolicy::Always);
     }
 
     #[test]
@@ -503,6 +490,25 @@ mod tests {
         let vars = env(&[("CONSENSUSDB_CONFIG", file.to_str().unwrap())]);
         let config = NodeConfig::load(None, vars, &FlagOverrides::default()).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/from/file"));
+    }
+
+    #[test]
+    fn sync_is_spelled_always_or_os_in_every_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "[storage]\nsync = \"os\"\n").unwrap();
+        let config = NodeConfig::load(Some(&file), env(&[]), &FlagOverrides::default()).unwrap();
+        assert_eq!(config.storage.sync, SyncPolicy::Os);
+        assert_eq!(config.store_options(-1).sync, SyncPolicy::Os);
+        let vars = env(&[("CONSENSUSDB_STORAGE__SYNC", "always")]);
+        let config = NodeConfig::load(Some(&file), vars, &FlagOverrides::default()).unwrap();
+        assert_eq!(config.storage.sync, SyncPolicy::Always);
+        let flags = FlagOverrides { sync: Some(SyncPolicy::Os), ..Default::default() };
+        assert_eq!(NodeConfig::load(None, env(&[]), &flags).unwrap().storage.sync, SyncPolicy::Os);
+        let err =
+            NodeConfig::load(None, env(&[("CONSENSUSDB_STORAGE__SYNC", "never")]), &FlagOverrides::default())
+                .unwrap_err();
+        assert!(err.to_string().contains("sync"), "{err}");
     }
 
     #[test]

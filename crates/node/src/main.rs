@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use consensusdb_node::cli::{CliError, ClientCommand, ClusterCommand, ConnectArgs, EXIT_CODES_HELP};
-use consensusdb_node::config::{FlagOverrides, NodeConfig, SyncMode};
+use consensusdb_node::config::{FlagOverrides, NodeConfig};
+use consensusdb_storage::SyncPolicy;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
 use tracing_subscriber::EnvFilter;
 
 /// ConsensusDB: a leaderless, multi-tenant, time-series event store.
@@ -111,7 +114,7 @@ struct ServeArgs {
     http_listen: Option<std::net::SocketAddr>,
     /// When to fsync: `always` (before every acknowledgement) or `os`.
     #[arg(long, value_name = "POLICY", value_parser = parse_sync)]
-    sync: Option<SyncMode>,
+    sync: Option<SyncPolicy>,
     /// A peer to replicate with (`host:port`); repeat for more. One seed is
     /// enough to join a cluster [default: none, a one-node cluster].
     #[arg(long = "peer", value_name = "ADDR")]
@@ -121,12 +124,10 @@ struct ServeArgs {
     insecure_plaintext: bool,
 }
 
-fn parse_sync(value: &str) -> Result<SyncMode, String> {
-    match value {
-        "always" => Ok(SyncMode::Always),
-        "os" => Ok(SyncMode::Os),
-        other => Err(format!("expected `always` or `os`, got `{other}`")),
-    }
+/// `--sync`, spelled as `storage.sync` is in a configuration file: the
+/// one spelling is `SyncPolicy`'s serde names.
+fn parse_sync(value: &str) -> Result<SyncPolicy, serde::de::value::Error> {
+    SyncPolicy::deserialize(value.into_deserializer())
 }
 
 impl ServeArgs {

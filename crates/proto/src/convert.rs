@@ -4,7 +4,7 @@
 //! the proto field names (`key.time_uuid`, `row.major_key`, ...).
 
 use consensusdb_types::error::field_path;
-use consensusdb_types::{Compression, FieldError, Head, NodeId, Origin, RecordKey, RowKey, Stamp, TimeUuid};
+use consensusdb_types::{Compression, FieldError, Head, NodeId, Origin, RecordKey, RowKey, TimeUuid};
 
 use crate::v1;
 
@@ -31,6 +31,28 @@ pub fn record_key(key: Option<&v1::Key>, name: &str) -> Result<RecordKey, FieldE
 pub fn row_key(row: Option<&v1::RowKey>, name: &str) -> Result<RowKey, FieldError> {
     let row = required(row, name)?;
     Ok(RowKey::new(&row.major_key, &row.region, &row.minor_key))
+}
+
+/// A node id: exactly 16 bytes.
+pub fn node_id(bytes: &[u8], name: &str) -> Result<NodeId, FieldError> {
+    NodeId::from_bytes(bytes)
+        .ok_or_else(|| FieldError::new(name, format!("a node id is 16 bytes, got {}", bytes.len())))
+}
+
+/// The origin of an `Origin` message named `name`. The one conversion for
+/// both packages: the mesh protocol uses `consensusdb.v1.Origin` too.
+pub fn origin(origin: Option<&v1::Origin>, name: &str) -> Result<Origin, FieldError> {
+    let origin = required(origin, name)?;
+    Ok(Origin {
+        node: node_id(&origin.node_id, &field_path(name, "node_id"))?,
+        incarnation: origin.incarnation,
+    })
+}
+
+/// An origin as `node-id/incarnation`, for people reading it (the CLI's
+/// cluster status); empty when absent or malformed.
+pub fn origin_label(origin: Option<&v1::Origin>) -> String {
+    self::origin(origin, "origin").map(|origin| origin.to_string()).unwrap_or_default()
 }
 
 /// The codec of a wire enum value.
@@ -62,6 +84,12 @@ impl From<Compression> for v1::Compression {
     }
 }
 
+impl From<&Origin> for v1::Origin {
+    fn from(origin: &Origin) -> Self {
+        v1::Origin { node_id: origin.node.to_bytes().to_vec(), incarnation: origin.incarnation }
+    }
+}
+
 impl From<&RecordKey> for v1::Key {
     fn from(key: &RecordKey) -> Self {
         v1::Key {
@@ -82,13 +110,7 @@ impl From<&RowKey> for v1::RowKey {
 impl From<&Head> for v1::Head {
     fn from(head: &Head) -> Self {
         v1::Head {
-            stamp: Some(v1::Stamp {
-                hlc: head.stamp.hlc,
-                origin: Some(v1::Origin {
-                    node_id: head.stamp.origin.node.to_bytes().to_vec(),
-                    incarnation: head.stamp.origin.incarnation,
-                }),
-            }),
+            stamp: Some(v1::Stamp { hlc: head.stamp.hlc, origin: Some((&head.stamp.origin).into()) }),
             seq: head.seq,
             write_time_ms: head.stamp.physical_ms(),
             expires_at_ms: head.expires_at_ms.unwrap_or(0),
@@ -99,45 +121,29 @@ impl From<&Head> for v1::Head {
     }
 }
 
-impl TryFrom<&v1::Head> for Head {
-    type Error = FieldError;
-
-    /// Rebuilds a head from a response (for clients). Sealing is not on the wire.
-    fn try_from(head: &v1::Head) -> Result<Self, FieldError> {
-        let stamp = required(head.stamp.as_ref(), "head.stamp")?;
-        let origin = required(stamp.origin.as_ref(), "head.stamp.origin")?;
-        let node = NodeId::from_bytes(&origin.node_id)
-            .ok_or_else(|| FieldError::new("head.stamp.origin.node_id", "must be 16 bytes"))?;
-        Ok(Head {
-            stamp: Stamp { hlc: stamp.hlc, origin: Origin { node, incarnation: origin.incarnation } },
-            seq: head.seq,
-            expires_at_ms: (head.expires_at_ms != 0).then_some(head.expires_at_ms),
-            stored_size: head.stored_size,
-            compression: compression(head.compression, "head.compression")?,
-            tombstone: head.tombstone,
-            seal: None,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use consensusdb_types::Stamp;
 
     #[test]
-    fn head_round_trips_through_the_wire() {
+    fn a_head_goes_on_the_wire_whole() {
         let head = Head {
             stamp: Stamp { hlc: 77 << 16, origin: Origin { node: NodeId(5), incarnation: 2 } },
             seq: 9,
             expires_at_ms: Some(1234),
             stored_size: 10,
             compression: Compression::Snappy,
-            tombstone: false,
+            tombstone: true,
             seal: None,
         };
         let wire = v1::Head::from(&head);
-        assert_eq!(wire.write_time_ms, 77);
-        assert_eq!(Head::try_from(&wire).unwrap(), head);
+        let stamp = wire.stamp.as_ref().unwrap();
+        assert_eq!((stamp.hlc, origin(stamp.origin.as_ref(), "origin")), (77 << 16, Ok(head.stamp.origin)));
+        assert_eq!((wire.seq, wire.write_time_ms, wire.expires_at_ms, wire.stored_size), (9, 77, 1234, 10));
+        assert_eq!(compression(wire.compression, "compression"), Ok(Compression::Snappy));
+        assert!(wire.tombstone);
+        assert_eq!(v1::Head::from(&Head { expires_at_ms: None, ..head }).expires_at_ms, 0, "0 is never");
     }
 
     #[test]
@@ -153,5 +159,19 @@ mod tests {
         };
         assert_eq!(record_key(Some(&key), "key").unwrap_err().field, "key.time_uuid");
         assert_eq!(record_key(None, "key").unwrap_err().field, "key");
+        assert_eq!(origin(None, "hello.origin").unwrap_err().to_string(), "hello.origin: is required");
+        let short = v1::Origin { node_id: vec![1; 15], incarnation: 1 };
+        assert_eq!(
+            origin(Some(&short), "entries.origin").unwrap_err().to_string(),
+            "entries.origin.node_id: a node id is 16 bytes, got 15"
+        );
+    }
+
+    #[test]
+    fn origins_round_trip_through_the_wire() {
+        let domain = Origin { node: NodeId(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10), incarnation: 3 };
+        let wire = v1::Origin::from(&domain);
+        assert_eq!(wire.node_id, domain.node.to_bytes());
+        assert_eq!(origin(Some(&wire), "origin"), Ok(domain));
     }
 }

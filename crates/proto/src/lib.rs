@@ -1,6 +1,6 @@
-//! The generated gRPC code of ConsensusDB (`consensusdb.v1`), and the
-//! conversions between its messages and the domain types of
-//! `consensusdb-types`.
+//! The generated gRPC code of ConsensusDB (`consensusdb.v1` and
+//! `consensusdb.mesh.v1`), and the conversions between its messages and
+//! the domain types of `consensusdb-types`.
 //!
 //! This is the one crate that runs code generation. Servers and the SDK
 //! import the messages from here and convert at their edge; prost structs
@@ -20,7 +20,9 @@ pub mod v1 {
 }
 
 /// Messages and services of `proto/consensusdb/mesh/v1/replication.proto`:
-/// the internal node-to-node protocol.
+/// the internal node-to-node protocol. An origin there is the client API's
+/// [`crate::v1::Origin`], converted by [`crate::convert::origin`] like
+/// everywhere else.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod mesh {
     /// Version 1.

@@ -30,8 +30,10 @@ use crate::writer_health::WriterHealth;
 use crate::{Counters, Page, ReadOptions, Record, StorageError, WriteAck};
 use consensusdb_types::error::field_path;
 
-/// When the writer syncs the WAL.
+/// When the writer syncs the WAL. In configuration (with the `serde`
+/// feature) it is spelled `always` or `os`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
 pub enum SyncPolicy {
     /// fsync every group before acknowledging it (the default). An
     /// acknowledged write survives a crash of the process or the machine.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use consensusdb_mesh::PROTOCOL_VERSION;
 use consensusdb_proto::mesh::v1::replication_server::{Replication, ReplicationServer};
 use consensusdb_proto::mesh::v1::{self as pb, pull_response};
+use consensusdb_proto::v1;
 use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -24,13 +25,13 @@ pub struct HostilePeer {
     /// Where it listens.
     pub addr: SocketAddr,
     /// The origin it claims.
-    pub origin: pb::Origin,
+    pub origin: v1::Origin,
     script: Script,
     server: JoinHandle<()>,
 }
 
 struct Service {
-    origin: pb::Origin,
+    origin: v1::Origin,
     script: Script,
 }
 
@@ -101,7 +102,7 @@ impl HostilePeer {
     pub async fn start(node: u128, script: Vec<pb::PullResponse>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("bound");
-        let origin = pb::Origin { node_id: node.to_be_bytes().to_vec(), incarnation: 1 };
+        let origin = v1::Origin { node_id: node.to_be_bytes().to_vec(), incarnation: 1 };
         let script: Script = Arc::new(Mutex::new(script));
         let service = Service { origin: origin.clone(), script: script.clone() };
         let server = tokio::spawn(async move {

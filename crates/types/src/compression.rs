@@ -4,10 +4,17 @@
 //! stored in the record's head. Decompression is bounded by a caller-given
 //! size, so a crafted input cannot expand into an unbounded allocation.
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::wire::DecodeError;
 
-/// The codec of a stored value.
+/// The codec of a stored value. Its name ([`Compression::as_str`]:
+/// `none`, `lz4`, `snappy`) is the same on the command line, in JSON and in
+/// the OpenAPI document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Compression {
     /// Stored as given.
     #[default]
@@ -19,6 +26,18 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Every codec.
+    pub const ALL: [Compression; 3] = [Compression::None, Compression::Lz4, Compression::Snappy];
+
+    /// The codec's name: `none`, `lz4` or `snappy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+            Compression::Snappy => "snappy",
+        }
+    }
+
     /// The two-bit code kept in head flags.
     pub fn code(self) -> u8 {
         match self {
@@ -93,6 +112,24 @@ impl Compression {
     }
 }
 
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    /// A codec by its [`Compression::as_str`] name.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|codec| codec.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|codec| codec.as_str()).collect();
+            format!("unknown compression `{name}`: expected one of {}", names.join(", "))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +148,27 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Compression::Lz4.decompress(&bytes, 1 << 20);
             let _ = Compression::Snappy.decompress(&bytes, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn each_codec_has_one_name() {
+        for codec in Compression::ALL {
+            assert_eq!(codec.as_str().parse::<Compression>(), Ok(codec));
+            assert_eq!(codec.to_string(), codec.as_str());
+        }
+        assert!("LZ4".parse::<Compression>().unwrap_err().contains("none, lz4, snappy"));
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn serde_names_are_the_codec_names() {
+        use serde::Deserialize;
+        use serde::de::IntoDeserializer;
+        use serde::de::value::{Error, StrDeserializer};
+        for codec in Compression::ALL {
+            let name: StrDeserializer<'_, Error> = codec.as_str().into_deserializer();
+            assert_eq!(Compression::deserialize(name), Ok(codec));
         }
     }
 

@@ -7,7 +7,11 @@
 use std::fmt;
 
 /// The outcome class of a failed request, independent of the transport.
+///
+/// Non-exhaustive: codes will be added (authentication and authorization
+/// arrive with the security work), so SDK users' matches need a fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// The request is malformed; the message names the field.
     InvalidArgument,

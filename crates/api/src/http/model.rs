@@ -1,5 +1,7 @@
 //! The gateway's JSON shapes and their conversion to and from the domain
-//! types of the records layer.
+//! types of the records layer. The CLI prints records, heads and writes in
+//! these same shapes (`RecordJson::from_parts`, `WriteJson`), so a record
+//! looks the same from `curl` and from `consensusdb get`.
 //!
 //! - Key components are UTF-8 strings; with `key_encoding=base64` they are
 //!   given as URL-safe base64 of their UTF-8 bytes instead (for components
@@ -12,7 +14,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use consensusdb_storage::{PutRecord, Record};
-use consensusdb_types::{Compression, FieldError, Head, RecordKey, RowKey, TimeUuid};
+use consensusdb_types::{Compression, FieldError, Head, RecordKey, RowKey, Stamp, TimeUuid};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -49,39 +51,6 @@ pub enum KeyEncoding {
     /// URL-safe base64 without padding (RFC 4648 section 5) of the UTF-8
     /// bytes.
     Base64,
-}
-
-/// A value codec.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CompressionName {
-    /// Stored as given.
-    #[default]
-    None,
-    /// LZ4 block format.
-    Lz4,
-    /// Snappy raw format.
-    Snappy,
-}
-
-impl From<CompressionName> for Compression {
-    fn from(name: CompressionName) -> Self {
-        match name {
-            CompressionName::None => Compression::None,
-            CompressionName::Lz4 => Compression::Lz4,
-            CompressionName::Snappy => Compression::Snappy,
-        }
-    }
-}
-
-impl From<Compression> for CompressionName {
-    fn from(compression: Compression) -> Self {
-        match compression {
-            Compression::None => CompressionName::None,
-            Compression::Lz4 => CompressionName::Lz4,
-            Compression::Snappy => CompressionName::Snappy,
-        }
-    }
 }
 
 /// Decodes one key component written with `encoding`; `field` names it in
@@ -193,7 +162,7 @@ pub struct PutBody {
     pub encoding: ValueEncoding,
     /// The codec to store the value with; used only if it makes it smaller.
     #[serde(default)]
-    pub compression: CompressionName,
+    pub compression: Compression,
     /// Fail with 409 if a live record is at the key (on this node).
     #[serde(default)]
     pub if_absent: bool,
@@ -217,7 +186,7 @@ impl PutBody {
         Ok(PutRecord {
             key,
             value: value_bytes(self.value, self.encoding, &field("value"))?,
-            compression: self.compression.into(),
+            compression: self.compression,
             ttl_ms: ttl_ms(self.ttl_ms, &field("ttl_ms"))?,
             if_absent: self.if_absent,
         })
@@ -237,7 +206,7 @@ pub struct BatchRecord {
     pub encoding: ValueEncoding,
     /// The codec to store the value with; used only if it makes it smaller.
     #[serde(default)]
-    pub compression: CompressionName,
+    pub compression: Compression,
     /// Fail the whole batch with 409 if a live record is at this key.
     #[serde(default)]
     pub if_absent: bool,
@@ -352,26 +321,49 @@ pub struct HeadJson {
     /// Bytes of the value as stored (after compression).
     pub stored_size: u32,
     /// The codec of the stored value.
-    pub compression: CompressionName,
+    pub compression: Compression,
     /// True for the head of a removal.
     pub tombstone: bool,
 }
 
+impl HeadJson {
+    /// A head from its parts: the gateway's come from storage's heads, the
+    /// CLI's from the SDK's, and both print through here. The write time is
+    /// the stamp's milliseconds.
+    pub fn new(
+        stamp: &Stamp,
+        seq: u64,
+        expires_at_ms: Option<u64>,
+        stored_size: u32,
+        compression: Compression,
+        tombstone: bool,
+    ) -> Self {
+        Self {
+            hlc: stamp.hlc.to_string(),
+            origin: OriginJson {
+                node_id: stamp.origin.node.to_string(),
+                incarnation: stamp.origin.incarnation,
+            },
+            seq,
+            write_time_ms: stamp.physical_ms(),
+            expires_at_ms,
+            stored_size,
+            compression,
+            tombstone,
+        }
+    }
+}
+
 impl From<&Head> for HeadJson {
     fn from(head: &Head) -> Self {
-        Self {
-            hlc: head.stamp.hlc.to_string(),
-            origin: OriginJson {
-                node_id: head.stamp.origin.node.to_string(),
-                incarnation: head.stamp.origin.incarnation,
-            },
-            seq: head.seq,
-            write_time_ms: head.stamp.physical_ms(),
-            expires_at_ms: head.expires_at_ms,
-            stored_size: head.stored_size,
-            compression: head.compression.into(),
-            tombstone: head.tombstone,
-        }
+        Self::new(
+            &head.stamp,
+            head.seq,
+            head.expires_at_ms,
+            head.stored_size,
+            head.compression,
+            head.tombstone,
+        )
     }
 }
 
@@ -391,7 +383,14 @@ pub struct RecordJson {
 
 impl RecordJson {
     pub(crate) fn new(record: Record, output: ValueOutput) -> Self {
-        let (value, encoding) = match record.value {
+        Self::from_parts(&record.key, HeadJson::from(&record.head), record.value, output)
+    }
+
+    /// A record from its parts: `value` is `None` for a head-only read.
+    /// The gateway and the CLI both print records through this, so a
+    /// record has one JSON shape whichever tool shows it.
+    pub fn from_parts(key: &RecordKey, head: HeadJson, value: Option<Vec<u8>>, output: ValueOutput) -> Self {
+        let (value, encoding) = match value {
             None => (None, None),
             Some(bytes) => match output {
                 ValueOutput::Base64 => (Some(STANDARD.encode(bytes)), Some(ValueEncoding::Base64)),
@@ -401,7 +400,7 @@ impl RecordJson {
                 },
             },
         };
-        Self { key: KeyJson::from(&record.key), head: HeadJson::from(&record.head), value, encoding }
+        Self { key: KeyJson::from(key), head, value, encoding }
     }
 }
 

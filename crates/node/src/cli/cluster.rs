@@ -3,9 +3,10 @@
 
 use std::io::Write;
 
+use consensusdb_proto::convert::origin_label;
 use consensusdb_proto::mesh::v1 as pb;
 use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
-use consensusdb_types::{Digest, HybridClock, NodeId, Origin};
+use consensusdb_types::{Digest, HybridClock, NodeId};
 use serde_json::{Map, Value, json};
 use tonic::transport::Channel;
 
@@ -83,13 +84,6 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-fn origin_text(origin: Option<&pb::Origin>) -> String {
-    origin
-        .and_then(|o| NodeId::from_bytes(&o.node_id).map(|node| Origin { node, incarnation: o.incarnation }))
-        .map(|origin| origin.to_string())
-        .unwrap_or_default()
-}
-
 fn node_text(bytes: &[u8]) -> String {
     NodeId::from_bytes(bytes).map(|node| node.to_string()).unwrap_or_default()
 }
@@ -97,7 +91,7 @@ fn node_text(bytes: &[u8]) -> String {
 fn frontier_json(marks: &[pb::OriginMark]) -> Value {
     marks
         .iter()
-        .map(|m| json!({ "origin": origin_text(m.origin.as_ref()), "seq": m.seq, "hlc_ms": m.hlc >> HybridClock::LOGICAL_BITS }))
+        .map(|m| json!({ "origin": origin_label(m.origin.as_ref()), "seq": m.seq, "hlc_ms": m.hlc >> HybridClock::LOGICAL_BITS }))
         .collect()
 }
 
@@ -133,7 +127,7 @@ fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<
             "needs_bootstrap": peer.needs_bootstrap,
             "last_error": peer.last_error,
             "lag": peer.lag.iter().map(|l| json!({
-                "origin": origin_text(l.origin.as_ref()), "entries": l.entries, "seconds": l.seconds,
+                "origin": origin_label(l.origin.as_ref()), "entries": l.entries, "seconds": l.seconds,
             })).collect::<Vec<_>>(),
         })
     });
@@ -141,7 +135,7 @@ fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<
         "stable_hlc": status.stable_hlc,
         "stable_time": hlc_text(status.stable_hlc),
         "log_purged_through": status.log_purged_through.iter()
-            .map(|m| json!({ "origin": origin_text(m.origin.as_ref()), "seq": m.seq }))
+            .map(|m| json!({ "origin": origin_label(m.origin.as_ref()), "seq": m.seq }))
             .collect::<Vec<_>>(),
         "versions_purged": status.versions_purged,
     });
@@ -149,7 +143,7 @@ fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<
         // One table about this node (so a node without peers prints
         // something), then one row per peer.
         let facts = [
-            ("node", json!(origin_text(status.origin.as_ref()))),
+            ("node", json!(origin_label(status.origin.as_ref()))),
             ("cluster", json!(status.cluster_id)),
             ("advertise", json!(status.advertise_address)),
             ("state", json!(node_state(status))),
@@ -168,7 +162,7 @@ fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<
             out.object(object(json!({ "field": field, "value": value })))?;
         }
         for mark in &status.log_purged_through {
-            let text = format!("{} to seq {}", origin_text(mark.origin.as_ref()), mark.seq);
+            let text = format!("{} to seq {}", origin_label(mark.origin.as_ref()), mark.seq);
             out.object(object(json!({ "field": "log_purged_through", "value": text })))?;
         }
         out.finish()?;
@@ -180,7 +174,7 @@ fn status_output<W: Write>(status: &pb::ClusterStatusResponse, out: &mut Output<
         return Ok(());
     }
     let summary = json!({
-        "origin": origin_text(status.origin.as_ref()),
+        "origin": origin_label(status.origin.as_ref()),
         "cluster_id": status.cluster_id,
         "advertise": status.advertise_address,
         "state": node_state(status),

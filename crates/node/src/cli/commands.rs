@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use consensusdb_client::{Client, Compression, Key, PageToken, Record, RowKey, TimeUuid};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use consensusdb_client::{Client, Compression, PageToken, Record, RecordKey, RowKey, TimeUuid};
 use futures::TryStreamExt;
 use serde_json::{Map, json};
 
@@ -32,26 +33,11 @@ impl RowArgs {
     }
 }
 
-/// Value codecs as typed on the command line.
-#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
-pub enum CodecArg {
-    /// Stored as given.
-    #[default]
-    None,
-    /// LZ4: fast.
-    Lz4,
-    /// Snappy.
-    Snappy,
-}
-
-impl From<CodecArg> for Compression {
-    fn from(codec: CodecArg) -> Self {
-        match codec {
-            CodecArg::None => Compression::None,
-            CodecArg::Lz4 => Compression::Lz4,
-            CodecArg::Snappy => Compression::Snappy,
-        }
-    }
+/// A codec as typed on the command line: its one name
+/// ([`Compression::as_str`]), which `--help` lists.
+fn codec_parser() -> impl TypedValueParser<Value = Compression> {
+    PossibleValuesParser::new(Compression::ALL.map(Compression::as_str))
+        .try_map(|name| name.parse::<Compression>())
 }
 
 /// A client command.
@@ -97,9 +83,10 @@ pub struct PutArgs {
     /// Write the row's untimed record instead of a timed one.
     #[arg(long)]
     untimed: bool,
-    /// Compress the value on the node.
-    #[arg(long, value_enum, default_value_t)]
-    compression: CodecArg,
+    /// Compress the value on the node (kept as is when that would not make
+    /// it smaller).
+    #[arg(long, default_value_t, value_parser = codec_parser())]
+    compression: Compression,
     /// Fail (exit 4) if a live record is at the key.
     #[arg(long)]
     if_absent: bool,
@@ -123,7 +110,7 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
-    fn key(&self) -> Result<Key, CliError> {
+    fn key(&self) -> Result<RecordKey, CliError> {
         let time = self.time.as_deref().map(|t| time_uuid(t, "--time")).transpose()?;
         Ok(self.row.row().at(time))
     }
@@ -222,7 +209,7 @@ impl ClientCommand {
                     call = call.head_only();
                 }
                 let record = call.await?.ok_or_else(|| not_found(&describe(&key)))?;
-                Ok(out.record(&record, args.head_only)?)
+                Ok(out.record(record, args.head_only)?)
             }
             ClientCommand::Recent(args) => {
                 let mut call = client.get_recent(args.row.row());
@@ -235,7 +222,7 @@ impl ClientCommand {
                 let record = call
                     .await?
                     .ok_or_else(|| not_found(&format!("no timed record in {}", row_path(&args.row))))?;
-                Ok(out.record(&record, args.head_only)?)
+                Ok(out.record(record, args.head_only)?)
             }
             ClientCommand::Range(args) => range(args, client, out).await,
             ClientCommand::Scan(args) => {
@@ -252,7 +239,7 @@ impl ClientCommand {
                 }
                 let mut records = call.stream();
                 while let Some(record) = records.try_next().await? {
-                    out.record(&record, args.head_only)?;
+                    out.record(record, args.head_only)?;
                 }
                 Ok(())
             }
@@ -260,12 +247,12 @@ impl ClientCommand {
                 let key = args.key.key()?;
                 let ttl = args.ttl.as_deref().map(|t| duration(t, "--ttl")).transpose()?;
                 let head = client.touch(key.clone(), ttl).await?;
-                Ok(out.head(&key, &head)?)
+                Ok(out.write(&key, &head)?)
             }
             ClientCommand::Rm(args) => {
                 let key = args.key()?;
                 let head = client.remove(key.clone()).await?;
-                Ok(out.head(&key, &head)?)
+                Ok(out.write(&key, &head)?)
             }
         }
     }
@@ -305,9 +292,8 @@ async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> 
         })
     };
     let key = args.row.row().at(time);
-    let mut record = Record::new(key.clone(), value)
-        .compression(args.compression.into())
-        .write_concern(args.write_concern);
+    let mut record =
+        Record::new(key.clone(), value).compression(args.compression).write_concern(args.write_concern);
     if args.if_absent {
         record = record.only_if_absent();
     }
@@ -315,7 +301,7 @@ async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> 
         record = record.ttl(duration(ttl, "--ttl")?);
     }
     let head = client.put(record).await?;
-    Ok(out.head(&key, &head)?)
+    Ok(out.write(&key, &head)?)
 }
 
 async fn range<W: Write>(args: &RangeArgs, client: &Client, out: &mut Output<W>) -> Result<(), CliError> {
@@ -339,12 +325,12 @@ async fn range<W: Write>(args: &RangeArgs, client: &Client, out: &mut Output<W>)
     if args.all {
         let mut records = call.stream();
         while let Some(record) = records.try_next().await? {
-            out.record(&record, args.head_only)?;
+            out.record(record, args.head_only)?;
         }
         return Ok(());
     }
     let page = call.await?;
-    for record in &page.records {
+    for record in page.records {
         out.record(record, args.head_only)?;
     }
     if let Some(token) = page.next_page_token {
@@ -370,7 +356,7 @@ fn row_path(row: &RowArgs) -> String {
     format!("{}/{}/{}", row.tenant, row.region, row.minor)
 }
 
-fn describe(key: &Key) -> String {
+fn describe(key: &RecordKey) -> String {
     let row = format!("{}/{}/{}", key.row.major, key.row.region, key.row.minor);
     match key.time {
         Some(time) => format!("no live record at {row}/{time}"),

@@ -67,7 +67,9 @@ impl CliError {
             ErrorCode::NotFound => 3,
             ErrorCode::AlreadyExists => 4,
             ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => 5,
-            ErrorCode::FailedPrecondition | ErrorCode::Internal => 1,
+            // "Other": a code this build does not know yet (the SDK's
+            // ErrorCode is non-exhaustive) is not a reason to panic.
+            _ => 1,
         }
     }
 }

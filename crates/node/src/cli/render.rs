@@ -1,11 +1,16 @@
 //! Output of client commands: one JSON object per line, or a table.
+//!
+//! Records, heads and writes are printed in the JSON gateway's shapes
+//! (`consensusdb_api::http::model`), built by the same code, so a record
+//! reads the same from `curl` and from the CLI. A table shows the same
+//! fields under short flat column names.
 
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use consensusdb_client::{Compression, Head, Key, StoredRecord};
+use consensusdb_api::http::model::{HeadJson, KeyJson, RecordJson, ValueEncoding, ValueOutput, WriteJson};
+use consensusdb_client::{Head, RecordKey, StoredRecord};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// How results are printed.
@@ -25,10 +30,6 @@ pub enum Format {
 const TABLE_VALUE_CHARS: usize = 48;
 /// The columns whose cells are shortened.
 const TABLE_SHORTENED: [&str; 2] = ["value", "value_base64"];
-
-/// Fields left out of tables: exact for machines, noise for people (JSON
-/// output keeps them).
-const TABLE_HIDDEN: [&str; 2] = ["hlc", "origin"];
 
 /// Where results go. Table rows are held until [`Output::finish`], which
 /// needs every row to size the columns.
@@ -56,33 +57,49 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
-    /// A record read back.
-    pub fn record(&mut self, record: &StoredRecord, head_only: bool) -> std::io::Result<()> {
-        self.emit(record_json(&record.key, &record.head, (!head_only).then_some(record.value.as_slice())))
+    /// A record read back, in the gateway's `RecordJson` shape (`value`
+    /// and `encoding` null when `head_only`).
+    pub fn record(&mut self, record: StoredRecord, head_only: bool) -> std::io::Result<()> {
+        let value = (!head_only).then_some(record.value);
+        self.emit_record(&record_json(&record.key, &record.head, value))
     }
 
-    /// The head a write returned.
-    pub fn head(&mut self, key: &Key, head: &Head) -> std::io::Result<()> {
-        self.emit(record_json(key, head, None))
+    /// What a write left at `key`, in the gateway's `WriteJson` shape.
+    pub fn write(&mut self, key: &RecordKey, head: &Head) -> std::io::Result<()> {
+        let write = WriteJson { key: KeyJson::from(key), head: head_json(head) };
+        match self.format {
+            Format::Json => self.print(&write),
+            Format::Table => self.hold(table_row(&write.key, &write.head, None)),
+        }
     }
 
     /// A free-form line of fields (batch results, page tokens).
     pub fn object(&mut self, object: Map<String, Value>) -> std::io::Result<()> {
-        self.emit(object)
+        match self.format {
+            Format::Json => self.print(&object),
+            Format::Table => self.hold(object),
+        }
     }
 
-    fn emit(&mut self, object: Map<String, Value>) -> std::io::Result<()> {
+    fn emit_record(&mut self, record: &RecordJson) -> std::io::Result<()> {
         match self.format {
-            Format::Json => {
-                serde_json::to_writer(&mut self.out, &object)?;
-                writeln!(self.out)?;
-                self.out.flush()
-            }
+            Format::Json => self.print(record),
             Format::Table => {
-                self.rows.push(object);
-                Ok(())
+                let value = record.value.as_deref().zip(record.encoding);
+                self.hold(table_row(&record.key, &record.head, value))
             }
         }
+    }
+
+    fn print(&mut self, line: &impl Serialize) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, line)?;
+        writeln!(self.out)?;
+        self.out.flush()
+    }
+
+    fn hold(&mut self, row: Map<String, Value>) -> std::io::Result<()> {
+        self.rows.push(row);
+        Ok(())
     }
 
     /// Prints held table rows.
@@ -94,7 +111,7 @@ impl<W: Write> Output<W> {
         let mut columns: Vec<&str> = Vec::new();
         for row in &rows {
             for name in row.keys() {
-                if !columns.contains(&name.as_str()) && !TABLE_HIDDEN.contains(&name.as_str()) {
+                if !columns.contains(&name.as_str()) {
                     columns.push(name);
                 }
             }
@@ -125,43 +142,50 @@ impl<W: Write> Output<W> {
     }
 }
 
-/// A record's JSON form. Keys and times are text; a value is `value` when
-/// it is UTF-8 and `value_base64` when it is not, so the field says which.
-pub fn record_json(key: &Key, head: &Head, value: Option<&[u8]>) -> Map<String, Value> {
-    let mut object = Map::new();
-    object.insert("tenant".into(), json!(key.row.major));
-    object.insert("region".into(), json!(key.row.region));
-    object.insert("minor".into(), json!(key.row.minor));
-    object.insert("time".into(), key.time.map_or(Value::Null, |t| json!(t.to_string())));
-    object.insert("written".into(), json!(rfc3339_ms(head.stamp.physical_ms())));
-    object.insert("expires".into(), head.expires_at_ms.map_or(Value::Null, |ms| json!(rfc3339_ms(ms))));
-    object.insert("seq".into(), json!(head.seq));
-    object.insert("hlc".into(), json!(head.stamp.hlc));
-    object.insert(
-        "origin".into(),
-        json!(format!("{:032x}/{}", head.stamp.origin.node.0, head.stamp.origin.incarnation)),
-    );
-    object.insert("stored_size".into(), json!(head.stored_size));
-    object.insert("compression".into(), json!(compression_name(head.compression)));
-    if head.tombstone {
-        object.insert("tombstone".into(), json!(true));
-    }
-    if let Some(value) = value {
-        match std::str::from_utf8(value) {
-            Ok(text) => object.insert("value".into(), json!(text)),
-            Err(_) => object.insert("value_base64".into(), json!(BASE64.encode(value))),
-        };
-    }
-    object
+/// A record in the gateway's shape; `value` is `None` for a head-only
+/// read. A value is text when it is UTF-8 and base64 otherwise, and
+/// `encoding` says which.
+fn record_json(key: &RecordKey, head: &Head, value: Option<Vec<u8>>) -> RecordJson {
+    RecordJson::from_parts(key, head_json(head), value, ValueOutput::Auto)
 }
 
-/// The name used on the command line and in output.
-pub fn compression_name(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => "none",
-        Compression::Lz4 => "lz4",
-        Compression::Snappy => "snappy",
+/// The SDK's head in the gateway's `HeadJson` shape.
+fn head_json(head: &Head) -> HeadJson {
+    HeadJson::new(
+        &head.stamp,
+        head.seq,
+        head.expires_at_ms,
+        head.stored_size,
+        head.compression,
+        head.tombstone,
+    )
+}
+
+/// A record's table row, from its JSON shape: the key's parts, times as
+/// RFC 3339, and the value under `value` or `value_base64` as its encoding
+/// says. The exact `hlc` and `origin` are left to JSON output: machines
+/// need them, people rarely do.
+fn table_row(key: &KeyJson, head: &HeadJson, value: Option<(&str, ValueEncoding)>) -> Map<String, Value> {
+    let mut row = Map::new();
+    row.insert("tenant".into(), json!(key.major_key));
+    row.insert("region".into(), json!(key.region));
+    row.insert("minor".into(), json!(key.minor_key));
+    row.insert("time".into(), json!(key.time_uuid));
+    row.insert("written".into(), json!(rfc3339_ms(head.write_time_ms)));
+    row.insert("expires".into(), json!(head.expires_at_ms.map(rfc3339_ms)));
+    row.insert("seq".into(), json!(head.seq));
+    row.insert("stored_size".into(), json!(head.stored_size));
+    row.insert("compression".into(), json!(head.compression));
+    // Only removals get the column, so a table of live records has none.
+    if head.tombstone {
+        row.insert("tombstone".into(), json!(true));
     }
+    match value {
+        Some((text, ValueEncoding::Utf8)) => row.insert("value".into(), json!(text)),
+        Some((base64, ValueEncoding::Base64)) => row.insert("value_base64".into(), json!(base64)),
+        None => None,
+    };
+    row
 }
 
 /// Unix milliseconds as RFC 3339 with milliseconds.
@@ -189,11 +213,12 @@ fn cell(value: &Value, shorten: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use consensusdb_client::{RowKey, Stamp, TimeUuid};
-    use consensusdb_types::{NodeId, Origin};
+    use consensusdb_client::{Compression, NodeId, Origin, RowKey, Stamp, TimeUuid};
 
+    /// A head as the SDK reads it from a node's answer: the SDK's `Head`
+    /// is non-exhaustive, so only the SDK builds one.
     fn head() -> Head {
-        Head {
+        let stored = consensusdb_types::Head {
             stamp: Stamp {
                 hlc: 1_700_000_000_000 << 16,
                 origin: Origin { node: NodeId(0xab), incarnation: 1 },
@@ -204,33 +229,50 @@ mod tests {
             compression: Compression::Lz4,
             tombstone: false,
             seal: None,
-        }
+        };
+        Head::try_from(&consensusdb_proto::v1::Head::from(&stored)).unwrap()
     }
 
     #[test]
-    fn text_values_are_text_and_binary_values_are_marked_base64() {
+    fn records_print_in_the_gateways_shape() {
         let key = RowKey::new("acme", "ACCOUNT", "balance").at(None);
-        let text = record_json(&key, &head(), Some(b"100"));
-        assert_eq!(text["value"], "100");
-        assert_eq!(text["time"], Value::Null);
-        assert_eq!(text["written"], "2023-11-14T22:13:20.000Z");
-        let binary = record_json(&key, &head(), Some(&[0xff, 0x00]));
-        assert_eq!(binary["value_base64"], "/wA=");
-        assert!(binary.get("value").is_none());
+        let text = serde_json::to_value(record_json(&key, &head(), Some(b"100".to_vec()))).unwrap();
+        assert_eq!(
+            text,
+            json!({
+                "key": {"major_key": "acme", "region": "ACCOUNT", "minor_key": "balance", "time_uuid": null},
+                "head": {
+                    "hlc": (1_700_000_000_000_u64 << 16).to_string(),
+                    "origin": {"node_id": format!("{:032x}", 0xab), "incarnation": 1},
+                    "seq": 7,
+                    "write_time_ms": 1_700_000_000_000_u64,
+                    "expires_at_ms": null,
+                    "stored_size": 3,
+                    "compression": "lz4",
+                    "tombstone": false,
+                },
+                "value": "100",
+                "encoding": "utf8",
+            })
+        );
+        let binary = serde_json::to_value(record_json(&key, &head(), Some(vec![0xff, 0x00]))).unwrap();
+        assert_eq!((&binary["value"], &binary["encoding"]), (&json!("/wA="), &json!("base64")));
+        let head_only = serde_json::to_value(record_json(&key, &head(), None)).unwrap();
+        assert_eq!((&head_only["value"], &head_only["encoding"]), (&Value::Null, &Value::Null));
     }
 
     #[test]
     fn tables_align_columns_and_mark_shortened_values() {
         let mut out = Output::new(Format::Table, Vec::new());
         let key = RowKey::new("acme", "ACCOUNT", "balance").at(Some(TimeUuid::now()));
-        out.record(&StoredRecord { key: key.clone(), head: head(), value: b"1".to_vec() }, false).unwrap();
-        let long = "x".repeat(100);
-        out.record(&StoredRecord { key, head: head(), value: long.into_bytes() }, false).unwrap();
+        out.emit_record(&record_json(&key, &head(), Some(b"1".to_vec()))).unwrap();
+        out.emit_record(&record_json(&key, &head(), Some("x".repeat(100).into_bytes()))).unwrap();
         out.finish().unwrap();
         let text = String::from_utf8(out.out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("TENANT  REGION   MINOR"), "{}", lines[0]);
+        assert!(lines[1].contains("2023-11-14T22:13:20.000Z"), "written time is readable: {}", lines[1]);
         assert!(lines[2].ends_with('…'));
         assert_eq!(lines[1].find("acme"), lines[2].find("acme"));
     }

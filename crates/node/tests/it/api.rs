@@ -383,9 +383,25 @@ async fn reflection_and_health_work_out_of_the_box() {
     let mut responses =
         reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
     let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(mesh)) = response.message_response else {
+        panic!("its descriptor is served: {response:?}")
+    };
+    // The mesh messages use consensusdb.v1.Origin: its file names the import,
+    // and reflection serves that file, so a client can resolve every field.
+    let imports = |needle: &[u8]| {
+        mesh.file_descriptor_proto.iter().any(|f| f.windows(needle.len()).any(|w| w == needle))
+    };
+    assert!(imports(b"consensusdb/v1/records.proto"), "the mesh file imports records.proto");
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileByFilename("consensusdb/v1/records.proto".into())),
+    };
+    let mut responses =
+        reflection.server_reflection_info(futures::stream::iter([request])).await.unwrap().into_inner();
+    let response = responses.next().await.unwrap().unwrap();
     assert!(
         matches!(response.message_response, Some(MessageResponse::FileDescriptorResponse(_))),
-        "its descriptor is served: {response:?}"
+        "the imported file is served: {response:?}"
     );
 
     // The older v1alpha protocol, which most tools still use, answers too.

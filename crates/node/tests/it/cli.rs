@@ -51,15 +51,16 @@ async fn client_commands_print_json_lines_and_tables() {
         let at = format!("2026-11-21T10:0{i}:00Z");
         let put = json_lines(&node, &["put", "acme", "ACCOUNT", "balance", balance, "--time", &at]).await;
         assert_eq!(put.len(), 1);
-        assert_eq!(put[0]["tenant"], "acme");
-        times.push(put[0]["time"].as_str().expect("a timed record").to_string());
+        assert_eq!(put[0]["key"]["major_key"], "acme");
+        times.push(put[0]["key"]["time_uuid"].as_str().expect("a timed record").to_string());
     }
 
     let got = json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &times[1]]).await;
     assert_eq!(got[0]["value"], "120");
     let head =
         json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &times[1], "--head-only"]).await;
-    assert!(head[0].get("value").is_none());
+    assert_eq!((&head[0]["value"], &head[0]["encoding"]), (&Value::Null, &Value::Null), "no value is read");
+    assert!(head[0]["head"]["seq"].is_u64(), "{}", head[0]);
 
     let recent = json_lines(&node, &["recent", "acme", "ACCOUNT", "balance"]).await;
     assert_eq!(recent[0]["value"], "95");
@@ -90,9 +91,52 @@ async fn client_commands_print_json_lines_and_tables() {
 
     let touched =
         json_lines(&node, &["touch", "acme", "ACCOUNT", "balance", "--time", &times[0], "--ttl", "1h"]).await;
-    assert!(touched[0]["expires"].is_string());
+    assert!(touched[0]["head"]["expires_at_ms"].is_u64(), "{}", touched[0]);
     let removed = json_lines(&node, &["rm", "acme", "ACCOUNT", "balance", "--time", &times[0]]).await;
-    assert_eq!(removed[0]["tombstone"], true);
+    assert_eq!(removed[0]["head"]["tombstone"], true);
+    node.stop().await;
+}
+
+/// The JSON body of `GET path` on the node's gateway.
+async fn gateway_get(node: &TestNode, path: &str) -> Value {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(node.http).await.expect("connects to the gateway");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", node.http);
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut response = String::new();
+    tokio::time::timeout(TEST_TIMEOUT, stream.read_to_string(&mut response))
+        .await
+        .expect("answers in time")
+        .expect("reads");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{response}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test]
+async fn the_cli_prints_records_exactly_as_the_gateway_does() {
+    let node = TestNode::start().await;
+    let put = json_lines(
+        &node,
+        &["put", "acme", "ACCOUNT", "balance", "100", "--time", "2026-11-21T10:00:00Z", "--ttl", "1h"],
+    )
+    .await;
+    let time = put[0]["key"]["time_uuid"].as_str().expect("a timed record").to_string();
+    let path = format!("/v1/records/acme/ACCOUNT/balance/{time}");
+
+    let cli = json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &time]).await;
+    let http = gateway_get(&node, &path).await;
+    assert_eq!(cli[0], http, "one record, one shape");
+    assert_eq!(put[0]["key"], http["key"]);
+    assert_eq!(put[0]["head"], http["head"], "a write prints the head it left");
+
+    let cli = json_lines(&node, &["get", "acme", "ACCOUNT", "balance", "--time", &time, "--head-only"]).await;
+    let http = gateway_get(&node, &format!("{path}?head_only=true")).await;
+    assert_eq!(cli[0], http, "head-only reads too");
+
+    let scanned = json_lines(&node, &["scan", "acme"]).await;
+    let gateway_scan = gateway_get(&node, "/v1/rows/acme/ACCOUNT/balance/range").await;
+    assert_eq!(scanned[0], gateway_scan["records"][0], "scans and pages too");
     node.stop().await;
 }
 
@@ -128,7 +172,8 @@ async fn exit_codes_and_messages_name_what_was_wrong() {
         ["put", "acme", "ACCOUNT", "events", "deposit 40", "--time", "2026-11-21T10:00:00Z", "--content-id"];
     let first = json_lines(&node, &event).await;
     let second = json_lines(&node, &event).await;
-    assert_eq!(first[0]["time"], second[0]["time"]);
+    assert!(first[0]["key"]["time_uuid"].is_string(), "{}", first[0]);
+    assert_eq!(first[0]["key"]["time_uuid"], second[0]["key"]["time_uuid"]);
 
     let addr = node.addr;
     node.stop().await;
@@ -366,7 +411,8 @@ async fn a_content_derived_id_needs_the_events_own_time() {
     let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
     let first = json_lines(&node, &args).await;
     let second = json_lines(&node, &args).await;
-    assert_eq!(first[0]["time"], second[0]["time"], "the same event is one record");
+    assert!(first[0]["key"]["time_uuid"].is_string(), "{}", first[0]);
+    assert_eq!(first[0]["key"]["time_uuid"], second[0]["key"]["time_uuid"], "the same event is one record");
     let scanned = json_lines(&node, &["range", "acme", "ACCOUNT", "events"]).await;
     assert_eq!(scanned.len(), 1, "{scanned:?}");
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use consensusdb_client::{Client, Compression, ErrorCode, Key, Record, RetryPolicy, RowKey, TimeUuid};
+use consensusdb_client::{Client, Compression, ErrorCode, Record, RecordKey, RetryPolicy, RowKey, TimeUuid};
 use futures::TryStreamExt;
 
 use crate::support::*;
@@ -17,8 +17,8 @@ async fn client_for(node: &TestNode) -> Client {
         .expect("connects")
 }
 
-fn timed(minor: &str, ms: u64) -> Key {
-    Key::builder().major("acme").region("ACCOUNT").minor(minor).timestamp(at_ms(ms)).build()
+fn timed(minor: &str, ms: u64) -> RecordKey {
+    RecordKey::builder().major("acme").region("ACCOUNT").minor(minor).timestamp(at_ms(ms)).build()
 }
 
 #[tokio::test]
@@ -79,7 +79,7 @@ async fn scans_stream_every_record_in_key_order_across_pages() {
     let client = client_for(&node).await;
     for region in ["A", "B"] {
         for ms in 0..7 {
-            let key = Key::builder().major("t").region(region).minor("m").timestamp(at_ms(ms)).build();
+            let key = RecordKey::builder().major("t").region(region).minor("m").timestamp(at_ms(ms)).build();
             client.put(Record::new(key, vec![b'x'; 10])).await.expect("put");
         }
     }

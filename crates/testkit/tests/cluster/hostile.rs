@@ -9,6 +9,7 @@ use consensusdb_client::{Client, ErrorCode, Record};
 use consensusdb_node::Node;
 use consensusdb_node::config::NodeConfig;
 use consensusdb_proto::mesh::v1::{self as pb, pull_request, pull_response};
+use consensusdb_proto::v1;
 use consensusdb_testkit::{HostilePeer, eventually};
 use consensusdb_types::{Compression, HybridClock, LogEntry, Mutation, MutationKind, NodeId, Origin};
 use tokio::sync::oneshot;
@@ -58,7 +59,7 @@ fn client(addr: SocketAddr) -> Client {
 }
 
 fn entries(node: u128, first_seq: u64, values: Vec<Vec<u8>>) -> pb::PullResponse {
-    let origin = pb::Origin { node_id: node.to_be_bytes().to_vec(), incarnation: 1 };
+    let origin = v1::Origin { node_id: node.to_be_bytes().to_vec(), incarnation: 1 };
     pb::PullResponse {
         kind: Some(pull_response::Kind::Entries(pb::Entries { origin: Some(origin), first_seq, values })),
     }
@@ -140,7 +141,7 @@ async fn oversized_gossip_is_refused_and_never_learned() {
         let hello = pb::Hello {
             protocol_version: consensusdb_mesh::PROTOCOL_VERSION,
             cluster_id: "consensusdb".into(),
-            origin: Some(pb::Origin { node_id: 7u128.to_be_bytes().to_vec(), incarnation: 1 }),
+            origin: Some(v1::Origin { node_id: 7u128.to_be_bytes().to_vec(), incarnation: 1 }),
             advertise_address: format!("{}:4482", "b".repeat(1 << 20)),
             progress: None,
         };

@@ -22,7 +22,7 @@ use futures::TryStreamExt;
 const CONVERGE: Duration = Duration::from_secs(30);
 const TEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn key(minor: &str) -> consensusdb_client::Key {
+fn key(minor: &str) -> consensusdb_client::RecordKey {
     RowKey::new("acme", "ACCOUNT", minor).at(None)
 }
 
