@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use consensusdb_node::cli::credentials::{self, CertCommand, InitArgs};
 use consensusdb_node::cli::{CliError, ClientCommand, ClusterCommand, ConnectArgs, EXIT_CODES_HELP};
 use consensusdb_node::config::{FlagOverrides, NodeConfig};
 use consensusdb_storage::SyncPolicy;
@@ -79,6 +80,13 @@ enum Command {
     /// history; reads commands from standard input when it is not a terminal.
     #[command(after_help = EXIT_CODES_HELP)]
     Shell(ShellArgs),
+    /// Create a cluster CA, this node's certificate and an admin client
+    /// certificate in a directory (private keys mode 0600).
+    Init(InitArgs),
+    /// Issue one more node or client certificate from the CA that `init`
+    /// made.
+    #[command(subcommand)]
+    Cert(CertCommand),
     #[command(flatten)]
     Client(ClientCommand),
     #[command(flatten)]
@@ -159,9 +167,19 @@ fn main() -> ExitCode {
             },
             Err(error) => fail(&error),
         },
+        Command::Init(args) => offline(credentials::init(&args, &mut std::io::stdout().lock())),
+        Command::Cert(command) => offline(credentials::cert(&command, &mut std::io::stdout().lock())),
         Command::Shell(args) => shell(&cli.connect, &args),
         Command::Client(command) => client_command(&cli.connect, &command),
         Command::Cluster(command) => cluster_command(&cli.connect, &command),
+    }
+}
+
+/// The exit of a command that reaches no node.
+fn offline(result: Result<(), consensusdb_pki::PkiError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
     }
 }
 

@@ -16,6 +16,7 @@
 //! - [`head`], [`stored_value`], [`log_entry`], [`frontier`]: the versioned
 //!   on-disk formats.
 //! - [`compression`]: per-record LZ4 / Snappy value codecs.
+//! - [`identity`]: who a certificate speaks for (`cdb://cluster/node/name`).
 //! - [`limits`]: size limits, all well under the 4 MiB gRPC message limit.
 //! - [`error`]: the shared error codes, each mapping to one HTTP status
 //!   (the gRPC mapping lives in the proto crate, which links tonic).
@@ -29,6 +30,7 @@ pub mod digest;
 pub mod error;
 pub mod frontier;
 pub mod head;
+pub mod identity;
 pub mod key;
 pub mod key_codec;
 pub mod limits;
@@ -43,6 +45,7 @@ pub use digest::Digest;
 pub use error::{ErrorCode, FieldError};
 pub use frontier::FrontierMark;
 pub use head::Head;
+pub use identity::{Identity, Role};
 pub use key::{KeyBuilder, RecordKey, RowKey};
 pub use limits::Limits;
 pub use log_entry::{LogEntry, Mutation, MutationKind};

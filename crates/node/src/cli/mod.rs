@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod commands;
+pub mod credentials;
 pub mod failure;
 pub mod render;
 pub mod shell;

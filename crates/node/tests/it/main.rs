@@ -7,6 +7,7 @@
 mod api;
 mod bad_input;
 mod cli;
+mod credentials;
 mod durability;
 mod gateway;
 mod process;

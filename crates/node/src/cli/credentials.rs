@@ -1,0 +1,153 @@
+//! `consensusdb init` and `consensusdb cert`: the cluster's CA and the
+//! certificates it issues, written to a directory (see `consensusdb-pki`).
+//! They run offline: no node is reached.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use consensusdb_pki::issue::DEFAULT_VALIDITY;
+use consensusdb_pki::{Authority, Credential, CredentialFiles, NodeNames, PkiError, write_credential};
+
+/// The name of the client credential `init` makes for the operator.
+pub const ADMIN_CLIENT: &str = "admin";
+
+/// What `consensusdb init` makes.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The directory to create the CA and the first credentials in; it
+    /// must not hold a CA already.
+    #[arg(long, value_name = "DIR", default_value = "certs")]
+    pub dir: PathBuf,
+    /// The cluster's id: the `cluster.id` every node of it is configured
+    /// with, written into every identity.
+    #[arg(long, value_name = "ID", default_value = "consensusdb")]
+    pub cluster_id: String,
+    /// The first node's certificate.
+    #[command(flatten)]
+    pub node: NodeCertArgs,
+}
+
+/// A node certificate's names.
+#[derive(Debug, clap::Args)]
+pub struct NodeCertArgs {
+    /// The node's name: its identity is cdb://<cluster>/node/<name>.
+    #[arg(long, value_name = "NAME", default_value = "node-1")]
+    pub name: String,
+    /// DNS names clients and peers dial the node at (repeat, or separate
+    /// with commas).
+    #[arg(long = "dns", value_name = "NAME", value_delimiter = ',', default_value = "localhost")]
+    pub dns: Vec<String>,
+    /// IP addresses clients and peers dial the node at (repeat, or
+    /// separate with commas).
+    #[arg(long = "ip", value_name = "ADDRESS", value_delimiter = ',', default_value = "127.0.0.1")]
+    pub ips: Vec<IpAddr>,
+    /// Days the certificate is valid.
+    #[arg(long, value_name = "DAYS", default_value_t = DEFAULT_VALIDITY.whole_days().unsigned_abs())]
+    pub days: u64,
+}
+
+/// What `consensusdb cert` issues.
+#[derive(Debug, clap::Subcommand)]
+pub enum CertCommand {
+    /// A certificate for one more node, from the CA in --dir.
+    Node {
+        /// The directory holding the CA (`ca.pem`, `ca.key`); the new
+        /// certificate is written there too.
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        dir: PathBuf,
+        /// The node's name, addresses and validity.
+        #[command(flatten)]
+        node: NodeCertArgs,
+    },
+    /// A certificate for a client (an application, an operator), from the
+    /// CA in --dir.
+    Client {
+        /// The directory holding the CA; the new certificate is written
+        /// there too.
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        dir: PathBuf,
+        /// The client's name: its identity is cdb://<cluster>/client/<name>.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Days the certificate is valid.
+        #[arg(long, value_name = "DAYS", default_value_t = DEFAULT_VALIDITY.whole_days().unsigned_abs())]
+        days: u64,
+    },
+}
+
+/// Makes a CA, a node certificate and the admin client's in `args.dir`,
+/// and says what it made and what to run next.
+pub fn init(args: &InitArgs, out: &mut impl Write) -> Result<(), PkiError> {
+    if args.dir.join("ca.key").exists() {
+        return Err(PkiError::Invalid(format!(
+            "{} already holds a CA; issue more certificates from it with `consensusdb cert`",
+            args.dir.display()
+        )));
+    }
+    let ca = Authority::create(&args.cluster_id)?;
+    // Issued before anything is written, so a bad name leaves no half-made
+    // directory behind.
+    let node = issue_node(&ca, &args.node)?;
+    let admin = ca.issue_client(ADMIN_CLIENT, DEFAULT_VALIDITY)?;
+    let ca_files = ca.save(&args.dir)?;
+    writeln!(out, "made a CA for cluster {:?} in {}:", ca.cluster(), args.dir.display()).map_err(io)?;
+    report(out, "the CA (keep ca.key offline once nodes are issued)", &ca_files)?;
+    let node_files = save(&args.dir, &node)?;
+    report(out, &node.identity.to_string(), &node_files)?;
+    let admin_files = save(&args.dir, &admin)?;
+    report(out, &admin.identity.to_string(), &admin_files)?;
+    writeln!(
+        out,
+        "\nnext: issue one certificate per further node and client from this CA, e.g.\n  \
+         consensusdb cert node --dir {dir} --name node-2 --dns node-2.example --ip 10.0.0.2\n  \
+         consensusdb cert client --dir {dir} --name my-app",
+        dir = args.dir.display()
+    )
+    .map_err(io)
+}
+
+/// Issues one more certificate from the CA saved in a directory.
+pub fn cert(command: &CertCommand, out: &mut impl Write) -> Result<(), PkiError> {
+    let (dir, credential) = match command {
+        CertCommand::Node { dir, node } => (dir, issue_node(&Authority::load_dir(dir)?, node)?),
+        CertCommand::Client { dir, name, days } => {
+            (dir, Authority::load_dir(dir)?.issue_client(name, validity(*days)?)?)
+        }
+    };
+    let files = save(dir, &credential)?;
+    report(out, &credential.identity.to_string(), &files)
+}
+
+fn issue_node(ca: &Authority, args: &NodeCertArgs) -> Result<Credential, PkiError> {
+    let names = NodeNames { dns: args.dns.clone(), ips: args.ips.clone() };
+    ca.issue_node(&args.name, &names, validity(args.days)?)
+}
+
+fn validity(days: u64) -> Result<time::Duration, PkiError> {
+    i64::try_from(days)
+        .ok()
+        .filter(|days| (1..=36_500).contains(days))
+        .map(time::Duration::days)
+        .ok_or_else(|| PkiError::Invalid(format!("--days: must be between 1 and 36500, got {days}")))
+}
+
+/// Saves a credential as `<role>-<name>.pem` / `.key`.
+fn save(dir: &Path, credential: &Credential) -> Result<CredentialFiles, PkiError> {
+    let stem = format!("{}-{}", credential.identity.role().as_str(), credential.identity.name());
+    write_credential(dir, &stem, &credential.certificate_pem, &credential.key_pem)
+}
+
+fn report(out: &mut impl Write, what: &str, files: &CredentialFiles) -> Result<(), PkiError> {
+    writeln!(
+        out,
+        "  {what}\n    certificate {}\n    key         {} (mode 0600)",
+        files.certificate.display(),
+        files.key.display()
+    )
+    .map_err(io)
+}
+
+fn io(source: std::io::Error) -> PkiError {
+    PkiError::Io { path: PathBuf::from("<standard output>"), source }
+}

@@ -1,0 +1,31 @@
+//! The cluster's certificates: one CA per cluster, and certificates it
+//! issues to nodes and clients, each carrying exactly one identity
+//! (`cdb://<cluster>/node/<name>` or `cdb://<cluster>/client/<name>`, see
+//! [`consensusdb_types::identity`]) as a URI subject alternative name.
+//!
+//! - [`authority`]: create a CA, or load a saved one to issue more.
+//! - [`issue`]: node certificates (server and client authentication, with
+//!   the DNS names and addresses peers dial) and client certificates
+//!   (client authentication only).
+//! - [`inspect`]: read the identity back from a certificate, the one way
+//!   the servers learn who is calling.
+//! - [`files`]: the directory `consensusdb init` writes, private keys
+//!   readable by their owner only.
+//!
+//! Nothing here is hand-rolled cryptography: rcgen builds and signs the
+//! certificates (ring underneath) and x509-parser reads them.
+
+pub mod authority;
+pub mod error;
+pub mod files;
+pub mod inspect;
+pub mod issue;
+
+#[cfg(test)]
+mod tests;
+
+pub use authority::Authority;
+pub use error::PkiError;
+pub use files::{CredentialFiles, credential_paths, write_credential};
+pub use inspect::{identity_of, identity_of_pem};
+pub use issue::{Credential, NodeNames};
