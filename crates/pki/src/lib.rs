@@ -11,18 +11,24 @@
 //!   the servers learn who is calling.
 //! - [`files`]: the directory `consensusdb init` writes, private keys
 //!   readable by their owner only.
+//! - [`tls`]: rustls configurations from a credential, for the servers
+//!   (client certificates required) and for dialing.
 //!
 //! Nothing here is hand-rolled cryptography: rcgen builds and signs the
-//! certificates (ring underneath) and x509-parser reads them.
+//! certificates (ring underneath), x509-parser reads them, and rustls
+//! (ring provider) speaks TLS.
 
 pub mod authority;
 pub mod error;
 pub mod files;
 pub mod inspect;
 pub mod issue;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 pub use authority::Authority;
 pub use error::PkiError;
