@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use consensusdb_api::http::hosts::AllowedHosts;
 use consensusdb_api::{ConnectionLimits, Connections, Gateway, Metrics, Readiness, serve_http};
 use consensusdb_storage::{Store, StoreOptions};
 use serde_json::{Value, json};
@@ -575,6 +576,25 @@ fn metrics_count_requests_per_operation_and_code() {
     }
 }
 
+#[test]
+fn a_host_the_gateway_does_not_answer_to_is_refused_before_routing() {
+    let gateway =
+        TestGateway::start_with(|gateway| gateway.with_allowed_hosts(AllowedHosts::new(["db.example"])));
+    let with_host = |host: &str| {
+        let request = gateway.agent.get(gateway.url("/v1/records/acme/r/m")).header("host", host);
+        TestGateway::answer(request.call().unwrap())
+    };
+    // DNS rebinding: the browser names the attacker's domain.
+    with_host("evil.example").error(421, "INVALID_ARGUMENT", Some("host"));
+    with_host("localhost.evil.example:4481").error(421, "INVALID_ARGUMENT", Some("host"));
+    for served in ["127.0.0.1", "localhost:4481", "db.example", "DB.EXAMPLE."] {
+        assert_eq!(with_host(served).status, 404, "{served} reaches routing (no such record)");
+    }
+    let head = "GET /healthz HTTP/1.1\r\nhost: evil.example\r\n\r\n";
+    let (status, body) = raw_exchange(gateway.addr, head, Duration::from_secs(5));
+    assert_eq!(status, 421, "health checks too: {body}");
+}
+
 /// Sends `head` (request line and headers, no body) over a fresh
 /// connection and reads the answer within `within`.
 fn raw_exchange(addr: std::net::SocketAddr, head: &str, within: Duration) -> (u16, String) {
@@ -612,7 +632,7 @@ fn oversized_requests_get_json_naming_what_is_too_large() {
     TestGateway::answer(big.call().unwrap()).error(431, "INVALID_ARGUMENT", Some("headers"));
     // A body declared over the limit is refused on its Content-Length, at
     // once: the client never has to send it.
-    let head = "PUT /v1/records/acme/r/m HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 100000000\r\n\r\n";
+    let head = "PUT /v1/records/acme/r/m HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100000000\r\n\r\n";
     let (status, body) = raw_exchange(gateway.addr, head, Duration::from_secs(5));
     assert_eq!(status, 413, "{body}");
     let body: Value = serde_json::from_str(&body).expect("JSON");

@@ -112,6 +112,11 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Request bodies over this many bytes are refused with 413.
     pub max_body_bytes: usize,
+    /// DNS names the gateway answers to besides IP addresses and
+    /// `localhost`; a request for any other `Host` gets 421, so a web
+    /// page cannot reach the gateway through a name it controls (DNS
+    /// rebinding).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -120,6 +125,7 @@ impl Default for HttpConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 4481)),
             max_body_bytes: consensusdb_api::http::DEFAULT_MAX_BODY_BYTES,
+            allowed_hosts: Vec::new(),
         }
     }
 }

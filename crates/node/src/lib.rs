@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use consensusdb_api::http::hosts::AllowedHosts;
 use consensusdb_api::{ConnectionLimits, Connections, Gateway, Metrics, Readiness, RecordsApi};
 use consensusdb_mesh::{Connector, Mesh, PlainConnector};
 use consensusdb_storage::{StorageError, Store};
@@ -84,6 +85,7 @@ pub struct Node {
     /// The JSON gateway's listener, when it is served.
     http: Option<TcpListener>,
     http_max_body_bytes: usize,
+    http_allowed_hosts: Vec<String>,
     /// Client connections of both servers.
     connections: Connections,
     /// How long shutdown waits for calls in flight before cutting them.
@@ -129,6 +131,7 @@ impl Node {
             listener,
             http: None,
             http_max_body_bytes: config.http.max_body_bytes,
+            http_allowed_hosts: config.http.allowed_hosts.clone(),
             connections,
             shutdown_grace: Duration::from_millis(config.server.shutdown_grace_ms),
         })
@@ -173,7 +176,16 @@ impl Node {
     /// client that stopped reading, a frozen peer) are cut, so shutdown
     /// always ends.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
-        let Node { store, mesh, listener, http, http_max_body_bytes, connections, shutdown_grace } = self;
+        let Node {
+            store,
+            mesh,
+            listener,
+            http,
+            http_max_body_bytes,
+            http_allowed_hosts,
+            connections,
+            shutdown_grace,
+        } = self;
         mesh.start();
         let routes = Routes::new(mesh.service());
         // One shutdown, one readiness and one set of metrics, seen by both
@@ -186,7 +198,8 @@ impl Node {
             let gateway = Gateway::new(store.clone(), readiness.clone(), metrics.clone())
                 .with_mesh(mesh.clone())
                 .with_connections(connections.clone())
-                .with_max_body_bytes(http_max_body_bytes);
+                .with_max_body_bytes(http_max_body_bytes)
+                .with_allowed_hosts(AllowedHosts::new(&http_allowed_hosts));
             tokio::spawn(consensusdb_api::serve_http(gateway, listener, connections.clone(), async move {
                 // An error means the sender is gone: stop too.
                 let _ = stopped.wait_for(|stop| *stop).await;

@@ -17,6 +17,7 @@ mod batch;
 mod error;
 mod extract;
 mod health;
+pub mod hosts;
 mod limits;
 pub mod model;
 mod openapi;
@@ -63,6 +64,7 @@ pub struct Gateway {
     started: Instant,
     started_at_ms: u64,
     max_body_bytes: usize,
+    allowed_hosts: hosts::AllowedHosts,
     rates: Arc<status_page::Rates>,
     regions: Arc<status_page::RegionCache>,
 }
@@ -83,6 +85,7 @@ impl Gateway {
             started: Instant::now(),
             started_at_ms,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_hosts: hosts::AllowedHosts::default(),
             rates: Arc::default(),
             regions: Arc::default(),
         }
@@ -101,6 +104,14 @@ impl Gateway {
     #[must_use]
     pub fn with_connections(mut self, connections: Connections) -> Self {
         self.connections = Some(connections);
+        self
+    }
+
+    /// Answers to these DNS names too, besides IP addresses and
+    /// `localhost` ([`hosts`]).
+    #[must_use]
+    pub fn with_allowed_hosts(mut self, hosts: hosts::AllowedHosts) -> Self {
+        self.allowed_hosts = hosts;
         self
     }
 
@@ -151,6 +162,9 @@ pub fn router(gateway: Gateway) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), limits::check))
+        // Outermost: a request for a name this gateway does not answer to
+        // is refused before anything else looks at it.
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), hosts::check))
         .with_state(gateway)
 }
 

@@ -10,7 +10,7 @@ use utoipa::IntoResponses;
 
 use super::error::ErrorBody;
 
-/// Answers given before routing (`limits`), whatever the route. An
+/// Answers given before routing (`hosts`, `limits`), whatever the route. An
 /// operation that declares one of these codes itself keeps its own.
 #[derive(IntoResponses)]
 #[allow(dead_code)]
@@ -21,6 +21,10 @@ pub(crate) enum EdgeErrors {
     /// The path and query are over 8 KiB.
     #[response(status = 414)]
     UriTooLong(ErrorBody),
+    /// The `Host` is not a name this gateway answers to (an IP address,
+    /// `localhost`, or one of `http.allowed_hosts`).
+    #[response(status = 421)]
+    MisdirectedRequest(ErrorBody),
     /// Over 100 header fields, or 64 KiB of headers.
     #[response(status = 431)]
     HeadersTooLarge(ErrorBody),
