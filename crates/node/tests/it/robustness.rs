@@ -111,7 +111,7 @@ async fn sigterm_with_a_stalled_scan_and_a_frozen_peer_exits_within_its_deadline
     load(&mut client, "before").await;
     // A client opens a scan over HTTP and one over gRPC, and reads neither.
     let mut stalled_http = TcpStream::connect(a.http).expect("connects");
-    write!(stalled_http, "GET /v1/scan/load?limit=10000 HTTP/1.1\r\nhost: a\r\n\r\n").expect("sends");
+    write!(stalled_http, "GET /v1/scan/load?limit=10000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").expect("sends");
     let stalled_grpc = client
         .scan_tenant(v1::ScanTenantRequest {
             major_key: "load".into(),

@@ -57,7 +57,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 async fn an_http_scan_whose_reader_stalls_ends_with_an_error_line_and_a_token() {
     let node = loaded_node().await;
     let mut stream = tokio::net::TcpStream::connect(node.http).await.expect("connects");
-    let request = "GET /v1/scan/stall?limit=10000 HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n";
+    let request = "GET /v1/scan/stall?limit=10000 HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
     stream.write_all(request.as_bytes()).await.expect("request sent");
     // The client stops reading: the stimulus, a fixed wait (see STALL).
     tokio::time::sleep(STALL).await;
@@ -81,7 +81,7 @@ async fn an_http_scan_whose_reader_stalls_ends_with_an_error_line_and_a_token() 
     let token = error["next_page_token"].as_str().expect("a token to continue from");
     let mut rest = tokio::net::TcpStream::connect(node.http).await.expect("connects");
     let request = format!(
-        "GET /v1/scan/stall?limit=10000&head_only=true&page_token={token} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+        "GET /v1/scan/stall?limit=10000&head_only=true&page_token={token} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
     );
     rest.write_all(request.as_bytes()).await.expect("request sent");
     let mut raw = Vec::new();
