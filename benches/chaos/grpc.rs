@@ -25,10 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const SCAN_LIMIT: u32 = 10_000;
 
 fn endpoint(addr: SocketAddr, timeout: Option<Duration>) -> Endpoint {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("an IP address and port form a valid URI")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
+    let endpoint = crate::security::get().endpoint(addr).connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
     match timeout {
         Some(timeout) => endpoint.timeout(timeout),
         None => endpoint,

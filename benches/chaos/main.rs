@@ -44,6 +44,8 @@ mod nemesis;
 mod node;
 mod proxy;
 mod run;
+#[path = "../common/security.rs"]
+mod security;
 mod stalled;
 mod topology;
 mod workload;

@@ -129,6 +129,7 @@ impl NodeProcess {
             .arg("--http-listen")
             .arg(launch.http.to_string())
             .args(launch.peers.iter().flat_map(|peer| ["--peer".to_string(), peer.to_string()]))
+            .args(crate::security::get().serve_args())
             .env("RUST_LOG", "warn")
             .env("CONSENSUSDB_CLUSTER__ADVERTISE", launch.advertise.to_string())
             .env("CONSENSUSDB_CLUSTER__SOURCE_ADDRESS", launch.source.to_string())

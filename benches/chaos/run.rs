@@ -101,6 +101,11 @@ pub async fn run(args: &Args) -> Result<bool, Error> {
     eprintln!("chaos: seed {seed}, scratch {}, node {}", scratch.path().display(), binary.display());
 
     let topology = Topology::pick()?;
+    // One node certificate names every address a node is dialed at: its
+    // own and its proxy's (what it advertises).
+    let node_ips: Vec<_> = topology.nodes.iter().flat_map(|node| [node.grpc.ip(), node.proxy.ip()]).collect();
+    crate::security::init(scratch.path(), false, &node_ips)?;
+    eprintln!("chaos: nodes serve and dial over {}", crate::security::get().label());
     let links = Links::new();
     let proxies = proxy::start(&topology, &links).await?;
     let cluster = Arc::new(Cluster::new(&binary, scratch.path(), topology.clone(), pids.clone()));

@@ -80,6 +80,10 @@ pub struct Args {
     /// With `--server`: the node's data directory, for the `du` records.
     #[arg(long, value_name = "DIR", requires = "server")]
     pub data_dir: Option<PathBuf>,
+    /// Start nodes with `--insecure-plaintext` and dial them without TLS,
+    /// to measure what mTLS costs (mTLS is the default).
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// One step of a run.

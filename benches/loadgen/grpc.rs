@@ -7,7 +7,7 @@ use std::time::Duration;
 use consensusdb_proto::v1::records_client::RecordsClient;
 use consensusdb_proto::v1::{self, get_range_request::Window};
 use consensusdb_types::{RowKey, TimeUuid};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::workload::Workload;
 
@@ -19,10 +19,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `conns` connections to `addr`; workers share them round-robin.
 pub async fn connect(addr: SocketAddr, conns: usize) -> Result<Vec<Client>, tonic::transport::Error> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("an IP address and port form a valid URI")
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(CALL_TIMEOUT);
+    let endpoint =
+        crate::security::get().endpoint(addr).connect_timeout(Duration::from_secs(5)).timeout(CALL_TIMEOUT);
     let mut clients = Vec::with_capacity(conns);
     for _ in 0..conns {
         clients.push(RecordsClient::new(endpoint.connect().await?));

@@ -30,6 +30,8 @@ mod replication;
 mod report;
 mod resources;
 mod run;
+#[path = "../common/security.rs"]
+mod security;
 mod workload;
 
 use std::process::ExitCode;

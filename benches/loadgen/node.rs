@@ -69,6 +69,7 @@ impl NodeProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(peers.iter().flat_map(|peer| ["--peer".to_string(), peer.to_string()]))
+            .args(crate::security::get().serve_args())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -39,7 +39,7 @@ const POLL: Duration = Duration::from_millis(2);
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(600);
 
 async fn admin(addr: SocketAddr) -> Result<ReplicationClient<Channel>, Error> {
-    Ok(ReplicationClient::connect(format!("http://{addr}")).await?)
+    Ok(ReplicationClient::new(crate::security::get().endpoint(addr).connect().await?))
 }
 
 async fn status(client: &mut ReplicationClient<Channel>) -> Result<ClusterStatusResponse, Error> {

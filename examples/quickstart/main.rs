@@ -1,8 +1,11 @@
 //! Quick-start: an account's balance history in ConsensusDB.
 //!
 //! Start a node (`./scripts/run-node.sh`), then run
-//! `cargo run --release --bin quickstart` (add `-- http://HOST:4482` for
-//! another node). It:
+//! `cargo run --release --bin quickstart` from the same directory: it
+//! connects over mTLS as the admin client the node made for itself under
+//! `./data/tls`. For another node add `-- https://HOST:4482 DIR`, where
+//! DIR holds `ca.pem`, `client-admin.pem` and `client-admin.key` (what
+//! `consensusdb init` makes). It:
 //!
 //! 1. writes an account's balance history, one timed record per change;
 //! 2. reads the latest balance;
@@ -12,13 +15,23 @@
 
 use std::time::{Duration, SystemTime};
 
-use consensusdb_client::{Client, Compression, DEFAULT_ENDPOINT, Record, RecordKey, RowKey, TimeUuid};
+use consensusdb_client::{
+    AdminPaths, Client, Compression, Credentials, DEFAULT_ENDPOINT, Record, RecordKey, RowKey, TimeUuid,
+};
 use futures::TryStreamExt;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let endpoint = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-    let client = Client::connect(endpoint.as_str()).await?;
+    let mut args = std::env::args().skip(1);
+    let endpoint = args.next().unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+    let credentials = match args.next() {
+        Some(dir) => Credentials::admin_in(dir)?,
+        None => {
+            let node_made = AdminPaths::of_data_dir("data".as_ref());
+            Credentials::from_files(&node_made.ca, &node_made.certificate, &node_made.key)?
+        }
+    };
+    let client = Client::builder().endpoint(endpoint.as_str()).credentials(credentials).connect().await?;
     println!("connected to {endpoint}");
 
     // A fresh account per run, so the output is the same every time.

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 struct Node {
     child: Child,
     url: String,
+    /// Where the node made its own CA and admin credential.
+    tls_dir: PathBuf,
     _data: tempfile::TempDir,
 }
 
@@ -49,7 +51,7 @@ fn start_node() -> Node {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_string();
-    Node { child, url: format!("http://{addr}"), _data: data }
+    Node { child, url: format!("https://{addr}"), tls_dir: data.path().join("tls"), _data: data }
 }
 
 #[test]
@@ -57,6 +59,7 @@ fn quickstart_runs_against_a_node_and_stores_the_repeated_event_once() {
     let node = start_node();
     let mut example = Command::new(env!("CARGO_BIN_EXE_quickstart"))
         .arg(&node.url)
+        .arg(&node.tls_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

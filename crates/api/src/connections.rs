@@ -98,7 +98,10 @@ impl Connections {
 
     /// The connections `listener` accepts, each admitted under the cap and
     /// guarded by the idle timeout and [`Connections::close_all`].
-    pub fn accept(&self, listener: TcpListener) -> impl Stream<Item = io::Result<Guarded<TcpStream>>> + Send {
+    pub fn accept(
+        &self,
+        listener: TcpListener,
+    ) -> impl Stream<Item = io::Result<Guarded<TcpStream>>> + Send + use<> {
         let connections = self.clone();
         futures::stream::unfold((listener, connections), |(listener, connections)| async move {
             let guarded = connections.next_admitted(&listener).await;

@@ -11,9 +11,8 @@
 //! - shared by both servers: [`connections`] (cap, idle timeout, forced
 //!   close), [`readiness`] and [`metrics`].
 //!
-//! TLS and authorization will each get a folder of their own beside
-//! `grpc/` and `http/` (`tls/`, `auth/`), plugged in where the servers
-//! accept connections and requests.
+//! - [`tls`]: each accepted connection's TLS handshake (or none, in
+//!   development), and who is calling, attached to every request.
 //!
 //! Servers take their listener and a shutdown future as arguments, so the
 //! same code runs in production, in in-process tests on ephemeral ports, and
@@ -25,6 +24,7 @@ pub mod http;
 pub mod metrics;
 pub mod readiness;
 pub mod records_api;
+pub mod tls;
 
 pub use connections::{ConnectionLimits, Connections};
 pub use grpc::{READINESS_POLL, RECORDS_SERVICE_NAME, RecordsService, ServeError, serve_grpc};
@@ -32,3 +32,4 @@ pub use http::{Gateway, serve_http};
 pub use metrics::Metrics;
 pub use readiness::Readiness;
 pub use records_api::{RecordsApi, ServiceError};
+pub use tls::{HandshakeRefusals, ServerTransport};

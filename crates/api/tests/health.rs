@@ -43,6 +43,9 @@ async fn health_follows_readiness() {
         RecordsApi::new(store.clone(), metrics, "grpc"),
         Readiness::new(store.clone()),
         listener,
+        // The gRPC health service over plaintext: what TLS adds is tested
+        // with the node (crates/node/tests).
+        consensusdb_api::ServerTransport::Plaintext,
         Connections::new(ConnectionLimits::default()),
         Routes::default(),
         async move {

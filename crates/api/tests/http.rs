@@ -66,6 +66,9 @@ impl TestGateway {
         let server = runtime.spawn(serve_http(
             gateway,
             listener,
+            // The gateway's own behaviour, over plaintext (every caller
+            // unchecked); HTTPS and who may call are tested with the node.
+            consensusdb_api::ServerTransport::Plaintext,
             Connections::new(ConnectionLimits::default()),
             async move {
                 let _ = stopped.await;

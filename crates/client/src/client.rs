@@ -6,6 +6,7 @@ use std::time::Duration;
 use consensusdb_proto::v1;
 use consensusdb_types::{ErrorCode, RecordKey, RowKey};
 
+use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::reads::{BoxFuture, GetCall, RangeCall, RecentCall};
@@ -15,7 +16,7 @@ use crate::scan::{ScanCall, ScanScope};
 use crate::transport::{Transport, TransportOptions, within};
 
 /// The default node address (`consensusdb serve` with no configuration).
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4482";
+pub const DEFAULT_ENDPOINT: &str = "https://127.0.0.1:4482";
 
 /// A connection to a ConsensusDB cluster: one or more node addresses,
 /// with failover between them. Cheap to clone; clones share connections.
@@ -32,6 +33,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     timeout: Duration,
     retry: RetryPolicy,
+    credentials: Option<Credentials>,
 }
 
 impl Default for ClientBuilder {
@@ -41,12 +43,15 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(3),
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            credentials: None,
         }
     }
 }
 
 impl ClientBuilder {
-    /// Adds a node address such as `http://10.0.0.7:4482`. Calls go to one
+    /// Adds a node address such as `https://10.0.0.7:4482` (`host:port`
+    /// alone means `https://`; `http://` only for a node started with
+    /// `--insecure-plaintext`). Calls go to one
     /// node and move to the next when it fails.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoints.push(url.into());
@@ -76,6 +81,14 @@ impl ClientBuilder {
         self
     }
 
+    /// The CA to trust and the client certificate to present, for
+    /// `https://` endpoints (every node unless it runs with
+    /// `--insecure-plaintext`).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
     /// How failed requests are retried.
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -88,6 +101,7 @@ impl ClientBuilder {
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
             retry: self.retry,
+            credentials: self.credentials,
         };
         Ok(Client { transport: Arc::new(Transport::new(self.endpoints, options)?), retry: self.retry })
     }

@@ -33,20 +33,37 @@ impl Error {
     /// The error for a gRPC status received from `endpoint`.
     pub(crate) fn from_status(status: &tonic::Status, endpoint: &str) -> Self {
         let field = status.metadata().get(FIELD_METADATA).and_then(|v| v.to_str().ok()).map(str::to_string);
-        Self {
-            code: error_code(status.code()),
-            message: status.message().to_string(),
-            field,
-            endpoint: Some(endpoint.to_string()),
-            attempts: 1,
-        }
+        // tonic turns a connection that failed under a call (a transport or
+        // HTTP/2 error) into a status of its own, with the error as its
+        // source; a status the node sent has none. The node never
+        // answered, so it is UNAVAILABLE, said with the cause (and what a
+        // plaintext URL against a TLS node looks like).
+        let from_transport = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal)
+            && std::error::Error::source(status).is_some();
+        let (code, message) = if from_transport {
+            let cause = consensusdb_types::error::error_chain(status);
+            let hint = if endpoint.starts_with("http://") {
+                " (an http:// URL speaks plaintext: a node serving TLS, the default, needs https://)"
+            } else {
+                ""
+            };
+            (ErrorCode::Unavailable, format!("the connection failed: {cause}{hint}"))
+        } else {
+            (error_code(status.code()), status.message().to_string())
+        };
+        Self { code, message, field, endpoint: Some(endpoint.to_string()), attempts: 1 }
     }
 
     /// The endpoint could not be reached: nothing was sent.
     pub(crate) fn unreachable(endpoint: &str, cause: impl fmt::Display) -> Self {
+        let cause = cause.to_string();
+        let message = match explain_connect_failure(&cause) {
+            Some(hint) => format!("cannot connect: {hint} ({cause})"),
+            None => format!("cannot connect: {cause}"),
+        };
         Self {
             code: ErrorCode::Unavailable,
-            message: format!("cannot connect: {cause}"),
+            message,
             field: None,
             endpoint: Some(endpoint.to_string()),
             attempts: 0,
@@ -122,6 +139,21 @@ impl From<FieldError> for Error {
             attempts: 0,
         }
     }
+}
+
+/// A plainer reading of a TLS failure to connect, for the error message:
+/// what is wrong, not only the transport's words.
+fn explain_connect_failure(chain: &str) -> Option<&'static str> {
+    let hints: [(&str, &'static str); 7] = [
+        ("UnknownIssuer", "the node's certificate is not signed by the CA you trust (check --ca)"),
+        ("BadSignature", "the node's certificate is not signed by the CA you trust (check --ca)"),
+        ("NotValidForName", "the node's certificate does not carry the name you dialed"),
+        ("Expired", "a certificate has expired"),
+        ("NotValidYet", "a certificate is not valid yet (check the clocks)"),
+        ("CertificateRequired", "the node wants a client certificate (--cert and --key)"),
+        ("InvalidContentType", "the node does not speak TLS here (is it running with --insecure-plaintext?)"),
+    ];
+    hints.iter().find(|(needle, _)| chain.contains(needle)).map(|(_, hint)| *hint)
 }
 
 #[cfg(test)]

@@ -20,15 +20,20 @@
 //!   touches and puts whose key carries a TimeUUID, which are resent with
 //!   the same id and so stay idempotent. Errors carry the server's
 //!   [`ErrorCode`], message and the request field at fault.
+//! - **Security.** Nodes serve TLS with client certificates from the
+//!   cluster's CA: give the client [`Credentials`] (the CA, and a client
+//!   certificate and key). A connection that fails on TLS says what is
+//!   wrong (unknown CA, wrong name, expired).
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use consensusdb_client::{Client, Compression, Record, RecordKey, RowKey, TimeUuid};
+//! use consensusdb_client::{Client, Compression, Credentials, Record, RecordKey, RowKey, TimeUuid};
 //! use futures::TryStreamExt;
 //!
 //! # async fn run() -> Result<(), consensusdb_client::Error> {
 //! let client = Client::builder()
-//!     .endpoints(["http://10.0.0.1:4482", "http://10.0.0.2:4482"])
+//!     .endpoints(["https://10.0.0.1:4482", "https://10.0.0.2:4482"])
+//!     .credentials(Credentials::from_files("ca.pem".as_ref(), "client-app.pem".as_ref(), "client-app.key".as_ref())?)
 //!     .timeout(Duration::from_secs(5))
 //!     .connect()
 //!     .await?;
@@ -53,6 +58,7 @@
 //! ```
 
 mod client;
+mod credentials;
 mod error;
 mod head;
 mod reads;
@@ -62,6 +68,7 @@ mod scan;
 mod transport;
 
 pub use client::{BatchCall, Client, ClientBuilder, DEFAULT_ENDPOINT};
+pub use credentials::{AdminPaths, Credentials, NODE_TLS_DIR, endpoint_for};
 pub use error::{Error, Result};
 pub use head::Head;
 pub use reads::{BoxFuture, GetCall, Page, PageToken, RangeCall, RecentCall, RecordStream};

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::credentials::{Credentials, endpoint_for};
 use crate::error::{Error, Result};
 use crate::retry::{Replay, RetryPolicy, is_retryable};
 
@@ -22,6 +23,7 @@ pub(crate) struct TransportOptions {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    pub credentials: Option<Credentials>,
 }
 
 /// One node address and its connection, opened on first use.
@@ -42,13 +44,14 @@ pub(crate) struct Transport {
     options: TransportOptions,
 }
 
-/// A node address as a URL: `host:port` alone means `http://host:port`;
-/// a scheme other than `http` or `https` is refused, saying why.
+/// A node address as a URL: `host:port` alone means `https://host:port`
+/// (nodes serve TLS unless started with `--insecure-plaintext`); a scheme
+/// other than `http` or `https` is refused, saying why.
 pub fn endpoint_url(address: &str) -> std::result::Result<String, String> {
     let address = address.trim();
     match address.split_once("://") {
         None if address.is_empty() => Err("is empty; give host:port or a URL".into()),
-        None => Ok(format!("http://{address}")),
+        None => Ok(format!("https://{address}")),
         Some(("http" | "https", rest)) if !rest.is_empty() => Ok(address.to_string()),
         Some((scheme, _)) => Err(format!(
             "{address:?} is not a node address: give host:port or an http:// or https:// URL, not {scheme}://"
@@ -72,13 +75,7 @@ impl Transport {
                 let url = endpoint_url(&url).map_err(|why| {
                     Error::from(consensusdb_types::FieldError::new(format!("endpoints[{i}]"), why))
                 })?;
-                let endpoint = Endpoint::from_shared(url.clone())
-                    .map_err(|e| {
-                        Error::from(consensusdb_types::FieldError::new(
-                            format!("endpoints[{i}]"),
-                            format!("{url:?} is not a URL like http://127.0.0.1:4482 ({e})"),
-                        ))
-                    })?
+                let endpoint = endpoint_for(&url, options.credentials.as_ref(), &format!("endpoints[{i}]"))?
                     .connect_timeout(options.connect_timeout)
                     .tcp_nodelay(true)
                     // Notice a dead node on an idle connection within seconds,
@@ -223,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_bare_host_port_means_http_and_other_schemes_are_refused() {
-        assert_eq!(endpoint_url("127.0.0.1:4482").unwrap(), "http://127.0.0.1:4482");
+        assert_eq!(endpoint_url("127.0.0.1:4482").unwrap(), "https://127.0.0.1:4482");
         assert_eq!(endpoint_url(" http://a:1 ").unwrap(), "http://a:1");
         assert_eq!(endpoint_url("https://a:1").unwrap(), "https://a:1");
         assert!(endpoint_url("ftp://a:1").unwrap_err().contains("ftp://"));

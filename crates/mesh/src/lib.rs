@@ -67,7 +67,7 @@ use tokio::task::JoinHandle;
 pub use address::check_peer_address;
 pub use cluster_view::{ClusterView, OriginLag, PeerState, PeerView};
 pub use config::MeshConfig;
-pub use connector::{ConnectError, Connecting, Connector, PlainConnector};
+pub use connector::{ConnectError, Connecting, Connector, PlainConnector, TlsConnector};
 pub use error::MeshError;
 pub use service::ReplicationService;
 pub use wire::PROTOCOL_VERSION;

@@ -1,8 +1,17 @@
 //! The `consensusdb.mesh.v1.Replication` gRPC service.
+//!
+//! Who may call what is checked first, before any state changes: the
+//! replication stream (`Pull`, which also carries acknowledgements and the
+//! caller's advertised address) and `Snapshot` only from a node of the
+//! cluster, so membership is learned only from authenticated nodes and a
+//! forged acknowledgement cannot exist; the admin calls from any
+//! identified caller of the cluster.
 
 use std::sync::Arc;
 
 use consensusdb_proto::mesh::v1::{self as pb, replication_server::Replication};
+use consensusdb_proto::status::refusal_status;
+use consensusdb_types::Connection;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,6 +30,22 @@ impl ReplicationService {
     }
 }
 
+/// Refuses `request` unless it comes from a node of the cluster.
+#[allow(clippy::result_large_err)] // tonic's Status
+fn require_node<T>(request: &Request<T>, what: &str) -> Result<(), Status> {
+    Connection::caller_of(request.extensions().get::<Connection>())
+        .require_node(what)
+        .map_err(|refusal| refusal_status(&refusal))
+}
+
+/// Refuses `request` unless its caller is identified.
+#[allow(clippy::result_large_err)] // tonic's Status
+fn require_identified<T>(request: &Request<T>) -> Result<(), Status> {
+    Connection::caller_of(request.extensions().get::<Connection>())
+        .require_identified()
+        .map_err(|refusal| refusal_status(&refusal))
+}
+
 fn storage_status(error: &consensusdb_storage::StorageError) -> Status {
     Status::new(consensusdb_proto::status::grpc_code(error.code()), error.to_string())
 }
@@ -33,6 +58,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<Streaming<pb::PullRequest>>,
     ) -> Result<Response<Self::PullStream>, Status> {
+        require_node(&request, "the replication stream (Pull)")?;
         let mut requests = request.into_inner();
         let first = requests.message().await?;
         let (puller, hello) = source::check_hello(&self.inner, first)?;
@@ -53,6 +79,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        require_node(&request, "a snapshot")?;
         crate::snapshot::serve(&self.inner, request.get_ref()).map(Response::new)
     }
 
@@ -60,6 +87,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<pb::DigestRequest>,
     ) -> Result<Response<pb::DigestResponse>, Status> {
+        require_identified(&request)?;
         let major = Some(request.into_inner().major_key).filter(|m| !m.is_empty());
         let report = self.inner.store.digests(major).await.map_err(|e| storage_status(&e))?;
         let total = report.total();
@@ -80,8 +108,9 @@ impl Replication for ReplicationService {
 
     async fn cluster_status(
         &self,
-        _request: Request<pb::ClusterStatusRequest>,
+        request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        require_identified(&request)?;
         Ok(Response::new(cluster_view_to_pb(crate::cluster_view::build(&self.inner))))
     }
 
@@ -89,6 +118,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<pb::RemovePeerRequest>,
     ) -> Result<Response<pb::RemovePeerResponse>, Status> {
+        require_identified(&request)?;
         let request = request.into_inner();
         let node = if request.node_id.is_empty() {
             if request.address.is_empty() {

@@ -20,6 +20,9 @@ pub const CONFIG_FILE_ENV: &str = "CONSENSUSDB_CONFIG";
 /// a node config key either).
 pub const SERVERS_ENV: &str = "CONSENSUSDB_SERVERS";
 
+/// Where a node keeps its data unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
 /// Everything a node can be configured with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -38,6 +41,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Replication: the cluster this node belongs to and its peers.
     pub cluster: ClusterConfig,
+    /// The node's certificate, for both ports and for dialing peers.
+    pub tls: TlsConfig,
     /// Development switches. Never for production.
     pub dev: DevConfig,
 }
@@ -172,10 +177,39 @@ pub struct StorageConfig {
 }
 
 /// Development switches.
+/// The node's credential, as `consensusdb init` and `consensusdb cert node`
+/// make it. Unset, a one-node cluster makes its own CA and credentials
+/// under `<data_dir>/tls` on first start; a node with peers needs the
+/// cluster's shared CA, so it must be given these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The CA bundle to trust (PEM): the cluster CA, or the old and the
+    /// new CA during a rotation.
+    pub ca_file: Option<PathBuf>,
+    /// The node's certificate (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// The node's private key (PEM).
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The three files, when all are set.
+    pub fn files(&self) -> Option<consensusdb_pki::TlsFiles> {
+        Some(consensusdb_pki::TlsFiles {
+            ca_bundle: self.ca_file.clone()?,
+            certificate: self.cert_file.clone()?,
+            key: self.key_file.clone()?,
+        })
+    }
+}
+
+/// Development switches. Never for production.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevConfig {
-    /// Allow plaintext gRPC and HTTP on a non-loopback address.
+    /// Serve plaintext gRPC and HTTP, with nobody authenticated, and dial
+    /// peers in plaintext. Development only.
     pub insecure_plaintext: bool,
     /// Milliseconds added to the clock this node stamps writes with, to
     /// test how the cluster copes with a skewed clock.
@@ -185,13 +219,14 @@ pub struct DevConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
-            data_dir: PathBuf::from("./data"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             grpc: GrpcConfig::default(),
             http: HttpConfig::default(),
             server: ServerConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
             cluster: ClusterConfig::default(),
+            tls: TlsConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -229,6 +264,10 @@ pub struct FlagOverrides {
     pub sync: Option<SyncPolicy>,
     /// `--insecure-plaintext`.
     pub insecure_plaintext: bool,
+    /// `--tls-ca`, `--tls-cert`, `--tls-key`.
+    pub tls: TlsConfig,
+    /// `--cluster-id`.
+    pub cluster_id: Option<String>,
     /// `--peer`, repeatable; replaces `cluster.peers` when given.
     pub peers: Vec<String>,
 }
@@ -301,8 +340,20 @@ impl NodeConfig {
         if let Some(sync) = flags.sync {
             figment = figment.merge(Serialized::default("storage.sync", sync));
         }
+        if let Some(id) = &flags.cluster_id {
+            figment = figment.merge(Serialized::default("cluster.id", id));
+        }
         if !flags.peers.is_empty() {
             figment = figment.merge(Serialized::default("cluster.peers", &flags.peers));
+        }
+        for (key, path) in [
+            ("tls.ca_file", &flags.tls.ca_file),
+            ("tls.cert_file", &flags.tls.cert_file),
+            ("tls.key_file", &flags.tls.key_file),
+        ] {
+            if let Some(path) = path {
+                figment = figment.merge(Serialized::default(key, path));
+            }
         }
         if flags.insecure_plaintext {
             figment = figment.merge(Serialized::default("dev.insecure_plaintext", true));
@@ -356,18 +407,19 @@ impl NodeConfig {
         if self.server.idle_timeout_ms == 0 {
             return Err(FieldError::new("server.idle_timeout_ms", "must be greater than 0"));
         }
-        let plaintext =
-            [("grpc.listen", self.grpc.listen, true), ("http.listen", self.http.listen, self.http.enabled)];
-        for (field, addr, served) in plaintext {
-            if served && !addr.ip().is_loopback() && !self.dev.insecure_plaintext {
-                return Err(FieldError::new(
-                    field,
-                    format!(
-                        "{addr} is not a loopback address; this build serves plaintext only, so \
-                         listening beyond this machine needs the explicit --insecure-plaintext flag"
-                    ),
-                ));
-            }
+        let tls = [&self.tls.ca_file, &self.tls.cert_file, &self.tls.key_file];
+        let given = tls.iter().filter(|path| path.is_some()).count();
+        if given != 0 && given != 3 {
+            return Err(FieldError::new(
+                "tls",
+                "give all of ca_file, cert_file and key_file (--tls-ca, --tls-cert, --tls-key), or none",
+            ));
+        }
+        if given == 3 && self.dev.insecure_plaintext {
+            return Err(FieldError::new(
+                "dev.insecure_plaintext",
+                "turns TLS off, but tls files are configured too: drop one of them",
+            ));
         }
         Ok(())
     }
@@ -562,13 +614,26 @@ mod tests {
     }
 
     #[test]
-    fn plaintext_beyond_loopback_needs_the_dev_flag() {
-        let flags =
+    fn tls_files_come_all_together_and_never_with_plaintext() {
+        let one = TlsConfig { ca_file: Some("ca.pem".into()), ..TlsConfig::default() };
+        let err =
+            NodeConfig::load(None, env(&[]), &FlagOverrides { tls: one, ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("give all of ca_file"), "{err}");
+        let all = TlsConfig {
+            ca_file: Some("ca.pem".into()),
+            cert_file: Some("n.pem".into()),
+            key_file: Some("n.key".into()),
+        };
+        let config =
+            NodeConfig::load(None, env(&[]), &FlagOverrides { tls: all.clone(), ..Default::default() })
+                .unwrap();
+        assert_eq!(config.tls.files().unwrap().certificate, PathBuf::from("n.pem"));
+        let both = FlagOverrides { tls: all, insecure_plaintext: true, ..Default::default() };
+        let err = NodeConfig::load(None, env(&[]), &both).unwrap_err();
+        assert!(err.to_string().contains("dev.insecure_plaintext"), "{err}");
+        let any_address =
             FlagOverrides { grpc_listen: Some("0.0.0.0:4482".parse().unwrap()), ..Default::default() };
-        let err = NodeConfig::load(None, env(&[]), &flags).unwrap_err();
-        assert!(err.to_string().contains("--insecure-plaintext"), "{err}");
-        let flags = FlagOverrides { insecure_plaintext: true, ..flags };
-        NodeConfig::load(None, env(&[]), &flags).unwrap();
+        NodeConfig::load(None, env(&[]), &any_address).expect("TLS serves on any address");
     }
 
     #[test]

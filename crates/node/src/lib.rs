@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod descriptors;
+pub mod security;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,14 +18,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use consensusdb_api::http::hosts::AllowedHosts;
-use consensusdb_api::{ConnectionLimits, Connections, Gateway, Metrics, Readiness, RecordsApi};
-use consensusdb_mesh::{Connector, Mesh, PlainConnector};
+use consensusdb_api::{
+    ConnectionLimits, Connections, Gateway, HandshakeRefusals, Metrics, Readiness, RecordsApi,
+    ServerTransport,
+};
+use consensusdb_client::AdminPaths;
+use consensusdb_mesh::{Connector, Mesh, PlainConnector, TlsConnector};
 use consensusdb_storage::{StorageError, Store};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::config::NodeConfig;
 use crate::descriptors::DescriptorBudget;
+use crate::security::{NodeSecurity, SecurityError};
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +64,9 @@ pub enum NodeError {
     /// The open-file limit could not be read.
     #[error("cannot read the open-file limit: {0}")]
     Descriptors(std::io::Error),
+    /// The node cannot secure its ports (no certificate, a bad one).
+    #[error("TLS: {0}")]
+    Security(#[from] SecurityError),
 }
 
 /// Binds the configured gRPC address.
@@ -88,26 +97,66 @@ pub struct Node {
     http_allowed_hosts: Vec<String>,
     /// Client connections of both servers.
     connections: Connections,
+    /// How each port's connections are secured.
+    grpc_transport: ServerTransport,
+    http_transport: ServerTransport,
+    /// Failed TLS handshakes on either port.
+    handshake_refusals: HandshakeRefusals,
+    /// The admin client credential the node made for itself, if it did.
+    self_made_admin: Option<AdminPaths>,
     /// How long shutdown waits for calls in flight before cutting them.
     shutdown_grace: Duration,
 }
 
 impl Node {
     /// Opens storage (on the blocking pool: RocksDB may replay its WAL),
-    /// with peers reached over plain TCP (from `cluster.source_address`
-    /// when set).
+    /// secured as [`NodeSecurity::resolve`] decides, with peers reached
+    /// over mTLS (plain TCP in development), from
+    /// `cluster.source_address` when set.
     pub async fn open(config: &NodeConfig, listener: TcpListener) -> Result<Self, NodeError> {
-        let connector = PlainConnector { source: config.cluster.source_address };
-        Self::open_with(config, listener, Arc::new(connector)).await
+        Self::open_with(config, listener, |security| {
+            let source = config.cluster.source_address;
+            match security {
+                NodeSecurity::Plaintext => Arc::new(PlainConnector { source }),
+                NodeSecurity::Tls { tls, .. } => {
+                    Arc::new(TlsConnector::new(tls.client.clone(), tls.identity.clone(), source))
+                }
+            }
+        })
+        .await
     }
 
-    /// Like [`Node::open`], with the given way of reaching peers (tests pass
-    /// one that routes through fault-injecting proxies).
+    /// Like [`Node::open`], with the way of reaching peers made by
+    /// `connector` from the node's security (tests route it through
+    /// fault-injecting proxies).
     pub async fn open_with(
         config: &NodeConfig,
         listener: TcpListener,
-        connector: Arc<dyn Connector>,
+        connector: impl FnOnce(&NodeSecurity) -> Arc<dyn Connector>,
     ) -> Result<Self, NodeError> {
+        let security = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || NodeSecurity::resolve(&config)).await??
+        };
+        let connector = connector(&security);
+        let handshake_refusals = HandshakeRefusals::default();
+        let (grpc_transport, http_transport, self_made_admin) = match security {
+            NodeSecurity::Plaintext => {
+                tracing::warn!(
+                    "DEVELOPMENT MODE (--insecure-plaintext): both ports serve plaintext to anyone who reaches \
+                     them, nobody is authenticated, and peers are dialed without TLS"
+                );
+                (ServerTransport::Plaintext, ServerTransport::Plaintext, None)
+            }
+            NodeSecurity::Tls { tls, files, self_made_admin } => {
+                tracing::info!(identity = %tls.identity, certificate = %files.certificate.display(), "serving mTLS");
+                (
+                    ServerTransport::grpc(&tls.server, handshake_refusals.clone()),
+                    ServerTransport::http(&tls.server, handshake_refusals.clone()),
+                    self_made_admin,
+                )
+            }
+        };
         let limit = descriptors::current_limit().map_err(NodeError::Descriptors)?;
         let budget = DescriptorBudget::of(limit, config.server.max_connections);
         tracing::info!(
@@ -133,8 +182,28 @@ impl Node {
             http_max_body_bytes: config.http.max_body_bytes,
             http_allowed_hosts: config.http.allowed_hosts.clone(),
             connections,
+            grpc_transport,
+            http_transport,
+            handshake_refusals,
+            self_made_admin,
             shutdown_grace: Duration::from_millis(config.server.shutdown_grace_ms),
         })
+    }
+
+    /// Whether the ports serve TLS (everything but `--insecure-plaintext`).
+    pub fn is_tls(&self) -> bool {
+        self.grpc_transport.is_tls()
+    }
+
+    /// The admin client credential the node made for itself on a
+    /// zero-configuration start, if it did.
+    pub fn self_made_admin(&self) -> Option<&AdminPaths> {
+        self.self_made_admin.as_ref()
+    }
+
+    /// Failed TLS handshakes on either port.
+    pub fn handshake_refusals(&self) -> &HandshakeRefusals {
+        &self.handshake_refusals
     }
 
     /// The client connections of both servers (cap, counts).
@@ -184,6 +253,10 @@ impl Node {
             http_max_body_bytes,
             http_allowed_hosts,
             connections,
+            grpc_transport,
+            http_transport,
+            handshake_refusals,
+            self_made_admin: _,
             shutdown_grace,
         } = self;
         mesh.start();
@@ -199,11 +272,18 @@ impl Node {
                 .with_mesh(mesh.clone())
                 .with_connections(connections.clone())
                 .with_max_body_bytes(http_max_body_bytes)
-                .with_allowed_hosts(AllowedHosts::new(&http_allowed_hosts));
-            tokio::spawn(consensusdb_api::serve_http(gateway, listener, connections.clone(), async move {
-                // An error means the sender is gone: stop too.
-                let _ = stopped.wait_for(|stop| *stop).await;
-            }))
+                .with_allowed_hosts(AllowedHosts::new(&http_allowed_hosts))
+                .with_security(http_transport.is_tls(), handshake_refusals.clone());
+            tokio::spawn(consensusdb_api::serve_http(
+                gateway,
+                listener,
+                http_transport,
+                connections.clone(),
+                async move {
+                    // An error means the sender is gone: stop too.
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ))
         });
         // Cuts the connections still open once shutdown has waited its grace
         // period; aborted when serving ends before that.
@@ -234,9 +314,16 @@ impl Node {
             }
         };
         let api = RecordsApi::new(store.clone(), metrics, "grpc").with_mesh(mesh.clone());
-        let served =
-            consensusdb_api::serve_grpc(api, readiness, listener, connections.clone(), routes, stopping)
-                .await;
+        let served = consensusdb_api::serve_grpc(
+            api,
+            readiness,
+            listener,
+            grpc_transport,
+            connections.clone(),
+            routes,
+            stopping,
+        )
+        .await;
         let gateway_served = match gateway {
             Some(task) => task.await?.map_err(NodeError::Http),
             None => Ok(()),

@@ -127,7 +127,21 @@ struct ServeArgs {
     /// enough to join a cluster [default: none, a one-node cluster].
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<String>,
-    /// DEVELOPMENT ONLY: allow plaintext gRPC and HTTP on a non-loopback address.
+    /// The cluster's id (`cluster.id`): the one its CA was made for.
+    #[arg(long, value_name = "ID")]
+    cluster_id: Option<String>,
+    /// The cluster CA bundle (PEM) [default: with none of the --tls-*
+    /// flags, a one-node cluster makes its own under <data-dir>/tls].
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), from `consensusdb init` or `cert node`.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: serve plaintext gRPC and HTTP to anyone, with no
+    /// authentication, and dial peers without TLS.
     #[arg(long)]
     insecure_plaintext: bool,
 }
@@ -147,6 +161,12 @@ impl ServeArgs {
             sync: self.sync,
             insecure_plaintext: self.insecure_plaintext,
             peers: self.peers.clone(),
+            cluster_id: self.cluster_id.clone(),
+            tls: consensusdb_node::config::TlsConfig {
+                ca_file: self.tls_ca.clone(),
+                cert_file: self.tls_cert.clone(),
+                key_file: self.tls_key.clone(),
+            },
         };
         NodeConfig::load(self.config.as_deref(), std::env::vars_os(), &flags)
     }
@@ -260,22 +280,30 @@ fn serve(args: &ServeArgs) -> ExitCode {
         if let Some(http) = http {
             node = node.with_http(http);
         }
-        let addr = node.local_addr().map_err(|source| consensusdb_node::NodeError::Bind {
-            addr: config.grpc.listen,
-            source,
-        })?;
-        if config.dev.insecure_plaintext {
-            tracing::warn!("DEVELOPMENT MODE: --insecure-plaintext lets unauthenticated, unencrypted clients reach this node");
-        }
-        tracing::warn!(%addr, "gRPC is plaintext: only this machine should reach it");
+        let addr = node
+            .local_addr()
+            .map_err(|source| consensusdb_node::NodeError::Bind { addr: config.grpc.listen, source })?;
+        let security =
+            if node.is_tls() { "mTLS" } else { "PLAINTEXT (--insecure-plaintext, development only)" };
         // Printed once storage is open and the port is bound: scripts and
         // tests wait for this line to know the node is ready.
-        println!("consensusdb serving gRPC on {addr} with data in {}", config.data_dir.display());
+        println!(
+            "consensusdb serving gRPC on {addr} over {security} with data in {}",
+            config.data_dir.display()
+        );
         // Both listeners are bound by now, so either line means ready.
         if let Some(http) = node.http_addr() {
-            let http =
-                http.map_err(|source| consensusdb_node::NodeError::Bind { addr: config.http.listen, source })?;
+            let http = http
+                .map_err(|source| consensusdb_node::NodeError::Bind { addr: config.http.listen, source })?;
             println!("consensusdb serving HTTP on {http}");
+        }
+        if let Some(admin) = node.self_made_admin() {
+            println!(
+                "consensusdb: the admin client credential is {} (key {}, CA {})",
+                admin.certificate.display(),
+                admin.key.display(),
+                admin.ca.display()
+            );
         }
         node.serve(shutdown.received()).await
     });

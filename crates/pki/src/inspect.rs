@@ -65,3 +65,28 @@ pub fn identity_of_pem(certificate_pem: &str) -> Result<Identity, PkiError> {
         .map_err(|error| PkiError::Read(format!("not PEM: {error}")))?;
     identity_of(&pem.contents)
 }
+
+/// Refuses a certificate outside its validity period, saying which end it
+/// is past: a node must not start serving (or dialing) with a certificate
+/// every peer would refuse.
+pub fn check_valid_now(certificate_der: &[u8], what: &str) -> Result<(), PkiError> {
+    check_valid_at(certificate_der, what, x509_parser::time::ASN1Time::now())
+}
+
+/// [`check_valid_now`] at `now`.
+pub(crate) fn check_valid_at(
+    certificate_der: &[u8],
+    what: &str,
+    now: x509_parser::time::ASN1Time,
+) -> Result<(), PkiError> {
+    let (_, certificate) = X509Certificate::from_der(certificate_der)
+        .map_err(|error| PkiError::Read(format!("{what}: not a certificate: {error}")))?;
+    let validity = certificate.validity();
+    if now < validity.not_before {
+        return Err(PkiError::Invalid(format!("{what} is not valid before {}", validity.not_before)));
+    }
+    if now > validity.not_after {
+        return Err(PkiError::Invalid(format!("{what} expired on {}", validity.not_after)));
+    }
+    Ok(())
+}

@@ -11,14 +11,17 @@
 //!   the servers learn who is calling.
 //! - [`files`]: the directory `consensusdb init` writes, private keys
 //!   readable by their owner only.
+//! - [`cluster_dir`]: the directory `init` (or a node's first start)
+//!   makes: a CA, a node's credential and the admin client's.
 //! - [`tls`]: rustls configurations from a credential, for the servers
-//!   (client certificates required) and for dialing.
+//!   (client certificates verified when presented) and for dialing.
 //!
 //! Nothing here is hand-rolled cryptography: rcgen builds and signs the
 //! certificates (ring underneath), x509-parser reads them, and rustls
 //! (ring provider) speaks TLS.
 
 pub mod authority;
+pub mod cluster_dir;
 pub mod error;
 pub mod files;
 pub mod inspect;
@@ -33,5 +36,6 @@ mod tls_tests;
 pub use authority::Authority;
 pub use error::PkiError;
 pub use files::{CredentialFiles, credential_paths, write_credential};
-pub use inspect::{identity_of, identity_of_pem};
+pub use inspect::{check_valid_now, identity_of, identity_of_pem};
 pub use issue::{Credential, NodeNames};
+pub use tls::{NodeTls, TlsFiles};

@@ -4,11 +4,22 @@
 //! allowed, and the ring provider passed in explicitly (no process-wide
 //! default to install, and no second provider to collide with).
 //!
-//! A server requires a client certificate from the cluster CA: a caller
-//! without one does not get past the handshake. Which identity it carries
-//! is read afterwards with [`crate::identity_of`].
+//! A server verifies every client certificate presented against the
+//! cluster CA (a foreign or forged one does not get past the handshake),
+//! but a caller may also come without one: a health probe, or a client
+//! that authenticates with a bearer token. Such a connection is
+//! anonymous, and the servers refuse it every request that needs a caller.
+//! Which identity a certificate carries is read with
+//! [`crate::identity_of`].
+//!
+//! [`NodeTls::load`] reads a node's files (CA bundle, certificate, key)
+//! and builds both configurations, refusing a certificate that is not a
+//! node's or is outside its validity period.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use consensusdb_types::{Identity, Role};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -32,14 +43,15 @@ pub struct PemCredential<'a> {
     pub key: &'a str,
 }
 
-/// The server side, for both ports: client certificates required and
-/// verified against the CA bundle; ALPN offers `h2` (gRPC) and `http/1.1`
+/// The server side, for both ports: client certificates optional, and
+/// verified against the CA bundle when presented; ALPN offers `h2` (gRPC) and `http/1.1`
 /// (the gateway), without which tonic clients fail with "HTTP/2 was not
 /// negotiated".
 pub fn server_config(credential: &PemCredential<'_>) -> Result<Arc<ServerConfig>, PkiError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = Arc::new(roots(credential.ca_bundle)?);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .allow_unauthenticated()
         .build()
         .map_err(|error| PkiError::Invalid(format!("the CA bundle: {error}")))?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -65,6 +77,52 @@ pub fn client_config(credential: &PemCredential<'_>) -> Result<Arc<ClientConfig>
         .map_err(tls)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Where a node's credential lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA bundle (PEM): the cluster CA, or the old and new CA during a
+    /// rotation.
+    pub ca_bundle: PathBuf,
+    /// The node's certificate (PEM).
+    pub certificate: PathBuf,
+    /// The node's private key (PEM).
+    pub key: PathBuf,
+}
+
+/// A node's TLS, loaded: who it is, what it serves with and what it dials
+/// its peers with.
+pub struct NodeTls {
+    /// The node's own identity, from its certificate.
+    pub identity: Identity,
+    /// For both listening ports.
+    pub server: Arc<ServerConfig>,
+    /// For dialing peers, presenting the node's certificate.
+    pub client: Arc<ClientConfig>,
+}
+
+impl NodeTls {
+    /// Reads `files` and builds both configurations. Refused: a file that
+    /// does not read or parse, a certificate that is not a node's, or one
+    /// outside its validity period.
+    pub fn load(files: &TlsFiles) -> Result<Self, PkiError> {
+        let read = |path: &Path| crate::files::read(path);
+        let (ca_bundle, certificate_chain, key) =
+            (read(&files.ca_bundle)?, read(&files.certificate)?, read(&files.key)?);
+        let leaf = chain(&certificate_chain)?.swap_remove(0);
+        let what = format!("the node certificate {}", files.certificate.display());
+        crate::inspect::check_valid_now(&leaf, &what)?;
+        let identity = crate::identity_of(&leaf)?;
+        if identity.role() != Role::Node {
+            return Err(PkiError::Invalid(format!(
+                "{what} is {identity}, a client's; a node needs a node certificate (`consensusdb cert node`)"
+            )));
+        }
+        let credential =
+            PemCredential { ca_bundle: &ca_bundle, certificate_chain: &certificate_chain, key: &key };
+        Ok(Self { identity, server: server_config(&credential)?, client: client_config(&credential)? })
+    }
 }
 
 fn roots(bundle: &str) -> Result<RootCertStore, PkiError> {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -100,4 +101,70 @@ async fn strangers_wrong_names_and_clients_posing_as_servers_are_refused() {
     let posing = server_config(&pem(&ca, &app)).expect("builds");
     let error = handshake(posing, client_config(&pem(&ca, &peer)).unwrap(), "127.0.0.1").await.unwrap_err();
     assert!(error.starts_with("client:"), "a client certificate never passes for a node: {error}");
+}
+
+#[tokio::test]
+async fn a_caller_without_a_certificate_gets_through_anonymously() {
+    let ca = Authority::create("prod").unwrap();
+    let serving = server_config(&pem(&ca, &node(&ca, "n1"))).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(ca.certificate_pem().as_bytes()) {
+        roots.add(certificate.unwrap()).unwrap();
+    }
+    let mut anonymous = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    anonymous.alpn_protocols = vec![b"h2".to_vec()];
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let name = ServerName::try_from("n1.db").unwrap();
+    let (served, dialed) = tokio::join!(
+        TlsAcceptor::from(serving).accept(server_io),
+        TlsConnector::from(Arc::new(anonymous)).connect(name, client_io)
+    );
+    dialed.expect("the dialer gets through");
+    let served = served.expect("the server lets it through");
+    assert!(served.get_ref().1.peer_certificates().is_none(), "and knows it presented nothing");
+}
+
+#[test]
+fn a_node_loads_its_files_and_refuses_a_client_or_expired_certificate() {
+    use crate::tls::{NodeTls, TlsFiles};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::create("prod").unwrap();
+    let ca_files = ca.save(dir.path()).unwrap();
+    let files = |stem: &str| {
+        let paths = crate::credential_paths(dir.path(), stem);
+        TlsFiles { ca_bundle: ca_files.certificate.clone(), certificate: paths.certificate, key: paths.key }
+    };
+    crate::cluster_dir::save(dir.path(), node(&ca, "n1")).unwrap();
+    let loaded = NodeTls::load(&files("node-n1")).expect("a node's own files load");
+    assert_eq!(loaded.identity.to_string(), "cdb://prod/node/n1");
+
+    crate::cluster_dir::save(dir.path(), ca.issue_client("app", DEFAULT_VALIDITY).unwrap()).unwrap();
+    let error =
+        NodeTls::load(&files("client-app")).err().expect("a client certificate is refused").to_string();
+    assert!(error.contains("a node needs a node certificate"), "{error}");
+
+    // The same certificate a year and a day from now, and a day ago.
+    let der = rustls::pki_types::CertificateDer::pem_file_iter(files("node-n1").certificate)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let at = |days: i64| {
+        let when = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+        x509_parser::time::ASN1Time::from_timestamp(when.unix_timestamp()).unwrap()
+    };
+    let error = crate::inspect::check_valid_at(&der, "n1", at(366)).unwrap_err().to_string();
+    assert!(error.contains("n1 expired on"), "{error}");
+    let error = crate::inspect::check_valid_at(&der, "n1", at(-1)).unwrap_err().to_string();
+    assert!(error.contains("n1 is not valid before"), "{error}");
+    crate::inspect::check_valid_at(&der, "n1", at(0)).expect("valid now");
+
+    let missing = TlsFiles { key: dir.path().join("nope.key"), ..files("node-n1") };
+    let error = NodeTls::load(&missing).err().expect("a missing file is refused").to_string();
+    assert!(error.contains("nope.key"), "names the file: {error}");
 }

@@ -1,8 +1,8 @@
 //! The one mapping between shared error codes and gRPC status codes, used by
 //! the server to answer and by the SDK to read answers back.
 
-use consensusdb_types::ErrorCode;
-use tonic::Code;
+use consensusdb_types::{ErrorCode, Refusal};
+use tonic::{Code, Status};
 
 /// Trailer naming the request field at fault, for clients that want it
 /// without parsing the message.
@@ -23,10 +23,21 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::OutOfRange => Code::OutOfRange,
         ErrorCode::FailedPrecondition => Code::FailedPrecondition,
         ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+        ErrorCode::Unauthenticated => Code::Unauthenticated,
+        ErrorCode::PermissionDenied => Code::PermissionDenied,
         ErrorCode::Internal => Code::Internal,
         // ErrorCode is non-exhaustive for the SDK's users; every code it
         // has is listed above (the round-trip test below checks each one).
         _ => Code::Internal,
+    }
+}
+
+/// The status of a caller refused: `UNAUTHENTICATED` without a credential,
+/// `PERMISSION_DENIED` for a known caller not allowed.
+pub fn refusal_status(refusal: &Refusal) -> Status {
+    match refusal {
+        Refusal::Unauthenticated(message) => Status::unauthenticated(message.clone()),
+        Refusal::PermissionDenied(message) => Status::permission_denied(message.clone()),
     }
 }
 
@@ -46,13 +57,11 @@ pub fn error_code(code: Code) -> ErrorCode {
         Code::ResourceExhausted => ErrorCode::ResourceExhausted,
         Code::OutOfRange => ErrorCode::OutOfRange,
         Code::FailedPrecondition => ErrorCode::FailedPrecondition,
-        Code::Ok
-        | Code::Unknown
-        | Code::PermissionDenied
-        | Code::Unimplemented
-        | Code::Internal
-        | Code::DataLoss
-        | Code::Unauthenticated => ErrorCode::Internal,
+        Code::Unauthenticated => ErrorCode::Unauthenticated,
+        Code::PermissionDenied => ErrorCode::PermissionDenied,
+        Code::Ok | Code::Unknown | Code::Unimplemented | Code::Internal | Code::DataLoss => {
+            ErrorCode::Internal
+        }
     }
 }
 
@@ -60,7 +69,7 @@ pub fn error_code(code: Code) -> ErrorCode {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 9] = [
+    const ALL: [ErrorCode; 11] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
@@ -69,6 +78,8 @@ mod tests {
         ErrorCode::OutOfRange,
         ErrorCode::FailedPrecondition,
         ErrorCode::ResourceExhausted,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
         ErrorCode::Internal,
     ];
 
@@ -82,6 +93,6 @@ mod tests {
     #[test]
     fn transport_codes_map_to_their_nearest_meaning() {
         assert_eq!(error_code(Code::Cancelled), ErrorCode::Unavailable);
-        assert_eq!(error_code(Code::Unauthenticated), ErrorCode::Internal);
+        assert_eq!(error_code(Code::Unimplemented), ErrorCode::Internal);
     }
 }

@@ -1,6 +1,7 @@
-//! An in-process cluster of real nodes on ephemeral loopback ports. Every
-//! directed link between two nodes runs through its own [`FaultProxy`], so
-//! a test can partition, delay or drop any link, and heal it.
+//! An in-process cluster of real nodes on ephemeral loopback ports, over
+//! mTLS with certificates from one [`TestPki`]. Every directed link
+//! between two nodes runs through its own [`FaultProxy`], so a test can
+//! partition, delay or drop any link, and heal it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,9 +10,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use consensusdb_client::Client;
-use consensusdb_mesh::{ConnectError, Connecting, Connector, PlainConnector};
+use consensusdb_mesh::{ConnectError, Connecting, Connector, PlainConnector, TlsConnector};
 use consensusdb_node::Node;
 use consensusdb_node::config::NodeConfig;
+use consensusdb_node::security::NodeSecurity;
 use consensusdb_proto::mesh::v1 as pb;
 use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
 use tokio::net::TcpListener;
@@ -19,13 +21,16 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-use crate::{FaultProxy, eventually};
+use crate::{FaultProxy, TestPki, eventually};
 
 /// Routes this node's connections to peer `address` through the proxy of
-/// the link (this node → that peer).
+/// the link (this node → that peer), verifying the peer's certificate as
+/// `address` (what it advertised), not as the proxy.
 struct RoutedConnector {
     from: usize,
     routes: Arc<Mutex<Routes>>,
+    /// `None` for a node configured with `--insecure-plaintext`.
+    tls: Option<TlsConnector>,
 }
 
 #[derive(Default)]
@@ -42,9 +47,10 @@ impl Connector for RoutedConnector {
             let routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
             routes.index.get(address).and_then(|to| routes.links.get(&(self.from, *to))).copied()
         };
-        match routed {
-            Some(proxy) => PlainConnector::default().connect(&proxy.to_string(), timeout),
-            None => {
+        match (routed, &self.tls) {
+            (Some(proxy), Some(tls)) => tls.connect_via(&proxy.to_string(), address, timeout),
+            (Some(proxy), None) => PlainConnector::default().connect(&proxy.to_string(), timeout),
+            (None, _) => {
                 let error =
                     ConnectError { address: address.into(), reason: "no test route to this address".into() };
                 Box::pin(async move { Err(error) })
@@ -72,6 +78,7 @@ pub struct TestCluster {
     proxies: HashMap<(usize, usize), FaultProxy>,
     routes: Arc<Mutex<Routes>>,
     configure: Arc<Configure>,
+    pki: TestPki,
     _dir: tempfile::TempDir,
 }
 
@@ -118,6 +125,7 @@ impl TestCluster {
             proxies: HashMap::new(),
             routes: Arc::default(),
             configure: Arc::new(configure),
+            pki: TestPki::new(),
             _dir: dir,
         };
         let mut listeners = Vec::new();
@@ -205,8 +213,18 @@ impl TestCluster {
         config.cluster.advertise = node.addr.to_string();
         config.cluster.heartbeat_ms = 100;
         config.cluster.purge_interval_ms = 100;
+        self.pki.configure(&mut config, &format!("node-{i}"));
         (self.configure)(i, &mut config);
-        let connector = Arc::new(RoutedConnector { from: i, routes: self.routes.clone() });
+        let routes = self.routes.clone();
+        let connector = move |security: &NodeSecurity| -> Arc<dyn Connector> {
+            let tls = match security {
+                NodeSecurity::Plaintext => None,
+                NodeSecurity::Tls { tls, .. } => {
+                    Some(TlsConnector::new(tls.client.clone(), tls.identity.clone(), None))
+                }
+            };
+            Arc::new(RoutedConnector { from: i, routes, tls })
+        };
         let opened = Node::open_with(&config, listener, connector).await.expect("node opens");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -262,18 +280,25 @@ impl TestCluster {
         self.proxies.values().for_each(FaultProxy::heal);
     }
 
-    /// An SDK client for node `i`.
+    /// An SDK client for node `i`, as the admin client.
     pub fn client(&self, i: usize) -> Client {
         Client::builder()
-            .endpoints([format!("http://{}", self.nodes[i].addr)])
+            .endpoints([format!("https://{}", self.nodes[i].addr)])
+            .credentials(self.pki.admin())
             .timeout(Duration::from_secs(30))
             .build_lazy()
             .expect("valid endpoint")
     }
 
-    /// A replication client for node `i` (status, digests, removal).
+    /// A replication client for node `i` (status, digests, removal), as the
+    /// admin client.
     pub async fn admin(&self, i: usize) -> ReplicationClient<Channel> {
-        ReplicationClient::connect(format!("http://{}", self.nodes[i].addr)).await.expect("connects")
+        self.pki.replication(self.nodes[i].addr).await
+    }
+
+    /// The cluster's CA and credentials.
+    pub fn pki(&self) -> &TestPki {
+        &self.pki
     }
 
     /// Node `i`'s digest of everything, with the frontier it was taken at.

@@ -1,7 +1,8 @@
 //! A scripted peer that speaks the replication protocol but sends what a
-//! test tells it to: malformed entries, oversized gossip. Nodes must
-//! refuse what does not decode or is out of bounds before it changes
-//! their state, and keep working.
+//! test tells it to: malformed entries, oversized gossip. It holds a node
+//! certificate of the cluster (a compromised node, the worst case TLS
+//! cannot keep out): nodes must still refuse what does not decode or is
+//! out of bounds before it changes their state, and keep working.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -15,7 +16,10 @@ use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::TestPki;
 
 /// What the peer answers every `Pull` with, after its `Welcome`.
 type Script = Arc<Mutex<Vec<pb::PullResponse>>>;
@@ -97,9 +101,16 @@ impl Replication for Service {
 }
 
 impl HostilePeer {
-    /// Starts a peer claiming to be node `node` (incarnation 1), which
-    /// sends `script` to every puller after welcoming it.
-    pub async fn start(node: u128, script: Vec<pb::PullResponse>) -> Self {
+    /// Starts a peer with a node certificate from `pki`, claiming to be
+    /// node `node` (incarnation 1), which sends `script` to every puller
+    /// after welcoming it.
+    pub async fn start(pki: &TestPki, node: u128, script: Vec<pb::PullResponse>) -> Self {
+        let files = pki.node(&format!("hostile-{node:x}"));
+        let read =
+            |path: Option<std::path::PathBuf>| std::fs::read_to_string(path.expect("set")).expect("reads");
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(read(files.cert_file), read(files.key_file)))
+            .client_ca_root(Certificate::from_pem(read(files.ca_file)));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("bound");
         let origin = v1::Origin { node_id: node.to_be_bytes().to_vec(), incarnation: 1 };
@@ -108,6 +119,8 @@ impl HostilePeer {
         let server = tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let _ = tonic::transport::Server::builder()
+                .tls_config(tls)
+                .expect("TLS settings")
                 .add_service(ReplicationServer::new(service).max_decoding_message_size(64 << 20))
                 .serve_with_incoming(incoming)
                 .await;

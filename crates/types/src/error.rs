@@ -8,8 +8,8 @@ use std::fmt;
 
 /// The outcome class of a failed request, independent of the transport.
 ///
-/// Non-exhaustive: codes will be added (authentication and authorization
-/// arrive with the security work), so SDK users' matches need a fallback.
+/// Non-exhaustive: codes may be added, so SDK users' matches need a
+/// fallback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -30,6 +30,11 @@ pub enum ErrorCode {
     /// The request is larger than the node takes (a message or body over
     /// its size limit); sending it again will not help.
     ResourceExhausted,
+    /// No credential, or one the node does not accept: present a client
+    /// certificate from the cluster CA.
+    Unauthenticated,
+    /// The caller is known but not allowed this operation.
+    PermissionDenied,
     /// A bug or a damaged data directory. Never used for bad input.
     Internal,
 }
@@ -43,6 +48,8 @@ impl ErrorCode {
             ErrorCode::AlreadyExists => 409,
             ErrorCode::FailedPrecondition => 412,
             ErrorCode::ResourceExhausted => 413,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::PermissionDenied => 403,
             ErrorCode::DeadlineExceeded => 504,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
@@ -60,6 +67,8 @@ impl ErrorCode {
             ErrorCode::OutOfRange => "OUT_OF_RANGE",
             ErrorCode::FailedPrecondition => "FAILED_PRECONDITION",
             ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::Internal => "INTERNAL",
         }
     }

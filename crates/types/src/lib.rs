@@ -16,7 +16,9 @@
 //! - [`head`], [`stored_value`], [`log_entry`], [`frontier`]: the versioned
 //!   on-disk formats.
 //! - [`compression`]: per-record LZ4 / Snappy value codecs.
-//! - [`identity`]: who a certificate speaks for (`cdb://cluster/node/name`).
+//! - [`identity`]: who a certificate speaks for (`cdb://cluster/node/name`),
+//!   and [`caller`]: who is at the other end of a connection, as every
+//!   layer that decides what a caller may do reads it.
 //! - [`limits`]: size limits, all well under the 4 MiB gRPC message limit.
 //! - [`error`]: the shared error codes, each mapping to one HTTP status
 //!   (the gRPC mapping lives in the proto crate, which links tonic).
@@ -24,6 +26,7 @@
 //! Invariants kept here: nothing is truncated silently, every decoder
 //! rejects unknown format bytes, and every format starts with a format byte.
 
+pub mod caller;
 pub mod compression;
 pub mod conflict;
 pub mod digest;
@@ -40,6 +43,7 @@ pub mod stored_value;
 pub mod time_uuid;
 mod wire;
 
+pub use caller::{Caller, Connection, Refusal};
 pub use compression::Compression;
 pub use digest::Digest;
 pub use error::{ErrorCode, FieldError};

@@ -3,6 +3,7 @@
 //! as bad input ([`decode_errors`]), deadlines ([`deadline`]), plus server
 //! reflection and the standard health service following readiness.
 
+mod authenticate;
 mod deadline;
 mod decode_errors;
 mod records;
@@ -12,6 +13,8 @@ use std::future::Future;
 
 use consensusdb_proto::v1::records_server::RecordsServer;
 use tokio::net::TcpListener;
+
+use crate::tls::ServerTransport;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
@@ -60,11 +63,14 @@ const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(20);
 /// on the same port; streams they hold open must end when `shutdown`
 /// completes, or the graceful shutdown waits for them until `connections`
 /// are closed. Connections are admitted by `connections` (cap, idle
-/// timeout), and requests that do not decode are answered as bad input.
+/// timeout) and secured by `transport`; records calls need an identified
+/// caller ([`authenticate`]), and requests that do not decode are answered
+/// as bad input.
 pub async fn serve_grpc(
     api: RecordsApi,
     readiness: Readiness,
     listener: TcpListener,
+    transport: ServerTransport,
     connections: Connections,
     extra: Routes,
     shutdown: impl Future<Output = ()> + Send,
@@ -110,7 +116,7 @@ pub async fn serve_grpc(
         readiness.begin_shutdown();
         set_health(&health, false).await;
     };
-    let records = RecordsServer::new(RecordsService::new(api));
+    let records = RecordsServer::with_interceptor(RecordsService::new(api), authenticate::require_caller);
     let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE))
@@ -120,7 +126,7 @@ pub async fn serve_grpc(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(records)
-        .serve_with_incoming_shutdown(connections.accept(listener), shutdown)
+        .serve_with_incoming_shutdown(crate::tls::secure(connections.accept(listener), transport), shutdown)
         .await;
     readiness_watch.abort();
     served?;

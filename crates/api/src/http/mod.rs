@@ -10,9 +10,11 @@
 //! or an oversized body, is answered with the JSON body of [`HttpError`],
 //! never plain text.
 //!
-//! The gateway speaks plain HTTP; like the gRPC server it takes its
-//! listener as an argument, so TLS plugs in where the listener is made.
+//! The gateway speaks HTTP/1.1 over TLS (plaintext only with
+//! `--insecure-plaintext`); anonymous callers reach only the open paths
+//! ([`authenticate`]).
 
+mod authenticate;
 mod batch;
 mod error;
 mod extract;
@@ -65,6 +67,8 @@ pub struct Gateway {
     started_at_ms: u64,
     max_body_bytes: usize,
     allowed_hosts: hosts::AllowedHosts,
+    transport_is_tls: bool,
+    handshake_refusals: crate::tls::HandshakeRefusals,
     rates: Arc<status_page::Rates>,
     regions: Arc<status_page::RegionCache>,
 }
@@ -86,9 +90,20 @@ impl Gateway {
             started_at_ms,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_hosts: hosts::AllowedHosts::default(),
+            transport_is_tls: false,
+            handshake_refusals: crate::tls::HandshakeRefusals::default(),
             rates: Arc::default(),
             regions: Arc::default(),
         }
+    }
+
+    /// Shows how the node's ports are secured, and its refused TLS
+    /// handshakes, on the status page.
+    #[must_use]
+    pub fn with_security(mut self, transport_is_tls: bool, refusals: crate::tls::HandshakeRefusals) -> Self {
+        self.transport_is_tls = transport_is_tls;
+        self.handshake_refusals = refusals;
+        self
     }
 
     /// Shows the mesh's view on the status page and in the metrics, and
@@ -162,6 +177,7 @@ pub fn router(gateway: Gateway) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), limits::check))
+        .layer(axum::middleware::from_fn(authenticate::check))
         // Outermost: a request for a name this gateway does not answer to
         // is refused before anything else looks at it.
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), hosts::check))

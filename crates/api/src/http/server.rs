@@ -1,6 +1,8 @@
 //! The gateway's accept loop: hyper's HTTP/1.1 over connections admitted by
-//! [`Connections`] (cap, idle timeout, forced close), with graceful
-//! shutdown of the connections it serves.
+//! [`Connections`] (cap, idle timeout, forced close) and secured by a
+//! [`ServerTransport`] (HTTPS unless in development), with graceful
+//! shutdown of the connections it serves. Every request carries its
+//! connection's [`consensusdb_types::Connection`]: who is calling.
 //!
 //! hyper answers a few malformed requests itself, before any handler runs,
 //! with an empty body: its parser is configured past the gateway's own
@@ -18,9 +20,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 use super::Gateway;
 use crate::connections::Connections;
+use crate::tls::ServerTransport;
 
 /// Header fields hyper's parser takes (the gateway refuses more than
 /// [`super::limits::MAX_HEADERS`] itself, with a JSON answer).
@@ -40,6 +44,7 @@ async fn draining_starts(drain: &mut watch::Receiver<bool>) {
 pub async fn serve_http(
     gateway: Gateway,
     listener: TcpListener,
+    transport: ServerTransport,
     connections: Connections,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -58,14 +63,19 @@ pub async fn serve_http(
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_headers(PARSER_MAX_HEADERS);
     let (draining, drain) = watch::channel(false);
-    let mut accepted = Box::pin(connections.accept(listener));
+    let mut accepted = Box::pin(crate::tls::secure(connections.accept(listener), transport));
     let mut shutdown = pin!(shutdown);
     let mut served = JoinSet::new();
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(Ok(stream)) = accepted.next() => {
-                let connection = http1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                let caller = stream.connection().clone();
+                let app = app.clone().map_request(move |mut request: axum::extract::Request<_>| {
+                    request.extensions_mut().insert(caller.clone());
+                    request
+                });
+                let connection = http1.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
                 let mut drain = drain.clone();
                 served.spawn(async move {
                     let mut connection = pin!(connection);

@@ -115,6 +115,20 @@ pub(crate) struct StatusJson {
     regions_truncated: bool,
     /// The replication mesh, when the node runs one.
     replication: Option<ReplicationJson>,
+    /// How the node's ports are secured.
+    security: SecurityJson,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SecurityJson {
+    /// `mtls`, or `plaintext` (`--insecure-plaintext`: development only,
+    /// nobody authenticated).
+    transport: &'static str,
+    /// TLS handshakes refused since the start (an unknown CA, a
+    /// certificate without an identity, a timeout), both ports.
+    handshakes_refused: u64,
+    /// Why the last one was refused.
+    last_handshake_refusal: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -264,6 +278,11 @@ pub(crate) async fn status(State(gateway): State<Gateway>) -> Result<Json<Status
             .collect(),
         regions_truncated: regions.truncated,
         replication: replication(&gateway),
+        security: SecurityJson {
+            transport: if gateway.transport_is_tls { "mtls" } else { "plaintext" },
+            handshakes_refused: gateway.handshake_refusals.count(),
+            last_handshake_refusal: gateway.handshake_refusals.last(),
+        },
     }))
 }
 

@@ -3,9 +3,11 @@
 
 use std::io::Write;
 
+use consensusdb_client::{Credentials, endpoint_for};
 use consensusdb_proto::convert::origin_label;
 use consensusdb_proto::mesh::v1 as pb;
 use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
+use consensusdb_types::error::error_chain;
 use consensusdb_types::{Digest, HybridClock, NodeId};
 use serde_json::{Map, Value, json};
 use tonic::transport::Channel;
@@ -36,8 +38,13 @@ pub enum ClusterCommand {
 
 impl ClusterCommand {
     /// Runs the command against `server` (the first `--server`).
-    pub async fn run<W: Write>(&self, server: &str, out: &mut Output<W>) -> Result<(), CliError> {
-        let mut client = connect(server).await?;
+    pub async fn run<W: Write>(
+        &self,
+        server: &str,
+        credentials: Option<&Credentials>,
+        out: &mut Output<W>,
+    ) -> Result<(), CliError> {
+        let mut client = connect(server, credentials).await?;
         match self {
             ClusterCommand::Status => {
                 let status =
@@ -68,12 +75,15 @@ impl ClusterCommand {
 }
 
 /// A replication client for `url` (already a URL: see `ConnectArgs::server_urls`).
-async fn connect(url: &str) -> Result<ReplicationClient<Channel>, CliError> {
-    let url = url.to_string();
-    let endpoint =
-        Channel::from_shared(url.clone()).map_err(|e| CliError::argument("--server", e.to_string()))?;
-    let channel =
-        endpoint.connect().await.map_err(|e| CliError::Unreachable { server: url, reason: e.to_string() })?;
+async fn connect(
+    url: &str,
+    credentials: Option<&Credentials>,
+) -> Result<ReplicationClient<Channel>, CliError> {
+    let endpoint = endpoint_for(url, credentials, "--server")?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| CliError::Unreachable { server: url.to_string(), reason: error_chain(&e) })?;
     Ok(ReplicationClient::new(channel))
 }
 

@@ -4,13 +4,10 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use consensusdb_pki::issue::DEFAULT_VALIDITY;
-use consensusdb_pki::{Authority, Credential, CredentialFiles, NodeNames, PkiError, write_credential};
-
-/// The name of the client credential `init` makes for the operator.
-pub const ADMIN_CLIENT: &str = "admin";
+use consensusdb_pki::{Authority, Credential, CredentialFiles, NodeNames, PkiError, cluster_dir};
 
 /// What `consensusdb init` makes.
 #[derive(Debug, clap::Args)]
@@ -79,29 +76,28 @@ pub enum CertCommand {
 /// Makes a CA, a node certificate and the admin client's in `args.dir`,
 /// and says what it made and what to run next.
 pub fn init(args: &InitArgs, out: &mut impl Write) -> Result<(), PkiError> {
-    if args.dir.join("ca.key").exists() {
-        return Err(PkiError::Invalid(format!(
-            "{} already holds a CA; issue more certificates from it with `consensusdb cert`",
-            args.dir.display()
-        )));
-    }
-    let ca = Authority::create(&args.cluster_id)?;
-    // Issued before anything is written, so a bad name leaves no half-made
-    // directory behind.
-    let node = issue_node(&ca, &args.node)?;
-    let admin = ca.issue_client(ADMIN_CLIENT, DEFAULT_VALIDITY)?;
-    let ca_files = ca.save(&args.dir)?;
-    writeln!(out, "made a CA for cluster {:?} in {}:", ca.cluster(), args.dir.display()).map_err(io)?;
-    report(out, "the CA (keep ca.key offline once nodes are issued)", &ca_files)?;
-    let node_files = save(&args.dir, &node)?;
-    report(out, &node.identity.to_string(), &node_files)?;
-    let admin_files = save(&args.dir, &admin)?;
-    report(out, &admin.identity.to_string(), &admin_files)?;
+    let names = NodeNames { dns: args.node.dns.clone(), ips: args.node.ips.clone() };
+    let made =
+        cluster_dir::init(&args.dir, &args.cluster_id, &args.node.name, &names, validity(args.node.days)?)?;
+    writeln!(out, "made a CA for cluster {:?} in {}:", args.cluster_id, args.dir.display()).map_err(io)?;
+    report(out, "the CA (keep ca.key offline once nodes are issued)", &made.ca)?;
+    report(out, &made.node.0.to_string(), &made.node.1)?;
+    report(out, &made.admin.0.to_string(), &made.admin.1)?;
     writeln!(
         out,
-        "\nnext: issue one certificate per further node and client from this CA, e.g.\n  \
+        "\nnext: serve this node with its certificate:\n  \
+         consensusdb serve --cluster-id {cluster} --tls-ca {ca} --tls-cert {cert} --tls-key {key}\n\
+         and call it as the admin client:\n  \
+         consensusdb --ca {ca} --cert {admin_cert} --key {admin_key} status\n\
+         issue one certificate per further node and client from this CA, e.g.\n  \
          consensusdb cert node --dir {dir} --name node-2 --dns node-2.example --ip 10.0.0.2\n  \
          consensusdb cert client --dir {dir} --name my-app",
+        cluster = args.cluster_id,
+        ca = made.ca.certificate.display(),
+        cert = made.node.1.certificate.display(),
+        key = made.node.1.key.display(),
+        admin_cert = made.admin.1.certificate.display(),
+        admin_key = made.admin.1.key.display(),
         dir = args.dir.display()
     )
     .map_err(io)
@@ -115,8 +111,8 @@ pub fn cert(command: &CertCommand, out: &mut impl Write) -> Result<(), PkiError>
             (dir, Authority::load_dir(dir)?.issue_client(name, validity(*days)?)?)
         }
     };
-    let files = save(dir, &credential)?;
-    report(out, &credential.identity.to_string(), &files)
+    let (identity, files) = cluster_dir::save(dir, credential)?;
+    report(out, &identity.to_string(), &files)
 }
 
 fn issue_node(ca: &Authority, args: &NodeCertArgs) -> Result<Credential, PkiError> {
@@ -130,12 +126,6 @@ fn validity(days: u64) -> Result<time::Duration, PkiError> {
         .filter(|days| (1..=36_500).contains(days))
         .map(time::Duration::days)
         .ok_or_else(|| PkiError::Invalid(format!("--days: must be between 1 and 36500, got {days}")))
-}
-
-/// Saves a credential as `<role>-<name>.pem` / `.key`.
-fn save(dir: &Path, credential: &Credential) -> Result<CredentialFiles, PkiError> {
-    let stem = format!("{}-{}", credential.identity.role().as_str(), credential.identity.name());
-    write_credential(dir, &stem, &credential.certificate_pem, &credential.key_pem)
 }
 
 fn report(out: &mut impl Write, what: &str, files: &CredentialFiles) -> Result<(), PkiError> {

@@ -12,7 +12,8 @@ Exit codes of client commands:
   2  bad input (usage, a malformed value, or a field the node refused)
   3  not found
   4  already exists (put --if-absent)
-  5  no node reachable, or no answer in time";
+  5  no node reachable, or no answer in time
+  6  no credential, or the credential is not allowed this operation";
 
 /// Why a client command failed: the message names the field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,7 @@ impl CliError {
             ErrorCode::NotFound => 3,
             ErrorCode::AlreadyExists => 4,
             ErrorCode::Unavailable | ErrorCode::DeadlineExceeded => 5,
+            ErrorCode::Unauthenticated | ErrorCode::PermissionDenied => 6,
             // "Other": a code this build does not know yet (the SDK's
             // ErrorCode is non-exhaustive) is not a reason to panic.
             _ => 1,
@@ -92,8 +94,10 @@ mod tests {
         assert_eq!(request(ErrorCode::AlreadyExists).exit_code(), 4);
         assert_eq!(request(ErrorCode::Unavailable).exit_code(), 5);
         assert_eq!(request(ErrorCode::Internal).exit_code(), 1);
+        assert_eq!(request(ErrorCode::Unauthenticated).exit_code(), 6);
+        assert_eq!(request(ErrorCode::PermissionDenied).exit_code(), 6);
         assert_eq!(CliError::argument("--time", "bad").exit_code(), 2);
-        for code in 0..=5 {
+        for code in 0..=6 {
             assert!(EXIT_CODES_HELP.contains(&format!("  {code}  ")), "exit code {code} is documented");
         }
     }

@@ -341,7 +341,7 @@ async fn reflection_and_health_work_out_of_the_box() {
     };
 
     let node = TestNode::start().await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", node.addr))
+    let channel = consensusdb_client::endpoint_for(&node.grpc_url(), node.credentials.as_ref(), "addr")
         .unwrap()
         .connect()
         .await

@@ -180,7 +180,7 @@ struct RawKey {
 #[tokio::test]
 async fn requests_that_do_not_decode_are_bad_input_naming_the_field() {
     let mut node = TestNode::start().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
+    let channel = consensusdb_client::endpoint_for(&node.grpc_url(), node.credentials.as_ref(), "addr")
         .expect("endpoint")
         .connect()
         .await

@@ -19,7 +19,7 @@ fn consensusdb(node: &TestNode, args: &[&str]) -> Command {
             command.env_remove(name);
         }
     }
-    command.args(args).arg("--server").arg(format!("http://{}", node.addr)).kill_on_drop(true);
+    command.args(args).arg("--server").arg(node.grpc_url()).args(node.credential_args()).kill_on_drop(true);
     command
 }
 
@@ -100,7 +100,7 @@ async fn client_commands_print_json_lines_and_tables() {
 /// The JSON body of `GET path` on the node's gateway.
 async fn gateway_get(node: &TestNode, path: &str) -> Value {
     use tokio::io::AsyncReadExt;
-    let mut stream = tokio::net::TcpStream::connect(node.http).await.expect("connects to the gateway");
+    let mut stream = node.http_stream().await;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", node.http);
     stream.write_all(request.as_bytes()).await.expect("sends");
     let mut response = String::new();
@@ -176,10 +176,12 @@ async fn exit_codes_and_messages_name_what_was_wrong() {
     assert_eq!(first[0]["key"]["time_uuid"], second[0]["key"]["time_uuid"]);
 
     let addr = node.addr;
+    let credential_args = node.credential_args();
     node.stop().await;
     let mut down = Command::new(BINARY);
     down.args(["recent", "acme", "ACCOUNT", "balance", "--timeout", "3s", "--server"])
-        .arg(format!("http://{addr}"));
+        .arg(format!("https://{addr}"))
+        .args(credential_args);
     let unreachable =
         tokio::time::timeout(TEST_TIMEOUT, down.output()).await.expect("in time").expect("runs");
     assert_eq!(unreachable.status.code(), Some(5), "{}", stderr(&unreachable));
@@ -262,8 +264,9 @@ async fn the_shell_on_a_terminal_edits_lines_and_keeps_history() {
     // `script` gives the shell a pseudo-terminal, so it runs its line
     // editor exactly as for a person; our stdin is typed into it.
     let inner = format!(
-        "{BINARY} shell --server http://{} --history {}",
-        node.addr,
+        "{BINARY} shell --server {} {} --history {}",
+        node.grpc_url(),
+        node.credential_args().join(" "),
         history.to_str().expect("UTF-8 path")
     );
     let mut terminal = Command::new("script")
@@ -337,13 +340,18 @@ async fn cluster_commands_show_status_digests_and_refuse_bad_peers() {
 
 /// `consensusdb ARGS` as typed, with no `--server` added.
 async fn run_bare(args: &[&str]) -> Output {
+    run_bare_with(args, &[]).await
+}
+
+/// `consensusdb ARGS` with only `env` of the `CONSENSUSDB_*` variables.
+async fn run_bare_with(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
     let mut command = Command::new(BINARY);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("CONSENSUSDB_") {
             command.env_remove(name);
         }
     }
-    command.args(args).kill_on_drop(true);
+    command.args(args).envs(env.iter().copied()).kill_on_drop(true);
     tokio::time::timeout(TEST_TIMEOUT, command.output())
         .await
         .expect("the command finishes in time")
@@ -382,12 +390,32 @@ async fn status_and_digest_show_everything_even_on_one_node_and_tables_cut_nothi
 async fn servers_may_be_written_host_port_and_other_schemes_are_refused() {
     let node = TestNode::start().await;
     let server = node.addr.to_string();
-    let put = run_bare(&["-s", &server, "put", "acme", "ACCOUNT", "bare", "1", "--untimed"]).await;
-    assert!(put.status.success(), "host:port without a scheme works: {}", stderr(&put));
-    let get = run_bare(&["-s", &server, "get", "acme", "ACCOUNT", "bare"]).await;
+    // The credential from the environment, as a deployment would give it.
+    let admin = &shared_ca().admin;
+    let env = [
+        ("CONSENSUSDB_CA", admin.ca.as_path()),
+        ("CONSENSUSDB_CERT", admin.certificate.as_path()),
+        ("CONSENSUSDB_KEY", admin.key.as_path()),
+    ];
+    let put = run_bare_with(&["-s", &server, "put", "acme", "ACCOUNT", "bare", "1", "--untimed"], &env).await;
+    assert!(put.status.success(), "host:port without a scheme is TLS: {}", stderr(&put));
+    let get = run_bare_with(&["-s", &server, "get", "acme", "ACCOUNT", "bare"], &env).await;
     assert!(get.status.success(), "{}", stderr(&get));
-    let status = run_bare(&["-s", &server, "status"]).await;
+    let status = run_bare_with(&["-s", &server, "status"], &env).await;
     assert!(status.status.success(), "{}", stderr(&status));
+    // Without a credential (and none under ./data/tls), the CLI says what
+    // to give.
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let mut missing = Command::new(BINARY);
+    missing.current_dir(cwd.path()).args(["-s", &server, "get", "acme", "ACCOUNT", "bare"]);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CONSENSUSDB_") {
+            missing.env_remove(name);
+        }
+    }
+    let missing = tokio::time::timeout(TEST_TIMEOUT, missing.output()).await.expect("in time").expect("runs");
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("--ca"), "{}", stderr(&missing));
     let ftp = format!("ftp://{server}");
     let refused = run_bare(&["-s", &ftp, "get", "acme", "ACCOUNT", "bare"]).await;
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));

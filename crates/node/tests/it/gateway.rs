@@ -1,14 +1,17 @@
-//! The JSON gateway of the real binary, checked with outside tools: every
-//! `curl` example in the README, the status page in a headless browser,
-//! and a property-based conformance run of the OpenAPI document
-//! (schemathesis). The browser and schemathesis are installed by
+//! The JSON gateway of the real binary, checked with outside tools over
+//! HTTPS with client certificates: every `curl` example in the README
+//! (against a node that made its own credentials, as the README's), a
+//! property-based conformance run of the OpenAPI document (schemathesis),
+//! and the status page in a headless browser (over plaintext: a headless
+//! browser cannot present a client certificate without a certificate
+//! store). The browser and schemathesis are installed by
 //! `scripts/setup-test-deps.sh`, which the test command runs.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use crate::process::NodeProcess;
-use crate::support::TEST_TIMEOUT;
+use crate::process::{Launch, NodeProcess};
+use crate::support::{TEST_TIMEOUT, shared_ca};
 
 fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
@@ -57,10 +60,13 @@ fn every_curl_example_in_the_readme_works_against_a_node() {
             assert!(line.contains(" -f"), "every README curl fails on an HTTP error (-f): {line}");
         }
     }
-    let data = tempfile::tempdir().expect("temp dir");
-    let mut node = NodeProcess::start(data.path());
+    // The README's paths are relative to where the node runs: ./data.
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let launch = Launch { self_made_tls: true, ..Launch::default() };
+    let mut node = NodeProcess::launch(&cwd.path().join("data"), launch);
     let script = blocks.join("\n").replace("127.0.0.1:4481", &node.http.to_string());
     let output = Command::new("timeout")
+        .current_dir(cwd.path())
         .arg(TEST_TIMEOUT.as_secs().to_string())
         .args(["bash", "-euo", "pipefail", "-c", &script])
         .output()
@@ -89,7 +95,8 @@ fn chromium() -> Command {
 #[test]
 fn the_status_page_renders_its_figures_in_a_headless_browser() {
     let data = tempfile::tempdir().expect("temp dir");
-    let mut node = NodeProcess::start(data.path());
+    let plaintext = Launch { args: vec!["--insecure-plaintext".into()], ..Launch::default() };
+    let mut node = NodeProcess::launch(data.path(), plaintext);
     let put = Command::new("curl")
         .args(["-fsS", "-X", "PUT", "-H", "content-type: application/json", "-d", r#"{"value":"1"}"#])
         .arg(format!("http://{}/v1/records/acme/orders/o-1", node.http))
@@ -133,7 +140,8 @@ fn schemathesis() -> PathBuf {
 fn the_gateway_conforms_to_its_openapi_document() {
     let data = tempfile::tempdir().expect("temp dir");
     let mut node = NodeProcess::start(data.path());
-    let base = format!("http://{}", node.http);
+    let base = format!("https://{}", node.http);
+    let admin = &shared_ca().admin;
     // schemathesis keeps a cache in its working directory: not in the repo.
     let scratch = tempfile::tempdir().expect("temp dir");
     let output = Command::new("timeout")
@@ -144,6 +152,12 @@ fn the_gateway_conforms_to_its_openapi_document() {
         .arg("--config-file")
         .arg(repo_file("crates/node/tests/schemathesis.toml"))
         .args(["run", &format!("{base}/openapi.json"), "--url", &base])
+        .arg("--tls-verify")
+        .arg(&admin.ca)
+        .arg("--request-cert")
+        .arg(&admin.certificate)
+        .arg("--request-cert-key")
+        .arg(&admin.key)
         .args(["--checks", "all", "--max-examples", "50", "--workers", "1", "--request-timeout", "5"])
         .args(["--max-time", "120", "--seed", "42", "--generation-deterministic"])
         .output()
@@ -153,8 +167,20 @@ fn the_gateway_conforms_to_its_openapi_document() {
     assert!(node.child.wait_for_exit(TEST_TIMEOUT).success());
 }
 
+/// curl as the admin of the tests' shared CA.
 fn curl(args: &[&str]) -> String {
-    let output = Command::new("curl").arg("-fsS").args(args).output().expect("curl runs");
+    let admin = &shared_ca().admin;
+    let output = Command::new("curl")
+        .arg("-fsS")
+        .arg("--cacert")
+        .arg(&admin.ca)
+        .arg("--cert")
+        .arg(&admin.certificate)
+        .arg("--key")
+        .arg(&admin.key)
+        .args(args)
+        .output()
+        .expect("curl runs");
     assert!(output.status.success(), "curl {args:?}: {}", report(&output));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -166,15 +192,16 @@ fn one_set_of_metrics_counts_both_interfaces() {
     // gRPC, through the command-line client.
     let put = Command::new(env!("CARGO_BIN_EXE_consensusdb"))
         .args(["put", "acme", "ACCOUNT", "balance", "100", "--untimed", "--server"])
-        .arg(format!("http://{}", node.addr))
+        .arg(format!("https://{}", node.addr))
+        .args(crate::support::shared_credential_args())
         .output()
         .expect("the client runs");
     assert!(put.status.success(), "{}", report(&put));
     // HTTP.
-    let url = format!("http://{}/v1/records/acme/ACCOUNT/balance", node.http);
+    let url = format!("https://{}/v1/records/acme/ACCOUNT/balance", node.http);
     let read = curl(&[&url]);
     assert!(read.contains(r#""value":"100""#), "HTTP reads what gRPC wrote: {read}");
-    let metrics = curl(&[&format!("http://{}/metrics", node.http)]);
+    let metrics = curl(&[&format!("https://{}/metrics", node.http)]);
     for line in [
         r#"consensusdb_requests_total{code="OK",interface="grpc",operation="put"} 1"#,
         r#"consensusdb_requests_total{code="OK",interface="http",operation="get"} 1"#,
@@ -182,7 +209,7 @@ fn one_set_of_metrics_counts_both_interfaces() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }
-    let status = curl(&[&format!("http://{}/v1/status", node.http)]);
+    let status = curl(&[&format!("https://{}/v1/status", node.http)]);
     let status: serde_json::Value = serde_json::from_str(&status).expect("JSON");
     assert_eq!(status["totals"], serde_json::json!({"writes": 1, "reads": 1}), "{status}");
     assert_eq!(status["replication"]["peers"], serde_json::json!([]), "a lone node: {status}");

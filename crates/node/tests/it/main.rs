@@ -13,5 +13,6 @@ mod gateway;
 mod process;
 mod robustness;
 mod sdk;
+mod security;
 mod stalled;
 mod support;

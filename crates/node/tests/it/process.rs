@@ -82,6 +82,10 @@ pub(crate) struct Launch {
     pub(crate) open_files: Option<u64>,
     /// Keeps standard error (with `RUST_LOG=info`) for the test to read.
     pub(crate) capture_stderr: bool,
+    /// Starts with no TLS configuration, so the node makes its own CA
+    /// under its data directory (the zero-configuration start); otherwise
+    /// it serves with the tests' shared CA.
+    pub(crate) self_made_tls: bool,
 }
 
 impl NodeProcess {
@@ -115,6 +119,15 @@ impl NodeProcess {
         for peer in &launch.peers {
             args.push("--peer".into());
             args.push(peer.to_string().into());
+        }
+        if !launch.self_made_tls && !launch.args.iter().any(|arg| arg == "--insecure-plaintext") {
+            let tls = &shared_ca().node;
+            for (flag, path) in
+                [("--tls-ca", &tls.ca_file), ("--tls-cert", &tls.cert_file), ("--tls-key", &tls.key_file)]
+            {
+                args.push(flag.into());
+                args.push(path.clone().expect("set").into());
+            }
         }
         args.extend(launch.args.iter().map(Into::into));
         let mut command = match launch.open_files {
@@ -270,14 +283,14 @@ async fn kill_9_mid_load_loses_no_acknowledged_write() {
 /// The cluster status of the node at `addr`.
 async fn cluster_status(addr: SocketAddr) -> consensusdb_proto::mesh::v1::ClusterStatusResponse {
     use consensusdb_proto::mesh::v1::{ClusterStatusRequest, replication_client::ReplicationClient};
-    let mut client = ReplicationClient::connect(format!("http://{addr}")).await.expect("connects");
+    let mut client = ReplicationClient::new(channel(addr).await);
     client.cluster_status(ClusterStatusRequest {}).await.expect("status").into_inner()
 }
 
 /// The digest of everything on the node at `addr`.
 async fn digest(addr: SocketAddr) -> consensusdb_proto::mesh::v1::DigestResponse {
     use consensusdb_proto::mesh::v1::{DigestRequest, replication_client::ReplicationClient};
-    let mut client = ReplicationClient::connect(format!("http://{addr}")).await.expect("connects");
+    let mut client = ReplicationClient::new(channel(addr).await);
     client.digest(DigestRequest::default()).await.expect("digest").into_inner()
 }
 
@@ -404,9 +417,13 @@ fn help_documents_every_serve_flag_and_the_configuration_layers() {
 
 #[test]
 fn bad_configuration_exits_non_zero_naming_the_key() {
-    let output = consensusdb().args(["config", "--listen", "0.0.0.0:4482"]).output().expect("runs");
+    let output = consensusdb().args(["config", "--tls-ca", "ca.pem"]).output().expect("runs");
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("grpc.listen"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("give all of ca_file"), "{output:?}");
+    let output =
+        consensusdb().args(["config"]).env("CONSENSUSDB_GRPC__LISTEN", "nowhere").output().expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("grpc.listen"), "{output:?}");
     let output =
         consensusdb().args(["config"]).env("CONSENSUSDB_LIMITS__MAX_READ_LIMIT", "5").output().expect("runs");
     assert!(output.status.success());
@@ -417,8 +434,7 @@ fn bad_configuration_exits_non_zero_naming_the_key() {
 /// (lower-cased) and the body.
 fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, serde_json::Value) {
     use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).expect("connects to the gateway");
-    stream.set_read_timeout(Some(CALL_TIMEOUT)).expect("sets a timeout");
+    let mut stream = https_stream_blocking(addr);
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

@@ -110,11 +110,11 @@ async fn sigterm_with_a_stalled_scan_and_a_frozen_peer_exits_within_its_deadline
     let mut client = connect(a.addr).await;
     load(&mut client, "before").await;
     // A client opens a scan over HTTP and one over gRPC, and reads neither.
-    let mut stalled_http = TcpStream::connect(a.http).expect("connects");
+    let mut stalled_http = https_stream_blocking(a.http);
     write!(stalled_http, "GET /v1/scan/load?limit=10000 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").expect("sends");
     // The scan must really be under way (answered, then unread), or the
     // shutdown below would have no stalled scan to cut.
-    stalled_http.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout set");
+    stalled_http.sock.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout set");
     let mut status_line = [0u8; 12];
     stalled_http.read_exact(&mut status_line).expect("the scan answers");
     assert_eq!(&status_line, b"HTTP/1.1 200", "the stalled scan started");

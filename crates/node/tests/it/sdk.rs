@@ -10,7 +10,8 @@ use crate::support::*;
 
 async fn client_for(node: &TestNode) -> Client {
     Client::builder()
-        .endpoint(format!("http://{}", node.addr))
+        .endpoint(node.grpc_url())
+        .credentials(shared_credentials())
         .timeout(CALL_TIMEOUT)
         .connect()
         .await
@@ -153,11 +154,8 @@ async fn the_client_fails_over_to_the_next_node() {
     let first = TestNode::start().await;
     let second = TestNode::start().await;
     let client = Client::builder()
-        .endpoints([
-            format!("http://{dead}"),
-            format!("http://{}", first.addr),
-            format!("http://{}", second.addr),
-        ])
+        .endpoints([format!("https://{dead}"), first.grpc_url(), second.grpc_url()])
+        .credentials(shared_credentials())
         .connect_timeout(Duration::from_secs(2))
         .timeout(CALL_TIMEOUT)
         .retry_policy(RetryPolicy { max_attempts: 5, ..RetryPolicy::default() })
@@ -184,7 +182,8 @@ async fn the_client_fails_over_to_the_next_node() {
     assert!(client.get(key).await.expect("get").is_some());
 
     let unreachable = Client::builder()
-        .endpoint(format!("http://{dead}"))
+        .endpoint(format!("https://{dead}"))
+        .credentials(shared_credentials())
         .retry_policy(RetryPolicy::never())
         .connect()
         .await
@@ -227,7 +226,8 @@ async fn a_scan_resumes_on_another_node_when_its_connection_breaks_mid_stream() 
     }
     let proxy = CuttableProxy::start(first.addr).await;
     let client = Client::builder()
-        .endpoints([format!("http://{}", proxy.addr), format!("http://{}", second.addr)])
+        .endpoints([format!("https://{}", proxy.addr), second.grpc_url()])
+        .credentials(shared_credentials())
         .timeout(CALL_TIMEOUT)
         .connect()
         .await

@@ -56,7 +56,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn an_http_scan_whose_reader_stalls_ends_with_an_error_line_and_a_token() {
     let node = loaded_node().await;
-    let mut stream = tokio::net::TcpStream::connect(node.http).await.expect("connects");
+    let mut stream = node.http_stream().await;
     let request = "GET /v1/scan/stall?limit=10000 HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
     stream.write_all(request.as_bytes()).await.expect("request sent");
     // The client stops reading: the stimulus, a fixed wait (see STALL).
@@ -79,7 +79,7 @@ async fn an_http_scan_whose_reader_stalls_ends_with_an_error_line_and_a_token() 
     assert!(records < RECORDS, "the scan was cut ({records} records)");
     // The token continues right after the last record sent.
     let token = error["next_page_token"].as_str().expect("a token to continue from");
-    let mut rest = tokio::net::TcpStream::connect(node.http).await.expect("connects");
+    let mut rest = node.http_stream().await;
     let request = format!(
         "GET /v1/scan/stall?limit=10000&head_only=true&page_token={token} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
     );
@@ -136,7 +136,8 @@ async fn a_grpc_scan_whose_reader_stalls_ends_with_unavailable_and_a_token() {
 async fn the_sdk_resumes_a_scan_its_caller_stalled_and_delivers_each_record_once() {
     let node = loaded_node().await;
     let client = Client::builder()
-        .endpoint(format!("http://{}", node.addr))
+        .endpoint(node.grpc_url())
+        .credentials(shared_credentials())
         .timeout(CALL_TIMEOUT)
         .connect()
         .await

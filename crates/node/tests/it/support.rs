@@ -1,13 +1,17 @@
-//! A node running in-process on an ephemeral port, `must_*` helpers, and
-//! [`eventually`], how tests wait for something to happen.
+//! A node running in-process on an ephemeral port, over mTLS with the
+//! credentials it made for itself (plaintext only where a test asks for
+//! it), `must_*` helpers, and [`eventually`], how tests wait for
+//! something to happen.
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use consensusdb_client::{AdminPaths, Credentials};
 use consensusdb_node::NodeError;
-use consensusdb_node::config::NodeConfig;
+use consensusdb_node::config::{NodeConfig, TlsConfig};
 use consensusdb_proto::v1::records_client::RecordsClient;
 use consensusdb_proto::v1::{self, Compression};
 use consensusdb_types::TimeUuid;
@@ -50,6 +54,10 @@ pub struct TestNode {
     pub addr: SocketAddr,
     pub http: SocketAddr,
     pub client: RecordsClient<Channel>,
+    /// The admin credential the node made, `None` in plaintext.
+    pub credentials: Option<Credentials>,
+    /// Where that credential's files are, `None` in plaintext.
+    pub admin: Option<AdminPaths>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
     _temp: Option<tempfile::TempDir>,
@@ -59,6 +67,12 @@ impl TestNode {
     /// A node on a fresh temporary directory.
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
+    }
+
+    /// A node serving plaintext (`--insecure-plaintext`), on a fresh
+    /// temporary directory: for the tests of plaintext itself.
+    pub async fn start_plaintext() -> Self {
+        Self::start_with(|config| config.dev.insecure_plaintext = true).await
     }
 
     /// A node on a fresh temporary directory, with changed configuration.
@@ -74,7 +88,11 @@ impl TestNode {
         let mut config = NodeConfig { data_dir: data_dir.to_path_buf(), ..NodeConfig::default() };
         config.grpc.listen = "127.0.0.1:0".parse().expect("addr");
         config.http.listen = "127.0.0.1:0".parse().expect("addr");
+        config.tls = shared_ca().node.clone();
         change(&mut config);
+        if config.dev.insecure_plaintext {
+            config.tls = TlsConfig::default();
+        }
         let listener = consensusdb_node::bind(&config).await.expect("binds");
         let addr = listener.local_addr().expect("local addr");
         let http_listener = consensusdb_node::bind_http(&config).await.expect("binds").expect("gateway on");
@@ -83,14 +101,142 @@ impl TestNode {
             .await
             .expect("node opens")
             .with_http(http_listener);
+        let admin = node.is_tls().then(|| shared_ca().admin.clone());
+        let credentials = admin.as_ref().map(|_| shared_credentials());
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(node.serve(async move {
             let _ = signal.await;
         }));
-        let client = connect(addr).await;
-        Self { addr, http, client, shutdown: Some(shutdown), task: Some(task), _temp: None }
+        let client = connect_with(addr, credentials.as_ref()).await;
+        Self {
+            addr,
+            http,
+            client,
+            credentials,
+            admin,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            _temp: None,
+        }
     }
 
+    /// `https://` (or `http://` in plaintext) and the gRPC address.
+    pub fn grpc_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.addr)
+    }
+
+    /// `https://` (or `http://` in plaintext) and the gateway's address.
+    pub fn http_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.http)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.credentials.is_some() { "https" } else { "http" }
+    }
+
+    /// A new gRPC client as the admin.
+    pub async fn connect(&self) -> RecordsClient<Channel> {
+        connect_with(self.addr, self.credentials.as_ref()).await
+    }
+
+    /// The CLI's flags for the admin credential (none in plaintext).
+    pub fn credential_args(&self) -> Vec<String> {
+        if self.admin.is_some() { shared_credential_args() } else { Vec::new() }
+    }
+
+    /// A raw connection to the gateway (TLS as the admin, unless in
+    /// plaintext), for tests that write HTTP bytes themselves.
+    pub async fn http_stream(&self) -> Box<dyn RawStream> {
+        let tcp = tokio::net::TcpStream::connect(self.http).await.expect("connects to the gateway");
+        let Some(admin) = &self.admin else { return Box::new(tcp) };
+        let config = tls_client_config(admin);
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+        let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.expect("TLS handshake");
+        Box::new(tls)
+    }
+}
+
+/// One CA for every in-process test node, so a client (and a proxy in
+/// front of a node) reaches any of them with one credential, as in a
+/// cluster. Kept in Cargo's per-target temporary directory and reused
+/// across runs; nodes the binary starts with no TLS configuration make
+/// their own instead (see the process tests).
+pub struct SharedCa {
+    /// The node credential every test node serves with.
+    pub node: TlsConfig,
+    /// The admin client credential.
+    pub admin: AdminPaths,
+}
+
+pub fn shared_ca() -> &'static SharedCa {
+    static SHARED: std::sync::OnceLock<SharedCa> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("test-ca-{}", std::process::id()));
+        let names = consensusdb_pki::NodeNames {
+            dns: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().expect("ip")],
+        };
+        let made = consensusdb_pki::cluster_dir::init(
+            &dir,
+            "consensusdb",
+            "test-node",
+            &names,
+            consensusdb_pki::issue::DEFAULT_VALIDITY,
+        )
+        .expect("makes the test CA");
+        SharedCa {
+            node: TlsConfig {
+                ca_file: Some(made.ca.certificate.clone()),
+                cert_file: Some(made.node.1.certificate),
+                key_file: Some(made.node.1.key),
+            },
+            admin: AdminPaths {
+                ca: made.ca.certificate,
+                certificate: made.admin.1.certificate,
+                key: made.admin.1.key,
+            },
+        }
+    })
+}
+
+/// The admin client's credentials of [`shared_ca`].
+pub fn shared_credentials() -> Credentials {
+    let admin = &shared_ca().admin;
+    Credentials::from_files(&admin.ca, &admin.certificate, &admin.key).expect("reads the credential")
+}
+
+/// The CLI's flags for the admin credential of [`shared_ca`].
+pub fn shared_credential_args() -> Vec<String> {
+    let admin = &shared_ca().admin;
+    let shown = |path: &PathBuf| path.display().to_string();
+    vec![
+        "--ca".into(),
+        shown(&admin.ca),
+        "--cert".into(),
+        shown(&admin.certificate),
+        "--key".into(),
+        shown(&admin.key),
+    ]
+}
+
+/// A byte stream to a server.
+pub trait RawStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawStream for T {}
+
+/// A TLS client configuration for the gateway (ALPN http/1.1) from an
+/// admin credential.
+pub fn tls_client_config(admin: &AdminPaths) -> Arc<rustls::ClientConfig> {
+    let read = |path: &Path| std::fs::read_to_string(path).expect("reads");
+    let (ca, certificate, key) = (read(&admin.ca), read(&admin.certificate), read(&admin.key));
+    let credential =
+        consensusdb_pki::tls::PemCredential { ca_bundle: &ca, certificate_chain: &certificate, key: &key };
+    let mut config =
+        (*consensusdb_pki::tls::client_config(&credential).expect("a TLS configuration")).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+impl TestNode {
     /// Shuts down cleanly; panics if the node reports an error.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
         self.shutdown.take().map(|s| s.send(()));
@@ -104,17 +250,44 @@ impl TestNode {
     }
 }
 
-/// A client connected to `addr`, retrying while the server starts. Every
-/// call it makes times out, so a hung server fails a test instead of
-/// hanging it.
+/// A client connected to the TLS node at `addr` as the admin of
+/// [`shared_ca`].
 pub async fn connect(addr: SocketAddr) -> RecordsClient<Channel> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    connect_with(addr, Some(&shared_credentials())).await
+}
+
+/// A blocking TLS connection to the gateway at `addr` as the admin of
+/// [`shared_ca`], for tests that write HTTP bytes themselves.
+pub fn https_stream_blocking(
+    addr: SocketAddr,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let tcp = std::net::TcpStream::connect(addr).expect("connects to the gateway");
+    tcp.set_read_timeout(Some(CALL_TIMEOUT)).expect("sets a timeout");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+    let connection = rustls::ClientConnection::new(tls_client_config(&shared_ca().admin), name).expect("TLS");
+    rustls::StreamOwned::new(connection, tcp)
+}
+
+/// A client connected to `addr` (TLS with `credentials`, plaintext
+/// without), retrying while the server starts. Every call it makes times
+/// out, so a hung server fails a test instead of hanging it.
+pub async fn connect_with(addr: SocketAddr, credentials: Option<&Credentials>) -> RecordsClient<Channel> {
+    RecordsClient::new(channel_with(addr, credentials).await)
+}
+
+/// A channel to the TLS node at `addr` as the admin of [`shared_ca`].
+pub async fn channel(addr: SocketAddr) -> Channel {
+    channel_with(addr, Some(&shared_credentials())).await
+}
+
+/// A channel to `addr`, as [`connect_with`].
+pub async fn channel_with(addr: SocketAddr, credentials: Option<&Credentials>) -> Channel {
+    let url = if credentials.is_some() { format!("https://{addr}") } else { format!("http://{addr}") };
+    let endpoint = consensusdb_client::endpoint_for(&url, credentials, "addr")
         .expect("valid endpoint")
         .connect_timeout(Duration::from_secs(5))
         .timeout(CALL_TIMEOUT);
-    let channel =
-        eventually(TEST_TIMEOUT, &format!("connect to {addr}"), async || endpoint.connect().await).await;
-    RecordsClient::new(channel)
+    eventually(TEST_TIMEOUT, &format!("connect to {addr}"), async || endpoint.connect().await).await
 }
 
 pub fn key(major: &str, region: &str, minor: &str, time: Option<TimeUuid>) -> v1::Key {

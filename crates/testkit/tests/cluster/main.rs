@@ -329,21 +329,33 @@ async fn a_full_mesh_ships_each_entry_about_once_per_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_of_different_clusters_never_merge() {
     bounded(async {
-        let cluster = TestCluster::start_unready(2, |i, config| {
+        // Another cluster has its own CA: the handshake refuses its nodes
+        // before any hello (whose cluster id check stays as a second line).
+        let other = consensusdb_testkit::TestPki::for_cluster("other");
+        let other_node = other.node("n1");
+        let cluster = TestCluster::start_unready(2, move |i, config| {
             if i == 1 {
                 config.cluster.id = "other".into();
+                config.tls = other_node.clone();
             }
         })
         .await;
-        for node in 0..2 {
-            let status = wait_for_status(&cluster, node, "refuse the peer of another cluster", |s| {
-                s.peers.first().is_some_and(|peer| peer.last_error.contains("two clusters never merge"))
-            })
-            .await;
-            // A new node whose only peer is in another cluster never gets a
-            // snapshot, so it never takes writes.
-            assert!(status.bootstrapping.contains("bootstrapping"), "{status:?}");
-        }
+        let refused_peer = |s: &pb::ClusterStatusResponse| {
+            s.peers.first().is_some_and(|peer| peer.last_error.contains("invalid peer certificate"))
+        };
+        let status = wait_for_status(&cluster, 0, "refuse the peer of another cluster", refused_peer).await;
+        // A new node whose only peer is in another cluster never gets a
+        // snapshot, so it never takes writes.
+        assert!(status.bootstrapping.contains("bootstrapping"), "{status:?}");
+        // Node 1 answers only to its own cluster's credentials.
+        let status = eventually(CONVERGE, "node 1: refuse the peer of another cluster", async || {
+            let mut admin = other.replication(cluster.nodes[1].addr).await;
+            let status =
+                admin.cluster_status(pb::ClusterStatusRequest {}).await.expect("status").into_inner();
+            if refused_peer(&status) { Ok(status) } else { Err(status) }
+        })
+        .await;
+        assert!(status.bootstrapping.contains("bootstrapping"), "{status:?}");
         let refused = cluster.client(0).put(Record::new(key("k"), "v")).await.unwrap_err();
         assert_eq!(refused.code(), consensusdb_client::ErrorCode::Unavailable, "{refused}");
         cluster.shutdown().await;

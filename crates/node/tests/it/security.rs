@@ -1,0 +1,203 @@
+//! Security from the outside: who gets in over TLS, what an anonymous
+//! caller may reach, plaintext on either side of a TLS connection, what a
+//! node without (or with the wrong) certificates says, and the
+//! zero-configuration start that makes its own CA.
+
+use std::process::Command;
+
+use consensusdb_client::{Client, Credentials, ErrorCode, Record, RecordKey, RetryPolicy};
+use consensusdb_node::config::NodeConfig;
+use consensusdb_node::{Node, NodeError};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::process::{Launch, NodeProcess};
+use crate::support::*;
+
+fn key(minor: &str) -> RecordKey {
+    consensusdb_client::RowKey::new("acme", "ACCOUNT", minor).at(None)
+}
+
+/// `curl -sS` with `args`: the HTTP status and the body.
+async fn curl(args: &[&str]) -> (u16, String) {
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .await
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("a status line");
+    let code = code.trim().parse().unwrap_or(0);
+    assert_ne!(code, 0, "curl {args:?} got no answer: {}", String::from_utf8_lossy(&output.stderr));
+    (code, body.to_string())
+}
+
+/// `/v1/status` of the TLS node, as the admin of the shared CA.
+async fn status_as_admin(node: &TestNode) -> serde_json::Value {
+    let admin = &shared_ca().admin;
+    let shown = |path: &std::path::Path| path.display().to_string();
+    let (ca, certificate, key) = (shown(&admin.ca), shown(&admin.certificate), shown(&admin.key));
+    let url = format!("https://{}/v1/status", node.http);
+    let (code, body) = curl(&["--cacert", &ca, "--cert", &certificate, "--key", &key, &url]).await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+fn ca_only() -> Credentials {
+    Credentials::new(std::fs::read_to_string(&shared_ca().admin.ca).expect("reads the CA"))
+}
+
+fn client(url: String, credentials: Option<Credentials>) -> Client {
+    let mut builder =
+        Client::builder().endpoint(url).retry_policy(RetryPolicy::never()).timeout(CALL_TIMEOUT);
+    if let Some(credentials) = credentials {
+        builder = builder.credentials(credentials);
+    }
+    builder.build_lazy().expect("valid endpoint")
+}
+
+#[tokio::test]
+async fn an_anonymous_caller_reaches_only_health_and_the_api_description() {
+    let node = TestNode::start().await;
+    // gRPC: through the handshake with no certificate, then refused.
+    let refused = client(node.grpc_url(), Some(ca_only())).put(Record::new(key("k"), "v")).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Unauthenticated, "{refused}");
+    assert!(refused.to_string().contains("client certificate"), "{refused}");
+    let channel = channel_with(node.addr, Some(&ca_only())).await;
+    let health = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+    assert!(health.is_ok(), "health stays open: {health:?}");
+
+    // HTTPS: the same, path by path.
+    let ca = shared_ca().admin.ca.display().to_string();
+    let url = |path: &str| format!("https://{}{path}", node.http);
+    for open in ["/healthz", "/readyz", "/openapi.json"] {
+        let (status, body) = curl(&["--cacert", &ca, &url(open)]).await;
+        assert_eq!(status, 200, "{open}: {body}");
+    }
+    for closed in ["/v1/records/acme/ACCOUNT/k", "/v1/status", "/metrics", "/", "/v1/scan/acme"] {
+        let (status, body) = curl(&["--cacert", &ca, &url(closed)]).await;
+        assert_eq!(status, 401, "{closed}: {body}");
+        let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+        assert_eq!(error["code"], "UNAUTHENTICATED", "{closed}: {body}");
+    }
+    // With the admin certificate, the status says how the node is secured.
+    let status = status_as_admin(&node).await;
+    assert_eq!(status["security"]["transport"], "mtls", "{status}");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn plaintext_on_either_side_of_a_tls_connection_fails_clearly() {
+    let node = TestNode::start().await;
+    // A plaintext client against a TLS node: an error, never an answer; the
+    // node counts the refused handshake and says why.
+    let plain = client(format!("http://{}", node.addr), None).put(Record::new(key("k"), "v")).await;
+    let refused = plain.expect_err("no plaintext answer from a TLS node");
+    assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused}");
+    let seen = status_as_admin(&node).await;
+    assert!(seen["security"]["handshakes_refused"].as_u64().unwrap_or(0) >= 1, "{seen}");
+    assert!(seen["security"]["last_handshake_refusal"].is_string(), "{seen}");
+    node.stop().await;
+
+    // A TLS client against a plaintext node is told what is wrong.
+    let plaintext = TestNode::start_plaintext().await;
+    let refused = client(format!("https://{}", plaintext.addr), Some(shared_credentials()))
+        .put(Record::new(key("k"), "v"))
+        .await
+        .expect_err("no TLS on the other side");
+    assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused}");
+    assert!(refused.to_string().contains("--insecure-plaintext"), "{refused}");
+    // ...which serves anyone, and says so on its status.
+    let mut open = plaintext.connect().await;
+    must_put(&mut open, crate::support::key("acme", "ACCOUNT", "k", None), b"v").await;
+    let (code, body) = curl(&[&format!("{}/v1/status", plaintext.http_url())]).await;
+    assert_eq!(code, 200, "{body}");
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(seen["security"]["transport"], "plaintext", "{seen}");
+    plaintext.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_trusting_another_ca_is_told_so() {
+    let node = TestNode::start().await;
+    let other = tempfile::tempdir().expect("temp dir");
+    let names =
+        consensusdb_pki::NodeNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse().unwrap()] };
+    consensusdb_pki::cluster_dir::init(
+        other.path(),
+        "consensusdb",
+        "n",
+        &names,
+        consensusdb_pki::issue::DEFAULT_VALIDITY,
+    )
+    .expect("another CA");
+    let stranger = Credentials::admin_in(other.path()).expect("reads");
+    let refused = client(node.grpc_url(), Some(stranger)).put(Record::new(key("k"), "v")).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Unavailable, "{refused}");
+    assert!(refused.to_string().contains("not signed by the CA you trust"), "{refused}");
+    node.stop().await;
+}
+
+/// What `Node::open` says for `config`.
+async fn open_error(config: &NodeConfig) -> String {
+    let listener = consensusdb_node::bind(config).await.expect("binds");
+    match Node::open(config, listener).await {
+        Ok(_) => panic!("the node opened"),
+        Err(error @ NodeError::Security(_)) => error.to_string(),
+        Err(other) => panic!("not a security error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_node_without_the_right_certificates_says_what_to_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = NodeConfig { data_dir: dir.path().to_path_buf(), ..NodeConfig::default() };
+    config.grpc.listen = "127.0.0.1:0".parse().expect("addr");
+    config.cluster.peers = vec!["127.0.0.1:1".into()];
+    let error = open_error(&config).await;
+    assert!(error.contains("consensusdb init") && error.contains("--tls-cert"), "{error}");
+    assert!(!dir.path().join("tls").exists(), "a node with peers never makes a CA of its own");
+
+    config.cluster.peers.clear();
+    config.tls = shared_ca().node.clone();
+    config.cluster.id = "prod".into();
+    let error = open_error(&config).await;
+    assert!(error.contains("cluster.id"), "{error}");
+}
+
+#[test]
+fn a_fresh_node_makes_its_own_ca_and_the_cli_finds_the_admin_credential() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let launch = Launch { self_made_tls: true, capture_stderr: false, ..Launch::default() };
+    let mut node = NodeProcess::launch(&cwd.path().join("data"), launch);
+    let tls = cwd.path().join("data/tls");
+    for file in
+        ["ca.pem", "ca.key", "node-node-1.pem", "node-node-1.key", "client-admin.pem", "client-admin.key"]
+    {
+        assert!(tls.join(file).is_file(), "{file} was made");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(tls.join("client-admin.key")).expect("exists").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "private keys are the owner's only");
+    // The CLI, run where the node runs, finds the credential by itself.
+    let put = Command::new(env!("CARGO_BIN_EXE_consensusdb"))
+        .current_dir(cwd.path())
+        .args(["-s", &node.addr.to_string(), "put", "acme", "ACCOUNT", "balance", "1", "--untimed"])
+        .env_remove("CONSENSUSDB_CA")
+        .env_remove("CONSENSUSDB_CERT")
+        .env_remove("CONSENSUSDB_KEY")
+        .env_remove("CONSENSUSDB_SERVERS")
+        .output()
+        .expect("runs");
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    node.send_sigterm();
+    assert!(node.child.wait_for_exit(TEST_TIMEOUT).success());
+    // A restart keeps the CA it made.
+    let ca = std::fs::read(tls.join("ca.pem")).expect("reads");
+    let mut again =
+        NodeProcess::launch(&cwd.path().join("data"), Launch { self_made_tls: true, ..Launch::default() });
+    assert_eq!(std::fs::read(tls.join("ca.pem")).expect("reads"), ca, "the CA is made once");
+    again.send_sigterm();
+    assert!(again.child.wait_for_exit(TEST_TIMEOUT).success());
+}
