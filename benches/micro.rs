@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the hot pure functions: key encoding,
-//! head and log-entry encode/decode, value compression and the conflict rule.
+//! head and log-entry encode/decode, value compression, the conflict rule,
+//! and the CPU a new connection's TLS handshake costs.
 //!
 //! Run with `cargo bench --workspace --bench micro` (`--workspace` keeps the
 //! dependency features, and so the RocksDB build, shared with the tests).
@@ -11,6 +12,7 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use consensusdb_types::conflict::incoming_wins;
@@ -118,5 +120,71 @@ fn conflict(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, keys, envelopes, compression, conflict);
+/// Moves what `from` has to send into `to`.
+fn transfer(from: &mut rustls::Connection, to: &mut rustls::Connection) {
+    let mut bytes = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut bytes).expect("writes to memory");
+    }
+    let mut reader = &bytes[..];
+    while !reader.is_empty() {
+        to.read_tls(&mut reader).expect("reads from memory");
+        to.process_new_packets().expect("a valid handshake");
+    }
+}
+
+/// One full handshake between `client` and `server`, in memory.
+fn handshake(server: &Arc<rustls::ServerConfig>, client: &Arc<rustls::ClientConfig>) {
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+    let mut client =
+        rustls::Connection::Client(rustls::ClientConnection::new(client.clone(), name).expect("a client"));
+    let mut server =
+        rustls::Connection::Server(rustls::ServerConnection::new(server.clone()).expect("a server"));
+    while client.is_handshaking() || server.is_handshaking() {
+        transfer(&mut client, &mut server);
+        transfer(&mut server, &mut client);
+    }
+}
+
+/// The full mutual-TLS handshake of a new connection (node certificate,
+/// client certificate, ECDSA P-256, TLS 1.3), against the same handshake
+/// without a client certificate as the reference.
+fn tls_handshake(c: &mut Criterion) {
+    use consensusdb_pki::tls::{PemCredential, client_config, server_config};
+    let ca = consensusdb_pki::Authority::create("bench").expect("a CA");
+    let names = consensusdb_pki::NodeNames { dns: vec![], ips: vec!["127.0.0.1".parse().expect("ip")] };
+    let validity = consensusdb_pki::issue::DEFAULT_VALIDITY;
+    let node = ca.issue_node("n1", &names, validity).expect("a node certificate");
+    let app = ca.issue_client("app", validity).expect("a client certificate");
+    let pem = |credential| {
+        let credential: &consensusdb_pki::Credential = credential;
+        PemCredential {
+            ca_bundle: ca.certificate_pem(),
+            certificate_chain: &credential.certificate_pem,
+            key: &credential.key_pem,
+        }
+    };
+    let server = server_config(&pem(&node)).expect("a server configuration");
+    let mutual = client_config(&pem(&app)).expect("a client configuration");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der_of(ca.certificate_pem())).expect("the CA");
+    let anonymous = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS 1.3 and 1.2")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let mut group = c.benchmark_group("tls_handshake");
+    group.bench_function("reference_server_auth_only", |b| b.iter(|| handshake(&server, &anonymous)));
+    group.bench_function("mutual", |b| b.iter(|| handshake(&server, &mutual)));
+    group.finish();
+}
+
+fn der_of(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM")
+}
+
+criterion_group!(benches, keys, envelopes, compression, conflict, tls_handshake);
 criterion_main!(benches);

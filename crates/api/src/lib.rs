@@ -32,4 +32,4 @@ pub use http::{Gateway, serve_http};
 pub use metrics::Metrics;
 pub use readiness::Readiness;
 pub use records_api::{RecordsApi, ServiceError};
-pub use tls::{HandshakeRefusals, ServerTransport};
+pub use tls::{HandshakeRefusals, Port, ServerTransport};

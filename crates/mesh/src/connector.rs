@@ -10,11 +10,11 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
+use consensusdb_pki::LiveTls;
+use consensusdb_types::Role;
 use consensusdb_types::error::error_chain;
-use consensusdb_types::{Identity, Role};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpSocket, TcpStream};
@@ -74,19 +74,19 @@ impl Connector for PlainConnector {
 /// must be signed by the cluster CA, carry the host of its advertised
 /// address, and be a node of this node's cluster (a client certificate
 /// cannot authenticate a server, and one of another cluster is refused).
+/// It dials with the node's credential in force at the time, so a
+/// reloaded certificate is used from the next connection on.
 #[derive(Clone)]
 pub struct TlsConnector {
-    config: Arc<rustls::ClientConfig>,
-    /// This node's identity: peers must be of its cluster.
-    own: Identity,
+    tls: LiveTls,
     /// The local address connections come from; `None` lets the OS pick.
     source: Option<IpAddr>,
 }
 
 impl TlsConnector {
-    /// Dials with `config` (the node's client configuration) as `own`.
-    pub fn new(config: Arc<rustls::ClientConfig>, own: Identity, source: Option<IpAddr>) -> Self {
-        Self { config, own, source }
+    /// Dials with the node's `tls`.
+    pub fn new(tls: LiveTls, source: Option<IpAddr>) -> Self {
+        Self { tls, source }
     }
 
     /// Connects to `dial` (`host:port`; a proxy in tests) and verifies the
@@ -111,8 +111,10 @@ impl TlsConnector {
         dial: &str,
         name: ServerName<'static>,
     ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let current = self.tls.current();
+        let own = &current.identity;
         let tcp = tcp_connect(dial, self.source).await?;
-        let tls = tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp).await?;
+        let tls = tokio_rustls::TlsConnector::from(current.client.clone()).connect(name, tcp).await?;
         let refused = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
         let certificate = tls
             .get_ref()
@@ -121,8 +123,8 @@ impl TlsConnector {
             .and_then(|chain| chain.first())
             .ok_or_else(|| refused("the peer presented no certificate".into()))?;
         let peer = consensusdb_pki::identity_of(certificate).map_err(|e| refused(e.to_string()))?;
-        if peer.role() != Role::Node || peer.cluster() != self.own.cluster() {
-            return Err(refused(format!("the peer is {peer}, not a node of cluster {}", self.own.cluster())));
+        if peer.role() != Role::Node || peer.cluster() != own.cluster() {
+            return Err(refused(format!("the peer is {peer}, not a node of cluster {}", own.cluster())));
         }
         Ok(tls)
     }

@@ -181,7 +181,7 @@ pub struct StorageConfig {
 /// make it. Unset, a one-node cluster makes its own CA and credentials
 /// under `<data_dir>/tls` on first start; a node with peers needs the
 /// cluster's shared CA, so it must be given these.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// The CA bundle to trust (PEM): the cluster CA, or the old and the
@@ -191,6 +191,15 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// The node's private key (PEM).
     pub key_file: Option<PathBuf>,
+    /// Milliseconds between looks at the three files; a change reloads
+    /// them (so does SIGHUP). 0 turns the polling off.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { ca_file: None, cert_file: None, key_file: None, reload_interval_ms: 10_000 }
+    }
 }
 
 impl TlsConfig {
@@ -623,6 +632,7 @@ mod tests {
             ca_file: Some("ca.pem".into()),
             cert_file: Some("n.pem".into()),
             key_file: Some("n.key".into()),
+            ..TlsConfig::default()
         };
         let config =
             NodeConfig::load(None, env(&[]), &FlagOverrides { tls: all.clone(), ..Default::default() })

@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod descriptors;
+pub mod reload;
 pub mod security;
 
 use std::future::Future;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use consensusdb_api::http::hosts::AllowedHosts;
 use consensusdb_api::{
-    ConnectionLimits, Connections, Gateway, HandshakeRefusals, Metrics, Readiness, RecordsApi,
+    ConnectionLimits, Connections, Gateway, HandshakeRefusals, Metrics, Port, Readiness, RecordsApi,
     ServerTransport,
 };
 use consensusdb_client::AdminPaths;
@@ -30,6 +31,7 @@ use tonic::service::Routes;
 
 use crate::config::NodeConfig;
 use crate::descriptors::DescriptorBudget;
+use crate::reload::CertificateReload;
 use crate::security::{NodeSecurity, SecurityError};
 
 /// Why a node stopped with an error.
@@ -104,6 +106,8 @@ pub struct Node {
     handshake_refusals: HandshakeRefusals,
     /// The admin client credential the node made for itself, if it did.
     self_made_admin: Option<AdminPaths>,
+    /// Replaces the certificate when its files change, over TLS.
+    reload: Option<CertificateReload>,
     /// How long shutdown waits for calls in flight before cutting them.
     shutdown_grace: Duration,
 }
@@ -118,9 +122,7 @@ impl Node {
             let source = config.cluster.source_address;
             match security {
                 NodeSecurity::Plaintext => Arc::new(PlainConnector { source }),
-                NodeSecurity::Tls { tls, .. } => {
-                    Arc::new(TlsConnector::new(tls.client.clone(), tls.identity.clone(), source))
-                }
+                NodeSecurity::Tls { tls, .. } => Arc::new(TlsConnector::new(tls.clone(), source)),
             }
         })
         .await
@@ -140,21 +142,33 @@ impl Node {
         };
         let connector = connector(&security);
         let handshake_refusals = HandshakeRefusals::default();
-        let (grpc_transport, http_transport, self_made_admin) = match security {
+        let (grpc_transport, http_transport, self_made_admin, reload) = match security {
             NodeSecurity::Plaintext => {
                 tracing::warn!(
                     "DEVELOPMENT MODE (--insecure-plaintext): both ports serve plaintext to anyone who reaches \
                      them, nobody is authenticated, and peers are dialed without TLS"
                 );
-                (ServerTransport::Plaintext, ServerTransport::Plaintext, None)
+                (ServerTransport::Plaintext, ServerTransport::Plaintext, None, None)
             }
             NodeSecurity::Tls { tls, files, self_made_admin } => {
-                tracing::info!(identity = %tls.identity, certificate = %files.certificate.display(), "serving mTLS");
-                (
-                    ServerTransport::grpc(&tls.server, handshake_refusals.clone()),
-                    ServerTransport::http(&tls.server, handshake_refusals.clone()),
-                    self_made_admin,
-                )
+                let current = tls.current();
+                tracing::info!(
+                    identity = %current.identity,
+                    certificate = %files.certificate.display(),
+                    not_after = %current.not_after,
+                    "serving mTLS"
+                );
+                let transport = |port| ServerTransport::Tls {
+                    tls: tls.clone(),
+                    port,
+                    refusals: handshake_refusals.clone(),
+                };
+                let reload = CertificateReload::new(
+                    files,
+                    tls.clone(),
+                    Duration::from_millis(config.tls.reload_interval_ms),
+                );
+                (transport(Port::Grpc), transport(Port::Http), self_made_admin, Some(reload))
             }
         };
         let limit = descriptors::current_limit().map_err(NodeError::Descriptors)?;
@@ -186,6 +200,7 @@ impl Node {
             http_transport,
             handshake_refusals,
             self_made_admin,
+            reload,
             shutdown_grace: Duration::from_millis(config.server.shutdown_grace_ms),
         })
     }
@@ -204,6 +219,12 @@ impl Node {
     /// Failed TLS handshakes on either port.
     pub fn handshake_refusals(&self) -> &HandshakeRefusals {
         &self.handshake_refusals
+    }
+
+    /// What makes the node reload its certificate files now (SIGHUP in
+    /// the binary); `None` in plaintext.
+    pub fn reload_trigger(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.reload.as_ref().map(CertificateReload::trigger)
     }
 
     /// The client connections of both servers (cap, counts).
@@ -257,9 +278,12 @@ impl Node {
             http_transport,
             handshake_refusals,
             self_made_admin: _,
+            reload,
             shutdown_grace,
         } = self;
         mesh.start();
+        let live_tls = reload.as_ref().map(CertificateReload::live);
+        let reloading = reload.map(|reload| tokio::spawn(reload.run()));
         let routes = Routes::new(mesh.service());
         // One shutdown, one readiness and one set of metrics, seen by both
         // servers.
@@ -273,7 +297,7 @@ impl Node {
                 .with_connections(connections.clone())
                 .with_max_body_bytes(http_max_body_bytes)
                 .with_allowed_hosts(AllowedHosts::new(&http_allowed_hosts))
-                .with_security(http_transport.is_tls(), handshake_refusals.clone());
+                .with_security(live_tls.clone(), handshake_refusals.clone());
             tokio::spawn(consensusdb_api::serve_http(
                 gateway,
                 listener,
@@ -329,6 +353,9 @@ impl Node {
             None => Ok(()),
         };
         grace.abort();
+        if let Some(reloading) = reloading {
+            reloading.abort();
+        }
         mesh.stop().await;
         // Close storage even if serving failed, so acknowledged writes are flushed.
         let closed = store.close().await;

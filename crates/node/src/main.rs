@@ -166,6 +166,7 @@ impl ServeArgs {
                 ca_file: self.tls_ca.clone(),
                 cert_file: self.tls_cert.clone(),
                 key_file: self.tls_key.clone(),
+                ..consensusdb_node::config::TlsConfig::default()
             },
         };
         NodeConfig::load(self.config.as_deref(), std::env::vars_os(), &flags)
@@ -274,6 +275,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         // Listen for signals before anything slow, so a SIGTERM during
         // start-up (RocksDB replaying its WAL) still ends in a clean exit.
         let shutdown = ShutdownSignal::install().map_err(consensusdb_node::NodeError::Signals)?;
+        // SIGHUP reloads the certificate files; registered now, since its
+        // default action would end the process.
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(consensusdb_node::NodeError::Signals)?;
         let listener = consensusdb_node::bind(&config).await?;
         let http = consensusdb_node::bind_http(&config).await?;
         let mut node = consensusdb_node::Node::open(&config, listener).await?;
@@ -283,6 +288,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
         let addr = node
             .local_addr()
             .map_err(|source| consensusdb_node::NodeError::Bind { addr: config.grpc.listen, source })?;
+        if let Some(trigger) = node.reload_trigger() {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading the certificate files");
+                    trigger.notify_one();
+                }
+            });
+        }
         let security =
             if node.is_tls() { "mTLS" } else { "PLAINTEXT (--insecure-plaintext, development only)" };
         // Printed once storage is open and the port is bound: scripts and

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use consensusdb_client::AdminPaths;
 use consensusdb_pki::issue::DEFAULT_VALIDITY;
-use consensusdb_pki::{NodeNames, NodeTls, PkiError, TlsFiles, cluster_dir};
+use consensusdb_pki::{LiveTls, NodeNames, NodeTls, PkiError, TlsFiles, cluster_dir};
 
 use crate::config::NodeConfig;
 
@@ -63,8 +63,8 @@ pub enum NodeSecurity {
     Plaintext,
     /// mTLS with the node's credential.
     Tls {
-        /// The loaded credential.
-        tls: Box<NodeTls>,
+        /// The credential in force, replaced on reload.
+        tls: LiveTls,
         /// The files it came from.
         files: TlsFiles,
         /// The admin client credential, when the node made its own.
@@ -89,7 +89,7 @@ impl NodeSecurity {
                 (self_made(&dir, config)?, Some(AdminPaths::in_dir(&dir)))
             }
         };
-        let tls = Box::new(NodeTls::load(&files)?);
+        let tls = NodeTls::load(&files)?;
         if tls.identity.cluster() != config.cluster.id {
             return Err(SecurityError::WrongCluster {
                 identity: tls.identity.to_string(),
@@ -97,7 +97,7 @@ impl NodeSecurity {
                 configured: config.cluster.id.clone(),
             });
         }
-        Ok(Self::Tls { tls, files, self_made_admin })
+        Ok(Self::Tls { tls: LiveTls::new(tls), files, self_made_admin })
     }
 }
 

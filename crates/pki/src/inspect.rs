@@ -69,7 +69,8 @@ pub fn identity_of_pem(certificate_pem: &str) -> Result<Identity, PkiError> {
 /// Refuses a certificate outside its validity period, saying which end it
 /// is past: a node must not start serving (or dialing) with a certificate
 /// every peer would refuse.
-pub fn check_valid_now(certificate_der: &[u8], what: &str) -> Result<(), PkiError> {
+/// Returns when it expires.
+pub fn check_valid_now(certificate_der: &[u8], what: &str) -> Result<String, PkiError> {
     check_valid_at(certificate_der, what, x509_parser::time::ASN1Time::now())
 }
 
@@ -78,7 +79,7 @@ pub(crate) fn check_valid_at(
     certificate_der: &[u8],
     what: &str,
     now: x509_parser::time::ASN1Time,
-) -> Result<(), PkiError> {
+) -> Result<String, PkiError> {
     let (_, certificate) = X509Certificate::from_der(certificate_der)
         .map_err(|error| PkiError::Read(format!("{what}: not a certificate: {error}")))?;
     let validity = certificate.validity();
@@ -88,5 +89,5 @@ pub(crate) fn check_valid_at(
     if now > validity.not_after {
         return Err(PkiError::Invalid(format!("{what} expired on {}", validity.not_after)));
     }
-    Ok(())
+    Ok(validity.not_after.to_string())
 }

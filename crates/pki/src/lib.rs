@@ -15,6 +15,8 @@
 //!   makes: a CA, a node's credential and the admin client's.
 //! - [`tls`]: rustls configurations from a credential, for the servers
 //!   (client certificates verified when presented) and for dialing.
+//! - [`live`]: a node's TLS replaced while it serves (certificate reload),
+//!   and the file stamps that tell when its files changed.
 //!
 //! Nothing here is hand-rolled cryptography: rcgen builds and signs the
 //! certificates (ring underneath), x509-parser reads them, and rustls
@@ -26,6 +28,7 @@ pub mod error;
 pub mod files;
 pub mod inspect;
 pub mod issue;
+pub mod live;
 pub mod tls;
 
 #[cfg(test)]
@@ -38,4 +41,5 @@ pub use error::PkiError;
 pub use files::{CredentialFiles, credential_paths, write_credential};
 pub use inspect::{check_valid_now, identity_of, identity_of_pem};
 pub use issue::{Credential, NodeNames};
+pub use live::{LiveTls, ReloadStats};
 pub use tls::{NodeTls, TlsFiles};

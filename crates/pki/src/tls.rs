@@ -96,10 +96,15 @@ pub struct TlsFiles {
 pub struct NodeTls {
     /// The node's own identity, from its certificate.
     pub identity: Identity,
-    /// For both listening ports.
-    pub server: Arc<ServerConfig>,
+    /// For the gRPC port: ALPN `h2` only.
+    pub grpc: Arc<ServerConfig>,
+    /// For the gateway: ALPN `http/1.1` only (the gateway speaks HTTP/1.1,
+    /// and a client offered `h2` would pick it).
+    pub http: Arc<ServerConfig>,
     /// For dialing peers, presenting the node's certificate.
     pub client: Arc<ClientConfig>,
+    /// When the node's certificate expires.
+    pub not_after: String,
 }
 
 impl NodeTls {
@@ -112,7 +117,7 @@ impl NodeTls {
             (read(&files.ca_bundle)?, read(&files.certificate)?, read(&files.key)?);
         let leaf = chain(&certificate_chain)?.swap_remove(0);
         let what = format!("the node certificate {}", files.certificate.display());
-        crate::inspect::check_valid_now(&leaf, &what)?;
+        let not_after = crate::inspect::check_valid_now(&leaf, &what)?;
         let identity = crate::identity_of(&leaf)?;
         if identity.role() != Role::Node {
             return Err(PkiError::Invalid(format!(
@@ -121,7 +126,19 @@ impl NodeTls {
         }
         let credential =
             PemCredential { ca_bundle: &ca_bundle, certificate_chain: &certificate_chain, key: &key };
-        Ok(Self { identity, server: server_config(&credential)?, client: client_config(&credential)? })
+        let server = server_config(&credential)?;
+        let for_protocol = |protocol: &[u8]| {
+            let mut config = (*server).clone();
+            config.alpn_protocols = vec![protocol.to_vec()];
+            Arc::new(config)
+        };
+        Ok(Self {
+            identity,
+            grpc: for_protocol(b"h2"),
+            http: for_protocol(b"http/1.1"),
+            client: client_config(&credential)?,
+            not_after,
+        })
     }
 }
 

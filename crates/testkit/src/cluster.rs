@@ -219,9 +219,7 @@ impl TestCluster {
         let connector = move |security: &NodeSecurity| -> Arc<dyn Connector> {
             let tls = match security {
                 NodeSecurity::Plaintext => None,
-                NodeSecurity::Tls { tls, .. } => {
-                    Some(TlsConnector::new(tls.client.clone(), tls.identity.clone(), None))
-                }
+                NodeSecurity::Tls { tls, .. } => Some(TlsConnector::new(tls.clone(), None)),
             };
             Arc::new(RoutedConnector { from: i, routes, tls })
         };

@@ -62,6 +62,7 @@ impl TestPki {
             ca_file: Some(self.ca_file.clone()),
             cert_file: Some(files.certificate),
             key_file: Some(files.key),
+            ..TlsConfig::default()
         }
     }
 

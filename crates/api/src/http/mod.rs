@@ -67,7 +67,7 @@ pub struct Gateway {
     started_at_ms: u64,
     max_body_bytes: usize,
     allowed_hosts: hosts::AllowedHosts,
-    transport_is_tls: bool,
+    tls: Option<consensusdb_pki::LiveTls>,
     handshake_refusals: crate::tls::HandshakeRefusals,
     rates: Arc<status_page::Rates>,
     regions: Arc<status_page::RegionCache>,
@@ -90,18 +90,23 @@ impl Gateway {
             started_at_ms,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_hosts: hosts::AllowedHosts::default(),
-            transport_is_tls: false,
+            tls: None,
             handshake_refusals: crate::tls::HandshakeRefusals::default(),
             rates: Arc::default(),
             regions: Arc::default(),
         }
     }
 
-    /// Shows how the node's ports are secured, and its refused TLS
-    /// handshakes, on the status page.
+    /// Shows how the node's ports are secured (`tls`, or `None` in
+    /// plaintext), its certificate reloads and refused TLS handshakes, on
+    /// the status page.
     #[must_use]
-    pub fn with_security(mut self, transport_is_tls: bool, refusals: crate::tls::HandshakeRefusals) -> Self {
-        self.transport_is_tls = transport_is_tls;
+    pub fn with_security(
+        mut self,
+        tls: Option<consensusdb_pki::LiveTls>,
+        refusals: crate::tls::HandshakeRefusals,
+    ) -> Self {
+        self.tls = tls;
         self.handshake_refusals = refusals;
         self
     }

@@ -129,6 +129,16 @@ pub(crate) struct SecurityJson {
     handshakes_refused: u64,
     /// Why the last one was refused.
     last_handshake_refusal: Option<String>,
+    /// The node's identity; null in plaintext.
+    identity: Option<String>,
+    /// When its certificate expires; null in plaintext.
+    certificate_not_after: Option<String>,
+    /// New certificates taken into use without a restart.
+    certificate_reloads: u64,
+    /// Reloads refused (the current certificate was kept), and why the
+    /// last one was.
+    certificate_reloads_refused: u64,
+    last_reload_refusal: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -199,6 +209,21 @@ pub(crate) struct OriginLagJson {
     origin: String,
     entries: u64,
     seconds: f64,
+}
+
+fn security(gateway: &Gateway) -> SecurityJson {
+    let current = gateway.tls.as_ref().map(consensusdb_pki::LiveTls::current);
+    let reloads = gateway.tls.as_ref().map(consensusdb_pki::LiveTls::reload_stats).unwrap_or_default();
+    SecurityJson {
+        transport: if current.is_some() { "mtls" } else { "plaintext" },
+        handshakes_refused: gateway.handshake_refusals.count(),
+        last_handshake_refusal: gateway.handshake_refusals.last(),
+        identity: current.as_ref().map(|tls| tls.identity.to_string()),
+        certificate_not_after: current.as_ref().map(|tls| tls.not_after.clone()),
+        certificate_reloads: reloads.reloaded,
+        certificate_reloads_refused: reloads.refused,
+        last_reload_refusal: reloads.last_refusal,
+    }
 }
 
 fn replication(gateway: &Gateway) -> Option<ReplicationJson> {
@@ -278,11 +303,7 @@ pub(crate) async fn status(State(gateway): State<Gateway>) -> Result<Json<Status
             .collect(),
         regions_truncated: regions.truncated,
         replication: replication(&gateway),
-        security: SecurityJson {
-            transport: if gateway.transport_is_tls { "mtls" } else { "plaintext" },
-            handshakes_refused: gateway.handshake_refusals.count(),
-            last_handshake_refusal: gateway.handshake_refusals.last(),
-        },
+        security: security(&gateway),
     }))
 }
 

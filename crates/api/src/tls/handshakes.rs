@@ -2,6 +2,7 @@
 
 use std::io;
 
+use consensusdb_pki::LiveTls;
 use consensusdb_types::{Caller, Connection};
 use futures::{Stream, StreamExt};
 use tokio::net::TcpStream;
@@ -10,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{HANDSHAKE_TIMEOUT, HandshakeRefusals, Secured, ServerTransport};
+use super::{HANDSHAKE_TIMEOUT, HandshakeRefusals, Port, Secured, ServerTransport};
 use crate::connections::Guarded;
 
 /// Connections finished with their handshakes but not yet taken by the
@@ -34,9 +35,9 @@ pub fn secure(
                 })
             })
             .left_stream(),
-        ServerTransport::Tls { config, refusals } => {
+        ServerTransport::Tls { tls, port, refusals } => {
             let (ready, taken) = mpsc::channel(READY_BUFFER);
-            tokio::spawn(handshake_all(accepted, TlsAcceptor::from(config), refusals, ready));
+            tokio::spawn(handshake_all(accepted, tls, port, refusals, ready));
             ReceiverStream::new(taken).right_stream()
         }
     }
@@ -45,7 +46,8 @@ pub fn secure(
 /// Runs the handshakes of `accepted` until the server stops taking them.
 async fn handshake_all(
     accepted: impl Stream<Item = io::Result<Guarded<TcpStream>>> + Send,
-    acceptor: TlsAcceptor,
+    tls: LiveTls,
+    port: Port,
     refusals: HandshakeRefusals,
     ready: mpsc::Sender<io::Result<Secured>>,
 ) {
@@ -56,7 +58,14 @@ async fn handshake_all(
             () = ready.closed() => break,
             next = accepted.next() => match next {
                 Some(Ok(stream)) => {
-                    handshakes.spawn(handshake(acceptor.clone(), stream, refusals.clone()));
+                    // The credential in force now: a reload applies from
+                    // the next connection on.
+                    let current = tls.current();
+                    let config = match port {
+                        Port::Grpc => current.grpc.clone(),
+                        Port::Http => current.http.clone(),
+                    };
+                    handshakes.spawn(handshake(TlsAcceptor::from(config), stream, refusals.clone()));
                 }
                 Some(Err(error)) => {
                     if ready.send(Err(error)).await.is_err() {

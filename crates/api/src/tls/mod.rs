@@ -1,8 +1,8 @@
 //! TLS on the client-facing ports: what each accepted connection becomes
 //! before a server sees it.
 //!
-//! - [`ServerTransport`]: TLS (the node's rustls configuration, narrowed to
-//!   the protocol of the port) or plaintext (`--insecure-plaintext`).
+//! - [`ServerTransport`]: TLS (the node's credential in force, for the
+//!   protocol of the port) or plaintext (`--insecure-plaintext`).
 //! - [`handshakes`]: connections admitted by [`crate::Connections`] go
 //!   through their handshakes concurrently, each within a timeout, so one
 //!   slow or silent caller can never hold up the accept loop.
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rustls::ServerConfig;
+use consensusdb_pki::LiveTls;
 
 pub use handshakes::secure;
 pub use secured::Secured;
@@ -30,34 +30,30 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ServerTransport {
     /// Development only: no encryption, and nobody identified.
     Plaintext,
-    /// TLS with this configuration; client certificates verified against
-    /// the cluster CA when presented.
+    /// TLS with the node's credential in force when each connection
+    /// arrives (so a reloaded certificate takes effect for new
+    /// connections); client certificates verified against the cluster CA
+    /// when presented.
     Tls {
-        /// The rustls configuration.
-        config: Arc<ServerConfig>,
+        /// The node's TLS.
+        tls: LiveTls,
+        /// Which port: its protocol.
+        port: Port,
         /// Handshakes that failed on this port.
         refusals: HandshakeRefusals,
     },
 }
 
+/// A port, by the protocol it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// gRPC (ALPN `h2`).
+    Grpc,
+    /// The gateway (ALPN `http/1.1`).
+    Http,
+}
+
 impl ServerTransport {
-    /// TLS for the gRPC port: ALPN `h2` only.
-    pub fn grpc(config: &ServerConfig, refusals: HandshakeRefusals) -> Self {
-        Self::for_protocol(config, b"h2", refusals)
-    }
-
-    /// TLS for the gateway: ALPN `http/1.1` only (the gateway speaks
-    /// HTTP/1.1, and a client offered `h2` would pick it).
-    pub fn http(config: &ServerConfig, refusals: HandshakeRefusals) -> Self {
-        Self::for_protocol(config, b"http/1.1", refusals)
-    }
-
-    fn for_protocol(config: &ServerConfig, protocol: &[u8], refusals: HandshakeRefusals) -> Self {
-        let mut config = config.clone();
-        config.alpn_protocols = vec![protocol.to_vec()];
-        Self::Tls { config: Arc::new(config), refusals }
-    }
-
     /// Whether connections are encrypted.
     pub fn is_tls(&self) -> bool {
         matches!(self, Self::Tls { .. })

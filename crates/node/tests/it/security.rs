@@ -201,3 +201,193 @@ fn a_fresh_node_makes_its_own_ca_and_the_cli_finds_the_admin_credential() {
     again.send_sigterm();
     assert!(again.child.wait_for_exit(TEST_TIMEOUT).success());
 }
+
+/// The certificate the TLS port at `addr`, speaking `protocol`, presents
+/// to a new connection.
+async fn presented_on(
+    addr: std::net::SocketAddr,
+    protocol: &[u8],
+    admin: &consensusdb_client::AdminPaths,
+) -> Vec<u8> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+    let mut config = (*tls_client_config(admin)).clone();
+    config.alpn_protocols = vec![protocol.to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    tls.get_ref().1.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+/// Replaces a file the way deployment tools do: a new file renamed over it.
+fn replace(path: &std::path::Path, text: &str) {
+    let fresh = path.with_extension("new");
+    std::fs::write(&fresh, text).expect("writes");
+    std::fs::rename(&fresh, path).expect("renames");
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM").to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_certificate_rotated_on_disk_under_load_is_used_without_a_restart() {
+    // A CA of the test's own: the shared one's files must not change.
+    let certs = tempfile::tempdir().expect("temp dir");
+    let names =
+        consensusdb_pki::NodeNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse().unwrap()] };
+    let validity = consensusdb_pki::issue::DEFAULT_VALIDITY;
+    let made = consensusdb_pki::cluster_dir::init(certs.path(), "consensusdb", "n1", &names, validity)
+        .expect("a CA");
+    let node_files = made.node.1.clone();
+    let admin = consensusdb_client::AdminPaths::in_dir(certs.path());
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut config = NodeConfig { data_dir: data.path().to_path_buf(), ..NodeConfig::default() };
+    config.grpc.listen = "127.0.0.1:0".parse().expect("addr");
+    config.http.listen = "127.0.0.1:0".parse().expect("addr");
+    config.tls = consensusdb_node::config::TlsConfig {
+        ca_file: Some(made.ca.certificate.clone()),
+        cert_file: Some(node_files.certificate.clone()),
+        key_file: Some(node_files.key.clone()),
+        reload_interval_ms: 100,
+    };
+    let listener = consensusdb_node::bind(&config).await.expect("binds");
+    let http_listener = consensusdb_node::bind_http(&config).await.expect("binds").expect("gateway on");
+    let (addr, http) = (listener.local_addr().unwrap(), http_listener.local_addr().unwrap());
+    let node = Node::open(&config, listener).await.expect("opens").with_http(http_listener);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(node.serve(async { drop(stopped.await) }));
+    // What new connections to the gRPC port and to the gateway are shown.
+    let presented = async |admin: &consensusdb_client::AdminPaths| {
+        (presented_on(addr, b"h2", admin).await, presented_on(http, b"http/1.1", admin).await)
+    };
+    let both = |pem: &str| (der_of(pem), der_of(pem));
+    let first = std::fs::read_to_string(&node_files.certificate).expect("reads");
+    assert_eq!(presented(&admin).await, both(&first));
+
+    // Writers on one connection, opened before the rotation.
+    let credentials = Credentials::admin_in(certs.path()).expect("reads");
+    let writer = client(format!("https://{addr}"), Some(credentials.clone()));
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = {
+        let (writer, writing) = (writer.clone(), writing.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0u64;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = consensusdb_client::RowKey::new("acme", "LOAD", "w").at(Some(at_ms(i)));
+                writer.put(Record::new(key.clone(), "v")).await.expect("every write during the rotation");
+                acked.push(key);
+                i += 1;
+            }
+            acked
+        })
+    };
+
+    // A new certificate and key for the same node, dropped into place.
+    let ca = consensusdb_pki::Authority::load_dir(certs.path()).expect("loads the CA");
+    let second = ca.issue_node("n1", &names, validity).expect("issues");
+    replace(&node_files.key, &second.key_pem);
+    replace(&node_files.certificate, &second.certificate_pem);
+    eventually(TEST_TIMEOUT, "new connections get the new certificate", async || {
+        let now = presented(&admin).await;
+        if now == both(&second.certificate_pem) { Ok(()) } else { Err("the old one on a port") }
+    })
+    .await;
+
+    // A broken file is refused and the new certificate stays in use.
+    replace(&node_files.certificate, "not a certificate");
+    let status = eventually(TEST_TIMEOUT, "the broken file is refused", async || {
+        let (code, body) = curl(&[
+            "--cacert",
+            &admin.ca.display().to_string(),
+            "--cert",
+            &admin.certificate.display().to_string(),
+            "--key",
+            &admin.key.display().to_string(),
+            &format!("https://{http}/v1/status"),
+        ])
+        .await;
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if code == 200 && status["security"]["certificate_reloads_refused"].as_u64() >= Some(1) {
+            Ok(status)
+        } else {
+            Err(body)
+        }
+    })
+    .await;
+    assert!(status["security"]["certificate_reloads"].as_u64() >= Some(1), "{status}");
+    let why = status["security"]["last_reload_refusal"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&node_files.certificate.display().to_string()) || why.contains("certificate"),
+        "{why}"
+    );
+    assert_eq!(presented(&admin).await, both(&second.certificate_pem), "the valid one stays in use");
+
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let acked = load.await.expect("the writer finished");
+    assert!(!acked.is_empty(), "writes went on across the rotation");
+    let reader = client(format!("https://{addr}"), Some(credentials));
+    let mut lost = 0;
+    for key in &acked {
+        if reader.get(key.clone()).await.expect("reads").is_none() {
+            lost += 1;
+        }
+    }
+    assert_eq!(lost, 0, "{} acknowledged writes across the rotation", acked.len());
+    let _ = stop.send(());
+    served.await.expect("joins").expect("stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_of_a_running_process() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let names =
+        consensusdb_pki::NodeNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse().unwrap()] };
+    let validity = consensusdb_pki::issue::DEFAULT_VALIDITY;
+    let made = consensusdb_pki::cluster_dir::init(certs.path(), "consensusdb", "n1", &names, validity)
+        .expect("a CA");
+    let node_files = made.node.1.clone();
+    let shown = |path: &std::path::Path| path.display().to_string();
+    let launch = Launch {
+        // Its own files (not the shared CA's), and no polling: only the
+        // signal reloads.
+        self_made_tls: true,
+        args: vec![
+            "--tls-ca".into(),
+            shown(&made.ca.certificate),
+            "--tls-cert".into(),
+            shown(&node_files.certificate),
+            "--tls-key".into(),
+            shown(&node_files.key),
+        ],
+        env: vec![("CONSENSUSDB_TLS__RELOAD_INTERVAL_MS".into(), "0".into())],
+        ..Launch::default()
+    };
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut node = NodeProcess::launch(data.path(), launch);
+    let admin = consensusdb_client::AdminPaths::in_dir(certs.path());
+    let first = std::fs::read_to_string(&node_files.certificate).expect("reads");
+    assert_eq!(presented_on(node.http, b"http/1.1", &admin).await, der_of(&first));
+
+    let ca = consensusdb_pki::Authority::load_dir(certs.path()).expect("loads the CA");
+    let second = ca.issue_node("n1", &names, validity).expect("issues");
+    replace(&node_files.key, &second.key_pem);
+    replace(&node_files.certificate, &second.certificate_pem);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        presented_on(node.http, b"http/1.1", &admin).await,
+        der_of(&first),
+        "without polling, nothing changes before the signal"
+    );
+    crate::process::signal(node.pid(), "HUP");
+    eventually(TEST_TIMEOUT, "SIGHUP puts the new certificate in use", async || {
+        let now = presented_on(node.http, b"http/1.1", &admin).await;
+        if now == der_of(&second.certificate_pem) { Ok(()) } else { Err("the old one") }
+    })
+    .await;
+    node.send_sigterm();
+    assert!(node.child.wait_for_exit(TEST_TIMEOUT).success(), "SIGHUP did not end the process");
+}

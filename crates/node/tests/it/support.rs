@@ -189,6 +189,7 @@ pub fn shared_ca() -> &'static SharedCa {
                 ca_file: Some(made.ca.certificate.clone()),
                 cert_file: Some(made.node.1.certificate),
                 key_file: Some(made.node.1.key),
+                ..TlsConfig::default()
             },
             admin: AdminPaths {
                 ca: made.ca.certificate,
