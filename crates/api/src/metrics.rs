@@ -42,6 +42,7 @@ struct Inner {
     storage: StorageGauges,
     replication: ReplicationGauges,
     connections: ConnectionGauges,
+    security: SecurityCounters,
     /// Serialises scrapes, so counters copied from other layers advance by
     /// their difference once.
     scrape: Mutex<()>,
@@ -81,6 +82,27 @@ struct ReplicationGauges {
 struct ConnectionGauges {
     open: IntGauge,
     refused: IntCounter,
+}
+
+/// Callers refused, and the node's TLS.
+struct SecurityCounters {
+    /// Requests refused for want of a credential or a permission, by
+    /// interface and code.
+    requests_refused: IntCounterVec,
+    handshakes_refused: IntCounter,
+    certificate_reloads: IntCounter,
+    certificate_reloads_refused: IntCounter,
+}
+
+/// What the TLS layer counted, copied at each scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsFigures {
+    /// TLS handshakes refused, both ports.
+    pub handshakes_refused: u64,
+    /// New certificates taken into use without a restart.
+    pub certificate_reloads: u64,
+    /// Reloads refused (the current certificate kept).
+    pub certificate_reloads_refused: u64,
 }
 
 /// What one registration failure means: a duplicate or malformed metric,
@@ -268,6 +290,34 @@ impl Metrics {
                 "Connections closed at once because server.max_connections were open.",
             )?,
         };
+        let security = SecurityCounters {
+            requests_refused: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "consensusdb_requests_refused_total",
+                        "Requests refused before any operation: UNAUTHENTICATED (no credential) or \
+                         PERMISSION_DENIED, by interface.",
+                    ),
+                    &["interface", "code"],
+                )?,
+            )?,
+            handshakes_refused: counter(
+                r,
+                "consensusdb_tls_handshakes_refused_total",
+                "TLS handshakes refused on either port (an unknown CA, no usable identity, a timeout, plaintext).",
+            )?,
+            certificate_reloads: counter(
+                r,
+                "consensusdb_tls_certificate_reloads_total",
+                "New node certificates taken into use without a restart.",
+            )?,
+            certificate_reloads_refused: counter(
+                r,
+                "consensusdb_tls_certificate_reloads_refused_total",
+                "Certificate reloads refused: the certificate in use was kept.",
+            )?,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 registry,
@@ -278,6 +328,7 @@ impl Metrics {
                 storage,
                 replication,
                 connections,
+                security,
                 scrape: Mutex::new(()),
             }),
         })
@@ -297,6 +348,11 @@ impl Metrics {
         };
     }
 
+    /// Counts a request refused for want of a credential or permission.
+    pub(crate) fn refused(&self, interface: &str, code: consensusdb_types::ErrorCode) {
+        self.inner.security.requests_refused.with_label_values(&[interface, code.as_str()]).inc();
+    }
+
     /// Read and write requests answered so far, every interface and code.
     pub fn totals(&self) -> RequestTotals {
         RequestTotals {
@@ -312,6 +368,7 @@ impl Metrics {
         stats: &StorageStats,
         cluster: Option<&ClusterView>,
         connections: Option<&Connections>,
+        tls: TlsFigures,
         uptime_seconds: f64,
     ) -> String {
         let _scrape = self.inner.scrape.lock().unwrap_or_else(PoisonError::into_inner);
@@ -322,6 +379,10 @@ impl Metrics {
             gauges.open.set(i64::try_from(connections.open()).unwrap_or(i64::MAX));
             advance(&gauges.refused, connections.refused());
         }
+        let security = &self.inner.security;
+        advance(&security.handshakes_refused, tls.handshakes_refused);
+        advance(&security.certificate_reloads, tls.certificate_reloads);
+        advance(&security.certificate_reloads_refused, tls.certificate_reloads_refused);
         self.inner.replication.uptime_seconds.set(uptime_seconds);
         let mut text = Vec::new();
         // Encoding into a Vec cannot fail for the text format.

@@ -106,6 +106,11 @@ impl RecordsApi {
         Self { store, metrics, interface, mesh: None }
     }
 
+    /// Where requests are counted.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Answers write concerns through the node's replication mesh.
     #[must_use]
     pub fn with_mesh(mut self, mesh: Mesh) -> Self {

@@ -33,6 +33,16 @@ pub enum Refusal {
     PermissionDenied(String),
 }
 
+impl Refusal {
+    /// The shared error code: `UNAUTHENTICATED` or `PERMISSION_DENIED`.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            Refusal::Unauthenticated(_) => crate::ErrorCode::Unauthenticated,
+            Refusal::PermissionDenied(_) => crate::ErrorCode::PermissionDenied,
+        }
+    }
+}
+
 impl Caller {
     /// The verified identity, if any.
     pub fn identity(&self) -> Option<&Identity> {

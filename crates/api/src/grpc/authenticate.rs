@@ -8,11 +8,21 @@ use consensusdb_proto::status::refusal_status;
 use consensusdb_types::Connection;
 use tonic::{Request, Status};
 
-/// The interceptor of the records service.
+use crate::metrics::Metrics;
+
+/// The interceptor of the records service: refusals are counted in
+/// `metrics`.
 #[allow(clippy::result_large_err)] // tonic's interceptor signature
-pub(crate) fn require_caller(request: Request<()>) -> Result<Request<()>, Status> {
-    Connection::caller_of(request.extensions().get::<Connection>())
-        .require_identified()
-        .map_err(|refusal| refusal_status(&refusal))?;
-    Ok(request)
+pub(crate) fn require_caller(
+    metrics: Metrics,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        if let Err(refusal) =
+            Connection::caller_of(request.extensions().get::<Connection>()).require_identified()
+        {
+            metrics.refused("grpc", refusal.code());
+            return Err(refusal_status(&refusal));
+        }
+        Ok(request)
+    }
 }

@@ -116,7 +116,8 @@ pub async fn serve_grpc(
         readiness.begin_shutdown();
         set_health(&health, false).await;
     };
-    let records = RecordsServer::with_interceptor(RecordsService::new(api), authenticate::require_caller);
+    let require_caller = authenticate::require_caller(api.metrics().clone());
+    let records = RecordsServer::with_interceptor(RecordsService::new(api), require_caller);
     let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE))

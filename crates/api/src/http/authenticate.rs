@@ -5,11 +5,12 @@
 //! records, scans, the status page and `/metrics` (which name tenants),
 //! answers 401 to an anonymous caller.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use consensusdb_types::{Connection, Refusal};
 
+use super::Gateway;
 use super::error::HttpError;
 
 /// Paths served to anyone.
@@ -17,24 +18,22 @@ fn is_open(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/openapi.json" | "/docs") || path.starts_with("/docs/")
 }
 
-/// Refuses an anonymous caller everything but the open paths.
-pub(super) async fn check(request: Request, next: Next) -> Response {
+/// Refuses an anonymous caller everything but the open paths, counting
+/// the refusal.
+pub(super) async fn check(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
     if !is_open(request.uri().path())
         && let Err(refusal) =
             Connection::caller_of(request.extensions().get::<Connection>()).require_identified()
     {
+        gateway.metrics.refused("http", refusal.code());
         return refused(&refusal).into_response();
     }
     next.run(request).await
 }
 
 /// 401 without a credential, 403 for a caller not allowed.
-pub(super) fn refused(refusal: &Refusal) -> HttpError {
-    let code = match refusal {
-        Refusal::Unauthenticated(_) => consensusdb_types::ErrorCode::Unauthenticated,
-        Refusal::PermissionDenied(_) => consensusdb_types::ErrorCode::PermissionDenied,
-    };
-    HttpError::new(code, refusal.to_string(), None)
+fn refused(refusal: &Refusal) -> HttpError {
+    HttpError::new(refusal.code(), refusal.to_string(), None)
 }
 
 #[cfg(test)]

@@ -111,6 +111,16 @@ impl Gateway {
         self
     }
 
+    /// What the TLS layer counted, for the metrics.
+    fn tls_figures(&self) -> crate::metrics::TlsFigures {
+        let reloads = self.tls.as_ref().map(consensusdb_pki::LiveTls::reload_stats).unwrap_or_default();
+        crate::metrics::TlsFigures {
+            handshakes_refused: self.handshake_refusals.count(),
+            certificate_reloads: reloads.reloaded,
+            certificate_reloads_refused: reloads.refused,
+        }
+    }
+
     /// Shows the mesh's view on the status page and in the metrics, and
     /// checks write concerns against it.
     #[must_use]
@@ -182,7 +192,7 @@ pub fn router(gateway: Gateway) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), limits::check))
-        .layer(axum::middleware::from_fn(authenticate::check))
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate::check))
         // Outermost: a request for a name this gateway does not answer to
         // is refused before anything else looks at it.
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), hosts::check))

@@ -33,15 +33,21 @@ async fn curl(args: &[&str]) -> (u16, String) {
     (code, body.to_string())
 }
 
-/// `/v1/status` of the TLS node, as the admin of the shared CA.
-async fn status_as_admin(node: &TestNode) -> serde_json::Value {
+/// The body of `path` on the TLS node's gateway, as the admin of the
+/// shared CA.
+async fn as_admin(node: &TestNode, path: &str) -> String {
     let admin = &shared_ca().admin;
     let shown = |path: &std::path::Path| path.display().to_string();
     let (ca, certificate, key) = (shown(&admin.ca), shown(&admin.certificate), shown(&admin.key));
-    let url = format!("https://{}/v1/status", node.http);
+    let url = format!("https://{}{path}", node.http);
     let (code, body) = curl(&["--cacert", &ca, "--cert", &certificate, "--key", &key, &url]).await;
     assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).expect("JSON")
+    body
+}
+
+/// `/v1/status` of the TLS node, as the admin of the shared CA.
+async fn status_as_admin(node: &TestNode) -> serde_json::Value {
+    serde_json::from_str(&as_admin(node, "/v1/status").await).expect("JSON")
 }
 
 fn ca_only() -> Credentials {
@@ -81,9 +87,17 @@ async fn an_anonymous_caller_reaches_only_health_and_the_api_description() {
         let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
         assert_eq!(error["code"], "UNAUTHENTICATED", "{closed}: {body}");
     }
-    // With the admin certificate, the status says how the node is secured.
+    // With the admin certificate, the status says how the node is secured,
+    // and the metrics count each refusal by interface.
     let status = status_as_admin(&node).await;
     assert_eq!(status["security"]["transport"], "mtls", "{status}");
+    let metrics = as_admin(&node, "/metrics").await;
+    for line in [
+        r#"consensusdb_requests_refused_total{code="UNAUTHENTICATED",interface="grpc"} 1"#,
+        r#"consensusdb_requests_refused_total{code="UNAUTHENTICATED",interface="http"} 5"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     node.stop().await;
 }
 
