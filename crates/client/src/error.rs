@@ -38,10 +38,10 @@ impl Error {
         // source; a status the node sent has none. The node never
         // answered, so it is UNAVAILABLE, said with the cause (and what a
         // plaintext URL against a TLS node looks like).
-        let from_transport = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal)
-            && std::error::Error::source(status).is_some();
-        let (code, message) = if from_transport {
-            let cause = consensusdb_types::error::error_chain(status);
+        let transport_error = std::error::Error::source(status)
+            .filter(|_| matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal));
+        let (code, message) = if let Some(source) = transport_error {
+            let cause = consensusdb_types::error::error_chain(source);
             let hint = if endpoint.starts_with("http://") {
                 " (an http:// URL speaks plaintext: a node serving TLS, the default, needs https://)"
             } else {
