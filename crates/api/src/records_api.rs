@@ -2,14 +2,23 @@
 //! the JSON gateway both call after decoding their requests, so semantics,
 //! validation and error codes cannot differ between the two. Each interface
 //! only converts its wire format to these types and [`ServiceError`] back.
+//!
+//! Every operation takes the [`Principal`] the request acts for and checks
+//! it against the tenant it touches here, before anything is read or
+//! written: the one place grants are enforced for both interfaces. A scan
+//! names its tenant and a page token never leads outside the scan's range
+//! (the store checks), so a scan never reaches past a grant either.
 
 use std::time::{Duration, Instant};
 
 use consensusdb_mesh::{Mesh, WriteConcernError};
 use consensusdb_storage::{
-    Page, PutRecord, RangeQuery, ReadOptions, Record, ScanQuery, ScanStream, StorageError, Store, WriteAck,
+    Page, PutRecord, RangeQuery, ReadOptions, Record, ScanQuery, ScanScope, ScanStream, StorageError, Store,
+    WriteAck,
 };
-use consensusdb_types::{ErrorCode, FieldError, Head, RecordKey, RowKey, TimeUuid};
+use consensusdb_types::{
+    ErrorCode, FieldError, Head, Permission, Principal, RecordKey, Refusal, RowKey, TimeUuid,
+};
 
 use crate::metrics::{Kind, Metrics};
 
@@ -76,6 +85,12 @@ impl From<WriteConcernError> for ServiceError {
             WriteConcernError::NotConfirmedInTime { .. } => (ErrorCode::DeadlineExceeded, None),
         };
         Self { code, message: error.to_string(), field }
+    }
+}
+
+impl From<Refusal> for ServiceError {
+    fn from(refusal: Refusal) -> Self {
+        Self { code: refusal.code(), message: refusal.to_string(), field: None }
     }
 }
 
@@ -148,12 +163,14 @@ impl RecordsApi {
     /// many peers have applied it. Returns the head it left.
     pub async fn put(
         &self,
+        principal: &Principal,
         record: PutRecord,
         write_concern: u32,
         deadline: Option<Instant>,
     ) -> Result<Head, ServiceError> {
         let started = Instant::now();
         let result: Result<_, ServiceError> = async {
+            principal.allows(&record.key.row.major, Permission::Write)?;
             self.check_write_concern(write_concern)?;
             let ack = self.store.put(record, deadline).await?;
             self.await_write_concern(ack.seq, write_concern, deadline).await?;
@@ -170,12 +187,18 @@ impl RecordsApi {
     /// Writes records all or nothing, as one log entry.
     pub async fn put_batch(
         &self,
+        principal: &Principal,
         records: Vec<PutRecord>,
         write_concern: u32,
         deadline: Option<Instant>,
     ) -> Result<WriteAck, ServiceError> {
         let started = Instant::now();
         let result: Result<_, ServiceError> = async {
+            let tenants: std::collections::BTreeSet<&str> =
+                records.iter().map(|record| record.key.row.major.as_str()).collect();
+            for tenant in tenants {
+                principal.allows(tenant, Permission::Write)?;
+            }
             self.check_write_concern(write_concern)?;
             let ack = self.store.put_batch(records, deadline).await?;
             self.await_write_concern(ack.seq, write_concern, deadline).await?;
@@ -188,17 +211,20 @@ impl RecordsApi {
     /// The live record at `key`; `NotFound` at `key_field` when there is none.
     pub async fn get(
         &self,
+        principal: &Principal,
         key: RecordKey,
         read: ReadOptions,
         key_field: &str,
     ) -> Result<Record, ServiceError> {
         let started = Instant::now();
-        let result = match self.store.get(key, read).await {
-            Ok(found) => {
-                found.ok_or_else(|| ServiceError::not_found(key_field, "no live record at this key"))
-            }
-            Err(error) => Err(error.into()),
-        };
+        let result = async {
+            principal.allows(&key.row.major, Permission::Read)?;
+            self.store
+                .get(key, read)
+                .await?
+                .ok_or_else(|| ServiceError::not_found(key_field, "no live record at this key"))
+        }
+        .await;
         self.observed("get", Kind::Read, started, result)
     }
 
@@ -207,6 +233,7 @@ impl RecordsApi {
     /// ahead); `NotFound` at `row_field` when there is none.
     pub async fn get_recent(
         &self,
+        principal: &Principal,
         row: RowKey,
         at: Option<TimeUuid>,
         read: ReadOptions,
@@ -214,45 +241,71 @@ impl RecordsApi {
         at_field: &str,
     ) -> Result<Record, ServiceError> {
         let started = Instant::now();
-        let result = match self.store.get_recent(row, at, read).await {
-            Ok(found) => found.ok_or_else(|| {
+        let result = async {
+            principal.allows(&row.major, Permission::Read)?;
+            self.store.get_recent(row, at, read).await?.ok_or_else(|| {
                 ServiceError::not_found(row_field, &format!("no live timed record at or before {at_field}"))
-            }),
-            Err(error) => Err(error.into()),
-        };
+            })
+        }
+        .await;
         self.observed("get_recent", Kind::Read, started, result)
     }
 
     /// One page of a row's timed records.
-    pub async fn get_range(&self, query: RangeQuery) -> Result<Page, ServiceError> {
+    pub async fn get_range(&self, principal: &Principal, query: RangeQuery) -> Result<Page, ServiceError> {
         let started = Instant::now();
-        let result = self.store.get_range(query).await.map_err(ServiceError::from);
+        let result = async {
+            principal.allows(&query.row.major, Permission::Read)?;
+            Ok(self.store.get_range(query).await?)
+        }
+        .await;
         self.observed("get_range", Kind::Read, started, result)
     }
 
     /// A row, region or tenant in key order, page by page.
-    pub fn scan(&self, query: ScanQuery) -> Result<ScanPages, ServiceError> {
+    pub fn scan(&self, principal: &Principal, query: ScanQuery) -> Result<ScanPages, ServiceError> {
         let started = Instant::now();
-        let result = self.store.scan(query).map_err(ServiceError::from);
+        let tenant = match &query.scope {
+            ScanScope::Tenant { major } | ScanScope::Region { major, .. } => major,
+            ScanScope::Row(row) => &row.major,
+        };
+        let result = principal
+            .allows(tenant, Permission::Read)
+            .map_err(ServiceError::from)
+            .and_then(|()| Ok(self.store.scan(query)?));
         self.observed("scan", Kind::Read, started, result)
     }
 
     /// Gives the live record at `key` a new expiry.
     pub async fn touch(
         &self,
+        principal: &Principal,
         key: RecordKey,
         ttl_ms: Option<u64>,
         deadline: Option<Instant>,
     ) -> Result<Head, ServiceError> {
         let started = Instant::now();
-        let result = self.store.touch(key, ttl_ms, deadline).await.map_err(ServiceError::from);
+        let result = async {
+            principal.allows(&key.row.major, Permission::Write)?;
+            Ok(self.store.touch(key, ttl_ms, deadline).await?)
+        }
+        .await;
         self.observed("touch", Kind::Write, started, result)
     }
 
     /// Removes the record at `key` (a tombstone).
-    pub async fn remove(&self, key: RecordKey, deadline: Option<Instant>) -> Result<Head, ServiceError> {
+    pub async fn remove(
+        &self,
+        principal: &Principal,
+        key: RecordKey,
+        deadline: Option<Instant>,
+    ) -> Result<Head, ServiceError> {
         let started = Instant::now();
-        let result = self.store.remove(key, deadline).await.map_err(ServiceError::from);
+        let result = async {
+            principal.allows(&key.row.major, Permission::Write)?;
+            Ok(self.store.remove(key, deadline).await?)
+        }
+        .await;
         self.observed("remove", Kind::Write, started, result)
     }
 

@@ -7,7 +7,6 @@ use consensusdb_api::{
     ConnectionLimits, Connections, Metrics, READINESS_POLL, Readiness, RecordsApi, serve_grpc,
 };
 use consensusdb_storage::{Store, StoreOptions};
-use tonic::service::Routes;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -39,15 +38,18 @@ async fn health_follows_readiness() {
     let addr = listener.local_addr().expect("bound");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics = Metrics::new(store.counters()).expect("metrics register");
+    let admin = consensusdb_types::Identity::parse("cdb://test/client/admin").expect("an identity");
+    let access = consensusdb_access::Access::open(store.clone(), admin).await.expect("reads access");
     let server = tokio::spawn(serve_grpc(
         RecordsApi::new(store.clone(), metrics, "grpc"),
+        access,
         Readiness::new(store.clone()),
         listener,
         // The gRPC health service over plaintext: what TLS adds is tested
         // with the node (crates/node/tests).
         consensusdb_api::ServerTransport::Plaintext,
         Connections::new(ConnectionLimits::default()),
-        Routes::default(),
+        None,
         async move {
             let _ = stopped.await;
         },

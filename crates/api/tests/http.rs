@@ -59,7 +59,9 @@ impl TestGateway {
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let store = Store::open(StoreOptions::new(dir.path())).unwrap();
         let metrics = Metrics::new(store.counters()).unwrap();
-        let gateway = configure(Gateway::new(store.clone(), Readiness::new(store), metrics));
+        let admin = consensusdb_types::Identity::parse("cdb://test/client/admin").unwrap();
+        let access = runtime.block_on(consensusdb_access::Access::open(store.clone(), admin)).unwrap();
+        let gateway = configure(Gateway::new(store.clone(), access, Readiness::new(store), metrics));
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

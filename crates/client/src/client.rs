@@ -6,6 +6,7 @@ use std::time::Duration;
 use consensusdb_proto::v1;
 use consensusdb_types::{ErrorCode, RecordKey, RowKey};
 
+use crate::bearer::{BearerToken, TokenText};
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::head::Head;
@@ -34,6 +35,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     retry: RetryPolicy,
     credentials: Option<Credentials>,
+    token: Option<TokenText>,
 }
 
 impl Default for ClientBuilder {
@@ -44,6 +46,7 @@ impl Default for ClientBuilder {
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             credentials: None,
+            token: None,
         }
     }
 }
@@ -89,6 +92,15 @@ impl ClientBuilder {
         self
     }
 
+    /// A bearer token (from `consensusdb token create`) sent with every
+    /// call, which then acts with the token's grants rather than the
+    /// certificate's. Needs `https://` endpoints and a CA to trust
+    /// ([`Credentials::new`]); a client certificate is not needed.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(TokenText(token.into()));
+        self
+    }
+
     /// How failed requests are retried.
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -102,6 +114,7 @@ impl ClientBuilder {
             timeout: self.timeout,
             retry: self.retry,
             credentials: self.credentials,
+            token: BearerToken::new(self.token.as_ref().map(|token| token.0.as_str()))?,
         };
         Ok(Client { transport: Arc::new(Transport::new(self.endpoints, options)?), retry: self.retry })
     }

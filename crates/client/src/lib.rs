@@ -57,6 +57,7 @@
 //! # }
 //! ```
 
+mod bearer;
 mod client;
 mod credentials;
 mod error;
@@ -67,6 +68,7 @@ mod retry;
 mod scan;
 mod transport;
 
+pub use bearer::{AuthorizedChannel, BearerToken};
 pub use client::{BatchCall, Client, ClientBuilder, DEFAULT_ENDPOINT};
 pub use credentials::{AdminPaths, Credentials, NODE_TLS_DIR, endpoint_for};
 pub use error::{Error, Result};

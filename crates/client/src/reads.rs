@@ -5,11 +5,9 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use consensusdb_proto::v1;
-use consensusdb_proto::v1::records_client::RecordsClient;
 use consensusdb_types::{RecordKey, RowKey, TimeUuid};
 use futures::{Stream, TryStreamExt};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::Client;
 use crate::error::{Error, Result};
@@ -299,7 +297,7 @@ async fn read_one<Request, Rpc, Answer>(
 ) -> Result<Option<StoredRecord>>
 where
     Request: Clone,
-    Rpc: Fn(RecordsClient<Channel>, Request) -> Answer,
+    Rpc: Fn(crate::transport::Records, Request) -> Answer,
     Answer: Future<Output = Result<tonic::Response<v1::GetResponse>, tonic::Status>>,
 {
     let response = client

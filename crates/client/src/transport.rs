@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::bearer::{AuthorizedChannel, BearerToken};
 use crate::credentials::{Credentials, endpoint_for};
 use crate::error::{Error, Result};
 use crate::retry::{Replay, RetryPolicy, is_retryable};
@@ -24,7 +25,11 @@ pub(crate) struct TransportOptions {
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub credentials: Option<Credentials>,
+    pub token: BearerToken,
 }
+
+/// The records client every call gets.
+pub(crate) type Records = RecordsClient<AuthorizedChannel>;
 
 /// One node address and its connection, opened on first use.
 #[derive(Debug)]
@@ -75,6 +80,12 @@ impl Transport {
                 let url = endpoint_url(&url).map_err(|why| {
                     Error::from(consensusdb_types::FieldError::new(format!("endpoints[{i}]"), why))
                 })?;
+                if options.token.is_set() && !url.starts_with("https://") {
+                    return Err(Error::from(consensusdb_types::FieldError::new(
+                        format!("endpoints[{i}]"),
+                        format!("{url} is plaintext (http://): a bearer token is never sent in the clear; use https://"),
+                    )));
+                }
                 let endpoint = endpoint_for(&url, options.credentials.as_ref(), &format!("endpoints[{i}]"))?
                     .connect_timeout(options.connect_timeout)
                     .tcp_nodelay(true)
@@ -116,7 +127,7 @@ impl Transport {
 
     /// The node's client, connecting if it has no connection yet. A
     /// connection, once open, reconnects by itself when it breaks.
-    async fn client(&self, index: usize) -> Result<RecordsClient<Channel>> {
+    async fn client(&self, index: usize) -> Result<Records> {
         let node = &self.nodes[index];
         let mut slot = node.channel.lock().await;
         let channel = match slot.as_ref() {
@@ -130,7 +141,7 @@ impl Transport {
                 slot.insert(channel).clone()
             }
         };
-        Ok(RecordsClient::new(channel)
+        Ok(RecordsClient::new(self.options.token.on(channel))
             .max_decoding_message_size(GRPC_MESSAGE_LIMIT)
             .max_encoding_message_size(GRPC_MESSAGE_LIMIT))
     }
@@ -149,7 +160,7 @@ impl Transport {
         mut attempt: F,
     ) -> Result<T>
     where
-        F: FnMut(RecordsClient<Channel>, Duration) -> Fut,
+        F: FnMut(Records, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let deadline = Instant::now() + timeout.unwrap_or(self.options.timeout);
@@ -217,6 +228,19 @@ fn deadline_error(url: &str, sent: u32) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bearer_token_is_never_sent_in_the_clear_nor_printed() {
+        let refused =
+            crate::Client::builder().endpoint("http://127.0.0.1:1").token("cdbt_secret").build_lazy();
+        let error = refused.expect_err("a token over plaintext");
+        assert!(error.to_string().contains("never sent in the clear"), "{error}");
+        let builder = crate::Client::builder().endpoint("https://127.0.0.1:1").token("cdbt_secret");
+        assert!(!format!("{builder:?}").contains("cdbt_secret"), "the builder's debug form hides the token");
+        let bad = crate::Client::builder().endpoint("https://127.0.0.1:1").token("caf\u{e9}").build_lazy();
+        let bad = bad.expect_err("not ASCII");
+        assert!(bad.to_string().contains("printable ASCII"), "{bad}");
+    }
 
     #[test]
     fn a_bare_host_port_means_http_and_other_schemes_are_refused() {

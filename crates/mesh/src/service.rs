@@ -4,14 +4,16 @@
 //! replication stream (`Pull`, which also carries acknowledgements and the
 //! caller's advertised address) and `Snapshot` only from a node of the
 //! cluster, so membership is learned only from authenticated nodes and a
-//! forged acknowledgement cannot exist; the admin calls from any
-//! identified caller of the cluster.
+//! forged acknowledgement cannot exist; `ClusterStatus` from a monitor,
+//! `Digest` from a reader of its tenant (of everything: a cluster admin),
+//! `RemovePeer` from a cluster admin. The caller is the [`Principal`] the
+//! server's authenticating interceptor attached to the request.
 
 use std::sync::Arc;
 
 use consensusdb_proto::mesh::v1::{self as pb, replication_server::Replication};
 use consensusdb_proto::status::refusal_status;
-use consensusdb_types::Connection;
+use consensusdb_types::{ClusterRole, Permission, Principal, Refusal};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -30,20 +32,13 @@ impl ReplicationService {
     }
 }
 
-/// Refuses `request` unless it comes from a node of the cluster.
+/// Refuses `request` unless `check` admits its principal.
 #[allow(clippy::result_large_err)] // tonic's Status
-fn require_node<T>(request: &Request<T>, what: &str) -> Result<(), Status> {
-    Connection::caller_of(request.extensions().get::<Connection>())
-        .require_node(what)
-        .map_err(|refusal| refusal_status(&refusal))
-}
-
-/// Refuses `request` unless its caller is identified.
-#[allow(clippy::result_large_err)] // tonic's Status
-fn require_identified<T>(request: &Request<T>) -> Result<(), Status> {
-    Connection::caller_of(request.extensions().get::<Connection>())
-        .require_identified()
-        .map_err(|refusal| refusal_status(&refusal))
+fn require<T>(
+    request: &Request<T>,
+    check: impl FnOnce(&Principal) -> Result<(), Refusal>,
+) -> Result<(), Status> {
+    check(&Principal::of(request.extensions().get::<Principal>())).map_err(|refusal| refusal_status(&refusal))
 }
 
 fn storage_status(error: &consensusdb_storage::StorageError) -> Status {
@@ -58,7 +53,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<Streaming<pb::PullRequest>>,
     ) -> Result<Response<Self::PullStream>, Status> {
-        require_node(&request, "the replication stream (Pull)")?;
+        require(&request, |p| p.require_node("the replication stream (Pull)"))?;
         let mut requests = request.into_inner();
         let first = requests.message().await?;
         let (puller, hello) = source::check_hello(&self.inner, first)?;
@@ -79,7 +74,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        require_node(&request, "a snapshot")?;
+        require(&request, |p| p.require_node("a snapshot"))?;
         crate::snapshot::serve(&self.inner, request.get_ref()).map(Response::new)
     }
 
@@ -87,8 +82,11 @@ impl Replication for ReplicationService {
         &self,
         request: Request<pb::DigestRequest>,
     ) -> Result<Response<pb::DigestResponse>, Status> {
-        require_identified(&request)?;
-        let major = Some(request.into_inner().major_key).filter(|m| !m.is_empty());
+        let major = Some(request.get_ref().major_key.clone()).filter(|m| !m.is_empty());
+        require(&request, |p| match &major {
+            Some(major) => p.allows(major, Permission::Read),
+            None => p.require_role(ClusterRole::Admin, "a digest of every tenant"),
+        })?;
         let report = self.inner.store.digests(major).await.map_err(|e| storage_status(&e))?;
         let total = report.total();
         Ok(Response::new(pb::DigestResponse {
@@ -110,7 +108,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        require_identified(&request)?;
+        require(&request, |p| p.require_role(ClusterRole::Monitor, "the cluster status"))?;
         Ok(Response::new(cluster_view_to_pb(crate::cluster_view::build(&self.inner))))
     }
 
@@ -118,7 +116,7 @@ impl Replication for ReplicationService {
         &self,
         request: Request<pb::RemovePeerRequest>,
     ) -> Result<Response<pb::RemovePeerResponse>, Status> {
-        require_identified(&request)?;
+        require(&request, |p| p.require_role(ClusterRole::Admin, "removing a peer"))?;
         let request = request.into_inner();
         let node = if request.node_id.is_empty() {
             if request.address.is_empty() {

@@ -52,7 +52,9 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    /// Nodes whose cluster ids differ refuse each other's streams.
+    /// Nodes whose cluster ids differ refuse each other's streams; it is
+    /// part of every identity, so it is 1 to 64 of ASCII letters, digits,
+    /// `-`, `_` and `.`.
     pub id: String,
     /// Seed peers (`host:port` of their gRPC API); more are learned from them.
     pub peers: Vec<String>,
@@ -396,9 +398,8 @@ impl NodeConfig {
         if self.http.max_body_bytes < 1024 {
             return Err(FieldError::new("http.max_body_bytes", "must be at least 1024"));
         }
-        if self.cluster.id.is_empty() {
-            return Err(FieldError::new("cluster.id", "must not be empty"));
-        }
+        // The cluster id is part of every identity (cdb://<cluster>/...).
+        consensusdb_types::identity::check_name("cluster.id", &self.cluster.id)?;
         if self.cluster.heartbeat_ms == 0 {
             return Err(FieldError::new("cluster.heartbeat_ms", "must be greater than 0"));
         }

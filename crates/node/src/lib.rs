@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use consensusdb_access::Access;
 use consensusdb_api::http::hosts::AllowedHosts;
 use consensusdb_api::{
     ConnectionLimits, Connections, Gateway, HandshakeRefusals, Metrics, Port, Readiness, RecordsApi,
@@ -25,9 +26,10 @@ use consensusdb_api::{
 };
 use consensusdb_client::AdminPaths;
 use consensusdb_mesh::{Connector, Mesh, PlainConnector, TlsConnector};
+use consensusdb_pki::cluster_dir;
 use consensusdb_storage::{StorageError, Store};
+use consensusdb_types::{FieldError, Identity, Role};
 use tokio::net::TcpListener;
-use tonic::service::Routes;
 
 use crate::config::NodeConfig;
 use crate::descriptors::DescriptorBudget;
@@ -69,6 +71,9 @@ pub enum NodeError {
     /// The node cannot secure its ports (no certificate, a bad one).
     #[error("TLS: {0}")]
     Security(#[from] SecurityError),
+    /// The configuration is not valid.
+    #[error("configuration: {0}")]
+    Config(#[from] consensusdb_types::FieldError),
 }
 
 /// Binds the configured gRPC address.
@@ -97,6 +102,8 @@ pub struct Node {
     http: Option<TcpListener>,
     http_max_body_bytes: usize,
     http_allowed_hosts: Vec<String>,
+    /// Tokens and grants: who each request acts for.
+    access: Access,
     /// Client connections of both servers.
     connections: Connections,
     /// How each port's connections are secured.
@@ -184,12 +191,16 @@ impl Node {
         let bound =
             listener.local_addr().map_err(|source| NodeError::Bind { addr: config.grpc.listen, source })?;
         let mesh = Mesh::open(store.clone(), config.mesh_config(bound), connector).await?;
+        let builtin_admin = Identity::new(&config.cluster.id, Role::Client, cluster_dir::ADMIN_CLIENT)
+            .map_err(|error| FieldError::new("cluster.id", error.message))?;
+        let access = Access::open(store.clone(), builtin_admin).await?;
         let connections = Connections::new(ConnectionLimits {
             max: budget.connections,
             idle_timeout: Duration::from_millis(config.server.idle_timeout_ms),
         });
         Ok(Self {
             store,
+            access,
             mesh,
             listener,
             http: None,
@@ -268,6 +279,7 @@ impl Node {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
         let Node {
             store,
+            access,
             mesh,
             listener,
             http,
@@ -284,7 +296,7 @@ impl Node {
         mesh.start();
         let live_tls = reload.as_ref().map(CertificateReload::live);
         let reloading = reload.map(|reload| tokio::spawn(reload.run()));
-        let routes = Routes::new(mesh.service());
+        let refreshing = access.spawn_refresher();
         // One shutdown, one readiness and one set of metrics, seen by both
         // servers.
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -292,7 +304,7 @@ impl Node {
         let metrics = Metrics::new(store.counters()).map_err(NodeError::Metrics)?;
         let gateway = http.map(|listener| {
             let mut stopped = stopped.clone();
-            let gateway = Gateway::new(store.clone(), readiness.clone(), metrics.clone())
+            let gateway = Gateway::new(store.clone(), access.clone(), readiness.clone(), metrics.clone())
                 .with_mesh(mesh.clone())
                 .with_connections(connections.clone())
                 .with_max_body_bytes(http_max_body_bytes)
@@ -340,11 +352,12 @@ impl Node {
         let api = RecordsApi::new(store.clone(), metrics, "grpc").with_mesh(mesh.clone());
         let served = consensusdb_api::serve_grpc(
             api,
+            access,
             readiness,
             listener,
             grpc_transport,
             connections.clone(),
-            routes,
+            Some(mesh.service()),
             stopping,
         )
         .await;
@@ -353,6 +366,7 @@ impl Node {
             None => Ok(()),
         };
         grace.abort();
+        refreshing.abort();
         if let Some(reloading) = reloading {
             reloading.abort();
         }

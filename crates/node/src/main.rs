@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use consensusdb_node::cli::credentials::{self, CertCommand, InitArgs};
-use consensusdb_node::cli::{CliError, ClientCommand, ClusterCommand, ConnectArgs, EXIT_CODES_HELP};
+use consensusdb_node::cli::{
+    AccessCommand, CliError, ClientCommand, ClusterCommand, ConnectArgs, EXIT_CODES_HELP,
+};
 use consensusdb_node::config::{FlagOverrides, NodeConfig};
 use consensusdb_storage::SyncPolicy;
 use serde::Deserialize;
@@ -91,6 +93,8 @@ enum Command {
     Client(ClientCommand),
     #[command(flatten)]
     Cluster(ClusterCommand),
+    #[command(flatten)]
+    Access(AccessCommand),
 }
 
 /// Options of the shell.
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
         Command::Shell(args) => shell(&cli.connect, &args),
         Command::Client(command) => client_command(&cli.connect, &command),
         Command::Cluster(command) => cluster_command(&cli.connect, &command),
+        Command::Access(command) => run_command(consensusdb_node::cli::run_access(&cli.connect, &command)),
     }
 }
 

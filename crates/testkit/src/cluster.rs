@@ -280,18 +280,45 @@ impl TestCluster {
 
     /// An SDK client for node `i`, as the admin client.
     pub fn client(&self, i: usize) -> Client {
-        Client::builder()
-            .endpoints([format!("https://{}", self.nodes[i].addr)])
-            .credentials(self.pki.admin())
-            .timeout(Duration::from_secs(30))
-            .build_lazy()
-            .expect("valid endpoint")
+        self.client_as(i, self.pki.admin()).build_lazy().expect("valid endpoint")
     }
 
     /// A replication client for node `i` (status, digests, removal), as the
     /// admin client.
     pub async fn admin(&self, i: usize) -> ReplicationClient<Channel> {
         self.pki.replication(self.nodes[i].addr).await
+    }
+
+    /// A channel to node `i` as the admin client, for the services the
+    /// SDK does not wrap (access, replication).
+    pub async fn admin_channel(&self, i: usize) -> Channel {
+        self.pki.channel(self.nodes[i].addr).await
+    }
+
+    /// An SDK client for node `i` that acts with bearer `token` (trusting
+    /// the cluster CA, presenting no certificate).
+    pub fn client_with_token(&self, i: usize, token: &str) -> Client {
+        let ca = std::fs::read_to_string(self.pki.ca_file()).expect("reads the CA");
+        self.client_as(i, consensusdb_client::Credentials::new(ca))
+            .token(token)
+            .build_lazy()
+            .expect("valid endpoint")
+    }
+
+    /// An SDK client for node `i` presenting client `name`'s certificate.
+    pub fn client_named(&self, i: usize, name: &str) -> Client {
+        self.client_as(i, self.pki.client(name)).build_lazy().expect("valid endpoint")
+    }
+
+    fn client_as(
+        &self,
+        i: usize,
+        credentials: consensusdb_client::Credentials,
+    ) -> consensusdb_client::ClientBuilder {
+        Client::builder()
+            .endpoints([format!("https://{}", self.nodes[i].addr)])
+            .credentials(credentials)
+            .timeout(Duration::from_secs(30))
     }
 
     /// The cluster's CA and credentials.

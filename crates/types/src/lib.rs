@@ -18,7 +18,9 @@
 //! - [`compression`]: per-record LZ4 / Snappy value codecs.
 //! - [`identity`]: who a certificate speaks for (`cdb://cluster/node/name`),
 //!   and [`caller`]: who is at the other end of a connection, as every
-//!   layer that decides what a caller may do reads it.
+//!   layer that decides what a caller may do reads it; [`grant`]: what a
+//!   caller is allowed (tenant grants, cluster roles) and the reserved
+//!   system tenant.
 //! - [`limits`]: size limits, all well under the 4 MiB gRPC message limit.
 //! - [`error`]: the shared error codes, each mapping to one HTTP status
 //!   (the gRPC mapping lives in the proto crate, which links tonic).
@@ -32,6 +34,7 @@ pub mod conflict;
 pub mod digest;
 pub mod error;
 pub mod frontier;
+pub mod grant;
 pub mod head;
 pub mod identity;
 pub mod key;
@@ -43,11 +46,12 @@ pub mod stored_value;
 pub mod time_uuid;
 mod wire;
 
-pub use caller::{Caller, Connection, Refusal};
+pub use caller::{Caller, Connection, Principal, Refusal};
 pub use compression::Compression;
 pub use digest::Digest;
 pub use error::{ErrorCode, FieldError};
 pub use frontier::FrontierMark;
+pub use grant::{ClusterRole, Grant, Permission, SYSTEM_TENANT, TenantPattern};
 pub use head::Head;
 pub use identity::{Identity, Role};
 pub use key::{KeyBuilder, RecordKey, RowKey};

@@ -1,28 +1,64 @@
-//! Who may call the records service at all: an identified caller (a
-//! certificate from the cluster CA), or anyone on a node running with
-//! `--insecure-plaintext`. Health and reflection stay open: they say
-//! nothing about data. The replication service checks its own callers
-//! (nodes only), in the mesh.
+//! Who a gRPC request acts for. The interceptor in front of every data
+//! and cluster service (records, access, replication) resolves the
+//! connection's certificate, or a bearer token in the `authorization`
+//! metadata, against the node's tokens and grants, and attaches the
+//! resulting [`Principal`] to the request; the services check it and read
+//! nothing else. Health and reflection stay open: they say nothing about
+//! data.
 
+use consensusdb_access::{Access, token};
 use consensusdb_proto::status::refusal_status;
-use consensusdb_types::Connection;
-use tonic::{Request, Status};
+use consensusdb_types::{Connection, Principal, Refusal};
+use tonic::{Code, Request, Status};
 
 use crate::metrics::Metrics;
 
-/// The interceptor of the records service: refusals are counted in
-/// `metrics`.
+/// Resolves the request's principal, refusing a malformed or unknown
+/// token (`UNAUTHENTICATED`), and an anonymous caller too when
+/// `require_credential` (the records service: nothing in it is open).
+fn resolve(access: &Access, request: &Request<()>, require_credential: bool) -> Result<Principal, Refusal> {
+    let caller = Connection::caller_of(request.extensions().get::<Connection>());
+    let bearer = match request.metadata().get("authorization") {
+        Some(value) => Some(token::from_authorization(value.as_bytes())?),
+        None => None,
+    };
+    let principal = access.authenticate(&caller, bearer)?;
+    if require_credential {
+        principal.require_identified("this call")?;
+    }
+    Ok(principal)
+}
+
+/// The interceptor of a service: `require_credential` refuses anonymous
+/// callers before the service runs.
 #[allow(clippy::result_large_err)] // tonic's interceptor signature
-pub(crate) fn require_caller(
-    metrics: Metrics,
+pub fn authenticate(
+    access: Access,
+    require_credential: bool,
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
-    move |request: Request<()>| {
-        if let Err(refusal) =
-            Connection::caller_of(request.extensions().get::<Connection>()).require_identified()
-        {
-            metrics.refused("grpc", refusal.code());
-            return Err(refusal_status(&refusal));
-        }
+    move |mut request: Request<()>| {
+        let principal = resolve(&access, &request, require_credential).map_err(|r| refusal_status(&r))?;
+        request.extensions_mut().insert(principal);
         Ok(request)
+    }
+}
+
+/// Counts every refusal the server answers, whichever service refused
+/// (the interceptor, the records layer, the access or replication
+/// service): refusals come before any streaming, so their status is in
+/// the response headers.
+pub(crate) fn count_refusals<B>(metrics: Metrics) -> impl Fn(http::Response<B>) -> http::Response<B> + Clone {
+    move |response| {
+        let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok());
+        match code.and_then(|code| code.parse::<i32>().ok()).map(Code::from) {
+            Some(Code::Unauthenticated) => {
+                metrics.refused("grpc", consensusdb_types::ErrorCode::Unauthenticated)
+            }
+            Some(Code::PermissionDenied) => {
+                metrics.refused("grpc", consensusdb_types::ErrorCode::PermissionDenied)
+            }
+            _ => {}
+        }
+        response
     }
 }

@@ -3,7 +3,8 @@
 //! as bad input ([`decode_errors`]), deadlines ([`deadline`]), plus server
 //! reflection and the standard health service following readiness.
 
-mod authenticate;
+mod access;
+pub mod authenticate;
 mod deadline;
 mod decode_errors;
 mod records;
@@ -11,13 +12,18 @@ pub mod status;
 
 use std::future::Future;
 
+use consensusdb_access::Access;
+use consensusdb_mesh::ReplicationService;
+use consensusdb_proto::mesh::v1::replication_server::ReplicationServer;
+use consensusdb_proto::v1::access_server::AccessServer;
 use consensusdb_proto::v1::records_server::RecordsServer;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::tls::ServerTransport;
-use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+pub use access::AccessService;
 pub use records::RecordsService;
 
 use crate::connections::Connections;
@@ -59,20 +65,23 @@ const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(20);
 /// accepting, lets in-flight calls finish and returns. Health follows
 /// `readiness` (within [`READINESS_POLL`]): `NOT_SERVING` while a bootstrap
 /// closes writes, after a storage failure stops the writer, and from the
-/// moment shutdown starts. `extra` adds services of other layers (the replication mesh)
-/// on the same port; streams they hold open must end when `shutdown`
+/// moment shutdown starts. `replication` is the mesh's service, served on
+/// the same port; streams it holds open must end when `shutdown`
 /// completes, or the graceful shutdown waits for them until `connections`
 /// are closed. Connections are admitted by `connections` (cap, idle
-/// timeout) and secured by `transport`; records calls need an identified
-/// caller ([`authenticate`]), and requests that do not decode are answered
-/// as bad input.
+/// timeout) and secured by `transport`; every call to records, access and
+/// replication acts for the principal [`authenticate`] resolves through
+/// `access`, refusals are counted, and requests that do not decode are
+/// answered as bad input.
+#[allow(clippy::too_many_arguments)] // one server, wired once by the node
 pub async fn serve_grpc(
     api: RecordsApi,
+    access: Access,
     readiness: Readiness,
     listener: TcpListener,
     transport: ServerTransport,
     connections: Connections,
-    extra: Routes,
+    replication: Option<ReplicationServer<ReplicationService>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -116,13 +125,24 @@ pub async fn serve_grpc(
         readiness.begin_shutdown();
         set_health(&health, false).await;
     };
-    let require_caller = authenticate::require_caller(api.metrics().clone());
-    let records = RecordsServer::with_interceptor(RecordsService::new(api), require_caller);
+    let metrics = api.metrics().clone();
+    let records = RecordsServer::with_interceptor(
+        RecordsService::new(api),
+        authenticate::authenticate(access.clone(), true),
+    );
+    let admin = AccessServer::with_interceptor(
+        AccessService::new(access.clone()),
+        authenticate::authenticate(access.clone(), false),
+    );
+    let replication = replication
+        .map(|service| InterceptedService::new(service, authenticate::authenticate(access, false)));
     let served = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE))
         .layer(tower::util::MapResponseLayer::new(decode_errors::rewrite::<tonic::body::Body>))
-        .add_routes(extra)
+        .layer(tower::util::MapResponseLayer::new(authenticate::count_refusals(metrics)))
+        .add_optional_service(replication)
+        .add_service(admin)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

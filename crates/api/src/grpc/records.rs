@@ -9,8 +9,8 @@ use consensusdb_proto::v1::{self, get_range_request::Window};
 use consensusdb_storage::{
     Page, PutRecord, RangeQuery, RangeWindow, ReadOptions, Record, ScanQuery, ScanScope,
 };
-use consensusdb_types::FieldError;
 use consensusdb_types::error::field_path;
+use consensusdb_types::{FieldError, Principal};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -63,6 +63,11 @@ fn get_response(found: Record) -> Response<v1::GetResponse> {
     Response::new(v1::GetResponse { record: Some(record(found)) })
 }
 
+/// Who the request acts for, as the authenticating interceptor resolved it.
+fn principal<T>(request: &Request<T>) -> Principal {
+    Principal::of(request.extensions().get::<Principal>())
+}
+
 fn page_token(token: Vec<u8>) -> Option<Vec<u8>> {
     (!token.is_empty()).then_some(token)
 }
@@ -70,6 +75,7 @@ fn page_token(token: Vec<u8>) -> Option<Vec<u8>> {
 impl RecordsService {
     fn scan(
         &self,
+        principal: &Principal,
         scope: ScanScope,
         options: Option<v1::ScanOptions>,
     ) -> Result<Response<ScanStream>, Status> {
@@ -80,7 +86,7 @@ impl RecordsService {
             page_token: page_token(options.page_token.clone()),
             read: read_options(options.read.as_ref()),
         };
-        let mut chunks = self.api.scan(query).map_err(|e| from_service(prefix_options(e)))?;
+        let mut chunks = self.api.scan(principal, query).map_err(|e| from_service(prefix_options(e)))?;
         let stream = futures::stream::poll_fn(move |cx| chunks.poll_recv(cx)).map(|chunk| {
             chunk
                 .map(|page| {
@@ -104,11 +110,11 @@ fn prefix_options(error: ServiceError) -> ServiceError {
 #[tonic::async_trait]
 impl Records for RecordsService {
     async fn put(&self, request: Request<v1::PutRequest>) -> Result<Response<v1::PutResponse>, Status> {
-        let deadline = deadline(request.metadata());
+        let (principal, deadline) = (principal(&request), deadline(request.metadata()));
         let request = request.into_inner();
         let write_concern = request.write_concern;
         let record = put_record(request, "").map_err(from_field)?;
-        let head = self.api.put(record, write_concern, deadline).await.map_err(from_service)?;
+        let head = self.api.put(&principal, record, write_concern, deadline).await.map_err(from_service)?;
         Ok(Response::new(v1::PutResponse { head: Some(v1::Head::from(&head)) }))
     }
 
@@ -116,7 +122,7 @@ impl Records for RecordsService {
         &self,
         request: Request<v1::PutBatchRequest>,
     ) -> Result<Response<v1::PutBatchResponse>, Status> {
-        let deadline = deadline(request.metadata());
+        let (principal, deadline) = (principal(&request), deadline(request.metadata()));
         let request = request.into_inner();
         let write_concern = request.write_concern;
         let records = request
@@ -126,7 +132,8 @@ impl Records for RecordsService {
             .map(|(index, record)| put_record(record, &format!("records[{index}]")))
             .collect::<Result<Vec<_>, _>>()
             .map_err(from_field)?;
-        let ack = self.api.put_batch(records, write_concern, deadline).await.map_err(from_service)?;
+        let ack =
+            self.api.put_batch(&principal, records, write_concern, deadline).await.map_err(from_service)?;
         Ok(Response::new(v1::PutBatchResponse {
             seq: ack.seq,
             heads: ack.heads.iter().map(v1::Head::from).collect(),
@@ -134,10 +141,14 @@ impl Records for RecordsService {
     }
 
     async fn get(&self, request: Request<v1::GetRequest>) -> Result<Response<v1::GetResponse>, Status> {
+        let principal = principal(&request);
         let request = request.into_inner();
         let key = record_key(request.key.as_ref(), "key").map_err(from_field)?;
-        let found =
-            self.api.get(key, read_options(request.read.as_ref()), "key").await.map_err(from_service)?;
+        let found = self
+            .api
+            .get(&principal, key, read_options(request.read.as_ref()), "key")
+            .await
+            .map_err(from_service)?;
         Ok(get_response(found))
     }
 
@@ -145,12 +156,13 @@ impl Records for RecordsService {
         &self,
         request: Request<v1::GetRecentRequest>,
     ) -> Result<Response<v1::GetResponse>, Status> {
+        let principal = principal(&request);
         let request = request.into_inner();
         let row = row_key(request.row.as_ref(), "row").map_err(from_field)?;
         let at = optional_time(&request.at_or_before, "at_or_before").map_err(from_field)?;
         let found = self
             .api
-            .get_recent(row, at, read_options(request.read.as_ref()), "row", "at_or_before")
+            .get_recent(&principal, row, at, read_options(request.read.as_ref()), "row", "at_or_before")
             .await
             .map_err(from_service)?;
         Ok(get_response(found))
@@ -160,6 +172,7 @@ impl Records for RecordsService {
         &self,
         request: Request<v1::GetRangeRequest>,
     ) -> Result<Response<v1::GetRangeResponse>, Status> {
+        let principal = principal(&request);
         let request = request.into_inner();
         let row = row_key(request.row.as_ref(), "row").map_err(from_field)?;
         let window = match &request.window {
@@ -180,16 +193,18 @@ impl Records for RecordsService {
             page_token: page_token(request.page_token),
             read: read_options(request.read.as_ref()),
         };
-        let (records, next_page_token) = records(self.api.get_range(query).await.map_err(from_service)?);
+        let (records, next_page_token) =
+            records(self.api.get_range(&principal, query).await.map_err(from_service)?);
         Ok(Response::new(v1::GetRangeResponse { records, next_page_token }))
     }
 
     type ScanRowStream = ScanStream;
 
     async fn scan_row(&self, request: Request<v1::ScanRowRequest>) -> Result<Response<ScanStream>, Status> {
+        let principal = principal(&request);
         let request = request.into_inner();
         let row = row_key(request.row.as_ref(), "row").map_err(from_field)?;
-        self.scan(ScanScope::Row(row), request.options)
+        self.scan(&principal, ScanScope::Row(row), request.options)
     }
 
     type ScanRegionStream = ScanStream;
@@ -198,8 +213,13 @@ impl Records for RecordsService {
         &self,
         request: Request<v1::ScanRegionRequest>,
     ) -> Result<Response<ScanStream>, Status> {
+        let principal = principal(&request);
         let request = request.into_inner();
-        self.scan(ScanScope::Region { major: request.major_key, region: request.region }, request.options)
+        self.scan(
+            &principal,
+            ScanScope::Region { major: request.major_key, region: request.region },
+            request.options,
+        )
     }
 
     type ScanTenantStream = ScanStream;
@@ -208,16 +228,17 @@ impl Records for RecordsService {
         &self,
         request: Request<v1::ScanTenantRequest>,
     ) -> Result<Response<ScanStream>, Status> {
+        let principal = principal(&request);
         let request = request.into_inner();
-        self.scan(ScanScope::Tenant { major: request.major_key }, request.options)
+        self.scan(&principal, ScanScope::Tenant { major: request.major_key }, request.options)
     }
 
     async fn touch(&self, request: Request<v1::TouchRequest>) -> Result<Response<v1::TouchResponse>, Status> {
-        let deadline = deadline(request.metadata());
+        let (principal, deadline) = (principal(&request), deadline(request.metadata()));
         let request = request.into_inner();
         let key = record_key(request.key.as_ref(), "key").map_err(from_field)?;
         let ttl = convert::ttl_ms(request.ttl_ms, "ttl_ms").map_err(from_field)?;
-        let head = self.api.touch(key, ttl, deadline).await.map_err(from_service)?;
+        let head = self.api.touch(&principal, key, ttl, deadline).await.map_err(from_service)?;
         Ok(Response::new(v1::TouchResponse { head: Some(v1::Head::from(&head)) }))
     }
 
@@ -225,9 +246,9 @@ impl Records for RecordsService {
         &self,
         request: Request<v1::RemoveRequest>,
     ) -> Result<Response<v1::RemoveResponse>, Status> {
-        let deadline = deadline(request.metadata());
+        let (principal, deadline) = (principal(&request), deadline(request.metadata()));
         let key = record_key(request.get_ref().key.as_ref(), "key").map_err(from_field)?;
-        let head = self.api.remove(key, deadline).await.map_err(from_service)?;
+        let head = self.api.remove(&principal, key, deadline).await.map_err(from_service)?;
         Ok(Response::new(v1::RemoveResponse { head: Some(v1::Head::from(&head)) }))
     }
 }

@@ -1,8 +1,10 @@
 //! `POST /v1/batch`: records written all or nothing, as one log entry and
 //! one durable commit.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
+use consensusdb_types::Principal;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -31,11 +33,12 @@ pub(crate) struct BatchParams {
 )]
 pub(crate) async fn put_batch(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     QueryParams(params): QueryParams<BatchParams>,
     JsonBody(body): JsonBody<BatchBody>,
 ) -> Result<Json<BatchJson>, HttpError> {
     let deadline = super::deadline(params.timeout_ms).map_err(ServiceError::from)?;
     let (records, write_concern) = body.into_records().map_err(ServiceError::from)?;
-    let ack = gateway.api.put_batch(records, write_concern, deadline).await?;
+    let ack = gateway.api.put_batch(&principal, records, write_concern, deadline).await?;
     Ok(Json(BatchJson { seq: ack.seq, heads: ack.heads.iter().map(HeadJson::from).collect() }))
 }

@@ -39,6 +39,7 @@ use axum::http::StatusCode;
 use consensusdb_storage::Store;
 use consensusdb_types::{ErrorCode, FieldError};
 
+use consensusdb_access::Access;
 use consensusdb_mesh::Mesh;
 
 use crate::connections::Connections;
@@ -58,6 +59,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
 #[derive(Clone)]
 pub struct Gateway {
     api: RecordsApi,
+    access: Access,
     store: Store,
     readiness: Readiness,
     metrics: Metrics,
@@ -74,13 +76,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway over `store`, counting requests in `metrics`.
-    pub fn new(store: Store, readiness: Readiness, metrics: Metrics) -> Self {
+    /// A gateway over `store`, acting for callers as `access` resolves
+    /// them, counting requests in `metrics`.
+    pub fn new(store: Store, access: Access, readiness: Readiness, metrics: Metrics) -> Self {
         let started_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
         Self {
             api: RecordsApi::new(store.clone(), metrics.clone(), "http"),
+            access,
             store,
             readiness,
             metrics,

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::responses::EdgeErrors;
+use super::responses::{EdgeErrors, RefusalErrors};
 use super::{Gateway, batch, health, records, rows, scan, status_page};
 
 #[derive(OpenApi)]
@@ -50,11 +50,14 @@ fn documented() -> OpenApiRouter<Gateway> {
         .routes(routes!(health::metrics))
 }
 
-/// `document` with [`EdgeErrors`] added to every operation that does not
-/// declare those codes itself.
+/// `document` with [`EdgeErrors`] added to every operation, and
+/// [`RefusalErrors`] to every one but the health probes, where the
+/// operation does not declare those codes itself.
 fn with_edge_errors(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let edge = EdgeErrors::responses();
-    for item in document.paths.paths.values_mut() {
+    let refusals = RefusalErrors::responses();
+    for (path, item) in &mut document.paths.paths {
+        let open = matches!(path.as_str(), "/healthz" | "/readyz");
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -66,7 +69,8 @@ fn with_edge_errors(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
-            for (status, response) in &edge {
+            let refused = refusals.iter().filter(|_| !open);
+            for (status, response) in edge.iter().chain(refused) {
                 operation.responses.responses.entry(status.clone()).or_insert_with(|| response.clone());
             }
         }

@@ -5,10 +5,11 @@
 
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use consensusdb_storage::ReadOptions;
-use consensusdb_types::{FieldError, RecordKey, RowKey, TimeUuid};
+use consensusdb_types::{FieldError, Principal, RecordKey, RowKey, TimeUuid};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -128,13 +129,19 @@ fn invalid(error: FieldError) -> HttpError {
     ServiceError::from(error).into()
 }
 
-async fn get(gateway: Gateway, key: RecordKey, params: &ReadParams) -> Result<Json<RecordJson>, HttpError> {
-    let record = gateway.api.get(key, params.read_options(), "key").await.map_err(path_error)?;
+async fn get(
+    gateway: Gateway,
+    principal: &Principal,
+    key: RecordKey,
+    params: &ReadParams,
+) -> Result<Json<RecordJson>, HttpError> {
+    let record = gateway.api.get(principal, key, params.read_options(), "key").await.map_err(path_error)?;
     Ok(Json(RecordJson::new(record, params.value_encoding)))
 }
 
 async fn put(
     gateway: Gateway,
+    principal: &Principal,
     key: RecordKey,
     params: &WriteParams,
     body: PutBody,
@@ -143,12 +150,13 @@ async fn put(
     let write_concern = body.write_concern;
     let key_json = KeyJson::from(&key);
     let record = body.into_record(key, "").map_err(invalid)?;
-    let head = gateway.api.put(record, write_concern, deadline).await.map_err(path_error)?;
+    let head = gateway.api.put(principal, record, write_concern, deadline).await.map_err(path_error)?;
     Ok(Json(WriteJson { key: key_json, head: (&head).into() }))
 }
 
 async fn touch(
     gateway: Gateway,
+    principal: &Principal,
     key: RecordKey,
     params: &WriteParams,
     body: TouchBody,
@@ -156,18 +164,19 @@ async fn touch(
     let deadline = params.deadline().map_err(invalid)?;
     let key_json = KeyJson::from(&key);
     let ttl = ttl_ms(body.ttl_ms, "ttl_ms").map_err(invalid)?;
-    let head = gateway.api.touch(key, ttl, deadline).await.map_err(path_error)?;
+    let head = gateway.api.touch(principal, key, ttl, deadline).await.map_err(path_error)?;
     Ok(Json(WriteJson { key: key_json, head: (&head).into() }))
 }
 
 async fn remove(
     gateway: Gateway,
+    principal: &Principal,
     key: RecordKey,
     params: &WriteParams,
 ) -> Result<Json<WriteJson>, HttpError> {
     let deadline = params.deadline().map_err(invalid)?;
     let key_json = KeyJson::from(&key);
-    let head = gateway.api.remove(key, deadline).await.map_err(path_error)?;
+    let head = gateway.api.remove(principal, key, deadline).await.map_err(path_error)?;
     Ok(Json(WriteJson { key: key_json, head: (&head).into() }))
 }
 
@@ -179,11 +188,12 @@ async fn remove(
 )]
 pub(crate) async fn get_untimed(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RowPath>,
     QueryParams(params): QueryParams<ReadParams>,
 ) -> Result<Json<RecordJson>, HttpError> {
     let key = path.row(params.key_encoding).map_err(invalid)?.at(None);
-    get(gateway, key, &params).await
+    get(gateway, &principal, key, &params).await
 }
 
 /// Reads a timed record.
@@ -194,11 +204,12 @@ pub(crate) async fn get_untimed(
 )]
 pub(crate) async fn get_timed(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<TimedPath>,
     QueryParams(params): QueryParams<ReadParams>,
 ) -> Result<Json<RecordJson>, HttpError> {
     let key = path.key(params.key_encoding).map_err(invalid)?;
-    get(gateway, key, &params).await
+    get(gateway, &principal, key, &params).await
 }
 
 /// Writes a row's untimed record.
@@ -209,12 +220,13 @@ pub(crate) async fn get_timed(
 )]
 pub(crate) async fn put_untimed(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RowPath>,
     QueryParams(params): QueryParams<WriteParams>,
     JsonBody(body): JsonBody<PutBody>,
 ) -> Result<Json<WriteJson>, HttpError> {
     let key = path.row(params.key_encoding).map_err(invalid)?.at(None);
-    put(gateway, key, &params, body).await
+    put(gateway, &principal, key, &params, body).await
 }
 
 /// Writes a timed record.
@@ -225,12 +237,13 @@ pub(crate) async fn put_untimed(
 )]
 pub(crate) async fn put_timed(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<TimedPath>,
     QueryParams(params): QueryParams<WriteParams>,
     JsonBody(body): JsonBody<PutBody>,
 ) -> Result<Json<WriteJson>, HttpError> {
     let key = path.key(params.key_encoding).map_err(invalid)?;
-    put(gateway, key, &params, body).await
+    put(gateway, &principal, key, &params, body).await
 }
 
 /// Writes an event at a new TimeUUID (version 7, now), which the answer
@@ -242,12 +255,13 @@ pub(crate) async fn put_timed(
 )]
 pub(crate) async fn post_event(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RowPath>,
     QueryParams(params): QueryParams<WriteParams>,
     JsonBody(body): JsonBody<PutBody>,
 ) -> Result<Json<WriteJson>, HttpError> {
     let key = path.row(params.key_encoding).map_err(invalid)?.at(Some(TimeUuid::now()));
-    put(gateway, key, &params, body).await
+    put(gateway, &principal, key, &params, body).await
 }
 
 /// Gives a row's live untimed record a new expiry.
@@ -258,12 +272,13 @@ pub(crate) async fn post_event(
 )]
 pub(crate) async fn touch_untimed(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RowPath>,
     QueryParams(params): QueryParams<WriteParams>,
     JsonBody(body): JsonBody<TouchBody>,
 ) -> Result<Json<WriteJson>, HttpError> {
     let key = path.row(params.key_encoding).map_err(invalid)?.at(None);
-    touch(gateway, key, &params, body).await
+    touch(gateway, &principal, key, &params, body).await
 }
 
 /// Gives a live timed record a new expiry.
@@ -274,12 +289,13 @@ pub(crate) async fn touch_untimed(
 )]
 pub(crate) async fn touch_timed(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<TimedPath>,
     QueryParams(params): QueryParams<WriteParams>,
     JsonBody(body): JsonBody<TouchBody>,
 ) -> Result<Json<WriteJson>, HttpError> {
     let key = path.key(params.key_encoding).map_err(invalid)?;
-    touch(gateway, key, &params, body).await
+    touch(gateway, &principal, key, &params, body).await
 }
 
 /// Removes a row's untimed record (writes a tombstone, even where there is
@@ -291,11 +307,12 @@ pub(crate) async fn touch_timed(
 )]
 pub(crate) async fn remove_untimed(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RowPath>,
     QueryParams(params): QueryParams<WriteParams>,
 ) -> Result<Json<WriteJson>, HttpError> {
     let key = path.row(params.key_encoding).map_err(invalid)?.at(None);
-    remove(gateway, key, &params).await
+    remove(gateway, &principal, key, &params).await
 }
 
 /// Removes a timed record (a tombstone).
@@ -306,9 +323,10 @@ pub(crate) async fn remove_untimed(
 )]
 pub(crate) async fn remove_timed(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<TimedPath>,
     QueryParams(params): QueryParams<WriteParams>,
 ) -> Result<Json<WriteJson>, HttpError> {
     let key = path.key(params.key_encoding).map_err(invalid)?;
-    remove(gateway, key, &params).await
+    remove(gateway, &principal, key, &params).await
 }

@@ -30,6 +30,21 @@ pub(crate) enum EdgeErrors {
     HeadersTooLarge(ErrorBody),
 }
 
+/// Answers of the authentication layer, on every route but the open ones
+/// (`/healthz`, `/readyz`, `/openapi.json`, `/docs`).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum RefusalErrors {
+    /// No credential, or a bearer token that is unknown, revoked or
+    /// malformed.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// A caller without the grant the route needs on its tenant (or the
+    /// `monitor` role, for status and metrics); the message names both.
+    #[response(status = 403)]
+    PermissionDenied(ErrorBody),
+}
+
 /// Errors of a read.
 #[derive(IntoResponses)]
 #[allow(dead_code)] // Only the OpenAPI document names these.

@@ -2,10 +2,11 @@
 //! (the newest at or before a time) and `/range` (a page, newest first or
 //! forward over a time range).
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use consensusdb_storage::{RangeQuery, RangeWindow, ReadOptions};
-use consensusdb_types::{FieldError, TimeUuid};
+use consensusdb_types::{FieldError, Principal, TimeUuid};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -60,13 +61,15 @@ pub(crate) struct RecentParams {
 )]
 pub(crate) async fn recent(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RowPath>,
     QueryParams(params): QueryParams<RecentParams>,
 ) -> Result<Json<RecordJson>, HttpError> {
     let row = path.row(params.key_encoding).map_err(ServiceError::from)?;
     let at = optional_time(params.at_or_before.as_deref(), "at_or_before").map_err(ServiceError::from)?;
     let read = ReadOptions { head_only: params.head_only, raw: params.raw };
-    let record = gateway.api.get_recent(row, at, read, "row", "at_or_before").await.map_err(path_error)?;
+    let record =
+        gateway.api.get_recent(&principal, row, at, read, "row", "at_or_before").await.map_err(path_error)?;
     Ok(Json(RecordJson::new(record, params.value_encoding)))
 }
 
@@ -164,6 +167,7 @@ impl RangeParams {
 )]
 pub(crate) async fn range(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RowPath>,
     QueryParams(params): QueryParams<RangeParams>,
 ) -> Result<Json<PageJson>, HttpError> {
@@ -174,7 +178,7 @@ pub(crate) async fn range(
         page_token: page_token_bytes(params.page_token.as_deref()).map_err(ServiceError::from)?,
         read: ReadOptions { head_only: params.head_only, raw: params.raw },
     };
-    let page = gateway.api.get_range(query).await.map_err(path_error)?;
+    let page = gateway.api.get_range(&principal, query).await.map_err(path_error)?;
     Ok(Json(PageJson {
         records: page.records.into_iter().map(|r| RecordJson::new(r, params.value_encoding)).collect(),
         next_page_token: page_token_text(page.next_page_token),

@@ -8,12 +8,13 @@
 //! stopped reading, the error carries the page token to continue from).
 //! A stream that stops without either was cut off.
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use consensusdb_storage::{ReadOptions, ScanQuery, ScanScope, StorageError};
-use consensusdb_types::FieldError;
+use consensusdb_types::{FieldError, Principal};
 use futures::{Stream, StreamExt, stream};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -147,14 +148,19 @@ fn lines(pages: ScanPages, output: ValueOutput) -> impl Stream<Item = Result<Byt
     })
 }
 
-fn scan(gateway: &Gateway, scope: ScanScope, params: &ScanParams) -> Result<Response, HttpError> {
+fn scan(
+    gateway: &Gateway,
+    principal: &Principal,
+    scope: ScanScope,
+    params: &ScanParams,
+) -> Result<Response, HttpError> {
     let query = ScanQuery {
         scope,
         limit: params.limit.unwrap_or(DEFAULT_LIMIT),
         page_token: page_token_bytes(params.page_token.as_deref()).map_err(ServiceError::from)?,
         read: ReadOptions { head_only: params.head_only, raw: params.raw },
     };
-    let pages = gateway.api.scan(query).map_err(path_error)?;
+    let pages = gateway.api.scan(principal, query).map_err(path_error)?;
     let body = Body::from_stream(lines(pages, params.value_encoding).boxed());
     Ok(([(header::CONTENT_TYPE, NDJSON)], body).into_response())
 }
@@ -172,11 +178,12 @@ fn component(text: String, encoding: KeyEncoding, field: &str) -> Result<String,
 )]
 pub(crate) async fn scan_tenant(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<TenantPath>,
     QueryParams(params): QueryParams<ScanParams>,
 ) -> Result<Response, HttpError> {
     let major = component(path.major_key, params.key_encoding, "major_key")?;
-    scan(&gateway, ScanScope::Tenant { major }, &params)
+    scan(&gateway, &principal, ScanScope::Tenant { major }, &params)
 }
 
 /// Streams every record of a region, in key order.
@@ -188,12 +195,13 @@ pub(crate) async fn scan_tenant(
 )]
 pub(crate) async fn scan_region(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RegionPath>,
     QueryParams(params): QueryParams<ScanParams>,
 ) -> Result<Response, HttpError> {
     let major = component(path.major_key, params.key_encoding, "major_key")?;
     let region = component(path.region, params.key_encoding, "region")?;
-    scan(&gateway, ScanScope::Region { major, region }, &params)
+    scan(&gateway, &principal, ScanScope::Region { major, region }, &params)
 }
 
 /// Streams every record of a row: the untimed record first, then by time.
@@ -205,9 +213,10 @@ pub(crate) async fn scan_region(
 )]
 pub(crate) async fn scan_row(
     State(gateway): State<Gateway>,
+    Extension(principal): Extension<Principal>,
     PathParams(path): PathParams<RowPath>,
     QueryParams(params): QueryParams<ScanParams>,
 ) -> Result<Response, HttpError> {
     let row = path.row(params.key_encoding).map_err(ServiceError::from)?;
-    scan(&gateway, ScanScope::Row(row), &params)
+    scan(&gateway, &principal, ScanScope::Row(row), &params)
 }

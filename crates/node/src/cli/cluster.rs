@@ -3,14 +3,12 @@
 
 use std::io::Write;
 
-use consensusdb_client::{Credentials, endpoint_for};
+use consensusdb_client::AuthorizedChannel;
 use consensusdb_proto::convert::origin_label;
 use consensusdb_proto::mesh::v1 as pb;
 use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
-use consensusdb_types::error::error_chain;
 use consensusdb_types::{Digest, HybridClock, NodeId};
 use serde_json::{Map, Value, json};
-use tonic::transport::Channel;
 
 use crate::cli::failure::CliError;
 use crate::cli::render::{Format, Output, rfc3339_ms};
@@ -37,14 +35,13 @@ pub enum ClusterCommand {
 }
 
 impl ClusterCommand {
-    /// Runs the command against `server` (the first `--server`).
+    /// Runs the command over `channel` (to the first `--server`).
     pub async fn run<W: Write>(
         &self,
-        server: &str,
-        credentials: Option<&Credentials>,
+        channel: AuthorizedChannel,
         out: &mut Output<W>,
     ) -> Result<(), CliError> {
-        let mut client = connect(server, credentials).await?;
+        let mut client = ReplicationClient::new(channel);
         match self {
             ClusterCommand::Status => {
                 let status =
@@ -74,20 +71,7 @@ impl ClusterCommand {
     }
 }
 
-/// A replication client for `url` (already a URL: see `ConnectArgs::server_urls`).
-async fn connect(
-    url: &str,
-    credentials: Option<&Credentials>,
-) -> Result<ReplicationClient<Channel>, CliError> {
-    let endpoint = endpoint_for(url, credentials, "--server")?;
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| CliError::Unreachable { server: url.to_string(), reason: error_chain(&e) })?;
-    Ok(ReplicationClient::new(channel))
-}
-
-fn object(value: Value) -> Map<String, Value> {
+pub(crate) fn object(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),

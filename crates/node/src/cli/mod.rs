@@ -1,6 +1,7 @@
 //! The client side of the `consensusdb` command: one-shot commands and the
 //! interactive shell, both over the Rust SDK.
 
+pub mod access;
 pub mod cluster;
 pub mod commands;
 pub mod credentials;
@@ -12,8 +13,13 @@ pub mod when;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use consensusdb_client::{AdminPaths, Client, Credentials, DEFAULT_ENDPOINT, endpoint_url};
+use consensusdb_client::{
+    AdminPaths, AuthorizedChannel, BearerToken, Client, Credentials, DEFAULT_ENDPOINT, endpoint_for,
+    endpoint_url,
+};
+use consensusdb_types::error::error_chain;
 
+pub use access::AccessCommand;
 pub use cluster::ClusterCommand;
 pub use commands::ClientCommand;
 pub use failure::{CliError, EXIT_CODES_HELP};
@@ -73,6 +79,17 @@ pub struct ConnectArgs {
         help_heading = "Client options"
     )]
     pub key: Option<PathBuf>,
+    /// A bearer token (from `consensusdb token create`) to act with
+    /// instead of a client certificate; then only the CA is needed.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CONSENSUSDB_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub token: Option<String>,
 }
 
 impl ConnectArgs {
@@ -85,12 +102,37 @@ impl ConnectArgs {
         if let Some(credentials) = self.credentials(&urls)? {
             builder = builder.credentials(credentials);
         }
+        if let Some(token) = &self.token {
+            builder = builder.token(token.clone());
+        }
         Ok(builder.build_lazy()?)
+    }
+
+    /// A channel to the first `--server`, carrying `--token` if given, for
+    /// the cluster and access services (which the SDK does not wrap).
+    pub async fn first_channel(&self) -> Result<AuthorizedChannel, CliError> {
+        let servers = self.server_urls()?;
+        let url = servers.first().map_or(DEFAULT_ENDPOINT, String::as_str);
+        let token = BearerToken::new(self.token.as_deref())?;
+        if token.is_set() && url.starts_with("http://") {
+            return Err(CliError::argument(
+                "--token",
+                format!("{url} is plaintext: a token is never sent in the clear"),
+            ));
+        }
+        let credentials = self.credentials(&servers[..1.min(servers.len())])?;
+        let endpoint = endpoint_for(url, credentials.as_ref(), "--server")?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| CliError::Unreachable { server: url.to_string(), reason: error_chain(&e) })?;
+        Ok(token.on(channel))
     }
 
     /// The credentials for `urls`: none for plaintext (`http://`) nodes;
     /// for TLS, `--ca`, `--cert` and `--key`, each defaulting to the admin
-    /// credential a node started here made under `./data/tls`.
+    /// credential a node started here made under `./data/tls`. With
+    /// `--token` and no `--cert`, only the CA: the token says who calls.
     pub fn credentials(&self, urls: &[String]) -> Result<Option<Credentials>, CliError> {
         if urls.iter().all(|url| url.starts_with("http://")) {
             return Ok(None);
@@ -110,6 +152,11 @@ impl ConnectArgs {
             )),
         };
         let ca = pick(&self.ca, default.ca, "--ca")?;
+        if self.token.is_some() && self.cert.is_none() && self.key.is_none() {
+            let pem = std::fs::read_to_string(&ca)
+                .map_err(|e| CliError::argument("--ca", format!("cannot read {}: {e}", ca.display())))?;
+            return Ok(Some(Credentials::new(pem)));
+        }
         let cert = pick(&self.cert, default.certificate, "--cert")?;
         let key = pick(&self.key, default.key, "--key")?;
         Ok(Some(Credentials::from_files(&ca, &cert, &key)?))
@@ -126,11 +173,23 @@ impl ConnectArgs {
 
 /// Runs one cluster command against the first `--server`.
 pub async fn run_cluster(connect: &ConnectArgs, command: &ClusterCommand) -> Result<(), CliError> {
-    let servers = connect.server_urls()?;
-    let server = servers.first().map_or(DEFAULT_ENDPOINT, String::as_str);
+    on_first_server(connect, async |channel, out| command.run(channel, out).await).await
+}
+
+/// Runs one token, grant or whoami command against the first `--server`.
+pub async fn run_access(connect: &ConnectArgs, command: &AccessCommand) -> Result<(), CliError> {
+    on_first_server(connect, async |channel, out| command.run(channel, out).await).await
+}
+
+/// Runs `command` over a channel to the first `--server`, printing to
+/// standard output.
+async fn on_first_server(
+    connect: &ConnectArgs,
+    command: impl AsyncFnOnce(AuthorizedChannel, &mut Output<std::io::Stdout>) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let channel = connect.first_channel().await?;
     let mut out = Output::new(connect.format, std::io::stdout());
-    let credentials = connect.credentials(&servers[..1.min(servers.len())])?;
-    let result = command.run(server, credentials.as_ref(), &mut out).await;
+    let result = command(channel, &mut out).await;
     out.finish()?;
     result
 }

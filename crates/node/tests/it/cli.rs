@@ -444,3 +444,63 @@ async fn a_content_derived_id_needs_the_events_own_time() {
     let scanned = json_lines(&node, &["range", "acme", "ACCOUNT", "events"]).await;
     assert_eq!(scanned.len(), 1, "{scanned:?}");
 }
+
+/// `consensusdb ARGS` against `node` with a bearer token and only the CA.
+async fn run_with_token(node: &TestNode, token: &str, args: &[&str]) -> Output {
+    let ca = node.admin.as_ref().expect("a TLS node").ca.display().to_string();
+    let mut command = Command::new(BINARY);
+    command.env_remove("CONSENSUSDB_TOKEN").env("CONSENSUSDB_TOKEN", token).kill_on_drop(true);
+    command.args(args).args(["--server", &node.grpc_url(), "--ca", &ca]);
+    tokio::time::timeout(TEST_TIMEOUT, command.output()).await.expect("in time").expect("runs")
+}
+
+#[tokio::test]
+async fn tokens_and_grants_are_made_listed_used_and_taken_back_from_the_cli() {
+    let node = TestNode::start().await;
+    let made = json_lines(&node, &["token", "create", "--name", "ci", "--grant", "write:acme/*"]).await;
+    let token = made[0]["token"].as_str().expect("the token is printed once").to_string();
+    let id = made[0]["id"].as_str().expect("an id").to_string();
+    assert_eq!(made[0]["grants"], "write:acme/*");
+
+    let me = run_with_token(&node, &token, &["whoami"]).await;
+    assert!(me.status.success(), "{}", stderr(&me));
+    let me: Value = serde_json::from_slice(&me.stdout).expect("JSON");
+    assert_eq!((me["kind"].as_str(), me["grants"].as_str()), (Some("token"), Some("write:acme/*")));
+    let put = run_with_token(&node, &token, &["put", "acme/eu", "ORDERS", "o-1", "v"]).await;
+    assert!(put.status.success(), "{}", stderr(&put));
+    let outside = run_with_token(&node, &token, &["put", "acmecorp", "ORDERS", "o-1", "v"]).await;
+    assert_eq!(outside.status.code(), Some(6), "denied: {}", stderr(&outside));
+    assert!(stderr(&outside).contains("acmecorp"), "the refusal names the tenant: {}", stderr(&outside));
+
+    let listed = json_lines(&node, &["token", "list"]).await;
+    assert!(listed.iter().any(|t| t["id"] == id.as_str() && t["name"] == "ci"), "{listed:?}");
+    assert!(listed.iter().all(|t| t.get("token").is_none()), "a listing never shows a secret");
+    let listing = serde_json::to_string(&listed).expect("JSON");
+    assert!(!listing.contains(&token[token.len() - 20..]), "no part of the secret is listed");
+    json_lines(&node, &["token", "revoke", &id]).await;
+    let revoked = run_with_token(&node, &token, &["get", "acme/eu", "ORDERS", "o-1"]).await;
+    assert_eq!(revoked.status.code(), Some(6), "{}", stderr(&revoked));
+    let again = run(&node, &["token", "revoke", &id]).await;
+    assert_eq!(again.status.code(), Some(3), "nothing left to revoke: {}", stderr(&again));
+
+    let bob = "cdb://consensusdb/client/bob";
+    json_lines(&node, &["grant", "add", bob, "read:acme"]).await;
+    let grants = json_lines(&node, &["grant", "list", bob]).await;
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0]["grants"], "read:acme");
+    let everyone = json_lines(&node, &["grant", "list"]).await;
+    assert!(
+        everyone
+            .iter()
+            .any(|g| g["identity"] == "cdb://consensusdb/client/admin" && g["grants"] == "cluster-admin"),
+        "the built-in admin is listed: {everyone:?}"
+    );
+    json_lines(&node, &["grant", "remove", bob, "read:acme"]).await;
+    assert!(json_lines(&node, &["grant", "list", bob]).await.is_empty());
+    let bad = run(&node, &["grant", "add", bob, "read:acme*"]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("must end on one of"), "{}", stderr(&bad));
+    let node_grant = run(&node, &["grant", "add", "cdb://consensusdb/node/n9", "read:acme"]).await;
+    assert_eq!(node_grant.status.code(), Some(2), "nodes get no grants: {}", stderr(&node_grant));
+    node.stop().await;
+}

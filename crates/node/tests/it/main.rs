@@ -5,6 +5,7 @@
 //! One test binary on purpose: every test binary links RocksDB.
 
 mod api;
+mod authorization;
 mod bad_input;
 mod cli;
 mod credentials;

@@ -1,10 +1,11 @@
 //! Replication across real in-process nodes, every link through a
 //! fault-injecting proxy. Each test is bounded in time.
 //!
-//! Besides the tests here: [`clock`] (skewed clocks), [`purges`] (purges
+//! Besides the tests here: [`access`] (tokens and grants on every node), [`clock`] (skewed clocks), [`purges`] (purges
 //! that must not misfire: short partitions, snapshot joiners, chains) and
 //! [`hostile`] (peers that send what must be refused).
 
+mod access;
 mod clock;
 mod hostile;
 mod purges;
