@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the hot pure functions: key encoding,
 //! head and log-entry encode/decode, value compression, the conflict rule,
-//! and the CPU a new connection's TLS handshake costs.
+//! the CPU a new connection's TLS handshake costs, and sealing a value
+//! (AES-256-GCM under a per-origin subkey) and opening it again.
 //!
 //! Run with `cargo bench --workspace --bench micro` (`--workspace` keeps the
 //! dependency features, and so the RocksDB build, shared with the tests).
@@ -186,5 +187,34 @@ fn der_of(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
     rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM")
 }
 
-criterion_group!(benches, keys, envelopes, compression, conflict, tls_handshake);
+/// Sealing and opening 256 B and 4 KiB values, against a copy of the
+/// same bytes (what an unsealed write or read does with them).
+fn sealing(c: &mut Criterion) {
+    use consensusdb_seal::{DataKey, KeyId, NonceParts};
+    // The record key and stamp bind the value to its record (the
+    // associated data); the key id and nonce would go in its head.
+    let sealer = DataKey::generate(KeyId(1)).sealer_for(&[7; 24]);
+    let key = encode_key(&sample_key());
+    let stamp = 1_700_000_000_000u64.to_be_bytes();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+    let mut group = c.benchmark_group("sealing");
+    for size in [256usize, 4096] {
+        let value: Vec<u8> = (0..size).map(|_| rng.random()).collect();
+        let at = NonceParts { seq: 123_456, index: 0 };
+        let sealed = sealer.seal(at, &[&key, &stamp], &value);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::new("reference_copy", size), |b| {
+            b.iter(|| black_box(&value).clone())
+        });
+        group.bench_function(BenchmarkId::new("seal", size), |b| {
+            b.iter(|| sealer.seal(at, &[&key, &stamp], black_box(&value)))
+        });
+        group.bench_function(BenchmarkId::new("open", size), |b| {
+            b.iter(|| sealer.open(black_box(&sealed), &[&key, &stamp]).expect("opens"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, keys, envelopes, compression, conflict, tls_handshake, sealing);
 criterion_main!(benches);

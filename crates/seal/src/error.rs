@@ -1,0 +1,22 @@
+//! Why a value or a key could not be opened.
+
+/// Why opening failed. None of these ever yields bytes: a value that
+/// does not open is refused, never returned as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// The bytes are not a sealed value or wrapped key of a known format.
+    #[error("not a sealed value: {0}")]
+    Malformed(String),
+    /// The value or wrapped key names another key than the one given.
+    #[error("sealed under key {sealed}, not key {given}")]
+    WrongKey {
+        /// The key id in the envelope.
+        sealed: u32,
+        /// The key id of the key given.
+        given: u32,
+    },
+    /// Authentication failed: the bytes were changed, moved to another
+    /// record or tenant, or the key is not the one they were sealed with.
+    #[error("the sealed bytes do not authenticate (changed, moved, or another key)")]
+    Tampered,
+}

@@ -1,0 +1,204 @@
+//! Sealing values: AES-256-GCM under a data key's per-origin subkey, with
+//! the nonce built from the value's place in its origin's log (see the
+//! crate documentation for why it never repeats) and the record's
+//! identity as associated data, so a sealed value copied onto another
+//! record, or into another tenant, does not open.
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, KeyInit};
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use crate::error::SealError;
+use crate::keys::{KEY_BYTES, KeyId};
+
+/// Bytes of a nonce.
+pub const NONCE_BYTES: usize = 12;
+/// Bytes sealing adds to a value: the authentication tag.
+pub const TAG_BYTES: usize = 16;
+
+/// A sealed value: the key id and nonce (what the record's head keeps),
+/// and the ciphertext with its tag (what is stored as the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// The data key that sealed it.
+    pub key_id: KeyId,
+    /// Its nonce.
+    pub nonce: [u8; NONCE_BYTES],
+    /// Ciphertext, then the tag.
+    pub ciphertext: Vec<u8>,
+}
+
+/// Where a value sits in its origin's log: what its nonce is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceParts {
+    /// The log entry's seq.
+    pub seq: u64,
+    /// The value's index within the entry (a batch holds many).
+    pub index: u32,
+}
+
+impl NonceParts {
+    /// The 96-bit nonce: seq, then index, big-endian.
+    pub fn nonce(self) -> [u8; NONCE_BYTES] {
+        let mut nonce = [0; NONCE_BYTES];
+        nonce[..8].copy_from_slice(&self.seq.to_be_bytes());
+        nonce[8..].copy_from_slice(&self.index.to_be_bytes());
+        nonce
+    }
+}
+
+/// Seals and opens values of one origin under one data key.
+pub struct Sealer {
+    key_id: KeyId,
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
+/// The associated data: each part length-prefixed, so no two different
+/// lists of parts make the same bytes.
+fn associated_data(parts: &[&[u8]]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(parts.iter().map(|part| 4 + part.len()).sum());
+    for part in parts {
+        let len =
+            u32::try_from(part.len()).expect("associated data parts are keys and stamps, far below 4 GiB");
+        aad.extend_from_slice(&len.to_be_bytes());
+        aad.extend_from_slice(part);
+    }
+    aad
+}
+
+impl Sealer {
+    /// The subkey of `data_key` for `origin`: HKDF-SHA256 with the origin
+    /// in the info, so every origin seals under its own key and the nonce
+    /// space of one origin never meets another's.
+    pub(crate) fn derive(key_id: KeyId, data_key: &[u8; KEY_BYTES], origin: &[u8]) -> Self {
+        let mut info = b"consensusdb/seal/v1/origin\0".to_vec();
+        info.extend_from_slice(origin);
+        let mut subkey = Zeroizing::new([0u8; KEY_BYTES]);
+        Hkdf::<Sha256>::new(None, data_key)
+            .expand(&info, subkey.as_mut_slice())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Self { key_id, cipher: Aes256Gcm::new(&(*subkey).into()) }
+    }
+
+    /// The data key this sealer belongs to.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Seals `plaintext` at `at` in the origin's log, bound to `aad` (the
+    /// encoded record key, the key id and the stamp: whatever identifies
+    /// the record, which the opener gives again).
+    /// The value is encrypted in place in one buffer, so sealing costs one
+    /// allocation.
+    pub fn seal(&self, at: NonceParts, aad: &[&[u8]], plaintext: &[u8]) -> Sealed {
+        let nonce = at.nonce();
+        let mut ciphertext = Vec::with_capacity(plaintext.len() + TAG_BYTES);
+        ciphertext.extend_from_slice(plaintext);
+        self.cipher
+            .encrypt_in_place(&nonce.into(), &associated_data(aad), &mut ciphertext)
+            .expect("AES-GCM encrypts any value under the payload limit into a buffer with room for its tag");
+        Sealed { key_id: self.key_id, nonce, ciphertext }
+    }
+
+    /// Opens a value sealed with this sealer's key and origin for the
+    /// record `aad` identifies; anything else is an error, never bytes.
+    pub fn open(&self, sealed: &Sealed, aad: &[&[u8]]) -> Result<Vec<u8>, SealError> {
+        if sealed.key_id != self.key_id {
+            return Err(SealError::WrongKey { sealed: sealed.key_id.0, given: self.key_id.0 });
+        }
+        if sealed.ciphertext.len() < TAG_BYTES {
+            return Err(SealError::Malformed(format!(
+                "{} bytes, shorter than the {TAG_BYTES}-byte tag",
+                sealed.ciphertext.len()
+            )));
+        }
+        let mut plaintext = sealed.ciphertext.clone();
+        self.cipher
+            .decrypt_in_place(&sealed.nonce.into(), &associated_data(aad), &mut plaintext)
+            .map_err(|_| SealError::Tampered)?;
+        Ok(plaintext)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::keys::DataKey;
+
+    const AT: NonceParts = NonceParts { seq: 41, index: 2 };
+
+    fn aad<'a>(key: &'a [u8], stamp: &'a [u8]) -> [&'a [u8]; 2] {
+        [key, stamp]
+    }
+
+    #[test]
+    fn a_value_opens_only_as_the_record_it_was_sealed_for() {
+        let key = DataKey::generate(KeyId(1));
+        let sealer = key.sealer_for(b"origin-a");
+        let sealed = sealer.seal(AT, &aad(b"acme/R/m", b"stamp-1"), b"the value");
+        assert_eq!(sealed.ciphertext.len(), TAG_BYTES + b"the value".len());
+        assert_eq!((sealed.key_id, sealed.nonce), (KeyId(1), AT.nonce()));
+        assert_eq!(sealer.open(&sealed, &aad(b"acme/R/m", b"stamp-1")).unwrap(), b"the value");
+        assert_eq!(sealer.open(&sealed, &aad(b"acme/R/n", b"stamp-1")).unwrap_err(), SealError::Tampered);
+        assert_eq!(sealer.open(&sealed, &aad(b"acme/R/m", b"stamp-2")).unwrap_err(), SealError::Tampered);
+        // Lengths are part of the associated data: moving a byte between
+        // parts changes it.
+        assert_eq!(sealer.open(&sealed, &aad(b"acme/R/", b"mstamp-1")).unwrap_err(), SealError::Tampered);
+        let other_origin = key.sealer_for(b"origin-b");
+        assert_eq!(
+            other_origin.open(&sealed, &aad(b"acme/R/m", b"stamp-1")).unwrap_err(),
+            SealError::Tampered
+        );
+        let other_key = DataKey::generate(KeyId(2)).sealer_for(b"origin-a");
+        assert!(matches!(
+            other_key.open(&sealed, &aad(b"acme/R/m", b"stamp-1")),
+            Err(SealError::WrongKey { .. })
+        ));
+    }
+
+    #[test]
+    fn nonces_follow_seq_and_index_and_differ_for_each_value() {
+        let key = DataKey::generate(KeyId(1));
+        let sealer = key.sealer_for(b"o");
+        let first = sealer.seal(NonceParts { seq: 1, index: 0 }, &[], b"same");
+        let second = sealer.seal(NonceParts { seq: 1, index: 1 }, &[], b"same");
+        let next = sealer.seal(NonceParts { seq: 2, index: 0 }, &[], b"same");
+        assert_ne!(first.ciphertext, second.ciphertext);
+        assert_ne!(first.ciphertext, next.ciphertext);
+        assert_eq!(second.nonce, NonceParts { seq: 1, index: 1 }.nonce());
+        assert!(!first.ciphertext.windows(4).any(|w| w == b"same"), "no plaintext in what is stored");
+        let short = Sealed { ciphertext: vec![0; TAG_BYTES - 1], ..first };
+        assert!(matches!(sealer.open(&short, &[]), Err(SealError::Malformed(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn any_flipped_bit_is_refused_never_opened_to_other_bytes(
+            value in proptest::collection::vec(any::<u8>(), 0..300),
+            position in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let sealer = DataKey::generate(KeyId(9)).sealer_for(b"o");
+            let sealed = sealer.seal(AT, &[b"k"], &value);
+            prop_assert_eq!(sealer.open(&sealed, &[b"k"]).unwrap(), value);
+            // A flipped bit in the stored bytes or in the nonce.
+            let mut changed = sealed.clone();
+            let at = position.index(changed.ciphertext.len() + NONCE_BYTES);
+            match at.checked_sub(NONCE_BYTES) {
+                Some(at) => changed.ciphertext[at] ^= 1 << bit,
+                None => changed.nonce[at] ^= 1 << bit,
+            }
+            prop_assert_eq!(sealer.open(&changed, &[b"k"]).unwrap_err(), SealError::Tampered);
+        }
+    }
+}
