@@ -71,6 +71,18 @@ impl Access {
         self.current().resolve(caller, bearer)
     }
 
+    /// Who a request acts for, given its connection's `caller` and the
+    /// raw value of its `authorization` header or metadata, if any (which
+    /// must then be `Bearer <token>`): what both servers call.
+    pub fn authenticate_request(
+        &self,
+        caller: &Caller,
+        authorization: Option<&[u8]>,
+    ) -> Result<Principal, Refusal> {
+        let bearer = authorization.map(token::from_authorization).transpose()?;
+        self.authenticate(caller, bearer)
+    }
+
     /// Reads the system tenant again.
     pub async fn refresh(&self) -> Result<(), StorageError> {
         let mut records = Vec::new();

@@ -6,7 +6,7 @@
 //! nothing else. Health and reflection stay open: they say nothing about
 //! data.
 
-use consensusdb_access::{Access, token};
+use consensusdb_access::Access;
 use consensusdb_proto::status::refusal_status;
 use consensusdb_types::{Connection, Principal, Refusal};
 use tonic::{Code, Request, Status};
@@ -18,11 +18,8 @@ use crate::metrics::Metrics;
 /// `require_credential` (the records service: nothing in it is open).
 fn resolve(access: &Access, request: &Request<()>, require_credential: bool) -> Result<Principal, Refusal> {
     let caller = Connection::caller_of(request.extensions().get::<Connection>());
-    let bearer = match request.metadata().get("authorization") {
-        Some(value) => Some(token::from_authorization(value.as_bytes())?),
-        None => None,
-    };
-    let principal = access.authenticate(&caller, bearer)?;
+    let authorization = request.metadata().get("authorization").map(|value| value.as_bytes());
+    let principal = access.authenticate_request(&caller, authorization)?;
     if require_credential {
         principal.require_identified("this call")?;
     }

@@ -16,7 +16,6 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use consensusdb_access::token;
 use consensusdb_types::{ClusterRole, Connection, ErrorCode, Principal, Refusal};
 
 use super::Gateway;
@@ -41,11 +40,8 @@ fn needs(path: &str) -> Needs {
 
 fn resolve(gateway: &Gateway, request: &Request) -> Result<Principal, Refusal> {
     let caller = Connection::caller_of(request.extensions().get::<Connection>());
-    let bearer = match request.headers().get(header::AUTHORIZATION) {
-        Some(value) => Some(token::from_authorization(value.as_bytes())?),
-        None => None,
-    };
-    let principal = gateway.access.authenticate(&caller, bearer)?;
+    let authorization = request.headers().get(header::AUTHORIZATION).map(|value| value.as_bytes());
+    let principal = gateway.access.authenticate_request(&caller, authorization)?;
     if needs(request.uri().path()) == Needs::Monitor {
         principal.require_role(ClusterRole::Monitor, "the node's status and metrics")?;
     } else {

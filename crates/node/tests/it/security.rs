@@ -241,6 +241,22 @@ fn replace(path: &std::path::Path, text: &str) {
     std::fs::rename(&fresh, path).expect("renames");
 }
 
+/// A CA of the test's own in `dir`, with node `n1` for 127.0.0.1 and the
+/// admin client: a test that rewrites certificate files must not touch
+/// the shared CA's.
+fn own_ca(dir: &std::path::Path) -> consensusdb_pki::cluster_dir::Initialized {
+    let validity = consensusdb_pki::issue::DEFAULT_VALIDITY;
+    consensusdb_pki::cluster_dir::init(dir, "consensusdb", "n1", &n1_names(), validity).expect("a CA")
+}
+
+/// Where node `n1` of [`own_ca`] is dialed.
+fn n1_names() -> consensusdb_pki::NodeNames {
+    consensusdb_pki::NodeNames {
+        dns: vec!["localhost".into()],
+        ips: vec!["127.0.0.1".parse().expect("an IP")],
+    }
+}
+
 fn der_of(pem: &str) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM").to_vec()
@@ -250,11 +266,7 @@ fn der_of(pem: &str) -> Vec<u8> {
 async fn a_certificate_rotated_on_disk_under_load_is_used_without_a_restart() {
     // A CA of the test's own: the shared one's files must not change.
     let certs = tempfile::tempdir().expect("temp dir");
-    let names =
-        consensusdb_pki::NodeNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse().unwrap()] };
-    let validity = consensusdb_pki::issue::DEFAULT_VALIDITY;
-    let made = consensusdb_pki::cluster_dir::init(certs.path(), "consensusdb", "n1", &names, validity)
-        .expect("a CA");
+    let made = own_ca(certs.path());
     let node_files = made.node.1.clone();
     let admin = consensusdb_client::AdminPaths::in_dir(certs.path());
     let data = tempfile::tempdir().expect("temp dir");
@@ -302,7 +314,7 @@ async fn a_certificate_rotated_on_disk_under_load_is_used_without_a_restart() {
 
     // A new certificate and key for the same node, dropped into place.
     let ca = consensusdb_pki::Authority::load_dir(certs.path()).expect("loads the CA");
-    let second = ca.issue_node("n1", &names, validity).expect("issues");
+    let second = ca.issue_node("n1", &n1_names(), consensusdb_pki::issue::DEFAULT_VALIDITY).expect("issues");
     replace(&node_files.key, &second.key_pem);
     replace(&node_files.certificate, &second.certificate_pem);
     eventually(TEST_TIMEOUT, "new connections get the new certificate", async || {
@@ -358,11 +370,7 @@ async fn a_certificate_rotated_on_disk_under_load_is_used_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_certificate_of_a_running_process() {
     let certs = tempfile::tempdir().expect("temp dir");
-    let names =
-        consensusdb_pki::NodeNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse().unwrap()] };
-    let validity = consensusdb_pki::issue::DEFAULT_VALIDITY;
-    let made = consensusdb_pki::cluster_dir::init(certs.path(), "consensusdb", "n1", &names, validity)
-        .expect("a CA");
+    let made = own_ca(certs.path());
     let node_files = made.node.1.clone();
     let shown = |path: &std::path::Path| path.display().to_string();
     let launch = Launch {
@@ -387,7 +395,7 @@ async fn sighup_reloads_the_certificate_of_a_running_process() {
     assert_eq!(presented_on(node.http, b"http/1.1", &admin).await, der_of(&first));
 
     let ca = consensusdb_pki::Authority::load_dir(certs.path()).expect("loads the CA");
-    let second = ca.issue_node("n1", &names, validity).expect("issues");
+    let second = ca.issue_node("n1", &n1_names(), consensusdb_pki::issue::DEFAULT_VALIDITY).expect("issues");
     replace(&node_files.key, &second.key_pem);
     replace(&node_files.certificate, &second.certificate_pem);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
