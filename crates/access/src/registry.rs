@@ -29,6 +29,9 @@ pub enum AccessError {
     /// Nothing matched.
     #[error("{0}")]
     NotFound(String),
+    /// The change is never allowed (the built-in admin's role).
+    #[error("{0}")]
+    Refused(String),
     /// The store failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -197,10 +200,14 @@ impl Access {
     /// Takes `grant` back from `identity`.
     pub async fn remove_grant(&self, identity: &str, grant: &str) -> Result<(), AccessError> {
         let (identity, grant) = self.grant_pair(identity, grant)?;
+        if identity == *self.builtin_admin && grant == Grant::Cluster(consensusdb_types::ClusterRole::Admin) {
+            return Err(AccessError::Refused(format!(
+                "grant: {grant} to {identity} is built in and cannot be removed"
+            )));
+        }
         let held = self.current().grants().get(&identity).is_some_and(|grants| grants.contains(&grant));
-        if !held || identity == *self.builtin_admin {
-            let why = if held { "is built in and cannot be removed" } else { "is not held" };
-            return Err(AccessError::NotFound(format!("grant: {grant} to {identity} {why}")));
+        if !held {
+            return Err(AccessError::NotFound(format!("grant: {grant} to {identity} is not held")));
         }
         self.store.remove(grant_key(&identity.to_string(), &grant), None).await?;
         self.refresh().await?;
@@ -330,7 +337,21 @@ mod tests {
         ));
         let admin = access.authenticate(&client("admin"), None).expect("resolves");
         assert_eq!(admin.require_role(ClusterRole::Admin, "x"), Ok(()));
-        assert!(access.remove_grant("cdb://prod/client/admin", "cluster-admin").await.is_err(), "built in");
+        assert!(
+            matches!(
+                access.remove_grant("cdb://prod/client/admin", "cluster-admin").await,
+                Err(AccessError::Refused(_))
+            ),
+            "built in"
+        );
+        // Other grants to the built-in admin come and go like anyone's.
+        access.add_grant("cdb://prod/client/admin", "read:acme").await.expect("grants");
+        access
+            .remove_grant("cdb://prod/client/admin", "read:acme")
+            .await
+            .expect("removes a grant it was given");
+        let listed = access.grants(Some("cdb://prod/client/admin")).expect("lists");
+        assert_eq!(listed[0].1, [Grant::Cluster(ClusterRole::Admin)]);
         for (identity, grant) in [
             ("cdb://prod/node/n1", "read:acme"),
             ("cdb://other/client/bob", "read:acme"),

@@ -36,6 +36,9 @@ fn status(error: AccessError) -> Status {
     from_service(match error {
         AccessError::Invalid(error) => error.into(),
         AccessError::NotFound(message) => ServiceError { code: ErrorCode::NotFound, message, field: None },
+        AccessError::Refused(message) => {
+            ServiceError { code: ErrorCode::FailedPrecondition, message, field: None }
+        }
         AccessError::Storage(error) => error.into(),
     })
 }
