@@ -65,6 +65,7 @@ fn envelopes(c: &mut Criterion) {
                     value: vec![7; 256],
                     compression: Compression::None,
                     expires_at_ms: None,
+                    seal: None,
                 },
             })
             .collect(),

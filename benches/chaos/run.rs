@@ -104,7 +104,7 @@ pub async fn run(args: &Args) -> Result<bool, Error> {
     // One node certificate names every address a node is dialed at: its
     // own and its proxy's (what it advertises).
     let node_ips: Vec<_> = topology.nodes.iter().flat_map(|node| [node.grpc.ip(), node.proxy.ip()]).collect();
-    crate::security::init(scratch.path(), false, &node_ips)?;
+    crate::security::init(scratch.path(), false, false, &node_ips)?;
     eprintln!("chaos: nodes serve and dial over {}", crate::security::get().label());
     let links = Links::new();
     let proxies = proxy::start(&topology, &links).await?;

@@ -84,6 +84,10 @@ pub struct Args {
     /// to measure what mTLS costs (mTLS is the default).
     #[arg(long)]
     pub plaintext: bool,
+    /// Start nodes with `--insecure-unsealed` (values in the clear), to
+    /// measure what sealing costs (sealed is the default).
+    #[arg(long)]
+    pub unsealed: bool,
 }
 
 /// One step of a run.

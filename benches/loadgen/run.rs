@@ -78,7 +78,7 @@ impl<'a> Run<'a> {
             .prefix("consensusdb-loadgen-")
             .tempdir_in(&work_dir)
             .map_err(|e| format!("creating a directory in {}: {e}", work_dir.display()))?;
-        crate::security::init(scratch.path(), args.plaintext, &[])?;
+        crate::security::init(scratch.path(), args.plaintext, args.unsealed, &[])?;
         eprintln!("loadgen: nodes serve and clients dial over {}", crate::security::get().label());
         let measured = args.data_dir.as_deref().unwrap_or(scratch.path());
         let disk = DiskDevice::holding(measured);

@@ -62,6 +62,7 @@ struct StorageGauges {
     conflicts_lost: IntCounter,
     writes_superseded: IntCounter,
     damaged_records_skipped: IntCounter,
+    sealed_values_refused: IntCounter,
 }
 
 /// The mesh's view, refilled on each scrape so removed peers disappear.
@@ -198,6 +199,11 @@ impl Metrics {
                 r,
                 "consensusdb_damaged_records_skipped_total",
                 "Damaged records (a head, key or value that does not decode) scans skipped.",
+            )?,
+            sealed_values_refused: counter(
+                r,
+                "consensusdb_sealed_values_refused_total",
+                "Sealed values reads refused: altered on disk, or their data key missing or damaged (DATA_LOSS).",
             )?,
         };
         let replication = ReplicationGauges {
@@ -407,6 +413,7 @@ impl Metrics {
         copy(&gauges.conflicts_lost, &counters.conflicts_lost);
         copy(&gauges.writes_superseded, &counters.writes_superseded);
         copy(&gauges.damaged_records_skipped, &counters.damaged_records_skipped);
+        copy(&gauges.sealed_values_refused, &counters.sealed_values_refused);
     }
 
     fn copy_cluster(&self, cluster: Option<&ClusterView>) {

@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     /// The node's certificate, for both ports and for dialing peers.
     pub tls: TlsConfig,
+    /// Sealing values at rest.
+    pub seal: SealConfig,
     /// Development switches. Never for production.
     pub dev: DevConfig,
 }
@@ -178,7 +180,6 @@ pub struct StorageConfig {
     pub scan_stall_timeout_ms: u64,
 }
 
-/// Development switches.
 /// The node's credential, as `consensusdb init` and `consensusdb cert node`
 /// make it. Unset, a one-node cluster makes its own CA and credentials
 /// under `<data_dir>/tls` on first start; a node with peers needs the
@@ -215,6 +216,16 @@ impl TlsConfig {
     }
 }
 
+/// Sealing values at rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SealConfig {
+    /// The cluster's master key file, as `consensusdb init` wrote it
+    /// (`master.key`). Unset: `master.key` beside `tls.ca_file`, or, on a
+    /// node that makes its own credentials, `<data_dir>/tls/master.key`.
+    pub master_key_file: Option<PathBuf>,
+}
+
 /// Development switches. Never for production.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -222,6 +233,9 @@ pub struct DevConfig {
     /// Serve plaintext gRPC and HTTP, with nobody authenticated, and dial
     /// peers in plaintext. Development only.
     pub insecure_plaintext: bool,
+    /// Store new values in the clear, without a master key. Development
+    /// only: values sealed before (or by peers) cannot be read.
+    pub insecure_unsealed: bool,
     /// Milliseconds added to the clock this node stamps writes with, to
     /// test how the cluster copes with a skewed clock.
     pub clock_skew_ms: i64,
@@ -238,6 +252,7 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             cluster: ClusterConfig::default(),
             tls: TlsConfig::default(),
+            seal: SealConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -277,6 +292,10 @@ pub struct FlagOverrides {
     pub insecure_plaintext: bool,
     /// `--tls-ca`, `--tls-cert`, `--tls-key`.
     pub tls: TlsConfig,
+    /// `--master-key`.
+    pub master_key_file: Option<PathBuf>,
+    /// `--insecure-unsealed`.
+    pub insecure_unsealed: bool,
     /// `--cluster-id`.
     pub cluster_id: Option<String>,
     /// `--peer`, repeatable; replaces `cluster.peers` when given.
@@ -369,6 +388,12 @@ impl NodeConfig {
         if flags.insecure_plaintext {
             figment = figment.merge(Serialized::default("dev.insecure_plaintext", true));
         }
+        if let Some(path) = &flags.master_key_file {
+            figment = figment.merge(Serialized::default("seal.master_key_file", path));
+        }
+        if flags.insecure_unsealed {
+            figment = figment.merge(Serialized::default("dev.insecure_unsealed", true));
+        }
         let config: NodeConfig = figment.extract().map_err(Box::new)?;
         config.validate()?;
         Ok(config)
@@ -448,6 +473,8 @@ impl NodeConfig {
             clock_skew_ms: self.dev.clock_skew_ms,
             scan_stall_timeout: std::time::Duration::from_millis(self.storage.scan_stall_timeout_ms),
             max_open_files,
+            // Resolved at start, apart from the rest (`crate::master_key`).
+            master_keys: None,
         }
     }
 

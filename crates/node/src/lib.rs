@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod descriptors;
+pub mod master_key;
 pub mod reload;
 pub mod security;
 
@@ -71,6 +72,9 @@ pub enum NodeError {
     /// The node cannot secure its ports (no certificate, a bad one).
     #[error("TLS: {0}")]
     Security(#[from] SecurityError),
+    /// The node has no usable master key to seal values with.
+    #[error("sealing: {0}")]
+    MasterKey(#[from] master_key::MasterKeyError),
     /// The configuration is not valid.
     #[error("configuration: {0}")]
     Config(#[from] consensusdb_types::FieldError),
@@ -186,7 +190,23 @@ impl Node {
             max_connections = budget.connections,
             "file descriptors shared out"
         );
-        let options = config.store_options(budget.rocksdb_table_files);
+        let mut options = config.store_options(budget.rocksdb_table_files);
+        options.master_keys = {
+            let config = config.clone();
+            match tokio::task::spawn_blocking(move || master_key::resolve(&config)).await?? {
+                Some((keys, file)) => {
+                    tracing::info!(file = %file.display(), master_keys = keys.ids().len(), "values are sealed at rest");
+                    Some(keys)
+                }
+                None => {
+                    tracing::warn!(
+                        "DEVELOPMENT MODE (--insecure-unsealed): new values are stored in the clear, and values \
+                         sealed elsewhere cannot be read here"
+                    );
+                    None
+                }
+            }
+        };
         let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
         let bound =
             listener.local_addr().map_err(|source| NodeError::Bind { addr: config.grpc.listen, source })?;

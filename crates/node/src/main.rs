@@ -148,6 +148,15 @@ struct ServeArgs {
     /// authentication, and dial peers without TLS.
     #[arg(long)]
     insecure_plaintext: bool,
+    /// The cluster's master key file, which seals values at rest
+    /// (`master.key` from `consensusdb init`). Default: `master.key`
+    /// beside --tls-ca, or one the node makes under <data-dir>/tls.
+    #[arg(long, value_name = "FILE")]
+    master_key: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: store new values in the clear, without a master
+    /// key.
+    #[arg(long)]
+    insecure_unsealed: bool,
 }
 
 /// `--sync`, spelled as `storage.sync` is in a configuration file: the
@@ -164,6 +173,8 @@ impl ServeArgs {
             http_listen: self.http_listen,
             sync: self.sync,
             insecure_plaintext: self.insecure_plaintext,
+            master_key_file: self.master_key.clone(),
+            insecure_unsealed: self.insecure_unsealed,
             peers: self.peers.clone(),
             cluster_id: self.cluster_id.clone(),
             tls: consensusdb_node::config::TlsConfig {

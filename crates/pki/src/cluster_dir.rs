@@ -1,6 +1,7 @@
 //! A cluster directory as `consensusdb init` makes it, and as a node makes
 //! one under its data directory on a zero-configuration first start: a
-//! CA, one node's credential and the operator's admin client credential.
+//! CA, one node's credential, the operator's admin client credential, and
+//! the master key file that seals values at rest.
 //!
 //! File names follow the identity, `<role>-<name>.pem` / `.key`, so a
 //! directory can hold every credential one CA issued without collisions.
@@ -35,10 +36,13 @@ pub struct Initialized {
     pub node: (Identity, CredentialFiles),
     /// The admin client's identity and files.
     pub admin: (Identity, CredentialFiles),
+    /// The master key file (mode 0600).
+    pub master_key: std::path::PathBuf,
 }
 
 /// Makes a CA for `cluster` in `dir`, a certificate for node `node_name`
-/// dialed at `names`, and the admin client's. Refuses a directory that
+/// dialed at `names`, the admin client's, and the master key file (kept
+/// if there is one). Refuses a directory that
 /// already holds a CA: nodes may trust it already.
 pub fn init(
     dir: &Path,
@@ -59,7 +63,12 @@ pub fn init(
     let node = ca.issue_node(node_name, names, validity)?;
     let admin = ca.issue_client(ADMIN_CLIENT, validity)?;
     let ca_files = ca.save(dir)?;
-    Ok(Initialized { ca: ca_files, node: save(dir, node)?, admin: save(dir, admin)? })
+    Ok(Initialized {
+        ca: ca_files,
+        node: save(dir, node)?,
+        admin: save(dir, admin)?,
+        master_key: crate::master_key_file::ensure(dir)?,
+    })
 }
 
 /// Saves a credential under its [`stem`] in `dir`.

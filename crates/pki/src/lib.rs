@@ -12,7 +12,8 @@
 //! - [`files`]: the directory `consensusdb init` writes, private keys
 //!   readable by their owner only.
 //! - [`cluster_dir`]: the directory `init` (or a node's first start)
-//!   makes: a CA, a node's credential and the admin client's.
+//!   makes: a CA, a node's credential, the admin client's, and the
+//!   master key file ([`master_key_file`]) that seals values at rest.
 //! - [`tls`]: rustls configurations from a credential, for the servers
 //!   (client certificates verified when presented) and for dialing.
 //! - [`live`]: a node's TLS replaced while it serves (certificate reload),
@@ -29,6 +30,7 @@ pub mod files;
 pub mod inspect;
 pub mod issue;
 pub mod live;
+pub mod master_key_file;
 pub mod tls;
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub fn grpc_code(code: ErrorCode) -> Code {
         ErrorCode::Unauthenticated => Code::Unauthenticated,
         ErrorCode::PermissionDenied => Code::PermissionDenied,
         ErrorCode::Internal => Code::Internal,
+        ErrorCode::DataLoss => Code::DataLoss,
         // ErrorCode is non-exhaustive for the SDK's users; every code it
         // has is listed above (the round-trip test below checks each one).
         _ => Code::Internal,
@@ -59,9 +60,8 @@ pub fn error_code(code: Code) -> ErrorCode {
         Code::FailedPrecondition => ErrorCode::FailedPrecondition,
         Code::Unauthenticated => ErrorCode::Unauthenticated,
         Code::PermissionDenied => ErrorCode::PermissionDenied,
-        Code::Ok | Code::Unknown | Code::Unimplemented | Code::Internal | Code::DataLoss => {
-            ErrorCode::Internal
-        }
+        Code::DataLoss => ErrorCode::DataLoss,
+        Code::Ok | Code::Unknown | Code::Unimplemented | Code::Internal => ErrorCode::Internal,
     }
 }
 
@@ -69,7 +69,7 @@ pub fn error_code(code: Code) -> ErrorCode {
 mod tests {
     use super::*;
 
-    const ALL: [ErrorCode; 11] = [
+    const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
@@ -81,6 +81,7 @@ mod tests {
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
         ErrorCode::Internal,
+        ErrorCode::DataLoss,
     ];
 
     #[test]

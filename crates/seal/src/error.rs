@@ -19,4 +19,10 @@ pub enum SealError {
     /// record or tenant, or the key is not the one they were sealed with.
     #[error("the sealed bytes do not authenticate (changed, moved, or another key)")]
     Tampered,
+    /// A data key was wrapped under a master key this node does not hold.
+    #[error("wrapped under master key {id}, which this node does not hold: add it to the master key file")]
+    UnknownMasterKey {
+        /// The master key's id.
+        id: u32,
+    },
 }

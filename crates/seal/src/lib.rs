@@ -5,6 +5,8 @@
 //!
 //! - [`keys`]: the cluster master key, per-tenant data keys, and data
 //!   keys wrapped under the master key (AES-256-GCM, bound to their tenant).
+//! - [`master_keys`]: the master keys a node holds (the newest wraps,
+//!   older ones still unwrap) and their file.
 //! - [`sealer`]: a data key's per-origin subkey (HKDF-SHA256), and values
 //!   sealed with AES-256-GCM under it, with a nonce that never repeats
 //!   under a key and the record's identity as associated data. The key id
@@ -25,8 +27,10 @@
 
 pub mod error;
 pub mod keys;
+pub mod master_keys;
 pub mod sealer;
 
 pub use error::SealError;
 pub use keys::{DataKey, KeyId, MasterKey, WrappedKey};
+pub use master_keys::MasterKeys;
 pub use sealer::{NONCE_BYTES, NonceParts, Sealed, Sealer, TAG_BYTES};

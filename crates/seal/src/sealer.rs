@@ -40,12 +40,11 @@ pub struct NonceParts {
 }
 
 impl NonceParts {
-    /// The 96-bit nonce: seq, then index, big-endian.
+    /// The 96-bit nonce: seq, then index, big-endian. The record head
+    /// keeps it, and a replica rebuilds it from the log entry, through the
+    /// same function ([`consensusdb_types::Seal::nonce_at`]).
     pub fn nonce(self) -> [u8; NONCE_BYTES] {
-        let mut nonce = [0; NONCE_BYTES];
-        nonce[..8].copy_from_slice(&self.seq.to_be_bytes());
-        nonce[8..].copy_from_slice(&self.index.to_be_bytes());
-        nonce
+        consensusdb_types::Seal::nonce_at(self.seq, self.index)
     }
 }
 
@@ -111,18 +110,30 @@ impl Sealer {
     /// Opens a value sealed with this sealer's key and origin for the
     /// record `aad` identifies; anything else is an error, never bytes.
     pub fn open(&self, sealed: &Sealed, aad: &[&[u8]]) -> Result<Vec<u8>, SealError> {
-        if sealed.key_id != self.key_id {
-            return Err(SealError::WrongKey { sealed: sealed.key_id.0, given: self.key_id.0 });
+        self.open_parts(sealed.key_id, &sealed.nonce, &sealed.ciphertext, aad)
+    }
+
+    /// [`Sealer::open`] on borrowed parts (the key id and nonce from a
+    /// record's head, the ciphertext as read), copying the bytes once.
+    pub fn open_parts(
+        &self,
+        key_id: KeyId,
+        nonce: &[u8; NONCE_BYTES],
+        ciphertext: &[u8],
+        aad: &[&[u8]],
+    ) -> Result<Vec<u8>, SealError> {
+        if key_id != self.key_id {
+            return Err(SealError::WrongKey { sealed: key_id.0, given: self.key_id.0 });
         }
-        if sealed.ciphertext.len() < TAG_BYTES {
+        if ciphertext.len() < TAG_BYTES {
             return Err(SealError::Malformed(format!(
                 "{} bytes, shorter than the {TAG_BYTES}-byte tag",
-                sealed.ciphertext.len()
+                ciphertext.len()
             )));
         }
-        let mut plaintext = sealed.ciphertext.clone();
+        let mut plaintext = ciphertext.to_vec();
         self.cipher
-            .decrypt_in_place(&sealed.nonce.into(), &associated_data(aad), &mut plaintext)
+            .decrypt_in_place(&(*nonce).into(), &associated_data(aad), &mut plaintext)
             .map_err(|_| SealError::Tampered)?;
         Ok(plaintext)
     }

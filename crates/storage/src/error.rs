@@ -163,6 +163,19 @@ pub enum StorageError {
         /// What does not decode.
         reason: String,
     },
+    /// A sealed value cannot be opened: it does not authenticate (altered
+    /// on disk), or its key is missing, damaged or destroyed. No bytes are
+    /// returned.
+    #[error("{key}: the value cannot be read: {reason}")]
+    Unopenable {
+        /// The record (or key) concerned, as `tenant/region/minor[/time]`.
+        key: String,
+        /// Why.
+        reason: String,
+        /// The key was destroyed on purpose (the tenant was shredded):
+        /// not data loss but a refused precondition.
+        shredded: bool,
+    },
     /// A filesystem operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -215,6 +228,8 @@ impl StorageError {
             StorageError::Corrupt(_) | StorageError::Engine(_) | StorageError::Io { .. } => {
                 ErrorCode::Internal
             }
+            StorageError::Unopenable { shredded: true, .. } => ErrorCode::FailedPrecondition,
+            StorageError::Unopenable { shredded: false, .. } => ErrorCode::DataLoss,
         }
     }
 

@@ -40,6 +40,7 @@ mod reads;
 pub mod reference;
 mod replication;
 mod scan;
+mod sealing;
 mod snapshot;
 mod stats;
 mod store;
@@ -85,6 +86,9 @@ pub struct Counters {
     /// Damaged records (a head, key or value that does not decode) that
     /// reads skipped instead of failing.
     pub damaged_records_skipped: AtomicU64,
+    /// Sealed values that reads refused because they could not be opened
+    /// (altered on disk, or their key missing or damaged).
+    pub sealed_values_refused: AtomicU64,
     /// Replicated stamps that the drift bound kept from moving the HLC
     /// as far as they asked.
     pub hlc_drift_clipped: AtomicU64,
@@ -108,6 +112,7 @@ impl Default for Counters {
             writes_superseded: AtomicU64::new(0),
             entries_applied: AtomicU64::new(0),
             damaged_records_skipped: AtomicU64::new(0),
+            sealed_values_refused: AtomicU64::new(0),
             hlc_drift_clipped: AtomicU64::new(0),
             group_size: histogram(
                 "consensusdb_group_commit_size",
@@ -127,5 +132,7 @@ impl Default for Counters {
 mod replication_tests;
 #[cfg(test)]
 mod scan_tests;
+#[cfg(test)]
+mod sealing_tests;
 #[cfg(test)]
 mod tests;

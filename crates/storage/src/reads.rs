@@ -6,8 +6,9 @@
 //! belong to the same version. Tombstones and expired versions are skipped.
 //! Head-only reads never touch the `values` column family.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 
 use consensusdb_types::key_codec::decode_key;
 use consensusdb_types::limits::MAX_PAYLOAD_BYTES;
@@ -16,8 +17,9 @@ use rocksdb::{DB, SnapshotWithThreadMode};
 
 use crate::columns::{self, RECORDS, VALUES};
 use crate::error::hex;
+use crate::sealing::Vault;
 use crate::value_cursor::{KeyRange, ValueCursor};
-use crate::{StorageError, page_token};
+use crate::{Counters, StorageError, page_token};
 
 /// What a read returns besides the heads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,15 +63,23 @@ pub(crate) struct SnapshotReader<'a> {
     snapshot: SnapshotWithThreadMode<'a, DB>,
     options: ReadOptions,
     now_ms: u64,
-    /// Counts damaged records that walks skip.
-    damaged: &'a AtomicU64,
+    /// Opens sealed values.
+    vault: &'a Vault,
+    /// Counts damaged records that walks skip, and sealed values refused.
+    counters: &'a Counters,
     /// Whether walks skip damaged records (scans) or fail on them.
     skip_damaged: bool,
 }
 
 impl<'a> SnapshotReader<'a> {
-    pub(crate) fn new(db: &'a DB, options: ReadOptions, now_ms: u64, damaged: &'a AtomicU64) -> Self {
-        Self { db, snapshot: db.snapshot(), options, now_ms, damaged, skip_damaged: false }
+    pub(crate) fn new(
+        db: &'a DB,
+        vault: &'a Vault,
+        options: ReadOptions,
+        now_ms: u64,
+        counters: &'a Counters,
+    ) -> Self {
+        Self { db, snapshot: db.snapshot(), options, now_ms, vault, counters, skip_damaged: false }
     }
 
     /// Makes walks skip damaged records (counted and logged with their key)
@@ -105,16 +115,18 @@ impl<'a> SnapshotReader<'a> {
     /// Builds the record for a live head and its stored value entry (ignored
     /// for head-only reads), or `None` if the value has just expired.
     fn record(&self, key: &[u8], head: Head, entry: Option<&[u8]>) -> Result<Option<Record>, StorageError> {
+        let record_key = decode_key(key)?;
         let value = if self.options.head_only {
             None
         } else {
             match entry {
                 Some(entry) => {
-                    let stored = stored_value::decode(entry)?;
+                    let stored =
+                        self.opened(key, &record_key.row.major, &head, stored_value::decode(entry)?)?;
                     Some(if self.options.raw {
-                        stored.to_vec()
+                        stored.into_owned()
                     } else {
-                        head.compression.decompress(stored, MAX_PAYLOAD_BYTES)?
+                        head.compression.decompress(&stored, MAX_PAYLOAD_BYTES)?
                     })
                 }
                 // Compaction ignores snapshots: an expiring value can vanish
@@ -128,7 +140,32 @@ impl<'a> SnapshotReader<'a> {
                 }
             }
         };
-        Ok(Some(Record { key: decode_key(key)?, head, value }))
+        Ok(Some(Record { key: record_key, head, value }))
+    }
+
+    /// The value as the client stored it (compressed): opened if sealed.
+    /// A refusal is counted and logged with the record's key, and no
+    /// bytes are returned.
+    fn opened<'v>(
+        &self,
+        key: &[u8],
+        tenant: &str,
+        head: &Head,
+        stored: &'v [u8],
+    ) -> Result<Cow<'v, [u8]>, StorageError> {
+        if head.seal.is_none() {
+            return Ok(Cow::Borrowed(stored));
+        }
+        match self.vault.open(self.db, key, tenant, head, stored) {
+            Ok(value) => Ok(Cow::Owned(value)),
+            Err(error) => {
+                if let StorageError::Unopenable { shredded: false, .. } = error {
+                    self.counters.sealed_values_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(%error, "a read refused a sealed value");
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Visits live records in `range`, forwards or backwards, starting after
@@ -182,7 +219,7 @@ impl<'a> SnapshotReader<'a> {
             let record = match found {
                 Ok(record) => record,
                 Err(StorageError::Corrupt(error)) if self.skip_damaged => {
-                    self.damaged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.counters.damaged_records_skipped.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(key = %hex(key), %error, "a read skipped a damaged record");
                     None
                 }

@@ -98,6 +98,7 @@ impl RawReference {
                     value: value.to_vec(),
                     compression: Compression::None,
                     expires_at_ms: None,
+                    seal: None,
                 },
             };
             batch.put_cf(records, &mutation.key, mutation.head(stamp, seq).encode());

@@ -32,6 +32,7 @@ fn put(minor: &str, value: &[u8]) -> Mutation {
             value: value.to_vec(),
             compression: Compression::None,
             expires_at_ms: None,
+            seal: None,
         },
     }
 }
@@ -275,6 +276,7 @@ fn ttl_put(minor: &str, expires_at_ms: u64) -> Mutation {
             value: b"v".to_vec(),
             compression: Compression::None,
             expires_at_ms: Some(expires_at_ms),
+            seal: None,
         },
     }
 }
@@ -338,7 +340,8 @@ async fn a_damaged_purge_queue_key_is_a_corruption_error_naming_it_never_a_panic
 }
 
 /// Copies `from`'s snapshot into `to`, as a bootstrap does.
-async fn install(from: &Store, to: &Store) -> InstallOutcome {
+/// Installs a snapshot of `from` on `to`, as a joining node does.
+pub(crate) async fn install(from: &Store, to: &Store) -> InstallOutcome {
     let mut parts = from.export_snapshot(256);
     to.hold_writes(WriteHold::Bootstrap, "test bootstrap");
     to.install_begin().await.unwrap();

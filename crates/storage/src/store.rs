@@ -22,12 +22,15 @@ use crate::data_dir::{self, Engine};
 use crate::frontier_view::FrontierView;
 use crate::reads::SnapshotReader;
 use crate::scan::{ScanChunks, ScanStream};
+use crate::sealing::Vault;
 use crate::validate;
 use crate::value_cursor::KeyRange;
 use crate::write_gate::{WriteGate, WriteHold};
+use crate::writer::WriterKeys;
 use crate::writer::{Committer, StagedPut, WriteCommand, Writer, WriterMessage};
 use crate::writer_health::WriterHealth;
 use crate::{Counters, Page, ReadOptions, Record, StorageError, WriteAck};
+use consensusdb_seal::MasterKeys;
 use consensusdb_types::error::field_path;
 
 /// When the writer syncs the WAL. In configuration (with the `serde`
@@ -78,6 +81,10 @@ pub struct StoreOptions {
     /// the process's file-descriptor limit, so other uses of descriptors
     /// (client connections) can never starve RocksDB's own.
     pub max_open_files: i32,
+    /// The master keys values are sealed under. `None` stores new values
+    /// in the clear (development only; the node refuses to start without
+    /// keys unless told so).
+    pub master_keys: Option<Arc<MasterKeys>>,
 }
 
 impl StoreOptions {
@@ -94,6 +101,7 @@ impl StoreOptions {
             clock_skew_ms: 0,
             scan_stall_timeout: Duration::from_secs(60),
             max_open_files: -1,
+            master_keys: None,
         }
     }
 }
@@ -209,6 +217,8 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     writer_health: Arc<WriterHealth>,
     pub(crate) view: Arc<FrontierView>,
+    /// Keys to open sealed values with.
+    pub(crate) vault: Arc<Vault>,
 }
 
 /// A node's storage: cheap to clone, safe to share between tasks.
@@ -247,6 +257,8 @@ impl Store {
             u32::try_from(options.writer_queue_bytes / 1024).unwrap_or(u32::MAX).max(MIN_QUEUE_ROOM_KIB);
         let view = Arc::new(FrontierView::new(opened.frontier.iter().map(|(o, m)| (*o, *m)).collect()));
         let incarnation = Arc::new(AtomicU32::new(opened.origin.incarnation));
+        let vault = Arc::new(Vault::new(options.master_keys.clone()));
+        let keys = WriterKeys::load(vault.clone(), &engine.db, opened.origin)?;
         let installing = Arc::new(AtomicBool::new(opened.bootstrap_pending));
         let writer = Writer {
             engine: engine.clone(),
@@ -274,6 +286,7 @@ impl Store {
                 options.sync,
             )?,
             in_flight: Default::default(),
+            keys,
         };
         let handle = std::thread::Builder::new()
             .name("consensusdb-writer".into())
@@ -308,6 +321,7 @@ impl Store {
                 counters,
                 writer_health,
                 view,
+                vault,
             }),
         })
     }
@@ -360,6 +374,11 @@ impl Store {
     /// The limits client input is checked against.
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
+    }
+
+    /// Whether new values are sealed (a master key was given).
+    pub fn is_sealing(&self) -> bool {
+        self.shared.vault.is_sealing()
     }
 
     /// Counters for metrics.
@@ -590,12 +609,12 @@ impl Store {
             self.shared.closing.subscribe(),
             query.page_token.clone(),
         );
-        let (engine, counters) = (self.shared.engine.clone(), self.shared.counters.clone());
+        let (engine, vault, counters) =
+            (self.shared.engine.clone(), self.shared.vault.clone(), self.shared.counters.clone());
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let reader =
-                SnapshotReader::new(&engine.db, query.read, now_ms(), &counters.damaged_records_skipped)
-                    .skipping_damaged();
+                SnapshotReader::new(&engine.db, &vault, query.read, now_ms(), &counters).skipping_damaged();
             chunks.run(&reader, &range, query.page_token.as_deref());
         });
         Ok(stream)
@@ -607,11 +626,10 @@ impl Store {
         options: ReadOptions,
         work: impl FnOnce(&SnapshotReader<'_>) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
-        let (engine, counters) = (self.shared.engine.clone(), self.shared.counters.clone());
-        run_blocking(move || {
-            work(&SnapshotReader::new(&engine.db, options, now_ms(), &counters.damaged_records_skipped))
-        })
-        .await?
+        let (engine, vault, counters) =
+            (self.shared.engine.clone(), self.shared.vault.clone(), self.shared.counters.clone());
+        run_blocking(move || work(&SnapshotReader::new(&engine.db, &vault, options, now_ms(), &counters)))
+            .await?
     }
 
     /// Stops accepting writes, commits everything already queued, flushes

@@ -106,7 +106,6 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
     )
     .unwrap();
     Writer {
-        engine,
         origin,
         clock: HybridClock::default(),
         next_seq: 1,
@@ -121,6 +120,9 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
         max_group: 16,
         counters,
         health,
+        keys: crate::writer::WriterKeys::load(Arc::new(crate::sealing::Vault::new(None)), &engine.db, origin)
+            .unwrap(),
+        engine,
         committer,
         in_flight: Default::default(),
     }

@@ -29,11 +29,14 @@ impl TestPki {
         Self::for_cluster(TEST_CLUSTER)
     }
 
-    /// A new CA for `cluster`.
+    /// A new CA for `cluster`, and the cluster's master key beside it.
     pub fn for_cluster(cluster: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let ca = Authority::create(cluster).expect("makes a CA");
         let ca_file = ca.save(dir.path()).expect("saves the CA").certificate;
+        // Beside the CA, as `consensusdb init` leaves it: every node
+        // configured from this CA seals with this one master key.
+        consensusdb_pki::master_key_file::ensure(dir.path()).expect("makes the master key");
         Self { ca, ca_file, dir }
     }
 

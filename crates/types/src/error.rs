@@ -37,6 +37,10 @@ pub enum ErrorCode {
     PermissionDenied,
     /// A bug or a damaged data directory. Never used for bad input.
     Internal,
+    /// Stored data cannot be read back: a sealed value that fails its
+    /// authentication (altered on disk) or whose key this node lacks. The
+    /// message names the record; no bytes are returned.
+    DataLoss,
 }
 
 impl ErrorCode {
@@ -52,7 +56,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => 403,
             ErrorCode::DeadlineExceeded => 504,
             ErrorCode::Unavailable => 503,
-            ErrorCode::Internal => 500,
+            ErrorCode::Internal | ErrorCode::DataLoss => 500,
         }
     }
 
@@ -70,6 +74,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::DataLoss => "DATA_LOSS",
         }
     }
 }

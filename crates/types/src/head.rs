@@ -26,14 +26,37 @@ const SEALED: u8 = 1 << 3;
 const HAS_EXPIRY: u8 = 1 << 4;
 const KNOWN_FLAGS: u8 = TOMBSTONE | CODEC_MASK | SEALED | HAS_EXPIRY;
 
-/// Where a sealed (encrypted at rest) value's key and nonce are recorded.
-/// Reserved in format 1; sealing arrives with the security work.
+/// Bytes sealing adds to a value (the AES-GCM tag): a sealed value's
+/// stored bytes are its ciphertext and this tag.
+pub const SEAL_TAG_BYTES: usize = 16;
+
+/// How a sealed (encrypted at rest) value was sealed: which of its
+/// tenant's data keys (of the origin in the stamp) and the nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seal {
-    /// Which data key sealed the value.
+    /// Which data key sealed the value, among those its origin made for
+    /// the tenant.
     pub key_id: u32,
     /// The AES-GCM nonce.
     pub nonce: [u8; 12],
+}
+
+impl Seal {
+    /// The seal of the value at `index` in the origin's log entry `seq`:
+    /// its nonce is the seq then the index, big-endian, which never
+    /// repeats under one origin's key (the reasoning is in
+    /// `consensusdb-seal`). The log therefore stores only the key id.
+    pub fn at(key_id: u32, seq: u64, index: u32) -> Self {
+        Self { key_id, nonce: Self::nonce_at(seq, index) }
+    }
+
+    /// The nonce of the value at `index` in the log entry `seq`.
+    pub fn nonce_at(seq: u64, index: u32) -> [u8; 12] {
+        let mut nonce = [0; 12];
+        nonce[..8].copy_from_slice(&seq.to_be_bytes());
+        nonce[8..].copy_from_slice(&index.to_be_bytes());
+        nonce
+    }
 }
 
 /// The metadata of one version of a record.
@@ -45,7 +68,8 @@ pub struct Head {
     pub seq: u64,
     /// Absolute expiry, Unix milliseconds; `None` never expires.
     pub expires_at_ms: Option<u64>,
-    /// Bytes of the value as stored (after compression).
+    /// Bytes of the value as the client stored it (after compression,
+    /// before sealing: the seal's tag is not counted).
     pub stored_size: u32,
     /// The codec of the stored value.
     pub compression: Compression,

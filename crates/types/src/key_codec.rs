@@ -181,6 +181,12 @@ pub fn region_prefix_of(encoded: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// The tenant (first component) of an encoded key, decoding nothing else:
+/// the writer asks it of every value it seals, to pick the tenant's key.
+pub fn decode_tenant(encoded: &[u8]) -> Result<String, DecodeError> {
+    take_component(&mut Reader::new(encoded, "key"))
+}
+
 /// Decodes a region prefix written by [`region_prefix`] into its tenant and
 /// region.
 pub fn decode_region_prefix(bytes: &[u8]) -> Result<(String, String), DecodeError> {

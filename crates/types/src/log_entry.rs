@@ -12,19 +12,26 @@
 //!
 //! ```text
 //! format:u8 hlc:u64 count:u32 mutation*
-//! mutation = kind:u8 (1 put, 2 tombstone) key:sized
+//! mutation = kind:u8 (1 put, 2 tombstone, 3 sealed put) key:sized
 //!            [codec:u8 expires_at_ms:u64 (0 = never) value:sized  if put]
+//!            [codec:u8 expires_at_ms:u64 key_id:u32 value:sized if sealed put]
 //! sized    = len:u32 bytes
 //! ```
+//!
+//! A sealed put's value is its ciphertext and tag; its nonce is not stored,
+//! because it is the entry's seq and the mutation's index in the entry
+//! ([`Seal::at`]): a replica rebuilds it, and no peer can choose it.
 
+use crate::head::SEAL_TAG_BYTES;
 use crate::wire::{DecodeError, Reader, put_sized};
-use crate::{Compression, Head, Origin, Stamp};
+use crate::{Compression, Head, Origin, Seal, Stamp};
 
 /// The current log entry format byte.
 pub const LOG_FORMAT: u8 = 1;
 
 const PUT: u8 = 1;
 const TOMBSTONE: u8 = 2;
+const SEALED_PUT: u8 = 3;
 
 /// What a mutation does to its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +44,9 @@ pub enum MutationKind {
         compression: Compression,
         /// Absolute expiry, Unix milliseconds.
         expires_at_ms: Option<u64>,
+        /// How `value` was sealed at its origin; `None` for a value stored
+        /// in the clear (the system tenant, or a node in development mode).
+        seal: Option<Seal>,
     },
     /// Removes the key (a tombstone version).
     Tombstone,
@@ -54,14 +64,16 @@ pub struct Mutation {
 impl Mutation {
     /// The head this mutation leaves on its key.
     pub fn head(&self, stamp: Stamp, seq: u64) -> Head {
-        let (stored_size, compression, expires_at_ms, tombstone) = match &self.kind {
-            MutationKind::Put { value, compression, expires_at_ms } => {
-                let size = u32::try_from(value.len()).expect("values are bounded by Limits, far below 4 GiB");
-                (size, *compression, *expires_at_ms, false)
+        let (stored_size, compression, expires_at_ms, tombstone, seal) = match &self.kind {
+            MutationKind::Put { value, compression, expires_at_ms, seal } => {
+                let tag = if seal.is_some() { SEAL_TAG_BYTES } else { 0 };
+                let size = u32::try_from(value.len().saturating_sub(tag))
+                    .expect("values are bounded by Limits, far below 4 GiB");
+                (size, *compression, *expires_at_ms, false, *seal)
             }
-            MutationKind::Tombstone => (0, Compression::None, None, true),
+            MutationKind::Tombstone => (0, Compression::None, None, true, None),
         };
-        Head { stamp, seq, expires_at_ms, stored_size, compression, tombstone, seal: None }
+        Head { stamp, seq, expires_at_ms, stored_size, compression, tombstone, seal }
     }
 }
 
@@ -96,7 +108,7 @@ impl LogEntry {
             .iter()
             .map(|m| {
                 m.key.len()
-                    + 18
+                    + 22
                     + match &m.kind {
                         MutationKind::Put { value, .. } => value.len(),
                         MutationKind::Tombstone => 0,
@@ -110,11 +122,14 @@ impl LogEntry {
         out.extend_from_slice(&count.to_be_bytes());
         for mutation in &self.mutations {
             match &mutation.kind {
-                MutationKind::Put { value, compression, expires_at_ms } => {
-                    out.push(PUT);
+                MutationKind::Put { value, compression, expires_at_ms, seal } => {
+                    out.push(if seal.is_some() { SEALED_PUT } else { PUT });
                     put_sized(&mut out, &mutation.key);
                     out.push(compression.code());
                     out.extend_from_slice(&expires_at_ms.unwrap_or(0).to_be_bytes());
+                    if let Some(seal) = seal {
+                        out.extend_from_slice(&seal.key_id.to_be_bytes());
+                    }
                     put_sized(&mut out, value);
                 }
                 MutationKind::Tombstone => {
@@ -141,16 +156,25 @@ impl LogEntry {
             return Err(reader.error(format!("count {count} exceeds what {} bytes can hold", value.len())));
         }
         let mut mutations = Vec::with_capacity(count);
-        for _ in 0..count {
+        for index in 0..count {
             let kind = reader.u8()?;
             let key = reader.sized()?.to_vec();
             let kind = match kind {
-                PUT => {
+                PUT | SEALED_PUT => {
                     let compression =
                         Compression::from_code(reader.u8()?).ok_or_else(|| reader.error("unknown codec"))?;
                     let expires_at_ms = Some(reader.u64()?).filter(|&at| at != 0);
+                    let seal = if kind == SEALED_PUT {
+                        let index = u32::try_from(index).expect("count is a u32");
+                        Some(Seal::at(reader.u32()?, seq, index))
+                    } else {
+                        None
+                    };
                     let value = reader.sized()?.to_vec();
-                    MutationKind::Put { value, compression, expires_at_ms }
+                    if seal.is_some() && value.len() < SEAL_TAG_BYTES {
+                        return Err(reader.error("a sealed value is shorter than its tag"));
+                    }
+                    MutationKind::Put { value, compression, expires_at_ms, seal }
                 }
                 TOMBSTONE => MutationKind::Tombstone,
                 other => return Err(reader.error(format!("unknown mutation kind {other}"))),
@@ -195,21 +219,40 @@ mod tests {
     use crate::NodeId;
     use proptest::prelude::*;
 
+    /// A mutation; a sealed put's seal is set by [`sealed_at`] once its
+    /// place in the entry is known.
     fn mutation() -> impl Strategy<Value = Mutation> {
-        let put = (proptest::collection::vec(any::<u8>(), 0..32), 0u8..3, proptest::option::of(1u64..))
-            .prop_map(|(value, codec, expires_at_ms)| MutationKind::Put {
+        let put = (
+            proptest::collection::vec(any::<u8>(), 16..48),
+            0u8..3,
+            proptest::option::of(1u64..),
+            proptest::option::of(any::<u32>()),
+        )
+            .prop_map(|(value, codec, expires_at_ms, key_id)| MutationKind::Put {
                 value,
                 compression: Compression::from_code(codec).expect("valid"),
                 expires_at_ms,
+                seal: key_id.map(|key_id| Seal { key_id, nonce: [0; 12] }),
             });
         (proptest::collection::vec(any::<u8>(), 1..16), prop_oneof![put, Just(MutationKind::Tombstone)])
             .prop_map(|(key, kind)| Mutation { key, kind })
+    }
+
+    /// Gives each sealed put the nonce of its place in entry `seq`.
+    fn sealed_at(seq: u64, mut mutations: Vec<Mutation>) -> Vec<Mutation> {
+        for (index, mutation) in mutations.iter_mut().enumerate() {
+            if let MutationKind::Put { seal: Some(seal), .. } = &mut mutation.kind {
+                *seal = Seal::at(seal.key_id, seq, index as u32);
+            }
+        }
+        mutations
     }
 
     proptest! {
         #[test]
         fn round_trips(node in any::<u128>(), inc in any::<u32>(), seq in any::<u64>(), hlc in any::<u64>(),
                        mutations in proptest::collection::vec(mutation(), 0..5)) {
+            let mutations = sealed_at(seq, mutations);
             let entry = LogEntry { origin: Origin { node: NodeId(node), incarnation: inc }, seq, hlc, mutations };
             let decoded = LogEntry::decode(&entry.log_key(), &entry.encode_value()).expect("decodes");
             prop_assert_eq!(peek_hlc(&entry.encode_value()).expect("peeks"), hlc);
@@ -220,6 +263,40 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
             let _ = LogEntry::decode(&[0u8; 28], &bytes);
         }
+    }
+
+    #[test]
+    fn a_sealed_put_keeps_only_its_key_id_and_its_nonce_follows_its_place() {
+        let origin = Origin { node: NodeId(1), incarnation: 1 };
+        let sealed = |key_id| Mutation {
+            key: b"k".to_vec(),
+            kind: MutationKind::Put {
+                value: vec![7; 20],
+                compression: Compression::None,
+                expires_at_ms: None,
+                seal: Some(Seal::at(key_id, 9, 1)),
+            },
+        };
+        let tombstone = Mutation { key: b"t".to_vec(), kind: MutationKind::Tombstone };
+        let entry = LogEntry { origin, seq: 9, hlc: 1, mutations: vec![tombstone, sealed(5)] };
+        let decoded = LogEntry::decode(&entry.log_key(), &entry.encode_value()).expect("decodes");
+        assert_eq!(decoded, entry);
+        let head = decoded.mutations[1].head(entry.stamp(), 9);
+        assert_eq!(head.seal, Some(Seal { key_id: 5, nonce: Seal::nonce_at(9, 1) }));
+        assert_eq!(head.stored_size, 4, "the tag is not part of the client's value");
+        // The same bytes under another seq open with another nonce: a peer
+        // cannot choose one.
+        let moved = LogEntry::decode(&log_key(&origin, 10), &entry.encode_value()).expect("decodes");
+        assert_ne!(moved.mutations[1], entry.mutations[1]);
+        // A sealed value too short to hold its tag is refused.
+        let mut short = entry.clone();
+        short.mutations[1].kind = MutationKind::Put {
+            value: vec![1; 3],
+            compression: Compression::None,
+            expires_at_ms: None,
+            seal: Some(Seal::at(5, 9, 1)),
+        };
+        assert!(LogEntry::decode(&short.log_key(), &short.encode_value()).is_err());
     }
 
     #[test]

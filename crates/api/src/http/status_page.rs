@@ -2,6 +2,7 @@
 //! assets, refreshing itself) and the JSON it reads, `/v1/status`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -124,6 +125,12 @@ pub(crate) struct SecurityJson {
     /// `mtls`, or `plaintext` (`--insecure-plaintext`: development only,
     /// nobody authenticated).
     transport: &'static str,
+    /// `sealed` (values encrypted at rest), or `unsealed`
+    /// (`--insecure-unsealed`: development only, values in the clear).
+    at_rest: &'static str,
+    /// Sealed values reads refused (DATA_LOSS): altered on disk, or their
+    /// key missing.
+    sealed_values_refused: u64,
     /// TLS handshakes refused since the start (an unknown CA, a
     /// certificate without an identity, a timeout), both ports.
     handshakes_refused: u64,
@@ -216,6 +223,8 @@ fn security(gateway: &Gateway) -> SecurityJson {
     let reloads = gateway.tls.as_ref().map(consensusdb_pki::LiveTls::reload_stats).unwrap_or_default();
     SecurityJson {
         transport: if current.is_some() { "mtls" } else { "plaintext" },
+        at_rest: if gateway.store.is_sealing() { "sealed" } else { "unsealed" },
+        sealed_values_refused: gateway.store.counters().sealed_values_refused.load(Ordering::Relaxed),
         handshakes_refused: gateway.handshake_refusals.count(),
         last_handshake_refusal: gateway.handshake_refusals.last(),
         identity: current.as_ref().map(|tls| tls.identity.to_string()),

@@ -85,7 +85,14 @@ pub fn init(args: &InitArgs, out: &mut impl Write) -> Result<(), PkiError> {
     report(out, &made.admin.0.to_string(), &made.admin.1)?;
     writeln!(
         out,
-        "\nnext: serve this node with its certificate:\n  \
+        "  the master key, which seals values at rest: every node needs this same file\n    \
+         key         {} (mode 0600; keep it apart from backups of the data)",
+        made.master_key.display()
+    )
+    .map_err(io)?;
+    writeln!(
+        out,
+        "\nnext: serve this node with its certificate (the master key beside the CA is found):\n  \
          consensusdb serve --cluster-id {cluster} --tls-ca {ca} --tls-cert {cert} --tls-key {key}\n\
          and call it as the admin client:\n  \
          consensusdb --ca {ca} --cert {admin_cert} --key {admin_key} status\n\

@@ -67,6 +67,9 @@ impl Writer {
     }
 
     fn set_installing(&mut self, installing: bool) {
+        // The snapshot may destroy keys (a shred this node missed): none
+        // opened before it is trusted after.
+        self.keys.vault.forget_all();
         self.installing = installing;
         self.shared_installing.store(installing, Ordering::Release);
     }
@@ -181,6 +184,7 @@ impl Writer {
             self.origin = new;
             self.shared_incarnation.store(new.incarnation, Ordering::Release);
             self.next_seq = 1;
+            self.keys.start_new_origin();
             outcome.new_origin = Some(new);
         } else {
             outcome.reapplied_own = self.reapply_own_log(&mut group, snapshot_own)?;

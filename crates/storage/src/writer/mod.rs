@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use consensusdb_types::conflict::incoming_wins;
-use consensusdb_types::key_codec::region_prefix_of;
+use consensusdb_types::key_codec::{decode_tenant, region_prefix_of};
 use consensusdb_types::{
     Compression, Digest, FrontierMark, Head, HybridClock, LogEntry, Mutation, MutationKind, Origin, Stamp,
     stored_value,
@@ -52,10 +52,12 @@ mod apply;
 mod committer;
 pub(crate) mod install;
 mod purge;
+mod sealing;
 
 pub(crate) use committer::Committer;
 use committer::StagedGroup;
 pub use purge::{PurgeOutcome, PurgePlan};
+pub(crate) use sealing::WriterKeys;
 
 /// A map keyed by record keys or region prefixes. foldhash (hashbrown's own
 /// default, seeded per process) rather than SipHash: hashing keys was 5% of
@@ -244,6 +246,8 @@ pub(crate) struct Writer {
     /// looked at: staging reads it before RocksDB, which may not hold that
     /// group yet.
     pub(crate) in_flight: KeyMap<Option<Version>>,
+    /// What values are sealed with.
+    pub(crate) keys: WriterKeys,
 }
 
 /// The newest version of a key as the group sees it: stored, or staged by
@@ -528,18 +532,42 @@ impl Writer {
         }
         let (mutations, existing): (Vec<_>, Vec<_>) =
             planned.into_iter().map(|Planned { mutation, existing, .. }| (mutation, existing)).unzip();
-        let entry =
+        let tenants = match self.tenants_to_seal(&mutations) {
+            Ok(tenants) => tenants,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
+        };
+        if let Err(error) = self.make_missing_keys(group, &tenants, wall) {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        let mut entry =
             LogEntry { origin: self.origin, seq: self.next_seq, hlc: self.clock.tick(wall), mutations };
         self.next_seq += 1;
+        self.seal_entry(&mut entry, &tenants);
+        let seq = entry.seq;
+        let heads = self.log_and_stage(group, entry, existing);
+        group.accepted.push(Accepted::Write(reply, WriteAck { seq, heads }));
+    }
+
+    /// Logs an entry of this origin and stages its mutations; returns the
+    /// head each leaves. `existing` holds each mutation's current version.
+    fn log_and_stage(
+        &mut self,
+        group: &mut Group,
+        entry: LogEntry,
+        existing: Vec<Option<Version>>,
+    ) -> Vec<Head> {
         let (seq, stamp) = (entry.seq, entry.stamp());
         let log = columns::handle(self.db(), LOG);
         group.batch.put_cf(log, entry.log_key(), entry.encode_value());
         group.marks.insert(self.origin, FrontierMark { seq, hlc: entry.hlc });
         // Encoded into the log above, the mutations are staged by value.
-        let heads = (entry.mutations.into_iter().zip(existing))
+        (entry.mutations.into_iter().zip(existing))
             .map(|(mutation, existing)| self.stage_mutation(group, stamp, seq, mutation, existing))
-            .collect();
-        group.accepted.push(Accepted::Write(reply, WriteAck { seq, heads }));
+            .collect()
     }
 
     /// Refuses a write whose stamp (`hlc`, this origin) would lose to a
@@ -649,6 +677,7 @@ impl Writer {
                             value: r.value,
                             compression: r.compression,
                             expires_at_ms: r.expires_at_ms,
+                            seal: None,
                         };
                         (Mutation { key: r.key, kind }, r.field)
                     })
@@ -659,13 +688,27 @@ impl Writer {
                     .current(&key, staged)?
                     .filter(|v| !v.head.is_hidden(now))
                     .ok_or_else(|| StorageError::NotFound { field: field.clone() })?;
-                let value = match current.value {
+                let stored = match current.value {
                     Some(value) => value,
                     None => self
                         .stored_value(&key)?
                         .ok_or_else(|| StorageError::NotFound { field: field.clone() })?,
                 };
-                let kind = MutationKind::Put { value, compression: current.head.compression, expires_at_ms };
+                // A touch writes a new version, with a new stamp and seq:
+                // its value is opened here and sealed again like any put.
+                let value = match current.head.seal {
+                    Some(_) => {
+                        let tenant = decode_tenant(&key)?;
+                        self.keys.vault.open(self.db(), &key, &tenant, &current.head, &stored)?
+                    }
+                    None => stored,
+                };
+                let kind = MutationKind::Put {
+                    value,
+                    compression: current.head.compression,
+                    expires_at_ms,
+                    seal: None,
+                };
                 vec![(Mutation { key, kind }, field)]
             }
             WriteCommand::Remove { key } => {

@@ -2,13 +2,15 @@
 //! fault-injecting proxy. Each test is bounded in time.
 //!
 //! Besides the tests here: [`access`] (tokens and grants on every node), [`clock`] (skewed clocks), [`purges`] (purges
-//! that must not misfire: short partitions, snapshot joiners, chains) and
-//! [`hostile`] (peers that send what must be refused).
+//! that must not misfire: short partitions, snapshot joiners, chains),
+//! [`hostile`] (peers that send what must be refused) and [`sealing`]
+//! (no value in the clear in any node's files).
 
 mod access;
 mod clock;
 mod hostile;
 mod purges;
+mod sealing;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -246,12 +248,13 @@ async fn a_restarted_node_resumes_from_its_frontier_and_a_wiped_one_is_a_new_ori
         assert_eq!(digest.frontier.len(), 3);
         assert_eq!(status(&cluster, 1).await.origin, old_origin, "a restart keeps the origin");
         // Wiped: a new node id, so its new writes (seq 1, 2, ...) are not
-        // taken for the old origin's, which everyone already holds.
+        // taken for the old origin's, which everyone already holds. Its
+        // seq 1 is the tenant's data key it makes first; the put is 2.
         cluster.wipe(1).await;
         let new_origin = status(&cluster, 1).await.origin;
         assert_ne!(new_origin, old_origin);
         let head = cluster.client(1).put(Record::new(key("after-wipe"), "new")).await.expect("put");
-        assert_eq!(head.seq, 1);
+        assert_eq!(head.seq, 2);
         let digest = cluster.converge(CONVERGE).await;
         assert_eq!(digest.frontier.len(), 4, "old and new origin of node 1 are both kept");
         let everywhere = everything(&cluster.client(0)).await;
@@ -316,11 +319,14 @@ async fn a_full_mesh_ships_each_entry_about_once_per_node() {
             client.put(Record::new(key(&format!("k{i}")), "v")).await.expect("put");
         }
         cluster.converge(CONVERGE).await;
+        // 200 puts, after the entry holding the tenant's data key that
+        // node 0 makes before its first write to the tenant.
+        let entries = 201;
         for node in [1, 2] {
             let applied: u64 = status(&cluster, node).await.entries_applied;
-            assert_eq!(applied, 200, "node {node} applied each entry once");
+            assert_eq!(applied, entries, "node {node} applied each entry once");
             let received: u64 = status(&cluster, node).await.peers.iter().map(|p| p.entries_received).sum();
-            assert_eq!(received, 200, "node {node} received each entry once, not once per peer");
+            assert_eq!(received, entries, "node {node} received each entry once, not once per peer");
         }
         cluster.shutdown().await;
     })
@@ -555,7 +561,9 @@ async fn a_node_restored_from_an_old_copy_becomes_a_new_incarnation() {
         .await;
         assert_eq!(restored.origin.as_ref().map(|o| &o.node_id), Some(&old.node_id), "same node id");
         let head = cluster.client(1).put(Record::new(key("after"), "v")).await.expect("put");
-        assert_eq!(head.seq, 1, "the new incarnation starts its own seqs");
+        // Seq 1 of the new incarnation is the data key it makes for the
+        // tenant before its first write there.
+        assert_eq!(head.seq, 2, "the new incarnation starts its own seqs");
         let digest = cluster.converge(CONVERGE).await;
         assert_eq!(digest.frontier.len(), 2, "the old incarnation's entries are kept as their own origin");
         assert_eq!(everything(&cluster.client(1)).await.len(), 11);

@@ -1,0 +1,70 @@
+//! The cluster's master key file, which seals values at rest: kept with
+//! the CA, as the cluster's other secret. The keys and the file's text are
+//! `consensusdb-seal`'s; this module reads and writes the file.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use consensusdb_seal::MasterKeys;
+
+use crate::PkiError;
+
+/// The file's name, beside the CA.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// The master key file in `dir`, made (mode 0600) with one new key if it
+/// is not there yet; an existing file is never replaced. `dir` is made
+/// mode 0700 if missing.
+pub fn ensure(dir: &Path) -> Result<PathBuf, PkiError> {
+    let path = dir.join(MASTER_KEY_FILE);
+    let io = |source| PkiError::Io { path: path.clone(), source };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        Ok(mut file) => {
+            file.write_all(MasterKeys::generate().to_text().as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            Ok(path)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(path),
+        Err(error) => Err(io(error)),
+    }
+}
+
+/// Reads a master key file, and whether others than its owner may read
+/// it (the caller warns: a Kubernetes secret volume mounts files 0644
+/// unless told otherwise, so it is not refused).
+pub fn load(path: &Path) -> Result<(MasterKeys, bool), PkiError> {
+    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let shared = std::fs::metadata(path).map_err(io)?.mode() & 0o077 != 0;
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+    let keys = MasterKeys::from_text(&text)
+        .map_err(|error| PkiError::Invalid(format!("master key file {}: {error}", path.display())))?;
+    Ok((keys, shared))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_key_file_is_made_once_private_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ensure(&dir.path().join("certs")).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let first = std::fs::read(&path).unwrap();
+        assert_eq!(ensure(&dir.path().join("certs")).unwrap(), path);
+        assert_eq!(std::fs::read(&path).unwrap(), first, "never replaced");
+        let (keys, shared) = load(&path).unwrap();
+        assert_eq!((keys.ids().len(), shared), (1, false));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(load(&path).unwrap().1, "a file others may read is reported");
+        std::fs::write(&path, "not a key\n").unwrap();
+        let error = load(&path).unwrap_err().to_string();
+        assert!(error.contains("master.key") && error.contains("line 1"), "{error}");
+    }
+}

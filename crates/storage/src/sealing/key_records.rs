@@ -1,0 +1,92 @@
+//! Where data keys live: one record per key in the system tenant, which
+//! the mesh replicates like any data, so every node holds every wrapped
+//! key (and a node that bootstraps gets them with its snapshot).
+//!
+//! `_consensusdb / keys / <tenant>/<origin hex>/<key id hex>`: untimed;
+//! the value is the [`WrappedKey`](consensusdb_seal::WrappedKey). Each
+//! origin makes its own keys and numbers them itself, so two nodes making
+//! a tenant's first key at once write two different records and never
+//! collide. A key's record is logged before any value it seals, in its
+//! origin's log, and a replica applies an origin's entries in order: a
+//! replica holds the key before it holds the value. Destroying a key (a
+//! shred) writes a tombstone over its record, which replicates too.
+
+use consensusdb_seal::KeyId;
+use consensusdb_types::key_codec::encode_key;
+use consensusdb_types::{Origin, RecordKey, RowKey, SYSTEM_TENANT};
+
+use crate::error::hex;
+
+/// The system tenant's region of data keys.
+pub const KEYS_REGION: &str = "keys";
+
+/// Which data key: a tenant's, made by an origin, numbered by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct KeyRef {
+    pub(crate) tenant: String,
+    pub(crate) origin: Origin,
+    pub(crate) id: KeyId,
+}
+
+impl KeyRef {
+    /// The key of its record.
+    pub(crate) fn record_key(&self) -> RecordKey {
+        let minor = format!("{}/{}/{:08x}", self.tenant, hex(&self.origin.to_bytes()), self.id.0);
+        RowKey::new(SYSTEM_TENANT, KEYS_REGION, minor).at(None)
+    }
+
+    /// [`KeyRef::record_key`], encoded.
+    pub(crate) fn encoded_record_key(&self) -> Vec<u8> {
+        encode_key(&self.record_key())
+    }
+
+    /// The key a record of the keys region holds, if it is one. Split from
+    /// the right: a tenant may hold `/`, the origin and id never do.
+    pub(crate) fn of_record(key: &RecordKey) -> Option<Self> {
+        if key.row.major != SYSTEM_TENANT || key.row.region != KEYS_REGION || key.time.is_some() {
+            return None;
+        }
+        let mut parts = key.row.minor.rsplitn(3, '/');
+        let id = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let origin = Origin::from_bytes(&unhex(parts.next()?)?).ok()?;
+        let tenant = parts.next()?.to_string();
+        Some(Self { tenant, origin, id: KeyId(id) })
+    }
+}
+
+impl std::fmt::Display for KeyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "data key {} of tenant {:?} made by {}", self.id.0, self.tenant, self.origin)
+    }
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use consensusdb_types::NodeId;
+
+    use super::*;
+
+    #[test]
+    fn a_key_ref_survives_its_record_key_even_with_slashes_in_the_tenant() {
+        let key = KeyRef {
+            tenant: "acme/eu/01".into(),
+            origin: Origin { node: NodeId(u128::MAX - 5), incarnation: 3 },
+            id: KeyId(0x1234_5678),
+        };
+        assert_eq!(KeyRef::of_record(&key.record_key()), Some(key.clone()));
+        let other = RowKey::new(SYSTEM_TENANT, "tokens", key.record_key().row.minor).at(None);
+        assert_eq!(KeyRef::of_record(&other), None);
+        let garbage = RowKey::new(SYSTEM_TENANT, KEYS_REGION, "acme/zz/1").at(None);
+        assert_eq!(KeyRef::of_record(&garbage), None);
+    }
+}

@@ -1,0 +1,233 @@
+//! Sealed storage: values encrypted at rest (see `consensusdb-seal` for
+//! the scheme). This module decides which key seals what and finds keys
+//! to open values with:
+//!
+//! - [`key_records`]: where wrapped data keys live and how they are named;
+//! - [`Vault`]: the node's master keys and the data keys opened so far,
+//!   shared by readers and the writer;
+//! - the writer seals each value after giving its log entry a seq
+//!   (`writer/sealing.rs`).
+//!
+//! What a sealed value is bound to (its associated data): the encoded
+//! record key, the key id and the stamp. A ciphertext copied onto another
+//! record, another version or another key does not open.
+
+pub(crate) mod key_records;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use consensusdb_seal::{KeyId, MasterKeys, SealError, Sealer, WrappedKey};
+use consensusdb_types::key_codec::decode_key;
+use consensusdb_types::{Head, Origin, Stamp, stored_value};
+use rocksdb::DB;
+
+use crate::StorageError;
+use crate::columns::{self, RECORDS, VALUES};
+use key_records::KeyRef;
+
+/// The associated data of a sealed value.
+pub(crate) fn associated_data<'a>(
+    encoded_key: &'a [u8],
+    key_id: &'a [u8; 4],
+    stamp: &'a [u8; 28],
+) -> [&'a [u8]; 3] {
+    [encoded_key, key_id, stamp]
+}
+
+/// A stamp as associated data: its HLC, then its origin.
+pub(crate) fn stamp_bytes(stamp: &Stamp) -> [u8; 28] {
+    let mut out = [0; 28];
+    out[..8].copy_from_slice(&stamp.hlc.to_be_bytes());
+    out[8..].copy_from_slice(&stamp.origin.to_bytes());
+    out
+}
+
+/// The master keys and the data keys opened so far.
+pub(crate) struct Vault {
+    /// `None`: the node runs unsealed (development mode). It still reads
+    /// values stored in the clear, and refuses sealed ones clearly.
+    masters: Option<Arc<MasterKeys>>,
+    /// Each opened key's sealer for its origin: deriving one costs an
+    /// HKDF and an AES key schedule, so they are kept.
+    opened: RwLock<HashMap<KeyRef, Arc<Sealer>>>,
+}
+
+impl Vault {
+    pub(crate) fn new(masters: Option<Arc<MasterKeys>>) -> Self {
+        Self { masters, opened: RwLock::default() }
+    }
+
+    /// Whether new values are sealed.
+    pub(crate) fn is_sealing(&self) -> bool {
+        self.masters.is_some()
+    }
+
+    /// The master keys, when sealing.
+    pub(crate) fn masters(&self) -> Option<&MasterKeys> {
+        self.masters.as_deref()
+    }
+
+    /// Remembers a key the writer has just made.
+    pub(crate) fn remember(&self, key: KeyRef, sealer: Arc<Sealer>) {
+        self.opened.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, sealer);
+    }
+
+    /// Forgets every opened key; they are opened again from their records.
+    pub(crate) fn forget_all(&self) {
+        self.opened.write().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
+
+    /// The sealer of `key`: opened before, or unwrapped from its record.
+    pub(crate) fn sealer(&self, db: &DB, key: &KeyRef) -> Result<Arc<Sealer>, Unopenable> {
+        if let Some(sealer) = self.opened.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key) {
+            return Ok(sealer.clone());
+        }
+        let masters = self.masters.as_deref().ok_or(Unopenable::NoMasterKey)?;
+        let record_key = key.encoded_record_key();
+        let head = db.get_pinned_cf(columns::handle(db, RECORDS), &record_key).map_err(Unopenable::engine)?;
+        let head = match head.map(|bytes| Head::decode(&bytes)) {
+            None => return Err(Unopenable::KeyMissing(key.clone())),
+            Some(Err(error)) => return Err(Unopenable::KeyDamaged(key.clone(), error.to_string())),
+            Some(Ok(head)) if head.tombstone => return Err(Unopenable::KeyDestroyed(key.clone())),
+            Some(Ok(head)) => head,
+        };
+        let entry = db
+            .get_pinned_cf(columns::handle(db, VALUES), &record_key)
+            .map_err(Unopenable::engine)?
+            .ok_or_else(|| Unopenable::KeyDamaged(key.clone(), "its record has no value".into()))?;
+        let damaged = |why: String| Unopenable::KeyDamaged(key.clone(), why);
+        let wrapped = stored_value::decode(&entry).map_err(|e| damaged(e.to_string()))?;
+        debug_assert!(head.seal.is_none(), "the system tenant is never sealed");
+        let wrapped = WrappedKey::decode(wrapped).map_err(|e| damaged(e.to_string()))?;
+        if wrapped.data_id != key.id {
+            return Err(damaged(format!("its record holds key {}", wrapped.data_id.0)));
+        }
+        let data_key = masters.unwrap(&key.tenant, &wrapped).map_err(|e| damaged(e.to_string()))?;
+        let sealer = Arc::new(data_key.sealer_for(&key.origin.to_bytes()));
+        self.remember(key.clone(), sealer.clone());
+        Ok(sealer)
+    }
+
+    /// Opens the stored bytes of the sealed version `head` of
+    /// `encoded_key`. Never returns bytes that did not authenticate.
+    pub(crate) fn open(
+        &self,
+        db: &DB,
+        encoded_key: &[u8],
+        tenant: &str,
+        head: &Head,
+        stored: &[u8],
+    ) -> Result<Vec<u8>, StorageError> {
+        let Some(seal) = head.seal else { return Ok(stored.to_vec()) };
+        let key = KeyRef { tenant: tenant.to_string(), origin: head.stamp.origin, id: KeyId(seal.key_id) };
+        let refused = |reason: Unopenable| StorageError::Unopenable {
+            key: describe_key(encoded_key),
+            reason: reason.to_string(),
+            shredded: matches!(reason, Unopenable::KeyDestroyed(_)),
+        };
+        let sealer = self.sealer(db, &key).map_err(refused)?;
+        let (key_id, stamp) = (seal.key_id.to_be_bytes(), stamp_bytes(&head.stamp));
+        sealer
+            .open_parts(
+                KeyId(seal.key_id),
+                &seal.nonce,
+                stored,
+                &associated_data(encoded_key, &key_id, &stamp),
+            )
+            .map_err(|error| refused(Unopenable::Refused(key, error)))
+    }
+
+    /// The newest key of each tenant that `origin` made, and the highest
+    /// key id it used: what the writer seals with after a restart.
+    pub(crate) fn own_keys(&self, db: &DB, origin: Origin) -> Result<OwnKeys, StorageError> {
+        let mut own = OwnKeys::default();
+        let prefix = consensusdb_types::key_codec::region_prefix(
+            consensusdb_types::SYSTEM_TENANT,
+            key_records::KEYS_REGION,
+        );
+        let mut iter = db.raw_iterator_cf(columns::handle(db, RECORDS));
+        iter.seek(&prefix);
+        while let (Some(record_key), Some(head)) = (iter.key(), iter.value()) {
+            if !record_key.starts_with(&prefix) {
+                break;
+            }
+            let key = decode_key(record_key).ok().and_then(|key| KeyRef::of_record(&key));
+            if let Some(key) = key.filter(|key| key.origin == origin) {
+                own.highest_id = own.highest_id.max(key.id.0);
+                let head = Head::decode(head)?;
+                if !head.tombstone {
+                    let newest = own.newest.entry(key.tenant.clone()).or_insert((key.id, head.stamp.hlc));
+                    if key.id > newest.0 {
+                        *newest = (key.id, head.stamp.hlc);
+                    }
+                }
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(own)
+    }
+}
+
+/// The keys an origin made, as found on disk.
+#[derive(Debug, Default)]
+pub(crate) struct OwnKeys {
+    /// Per tenant: the newest live key and the HLC it was made at.
+    pub(crate) newest: HashMap<String, (KeyId, u64)>,
+    /// The highest key id the origin used, live or destroyed: ids are
+    /// never reused.
+    pub(crate) highest_id: u32,
+}
+
+/// Why a sealed value cannot be opened here.
+#[derive(Debug)]
+pub(crate) enum Unopenable {
+    NoMasterKey,
+    KeyMissing(KeyRef),
+    KeyDestroyed(KeyRef),
+    KeyDamaged(KeyRef, String),
+    Refused(KeyRef, SealError),
+    Engine(String),
+}
+
+impl Unopenable {
+    fn engine(error: rocksdb::Error) -> Self {
+        Self::Engine(error.to_string())
+    }
+}
+
+impl std::fmt::Display for Unopenable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unopenable::NoMasterKey => f.write_str(
+                "the value is sealed and this node runs without a master key (development mode); \
+                 start it with the cluster's master key file",
+            ),
+            Unopenable::KeyMissing(key) => write!(f, "{key} is not on this node"),
+            Unopenable::KeyDestroyed(key) => {
+                write!(f, "{key} was destroyed (the tenant was shredded): its values are gone for good")
+            }
+            Unopenable::KeyDamaged(key, why) => write!(f, "{key} cannot be unwrapped: {why}"),
+            Unopenable::Refused(key, SealError::Tampered) => write!(
+                f,
+                "the stored bytes do not authenticate under {key}: they were altered on disk \
+                 (or moved from another record); no bytes are returned"
+            ),
+            Unopenable::Refused(key, error) => write!(f, "{key}: {error}"),
+            Unopenable::Engine(error) => write!(f, "storage engine: {error}"),
+        }
+    }
+}
+
+/// A stored key as `tenant/region/minor[/time]`, or hex if it does not
+/// decode, for messages.
+pub(crate) fn describe_key(encoded: &[u8]) -> String {
+    match decode_key(encoded) {
+        Ok(key) => match key.time {
+            Some(time) => format!("{}/{}/{}/{time}", key.row.major, key.row.region, key.row.minor),
+            None => format!("{}/{}/{}", key.row.major, key.row.region, key.row.minor),
+        },
+        Err(_) => format!("stored key {}", crate::error::hex(encoded)),
+    }
+}

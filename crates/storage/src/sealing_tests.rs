@@ -1,0 +1,193 @@
+//! Sealed storage, end to end in one process: values sealed by the writer
+//! read back on this store, on a replica and after a snapshot install;
+//! no plaintext in any file; a flipped byte is refused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use consensusdb_seal::MasterKeys;
+use consensusdb_types::key_codec::encode_key;
+use consensusdb_types::{Compression, ErrorCode, RecordKey, RowKey, stored_value};
+
+use crate::columns::{self, VALUES};
+use crate::replication_tests::install;
+use crate::*;
+
+const MARKER: &[u8] = b"plaintext-marker-5f1c9e";
+
+fn sealed(dir: &Path, keys: &Arc<MasterKeys>) -> Store {
+    Store::open(StoreOptions { master_keys: Some(keys.clone()), ..StoreOptions::new(dir) }).expect("opens")
+}
+
+fn unsealed(dir: &Path) -> Store {
+    Store::open(StoreOptions::new(dir)).expect("opens")
+}
+
+fn key(minor: &str) -> RecordKey {
+    RowKey::new("acme", "EVENTS", minor).at(None)
+}
+
+fn put(minor: &str) -> PutRecord {
+    let mut value = MARKER.to_vec();
+    value.extend_from_slice(minor.as_bytes());
+    // Uncompressed, so a value stored in the clear shows the marker.
+    PutRecord { key: key(minor), value, compression: Compression::None, ttl_ms: None, if_absent: false }
+}
+
+async fn value(store: &Store, minor: &str) -> Result<Vec<u8>, StorageError> {
+    Ok(store.get(key(minor), ReadOptions::default()).await?.expect("present").value.expect("a value"))
+}
+
+/// Writes through every client path: a put, a batch, a touch.
+async fn write_every_way(store: &Store) {
+    store.put(put("single"), None).await.unwrap();
+    store.put_batch(vec![put("batch-0"), put("batch-1"), put("batch-2")], None).await.unwrap();
+    store.put(put("touched"), None).await.unwrap();
+    store.touch(key("touched"), Some(3_600_000), None).await.unwrap();
+}
+
+const MINORS: [&str; 5] = ["single", "batch-0", "batch-1", "batch-2", "touched"];
+
+async fn assert_reads_back(store: &Store) {
+    for minor in MINORS {
+        let mut expected = MARKER.to_vec();
+        expected.extend_from_slice(minor.as_bytes());
+        assert_eq!(value(store, minor).await.unwrap(), expected, "{minor}");
+    }
+}
+
+/// Copies `from`'s own log into `to`, as a pulling peer does.
+async fn replicate(from: &Store, to: &Store) {
+    let LogChunk::Entries(entries) = from.log_since(from.origin(), 0, 10_000, 64 << 20).await.unwrap() else {
+        panic!("nothing purged");
+    };
+    to.apply(entries).await.unwrap();
+}
+
+/// Files under `dir` whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            hits.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle) {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+/// Writes every way on one store, replicates to a second, installs a
+/// snapshot of the first on a third, reads everything back on all three,
+/// closes them (flushing memtables into table files) and compacts; then
+/// returns the files of the three directories that hold the marker.
+async fn files_with_plaintext(seal: bool) -> Vec<String> {
+    let keys = Arc::new(MasterKeys::generate());
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let open = |dir: &Path| if seal { sealed(dir, &keys) } else { unsealed(dir) };
+    let stores = [open(dirs[0].path()), open(dirs[1].path()), open(dirs[2].path())];
+    write_every_way(&stores[0]).await;
+    replicate(&stores[0], &stores[1]).await;
+    install(&stores[0], &stores[2]).await;
+    for store in &stores {
+        assert_reads_back(store).await;
+        store.shared.engine.db.compact_range_cf(
+            columns::handle(&store.shared.engine.db, VALUES),
+            None::<&[u8]>,
+            None::<&[u8]>,
+        );
+        store.close().await.unwrap();
+    }
+    drop(stores);
+    dirs.iter().flat_map(|dir| files_holding(dir.path(), MARKER)).collect()
+}
+
+#[tokio::test]
+async fn no_value_reaches_any_file_in_the_clear_and_the_check_can_fail() {
+    let sealed_hits = files_with_plaintext(true).await;
+    assert!(sealed_hits.is_empty(), "plaintext on disk: {sealed_hits:?}");
+    // The control: unsealed, the same search finds the marker (in the
+    // WAL, the log and the table files), so the search does look.
+    let unsealed_hits = files_with_plaintext(false).await;
+    assert!(unsealed_hits.len() >= 3, "the control found too little: {unsealed_hits:?}");
+}
+
+#[tokio::test]
+async fn keys_survive_a_restart_and_a_node_without_them_refuses_clearly() {
+    let keys = Arc::new(MasterKeys::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let store = sealed(dir.path(), &keys);
+    write_every_way(&store).await;
+    store.close().await.unwrap();
+    drop(store);
+    // The same master keys: every value reads, and new writes reuse the key.
+    let store = sealed(dir.path(), &keys);
+    assert_reads_back(&store).await;
+    store.put(put("after-restart"), None).await.unwrap();
+    let own = store.shared.vault.own_keys(&store.shared.engine.db, store.origin()).unwrap();
+    assert_eq!((own.newest.len(), own.highest_id), (1, 1), "one data key for the tenant, made once");
+    store.close().await.unwrap();
+    drop(store);
+    // Without master keys (development mode): sealed values are refused,
+    // never returned as ciphertext.
+    let store = unsealed(dir.path());
+    let error = value(&store, "single").await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::DataLoss, "{error}");
+    assert!(
+        error.to_string().contains("acme/EVENTS/single") && error.to_string().contains("master key"),
+        "{error}"
+    );
+    store.close().await.unwrap();
+    drop(store);
+    // Other master keys: the node's own data key does not unwrap, so it
+    // refuses to start rather than fail at the first write.
+    let error = Store::open(StoreOptions {
+        master_keys: Some(Arc::new(MasterKeys::generate())),
+        ..StoreOptions::new(dir.path())
+    })
+    .err()
+    .expect("refused");
+    assert!(error.to_string().contains("cannot be unwrapped"), "{error}");
+}
+
+#[tokio::test]
+async fn a_flipped_byte_on_disk_is_data_loss_naming_the_key_and_is_counted() {
+    let keys = Arc::new(MasterKeys::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let store = sealed(dir.path(), &keys);
+    write_every_way(&store).await;
+    // Flip one byte of a stored ciphertext, under the store's feet.
+    let db = &store.shared.engine.db;
+    let values = columns::handle(db, VALUES);
+    let encoded = encode_key(&key("batch-1"));
+    let mut entry = db.get_cf(values, &encoded).unwrap().expect("stored");
+    let at = entry.len() - stored_value::decode(&entry).unwrap().len() + 3;
+    entry[at] ^= 0x40;
+    db.put_cf(values, &encoded, &entry).unwrap();
+    let error = value(&store, "batch-1").await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::DataLoss, "{error}");
+    assert!(error.to_string().contains("acme/EVENTS/batch-1"), "names the key: {error}");
+    assert!(error.to_string().contains("altered on disk"), "{error}");
+    assert_eq!(store.counters().sealed_values_refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // Its neighbours still read; a scan over it fails rather than skip it.
+    assert!(value(&store, "batch-0").await.is_ok());
+    let query = ScanQuery {
+        scope: ScanScope::Tenant { major: "acme".into() },
+        limit: 100,
+        page_token: None,
+        read: ReadOptions::default(),
+    };
+    let mut chunks = store.scan(query).unwrap();
+    let mut failed = None;
+    while let Some(chunk) = chunks.recv().await {
+        if let Err(error) = chunk {
+            failed = Some(error);
+        }
+    }
+    let failed = failed.expect("the scan ends in an error");
+    assert!(failed.to_string().contains("acme/EVENTS/batch-1"), "{failed}");
+    // Head-only reads need no value, so they still answer.
+    let head = store.get(key("batch-1"), ReadOptions { head_only: true, raw: false }).await.unwrap();
+    assert!(head.expect("present").head.seal.is_some());
+}

@@ -1,0 +1,92 @@
+//! Values are sealed at rest on every node: whatever path a value takes
+//! (a put, a batch, a touch, replication, a bootstrap snapshot), no data
+//! directory of the cluster holds it in the clear. The same run with
+//! sealing off finds the values, so the search can fail.
+
+use std::path::Path;
+use std::time::Duration;
+
+use consensusdb_client::{Compression, Record, RowKey};
+use consensusdb_testkit::{TestCluster, eventually};
+
+use crate::{CONVERGE, TEST_TIMEOUT};
+
+const MARKER: &str = "cluster-plaintext-marker-b81d";
+
+fn record(minor: &str) -> Record {
+    // Uncompressed, so a value stored in the clear shows the marker.
+    Record::new(RowKey::new("acme", "SEALED", minor).at(None), format!("{MARKER}-{minor}"))
+        .compression(Compression::None)
+}
+
+/// Files under `dir` whose bytes hold the marker.
+fn files_holding_marker(dir: &Path) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return hits };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            hits.extend(files_holding_marker(&path));
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes())
+        {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+/// Writes on two nodes every way, lets a fourth node bootstrap, checks
+/// every node reads every value, stops the cluster (flushing every
+/// node's memtables) and returns the files holding the marker.
+async fn files_in_the_clear(sealed: bool) -> Vec<String> {
+    let mut cluster =
+        TestCluster::start_with(3, move |_, config| config.dev.insecure_unsealed = !sealed).await;
+    let (first, second) = (cluster.client(0), cluster.client(1));
+    first.put(record("single")).await.expect("put");
+    first.put_batch([record("batch-0"), record("batch-1")]).await.expect("batch");
+    first.put(record("touched")).await.expect("put");
+    // Node 1 touches a value node 0 sealed: it opens it with node 0's key
+    // and seals the new version under its own.
+    let touched = RowKey::new("acme", "SEALED", "touched").at(None);
+    eventually(CONVERGE, "node 1 touches what node 0 wrote", async || {
+        second.touch(touched.clone(), Some(Duration::from_secs(3600))).await
+    })
+    .await;
+    second.put(record("on-second")).await.expect("put on another origin");
+    cluster.converge(CONVERGE).await;
+    let joiner = cluster.join(0).await;
+    cluster.converge(CONVERGE).await;
+    for node in 0..=joiner {
+        let client = cluster.client(node);
+        for minor in ["single", "batch-0", "batch-1", "touched", "on-second"] {
+            let key = RowKey::new("acme", "SEALED", minor).at(None);
+            eventually(CONVERGE, &format!("node {node} reads {minor}"), async || {
+                match client.get(key.clone()).await {
+                    Ok(Some(got)) if got.value == format!("{MARKER}-{minor}").as_bytes() => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            })
+            .await;
+        }
+    }
+    let dirs: Vec<_> = (0..=joiner).map(|node| cluster.data_dir(node).to_path_buf()).collect();
+    for node in 0..=joiner {
+        cluster.stop(node).await;
+    }
+    let hits = dirs.iter().flat_map(|dir| files_holding_marker(dir)).collect();
+    cluster.shutdown().await;
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_node_holds_a_value_in_the_clear_and_without_sealing_the_search_finds_them() {
+    tokio::time::timeout(2 * TEST_TIMEOUT, async {
+        let sealed = files_in_the_clear(true).await;
+        assert!(sealed.is_empty(), "plaintext on disk: {sealed:?}");
+        let unsealed = files_in_the_clear(false).await;
+        assert!(unsealed.len() >= 4, "every node's directory holds the values: {unsealed:?}");
+    })
+    .await
+    .expect("bounded");
+}
