@@ -10,12 +10,7 @@ use zeroize::Zeroizing;
 use crate::error::SealError;
 use crate::sealer::{NONCE_BYTES, Sealer};
 
-/// Bytes of every key.
-pub const KEY_BYTES: usize = 32;
-
-/// Which key: of a tenant's data keys, or of the master keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId(pub u32);
+pub use crate::key_id::{KEY_BYTES, KeyId};
 
 /// 256 bits of key, zeroized on drop.
 type Secret = Zeroizing<[u8; KEY_BYTES]>;

@@ -26,6 +26,7 @@
 //! nonces, unlike random 96-bit nonces (2^32 messages per key).
 
 pub mod error;
+mod key_id;
 pub mod keys;
 pub mod master_keys;
 pub mod sealer;

@@ -11,7 +11,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::error::SealError;
-use crate::keys::{KEY_BYTES, KeyId};
+use crate::key_id::{KEY_BYTES, KeyId};
 
 /// Bytes of a nonce.
 pub const NONCE_BYTES: usize = 12;
