@@ -121,6 +121,11 @@ impl RecordsApi {
         Self { store, metrics, interface, mesh: None }
     }
 
+    /// The node's storage.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Where requests are counted.
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use consensusdb_node::cli::credentials::{self, CertCommand, InitArgs};
+use consensusdb_node::cli::credentials::{self, CertCommand, InitArgs, MasterKeyCommand};
 use consensusdb_node::cli::{
-    AccessCommand, CliError, ClientCommand, ClusterCommand, ConnectArgs, EXIT_CODES_HELP,
+    AccessCommand, CliError, ClientCommand, ClusterCommand, ConnectArgs, EXIT_CODES_HELP, KeysCommand,
 };
 use consensusdb_node::config::{FlagOverrides, NodeConfig};
 use consensusdb_storage::SyncPolicy;
@@ -89,12 +89,17 @@ enum Command {
     /// made.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Manage the cluster's master key file, which seals values at rest.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
     #[command(flatten)]
     Client(ClientCommand),
     #[command(flatten)]
     Cluster(ClusterCommand),
     #[command(flatten)]
     Access(AccessCommand),
+    #[command(flatten)]
+    Keys(KeysCommand),
 }
 
 /// Options of the shell.
@@ -205,10 +210,14 @@ fn main() -> ExitCode {
         },
         Command::Init(args) => offline(credentials::init(&args, &mut std::io::stdout().lock())),
         Command::Cert(command) => offline(credentials::cert(&command, &mut std::io::stdout().lock())),
+        Command::MasterKey(command) => {
+            offline(credentials::master_key(&command, &mut std::io::stdout().lock()))
+        }
         Command::Shell(args) => shell(&cli.connect, &args),
         Command::Client(command) => client_command(&cli.connect, &command),
         Command::Cluster(command) => cluster_command(&cli.connect, &command),
         Command::Access(command) => run_command(consensusdb_node::cli::run_access(&cli.connect, &command)),
+        Command::Keys(command) => run_command(consensusdb_node::cli::run_keys(&cli.connect, &command)),
     }
 }
 

@@ -32,6 +32,25 @@ pub fn ensure(dir: &Path) -> Result<PathBuf, PkiError> {
     }
 }
 
+/// Adds a new master key to the file at `path`, which becomes the key
+/// that wraps new data keys; the older keys stay, to unwrap what they
+/// wrapped. The file is replaced whole (written beside it, synced, then
+/// renamed over it, mode 0600), never left half-written. Returns the new
+/// key's id.
+pub fn add_key(path: &Path) -> Result<u32, PkiError> {
+    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let (keys, _) = load(path)?;
+    let rotated = keys.rotated();
+    let staging = path.with_extension("key.new");
+    // A staging file left by a crash is not trusted: made anew, 0600.
+    let _ = std::fs::remove_file(&staging);
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staging).map_err(io)?;
+    file.write_all(rotated.to_text().as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&staging, path).map_err(io)?;
+    Ok(rotated.current().id().0)
+}
+
 /// Reads a master key file, and whether others than its owner may read
 /// it (the caller warns: a Kubernetes secret volume mounts files 0644
 /// unless told otherwise, so it is not refused).
@@ -63,6 +82,12 @@ mod tests {
         assert_eq!((keys.ids().len(), shared), (1, false));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(load(&path).unwrap().1, "a file others may read is reported");
+        let older = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(add_key(&path).unwrap(), 2);
+        let (rotated, _) = load(&path).unwrap();
+        assert_eq!(rotated.ids().len(), 2);
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with(older.lines().next().unwrap()));
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         std::fs::write(&path, "not a key\n").unwrap();
         let error = load(&path).unwrap_err().to_string();
         assert!(error.contains("master.key") && error.contains("line 1"), "{error}");

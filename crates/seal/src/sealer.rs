@@ -60,17 +60,24 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-/// The associated data: each part length-prefixed, so no two different
-/// lists of parts make the same bytes.
-fn associated_data(parts: &[&[u8]]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(parts.iter().map(|part| 4 + part.len()).sum());
-    for part in parts {
-        let len =
-            u32::try_from(part.len()).expect("associated data parts are keys and stamps, far below 4 GiB");
-        aad.extend_from_slice(&len.to_be_bytes());
-        aad.extend_from_slice(part);
+/// Runs `work` on the associated data: each part length-prefixed, so no
+/// two different lists of parts make the same bytes. Built in a buffer
+/// each thread keeps: sealing and opening allocate nothing for it.
+fn with_associated_data<T>(parts: &[&[u8]], work: impl FnOnce(&[u8]) -> T) -> T {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    aad
+    SCRATCH.with(|scratch| {
+        let mut aad = scratch.borrow_mut();
+        aad.clear();
+        for part in parts {
+            let len = u32::try_from(part.len())
+                .expect("associated data parts are keys and stamps, far below 4 GiB");
+            aad.extend_from_slice(&len.to_be_bytes());
+            aad.extend_from_slice(part);
+        }
+        work(&aad)
+    })
 }
 
 impl Sealer {
@@ -95,16 +102,25 @@ impl Sealer {
     /// Seals `plaintext` at `at` in the origin's log, bound to `aad` (the
     /// encoded record key, the key id and the stamp: whatever identifies
     /// the record, which the opener gives again).
-    /// The value is encrypted in place in one buffer, so sealing costs one
-    /// allocation.
+    /// The value is encrypted in a copy, in one allocation.
     pub fn seal(&self, at: NonceParts, aad: &[&[u8]], plaintext: &[u8]) -> Sealed {
-        let nonce = at.nonce();
         let mut ciphertext = Vec::with_capacity(plaintext.len() + TAG_BYTES);
         ciphertext.extend_from_slice(plaintext);
-        self.cipher
-            .encrypt_in_place(&nonce.into(), &associated_data(aad), &mut ciphertext)
-            .expect("AES-GCM encrypts any value under the payload limit into a buffer with room for its tag");
+        let nonce = self.seal_in_place(at, aad, &mut ciphertext);
         Sealed { key_id: self.key_id, nonce, ciphertext }
+    }
+
+    /// [`Sealer::seal`] over `value` itself: it becomes the ciphertext and
+    /// its tag, with no allocation when it has room for the tag. Returns
+    /// the nonce.
+    pub fn seal_in_place(&self, at: NonceParts, aad: &[&[u8]], value: &mut Vec<u8>) -> [u8; NONCE_BYTES] {
+        let nonce = at.nonce();
+        with_associated_data(aad, |aad| {
+            self.cipher
+                .encrypt_in_place(&nonce.into(), aad, value)
+                .expect("AES-GCM encrypts any value under the payload limit")
+        });
+        nonce
     }
 
     /// Opens a value sealed with this sealer's key and origin for the
@@ -132,8 +148,7 @@ impl Sealer {
             )));
         }
         let mut plaintext = ciphertext.to_vec();
-        self.cipher
-            .decrypt_in_place(&(*nonce).into(), &associated_data(aad), &mut plaintext)
+        with_associated_data(aad, |aad| self.cipher.decrypt_in_place(&(*nonce).into(), aad, &mut plaintext))
             .map_err(|_| SealError::Tampered)?;
         Ok(plaintext)
     }

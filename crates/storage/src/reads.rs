@@ -12,12 +12,12 @@ use std::sync::atomic::Ordering;
 
 use consensusdb_types::key_codec::decode_key;
 use consensusdb_types::limits::MAX_PAYLOAD_BYTES;
-use consensusdb_types::{Head, RecordKey, stored_value};
+use consensusdb_types::{Compression, Head, RecordKey, stored_value};
 use rocksdb::{DB, SnapshotWithThreadMode};
 
 use crate::columns::{self, RECORDS, VALUES};
 use crate::error::hex;
-use crate::sealing::Vault;
+use crate::sealing::{LastSealer, Vault};
 use crate::value_cursor::{KeyRange, ValueCursor};
 use crate::{Counters, StorageError, page_token};
 
@@ -69,6 +69,9 @@ pub(crate) struct SnapshotReader<'a> {
     counters: &'a Counters,
     /// Whether walks skip damaged records (scans) or fail on them.
     skip_damaged: bool,
+    /// The sealer of the last sealed value opened: a walk meets runs of
+    /// values under one key, and this spares each the vault's lookup.
+    last_sealer: LastSealer,
 }
 
 impl<'a> SnapshotReader<'a> {
@@ -79,7 +82,16 @@ impl<'a> SnapshotReader<'a> {
         now_ms: u64,
         counters: &'a Counters,
     ) -> Self {
-        Self { db, snapshot: db.snapshot(), options, now_ms, vault, counters, skip_damaged: false }
+        Self {
+            db,
+            snapshot: db.snapshot(),
+            options,
+            now_ms,
+            vault,
+            counters,
+            skip_damaged: false,
+            last_sealer: LastSealer::default(),
+        }
     }
 
     /// Makes walks skip damaged records (counted and logged with their key)
@@ -123,10 +135,14 @@ impl<'a> SnapshotReader<'a> {
                 Some(entry) => {
                     let stored =
                         self.opened(key, &record_key.row.major, &head, stored_value::decode(entry)?)?;
-                    Some(if self.options.raw {
-                        stored.into_owned()
-                    } else {
-                        head.compression.decompress(&stored, MAX_PAYLOAD_BYTES)?
+                    Some(match stored {
+                        // Opened into a buffer of its own: an uncompressed
+                        // value is moved out, not copied again.
+                        Cow::Owned(value) if self.options.raw || head.compression == Compression::None => {
+                            value
+                        }
+                        stored if self.options.raw => stored.into_owned(),
+                        stored => head.compression.decompress(&stored, MAX_PAYLOAD_BYTES)?,
                     })
                 }
                 // Compaction ignores snapshots: an expiring value can vanish
@@ -156,7 +172,7 @@ impl<'a> SnapshotReader<'a> {
         if head.seal.is_none() {
             return Ok(Cow::Borrowed(stored));
         }
-        match self.vault.open(self.db, key, tenant, head, stored) {
+        match self.vault.open_with(self.db, key, tenant, head, stored, &self.last_sealer) {
             Ok(value) => Ok(Cow::Owned(value)),
             Err(error) => {
                 if let StorageError::Unopenable { shredded: false, .. } = error {

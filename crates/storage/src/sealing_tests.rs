@@ -1,13 +1,17 @@
 //! Sealed storage, end to end in one process: values sealed by the writer
 //! read back on this store, on a replica and after a snapshot install;
-//! no plaintext in any file; a flipped byte is refused.
+//! no plaintext in any file; a flipped byte is refused; rotations of
+//! tenant and master keys keep every value readable; a shred destroys a
+//! tenant's keys on every node, then its records.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use consensusdb_seal::MasterKeys;
 use consensusdb_types::key_codec::encode_key;
-use consensusdb_types::{Compression, ErrorCode, RecordKey, RowKey, stored_value};
+use consensusdb_types::{
+    Compression, ErrorCode, RecordKey, RowKey, SYSTEM_TENANT as SYSTEM_TENANT_NAME, stored_value,
+};
 
 use crate::columns::{self, VALUES};
 use crate::replication_tests::install;
@@ -190,4 +194,165 @@ async fn a_flipped_byte_on_disk_is_data_loss_naming_the_key_and_is_counted() {
     // Head-only reads need no value, so they still answer.
     let head = store.get(key("batch-1"), ReadOptions { head_only: true, raw: false }).await.unwrap();
     assert!(head.expect("present").head.seal.is_some());
+}
+
+/// The key id the head of `minor` names.
+async fn key_id_of(store: &Store, minor: &str) -> u32 {
+    let record = store.get(key(minor), ReadOptions { head_only: true, raw: false }).await.unwrap();
+    record.expect("present").head.seal.expect("sealed").key_id
+}
+
+#[tokio::test]
+async fn a_rotation_gives_new_values_a_new_key_on_every_node_and_old_values_still_read() {
+    let keys = Arc::new(MasterKeys::generate());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (sealed(d1.path(), &keys), sealed(d2.path(), &keys));
+    first.put(put("before"), None).await.unwrap();
+    second.put(put("second-before"), None).await.unwrap();
+    assert_eq!(key_id_of(&first, "before").await, 1);
+    first.rotate_tenant_key("acme").await.unwrap();
+    first.put(put("after"), None).await.unwrap();
+    assert_eq!(key_id_of(&first, "after").await, 2, "a new key after the rotation");
+    // The rotation reaches the second node, whose next value gets a new
+    // key of its own too.
+    replicate(&first, &second).await;
+    second.put(put("second-after"), None).await.unwrap();
+    assert_eq!(key_id_of(&second, "second-after").await, 2);
+    replicate(&second, &first).await;
+    for minor in ["before", "after", "second-before", "second-after"] {
+        let mut expected = MARKER.to_vec();
+        expected.extend_from_slice(minor.as_bytes());
+        assert_eq!(value(&first, minor).await.unwrap(), expected, "{minor}");
+    }
+    // After a restart the rotated key stays retired.
+    first.close().await.unwrap();
+    drop(first);
+    let first = sealed(d1.path(), &keys);
+    first.put(put("after-restart"), None).await.unwrap();
+    assert_eq!(key_id_of(&first, "after-restart").await, 2);
+    let listed = first.data_keys(Some("acme".into())).await.unwrap();
+    assert_eq!(listed.len(), 4, "keys 1 and 2 of each node: {listed:?}");
+    assert!(listed.iter().all(|key| key.master_key_id == Some(1) && !key.destroyed));
+}
+
+#[tokio::test]
+async fn after_a_master_key_rotation_old_keys_unwrap_and_new_ones_use_the_new_master_key() {
+    let keys = Arc::new(MasterKeys::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let store = sealed(dir.path(), &keys);
+    write_every_way(&store).await;
+    store.close().await.unwrap();
+    drop(store);
+    let rotated = Arc::new(keys.rotated());
+    let store = sealed(dir.path(), &rotated);
+    assert_reads_back(&store).await;
+    store.rotate_tenant_key("acme").await.unwrap();
+    store.put(put("under-master-2"), None).await.unwrap();
+    let masters: Vec<_> = store.data_keys(None).await.unwrap().iter().map(|key| key.master_key_id).collect();
+    assert_eq!(masters, vec![Some(1), Some(2)], "the old key stays wrapped under 1, the new one under 2");
+    assert!(value(&store, "under-master-2").await.is_ok());
+}
+
+#[tokio::test]
+async fn a_shred_destroys_the_tenants_keys_on_every_node_then_its_records_go() {
+    let keys = Arc::new(MasterKeys::generate());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (sealed(d1.path(), &keys), sealed(d2.path(), &keys));
+    write_every_way(&first).await;
+    let other = PutRecord { key: RowKey::new("other", "EVENTS", "kept").at(None), ..put("kept") };
+    first.put(other.clone(), None).await.unwrap();
+    replicate(&first, &second).await;
+    assert_reads_back(&second).await;
+
+    let outcome = first.shred_tenant("acme").await.unwrap();
+    assert_eq!(outcome.keys_destroyed, 1);
+    let refused = value(&first, "single").await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "{refused}");
+    assert!(refused.to_string().contains("shredded"), "{refused}");
+    assert_eq!(first.counters().sealed_values_refused.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // The destruction replicates: the second node refuses the tenant too.
+    replicate(&first, &second).await;
+    let refused = value(&second, "batch-1").await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "{refused}");
+    // Other tenants are untouched.
+    let kept = second.get(other.key.clone(), ReadOptions::default()).await.unwrap();
+    assert!(kept.expect("kept").value.unwrap().starts_with(MARKER));
+    assert!(first.shred_tenant(SYSTEM_TENANT_NAME).await.is_err(), "the system tenant cannot be shredded");
+
+    // Removing the records: everything stamped before the shred goes, on
+    // every node once replicated; new writes get a new key and read.
+    first.put(put("after-shred"), None).await.unwrap();
+    assert_eq!(first.remove_shredded("acme", outcome.shredded_at).await.unwrap(), MINORS.len() as u64);
+    replicate(&first, &second).await;
+    for store in [&first, &second] {
+        for minor in MINORS {
+            assert!(store.get(key(minor), ReadOptions::default()).await.unwrap().is_none(), "{minor}");
+        }
+        assert!(value(store, "after-shred").await.is_ok(), "written after the shred, under a new key");
+    }
+    assert_eq!(
+        first.remove_shredded("acme", outcome.shredded_at).await.unwrap(),
+        0,
+        "nothing left to remove"
+    );
+}
+
+mod interleavings {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write,
+        RotateTenant,
+        RotateMaster,
+    }
+
+    fn steps() -> impl Strategy<Value = Vec<Step>> {
+        proptest::collection::vec(
+            prop_oneof![4 => Just(Step::Write), 1 => Just(Step::RotateTenant), 1 => Just(Step::RotateMaster)],
+            1..14,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Whatever the order of writes, tenant-key rotations and master
+        /// key rotations (a restart with one more master key), every
+        /// value written reads back.
+        #[test]
+        fn every_value_reads_back_after_any_interleaving_of_writes_and_rotations(steps in steps()) {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let mut keys = Arc::new(MasterKeys::generate());
+                let mut store = sealed(dir.path(), &keys);
+                let mut written = Vec::new();
+                for (i, step) in steps.iter().enumerate() {
+                    match step {
+                        Step::Write => {
+                            let minor = format!("w{i}");
+                            store.put(put(&minor), None).await.unwrap();
+                            written.push(minor);
+                        }
+                        Step::RotateTenant => drop(store.rotate_tenant_key("acme").await.unwrap()),
+                        Step::RotateMaster => {
+                            store.close().await.unwrap();
+                            drop(store);
+                            keys = Arc::new(keys.rotated());
+                            store = sealed(dir.path(), &keys);
+                        }
+                    }
+                    for minor in &written {
+                        let mut expected = MARKER.to_vec();
+                        expected.extend_from_slice(minor.as_bytes());
+                        assert_eq!(value(&store, minor).await.unwrap(), expected, "{minor} after {steps:?}");
+                    }
+                }
+                store.close().await.unwrap();
+            });
+        }
+    }
 }

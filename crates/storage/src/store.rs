@@ -434,7 +434,9 @@ impl Store {
                 .into_iter()
                 .map(|(record, expires_at_ms, field)| {
                     let key = encode_key(&record.key);
-                    let (compression, value) = record.compression.compress_owned(record.value);
+                    let (compression, mut value) = record.compression.compress_owned(record.value);
+                    // Room for the seal's tag, so the writer seals in place.
+                    value.reserve_exact(consensusdb_types::head::SEAL_TAG_BYTES);
                     StagedPut { key, field, value, compression, expires_at_ms, if_absent: record.if_absent }
                 })
                 .collect::<Vec<_>>()

@@ -181,6 +181,24 @@ pub fn region_prefix_of(encoded: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// The first component of an encoded key as stored (escaped, without its
+/// terminator), found without decoding: two keys of one tenant share it.
+/// The whole key if it has no terminator.
+pub fn tenant_component(encoded: &[u8]) -> &[u8] {
+    let mut i = 0;
+    while i + 1 < encoded.len() {
+        if encoded[i] == 0 {
+            if encoded[i + 1] == 0x01 {
+                return &encoded[..i];
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    encoded
+}
+
 /// The tenant (first component) of an encoded key, decoding nothing else:
 /// the writer asks it of every value it seals, to pick the tenant's key.
 pub fn decode_tenant(encoded: &[u8]) -> Result<String, DecodeError> {
@@ -217,6 +235,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use uuid::Uuid;
+
+    #[test]
+    fn the_tenant_component_is_found_without_decoding_and_sets_tenants_apart() {
+        let key = encode_key(&RowKey::new("acme", "R", "m").at(None));
+        assert_eq!(tenant_component(&key), b"acme");
+        let zero = encode_key(&RowKey::new("ac\0me", "R", "m").at(None));
+        assert_eq!(
+            tenant_component(&zero),
+            b"ac\0\xffme",
+            "kept escaped, so it never equals another tenant's"
+        );
+        assert_eq!(decode_tenant(&zero).unwrap(), "ac\0me");
+        assert_eq!(tenant_component(b"no terminator"), b"no terminator");
+    }
 
     #[test]
     fn region_prefix_is_found_without_decoding() {

@@ -5,9 +5,10 @@ use consensusdb_access::{Access, AccessError, TokenInfo};
 use consensusdb_proto::status::refusal_status;
 use consensusdb_proto::v1::access_server::Access as AccessRpc;
 use consensusdb_proto::v1::{self};
-use consensusdb_types::{ClusterRole, ErrorCode, Principal};
+use consensusdb_types::{ErrorCode, Principal};
 use tonic::{Request, Response, Status};
 
+use crate::grpc::authenticate::cluster_admin;
 use crate::grpc::status::from_service;
 use crate::records_api::ServiceError;
 
@@ -22,14 +23,6 @@ impl AccessService {
     pub fn new(access: Access) -> Self {
         Self { access }
     }
-}
-
-/// The caller, once it is known to be a cluster admin.
-#[allow(clippy::result_large_err)] // tonic's Status
-fn cluster_admin<T>(request: &Request<T>, what: &str) -> Result<Principal, Status> {
-    let principal = Principal::of(request.extensions().get::<Principal>());
-    principal.require_role(ClusterRole::Admin, what).map_err(|refusal| refusal_status(&refusal))?;
-    Ok(principal)
 }
 
 fn status(error: AccessError) -> Status {

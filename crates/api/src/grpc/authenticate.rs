@@ -44,6 +44,17 @@ pub fn authenticate(
 /// (the interceptor, the records layer, the access or replication
 /// service): refusals come before any streaming, so their status is in
 /// the response headers.
+/// The caller of `request`, once it is known to be a cluster admin: what
+/// every administration method (access, keys) checks first.
+#[allow(clippy::result_large_err)] // tonic's Status
+pub(crate) fn cluster_admin<T>(request: &Request<T>, what: &str) -> Result<Principal, Status> {
+    let principal = Principal::of(request.extensions().get::<Principal>());
+    principal
+        .require_role(consensusdb_types::ClusterRole::Admin, what)
+        .map_err(|refusal| refusal_status(&refusal))?;
+    Ok(principal)
+}
+
 pub(crate) fn count_refusals<B>(metrics: Metrics) -> impl Fn(http::Response<B>) -> http::Response<B> + Clone {
     move |response| {
         let code = response.headers().get("grpc-status").and_then(|value| value.to_str().ok());

@@ -7,6 +7,7 @@ mod access;
 pub mod authenticate;
 mod deadline;
 mod decode_errors;
+mod keys;
 mod records;
 pub mod status;
 
@@ -16,6 +17,7 @@ use consensusdb_access::Access;
 use consensusdb_mesh::ReplicationService;
 use consensusdb_proto::mesh::v1::replication_server::ReplicationServer;
 use consensusdb_proto::v1::access_server::AccessServer;
+use consensusdb_proto::v1::keys_server::KeysServer;
 use consensusdb_proto::v1::records_server::RecordsServer;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
@@ -24,6 +26,7 @@ use crate::tls::ServerTransport;
 use tonic_health::ServingStatus;
 
 pub use access::AccessService;
+pub use keys::KeysService;
 pub use records::RecordsService;
 
 use crate::connections::Connections;
@@ -126,12 +129,17 @@ pub async fn serve_grpc(
         set_health(&health, false).await;
     };
     let metrics = api.metrics().clone();
+    let store = api.store().clone();
     let records = RecordsServer::with_interceptor(
         RecordsService::new(api),
         authenticate::authenticate(access.clone(), true),
     );
     let admin = AccessServer::with_interceptor(
         AccessService::new(access.clone()),
+        authenticate::authenticate(access.clone(), false),
+    );
+    let keys = KeysServer::with_interceptor(
+        KeysService::new(store),
         authenticate::authenticate(access.clone(), false),
     );
     let replication = replication
@@ -143,6 +151,7 @@ pub async fn serve_grpc(
         .layer(tower::util::MapResponseLayer::new(authenticate::count_refusals(metrics)))
         .add_optional_service(replication)
         .add_service(admin)
+        .add_service(keys)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

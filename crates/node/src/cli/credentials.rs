@@ -110,6 +110,34 @@ pub fn init(args: &InitArgs, out: &mut impl Write) -> Result<(), PkiError> {
     .map_err(io)
 }
 
+/// The cluster's master key file.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum MasterKeyCommand {
+    /// Add a new master key to the file (the older ones stay, to unwrap
+    /// what they wrapped). Copy the file to every node, then restart them:
+    /// each wraps the data keys it makes from then on under the new key.
+    Add {
+        /// The master key file (`master.key` beside the CA).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Runs a master key command on the file, offline.
+pub fn master_key(command: &MasterKeyCommand, out: &mut impl Write) -> Result<(), PkiError> {
+    match command {
+        MasterKeyCommand::Add { file } => {
+            let id = consensusdb_pki::master_key_file::add_key(file)?;
+            writeln!(
+                out,
+                "added master key {id} to {}: copy it to every node (mode 0600), then restart them one by one",
+                file.display()
+            )
+            .map_err(io)
+        }
+    }
+}
+
 /// Issues one more certificate from the CA saved in a directory.
 pub fn cert(command: &CertCommand, out: &mut impl Write) -> Result<(), PkiError> {
     let (dir, credential) = match command {

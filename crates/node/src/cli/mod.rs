@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod commands;
 pub mod credentials;
 pub mod failure;
+pub mod keys;
 pub mod render;
 pub mod shell;
 pub mod when;
@@ -23,6 +24,7 @@ pub use access::AccessCommand;
 pub use cluster::ClusterCommand;
 pub use commands::ClientCommand;
 pub use failure::{CliError, EXIT_CODES_HELP};
+pub use keys::KeysCommand;
 pub use render::{Format, Output};
 
 use crate::config::{DEFAULT_DATA_DIR, SERVERS_ENV};
@@ -178,6 +180,11 @@ pub async fn run_cluster(connect: &ConnectArgs, command: &ClusterCommand) -> Res
 
 /// Runs one token, grant or whoami command against the first `--server`.
 pub async fn run_access(connect: &ConnectArgs, command: &AccessCommand) -> Result<(), CliError> {
+    on_first_server(connect, async |channel, out| command.run(channel, out).await).await
+}
+
+/// Runs one data-key or shred command against the first `--server`.
+pub async fn run_keys(connect: &ConnectArgs, command: &KeysCommand) -> Result<(), CliError> {
     on_first_server(connect, async |channel, out| command.run(channel, out).await).await
 }
 

@@ -16,6 +16,7 @@ use consensusdb_client::{AuthorizedChannel, BearerToken, Credentials};
 use consensusdb_proto::mesh::v1 as pb;
 use consensusdb_proto::mesh::v1::replication_client::ReplicationClient;
 use consensusdb_proto::v1::access_client::AccessClient;
+use consensusdb_proto::v1::keys_client::KeysClient;
 use consensusdb_proto::v1::records_client::RecordsClient;
 use consensusdb_proto::v1::{self};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -160,7 +161,7 @@ fn outcome<T>(answer: Result<T, tonic::Status>) -> char {
 }
 
 /// Every gRPC method, with its row label.
-const GRPC_ROWS: [(&str, &str); 31] = [
+const GRPC_ROWS: [(&str, &str); 34] = [
     // none, foreign, node, read, write, admin, prefix, monitor, cluster-admin, token, revoked
     ("Records/Put tenant-a", "UXDDAADDAAU"),
     ("Records/PutBatch tenant-a", "UXDDAADDAAU"),
@@ -187,6 +188,9 @@ const GRPC_ROWS: [(&str, &str); 31] = [
     ("Access/AddGrant", "UXDDDDDDADU"),
     ("Access/ListGrants", "UXDDDDDDADU"),
     ("Access/RemoveGrant (not held)", "UXDDDDDDADU"),
+    ("Keys/RotateTenantKey tenant-z", "UXDDDDDDADU"),
+    ("Keys/ListKeys", "UXDDDDDDADU"),
+    ("Keys/ShredTenant tenant-z", "UXDDDDDDADU"),
     ("Replication/Pull", "UXIDDDDDDDU"),
     ("Replication/Snapshot", "UXADDDDDDDU"),
     ("Replication/Digest everything", "UXDDDDDDADU"),
@@ -231,6 +235,7 @@ const HTTP_ROWS: [(&str, &str, &str, Option<&str>, &str); 22] = [
 async fn call_grpc(row_label: &str, channel: AuthorizedChannel, page_token: &[u8]) -> char {
     let mut records = RecordsClient::new(channel.clone());
     let mut access = AccessClient::new(channel.clone());
+    let mut keys = KeysClient::new(channel.clone());
     let mut replication = ReplicationClient::new(channel);
     let put = |major: &str, minor: &str| v1::PutRequest {
         key: Some(key(major, "R", minor, None)),
@@ -353,6 +358,13 @@ async fn call_grpc(row_label: &str, channel: AuthorizedChannel, page_token: &[u8
                 .await,
         ),
         "Access/ListGrants" => outcome(access.list_grants(v1::ListGrantsRequest::default()).await),
+        "Keys/RotateTenantKey tenant-z" => {
+            outcome(keys.rotate_tenant_key(v1::RotateTenantKeyRequest { tenant: "tenant-z".into() }).await)
+        }
+        "Keys/ListKeys" => outcome(keys.list_keys(v1::ListKeysRequest::default()).await),
+        "Keys/ShredTenant tenant-z" => {
+            outcome(keys.shred_tenant(v1::ShredTenantRequest { tenant: "tenant-z".into() }).await)
+        }
         "Access/RemoveGrant (not held)" => outcome(
             access
                 .remove_grant(v1::RemoveGrantRequest {

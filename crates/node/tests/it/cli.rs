@@ -505,3 +505,32 @@ async fn tokens_and_grants_are_made_listed_used_and_taken_back_from_the_cli() {
     assert_eq!(node_grant.status.code(), Some(2), "nodes get no grants: {}", stderr(&node_grant));
     node.stop().await;
 }
+
+#[tokio::test]
+async fn data_keys_are_listed_rotated_and_a_tenant_shredded_from_the_cli() {
+    let node = TestNode::start().await;
+    json_lines(&node, &["put", "acme", "ORDERS", "o-1", "before"]).await;
+    let keys = json_lines(&node, &["keys", "list", "--tenant", "acme"]).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!((keys[0]["id"].as_u64(), keys[0]["master_key_id"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(keys[0]["destroyed"], false);
+    let rotated = json_lines(&node, &["keys", "rotate", "--tenant", "acme"]).await;
+    assert_eq!(rotated[0]["tenant"], "acme");
+    json_lines(&node, &["put", "acme", "ORDERS", "o-2", "after"]).await;
+    assert_eq!(json_lines(&node, &["keys", "list"]).await.len(), 2, "a new key after the rotation");
+    let got = json_lines(&node, &["recent", "acme", "ORDERS", "o-1"]).await;
+    assert_eq!(got[0]["value"], "before", "the old key still opens its value");
+
+    let unconfirmed = run(&node, &["tenant", "shred", "acme"]).await;
+    assert_eq!(unconfirmed.status.code(), Some(2), "{}", stderr(&unconfirmed));
+    assert!(stderr(&unconfirmed).contains("--yes"), "{}", stderr(&unconfirmed));
+    let shredded = json_lines(&node, &["tenant", "shred", "acme", "--yes"]).await;
+    assert_eq!(shredded[0]["keys_destroyed"], 2);
+    let listed = json_lines(&node, &["keys", "list", "--tenant", "acme"]).await;
+    assert!(
+        listed.iter().all(|key| key["destroyed"] == true && key["master_key_id"].is_null()),
+        "{listed:?}"
+    );
+    let system = run(&node, &["tenant", "shred", "_consensusdb", "--yes"]).await;
+    assert_eq!(system.status.code(), Some(2), "the system tenant is refused: {}", stderr(&system));
+}

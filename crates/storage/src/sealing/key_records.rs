@@ -10,6 +10,13 @@
 //! origin's log, and a replica applies an origin's entries in order: a
 //! replica holds the key before it holds the value. Destroying a key (a
 //! shred) writes a tombstone over its record, which replicates too.
+//!
+//! Beside them, one untimed record per tenant in each of:
+//! - `key_rotations / <tenant>`: its stamp is when the tenant's keys were
+//!   last rotated; every node's writer stops sealing with a key it made
+//!   before that, and makes a new one;
+//! - `shreds / <tenant>`: its stamp is when the tenant was shredded;
+//!   records written before it are removed.
 
 use consensusdb_seal::KeyId;
 use consensusdb_types::key_codec::encode_key;
@@ -19,6 +26,20 @@ use crate::error::hex;
 
 /// The system tenant's region of data keys.
 pub const KEYS_REGION: &str = "keys";
+/// The system tenant's region of key rotations, one record per tenant.
+pub const ROTATIONS_REGION: &str = "key_rotations";
+/// The system tenant's region of shreds, one record per tenant.
+pub const SHREDS_REGION: &str = "shreds";
+
+/// The record marking `tenant`'s last key rotation.
+pub(crate) fn rotation_key(tenant: &str) -> RecordKey {
+    RowKey::new(SYSTEM_TENANT, ROTATIONS_REGION, tenant).at(None)
+}
+
+/// The record marking `tenant`'s shred.
+pub(crate) fn shred_key(tenant: &str) -> RecordKey {
+    RowKey::new(SYSTEM_TENANT, SHREDS_REGION, tenant).at(None)
+}
 
 /// Which data key: a tenant's, made by an origin, numbered by it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

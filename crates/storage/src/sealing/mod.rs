@@ -3,6 +3,7 @@
 //! to open values with:
 //!
 //! - [`key_records`]: where wrapped data keys live and how they are named;
+//! - [`admin`]: rotating a tenant's keys, listing keys, shredding;
 //! - [`Vault`]: the node's master keys and the data keys opened so far,
 //!   shared by readers and the writer;
 //! - the writer seals each value after giving its log entry a seq
@@ -12,8 +13,10 @@
 //! record key, the key id and the stamp. A ciphertext copied onto another
 //! record, another version or another key does not open.
 
+pub(crate) mod admin;
 pub(crate) mod key_records;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -73,6 +76,12 @@ impl Vault {
         self.opened.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, sealer);
     }
 
+    /// Forgets a key whose record was destroyed, so no later read opens a
+    /// value with it.
+    pub(crate) fn forget(&self, key: &KeyRef) {
+        self.opened.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+    }
+
     /// Forgets every opened key; they are opened again from their records.
     pub(crate) fn forget_all(&self) {
         self.opened.write().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
@@ -119,14 +128,37 @@ impl Vault {
         head: &Head,
         stored: &[u8],
     ) -> Result<Vec<u8>, StorageError> {
+        self.open_with(db, encoded_key, tenant, head, stored, &LastSealer::default())
+    }
+
+    /// [`Vault::open`], trying `last` (the sealer a reader used last)
+    /// before the vault, and leaving there the sealer it used.
+    pub(crate) fn open_with(
+        &self,
+        db: &DB,
+        encoded_key: &[u8],
+        tenant: &str,
+        head: &Head,
+        stored: &[u8],
+        last: &LastSealer,
+    ) -> Result<Vec<u8>, StorageError> {
         let Some(seal) = head.seal else { return Ok(stored.to_vec()) };
-        let key = KeyRef { tenant: tenant.to_string(), origin: head.stamp.origin, id: KeyId(seal.key_id) };
         let refused = |reason: Unopenable| StorageError::Unopenable {
             key: describe_key(encoded_key),
-            reason: reason.to_string(),
             shredded: matches!(reason, Unopenable::KeyDestroyed(_)),
+            reason: reason.to_string(),
         };
-        let sealer = self.sealer(db, &key).map_err(refused)?;
+        let key_of =
+            || KeyRef { tenant: tenant.to_string(), origin: head.stamp.origin, id: KeyId(seal.key_id) };
+        let sealer = match last.get(tenant, head.stamp.origin, seal.key_id) {
+            Some(sealer) => sealer,
+            None => {
+                let key = key_of();
+                let sealer = self.sealer(db, &key).map_err(refused)?;
+                last.set(key, sealer.clone());
+                sealer
+            }
+        };
         let (key_id, stamp) = (seal.key_id.to_be_bytes(), stamp_bytes(&head.stamp));
         sealer
             .open_parts(
@@ -135,38 +167,73 @@ impl Vault {
                 stored,
                 &associated_data(encoded_key, &key_id, &stamp),
             )
-            .map_err(|error| refused(Unopenable::Refused(key, error)))
+            .map_err(|error| refused(Unopenable::Refused(key_of(), error)))
     }
 
-    /// The newest key of each tenant that `origin` made, and the highest
-    /// key id it used: what the writer seals with after a restart.
+    /// The newest key of each tenant that `origin` made (live, and made
+    /// after the tenant's last rotation), and the highest key id it used:
+    /// what the writer seals with after a restart.
     pub(crate) fn own_keys(&self, db: &DB, origin: Origin) -> Result<OwnKeys, StorageError> {
+        let mut rotated_at = HashMap::new();
+        system_records(db, key_records::ROTATIONS_REGION, |key, head| {
+            if !head.tombstone {
+                rotated_at.insert(key.row.minor, head.stamp.hlc);
+            }
+        })?;
         let mut own = OwnKeys::default();
-        let prefix = consensusdb_types::key_codec::region_prefix(
-            consensusdb_types::SYSTEM_TENANT,
-            key_records::KEYS_REGION,
-        );
-        let mut iter = db.raw_iterator_cf(columns::handle(db, RECORDS));
-        iter.seek(&prefix);
-        while let (Some(record_key), Some(head)) = (iter.key(), iter.value()) {
-            if !record_key.starts_with(&prefix) {
-                break;
+        system_records(db, key_records::KEYS_REGION, |key, head| {
+            let Some(key) = KeyRef::of_record(&key).filter(|key| key.origin == origin) else { return };
+            own.highest_id = own.highest_id.max(key.id.0);
+            let rotated = rotated_at.get(&key.tenant).is_some_and(|&at| head.stamp.hlc <= at);
+            if head.tombstone || rotated {
+                return;
             }
-            let key = decode_key(record_key).ok().and_then(|key| KeyRef::of_record(&key));
-            if let Some(key) = key.filter(|key| key.origin == origin) {
-                own.highest_id = own.highest_id.max(key.id.0);
-                let head = Head::decode(head)?;
-                if !head.tombstone {
-                    let newest = own.newest.entry(key.tenant.clone()).or_insert((key.id, head.stamp.hlc));
-                    if key.id > newest.0 {
-                        *newest = (key.id, head.stamp.hlc);
-                    }
-                }
+            let newest = own.newest.entry(key.tenant.clone()).or_insert((key.id, head.stamp.hlc));
+            if key.id > newest.0 {
+                *newest = (key.id, head.stamp.hlc);
             }
-            iter.next();
-        }
-        iter.status()?;
+        })?;
         Ok(own)
+    }
+}
+
+/// Visits the key and head of every record of a system tenant region.
+pub(crate) fn system_records(
+    db: &DB,
+    region: &str,
+    mut visit: impl FnMut(consensusdb_types::RecordKey, Head),
+) -> Result<(), StorageError> {
+    let prefix = consensusdb_types::key_codec::region_prefix(consensusdb_types::SYSTEM_TENANT, region);
+    let mut iter = db.raw_iterator_cf(columns::handle(db, RECORDS));
+    iter.seek(&prefix);
+    while let (Some(key), Some(head)) = (iter.key(), iter.value()) {
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        visit(decode_key(key)?, Head::decode(head)?);
+        iter.next();
+    }
+    iter.status()?;
+    Ok(())
+}
+
+/// The sealer a reader used last, with its key: a walk meets runs of
+/// values sealed under one key, and this spares each a lookup in the
+/// vault (a lock, a hash and an allocation). A reader is used by one
+/// thread and reads one snapshot, so what it opened once stays valid for
+/// it.
+#[derive(Default)]
+pub(crate) struct LastSealer(RefCell<Option<(KeyRef, Arc<Sealer>)>>);
+
+impl LastSealer {
+    fn get(&self, tenant: &str, origin: Origin, id: u32) -> Option<Arc<Sealer>> {
+        let last = self.0.borrow();
+        let (key, sealer) = last.as_ref()?;
+        (key.id.0 == id && key.origin == origin && key.tenant == tenant).then(|| sealer.clone())
+    }
+
+    fn set(&self, key: KeyRef, sealer: Arc<Sealer>) {
+        *self.0.borrow_mut() = Some((key, sealer));
     }
 }
 

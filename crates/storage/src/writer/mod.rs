@@ -532,21 +532,17 @@ impl Writer {
         }
         let (mutations, existing): (Vec<_>, Vec<_>) =
             planned.into_iter().map(|Planned { mutation, existing, .. }| (mutation, existing)).unzip();
-        let tenants = match self.tenants_to_seal(&mutations) {
-            Ok(tenants) => tenants,
+        let sealers = match self.sealers_for(group, &mutations, wall) {
+            Ok(sealers) => sealers,
             Err(error) => {
                 let _ = reply.send(Err(error));
                 return;
             }
         };
-        if let Err(error) = self.make_missing_keys(group, &tenants, wall) {
-            let _ = reply.send(Err(error));
-            return;
-        }
         let mut entry =
             LogEntry { origin: self.origin, seq: self.next_seq, hlc: self.clock.tick(wall), mutations };
         self.next_seq += 1;
-        self.seal_entry(&mut entry, &tenants);
+        Self::seal_entry(&mut entry, &sealers);
         let seq = entry.seq;
         let heads = self.log_and_stage(group, entry, existing);
         group.accepted.push(Accepted::Write(reply, WriteAck { seq, heads }));
@@ -593,7 +589,7 @@ impl Writer {
     /// head the mutation carries. Taken by value: its key and value become
     /// the group's newest version without a copy.
     fn stage_mutation(
-        &self,
+        &mut self,
         group: &mut Group,
         stamp: Stamp,
         seq: u64,
@@ -646,6 +642,7 @@ impl Writer {
                 None => drop(group.digests.insert(region.to_vec(), change)),
             }
         }
+        self.keys.notice(&mutation.key, head.tombstone, &stamp, self.origin);
         let version = Some(Version { head, value });
         match group.staged.get_mut(&mutation.key) {
             Some(slot) => *slot = version,

@@ -15,21 +15,35 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use consensusdb_seal::{DataKey, KeyId, NonceParts, Sealer};
-use consensusdb_types::key_codec::{decode_tenant, encode_key};
-use consensusdb_types::{Compression, LogEntry, Mutation, MutationKind, Origin, SYSTEM_TENANT, Seal};
+use consensusdb_types::key_codec::{decode_key, decode_tenant, encode_key, tenant_component, tenant_prefix};
+use consensusdb_types::{Compression, LogEntry, Mutation, MutationKind, Origin, SYSTEM_TENANT, Seal, Stamp};
 use rocksdb::DB;
 
 use super::{Group, Writer};
 use crate::StorageError;
-use crate::sealing::key_records::KeyRef;
+use crate::sealing::key_records::{KeyRef, ROTATIONS_REGION};
 use crate::sealing::{Vault, associated_data, stamp_bytes};
 
 /// The keys the writer seals with: this origin's current key per tenant.
 pub(crate) struct WriterKeys {
     pub(crate) vault: Arc<Vault>,
-    current: HashMap<String, (KeyId, Arc<Sealer>)>,
+    current: HashMap<String, CurrentKey>,
     /// The highest key id this origin has used; ids are never reused.
     highest_id: u32,
+    /// The encoded prefix of the system tenant, whose records may rotate
+    /// or destroy keys.
+    system_prefix: Vec<u8>,
+}
+
+/// The key one value is sealed with, and its sealer.
+pub(super) type ValueSealer = (KeyId, Arc<Sealer>);
+
+/// A key this origin seals a tenant's new values with.
+struct CurrentKey {
+    id: KeyId,
+    sealer: Arc<Sealer>,
+    /// The HLC of its record: a rotation after it retires it.
+    made_at: u64,
 }
 
 impl WriterKeys {
@@ -37,23 +51,24 @@ impl WriterKeys {
     /// key that does not unwrap (a master key file without the key that
     /// wrapped it) is an error here, at start, not at the first write.
     pub(crate) fn load(vault: Arc<Vault>, db: &DB, origin: Origin) -> Result<Self, StorageError> {
+        let system_prefix = tenant_prefix(SYSTEM_TENANT);
         if !vault.is_sealing() {
             // Seals nothing; what it made before stays for when it does.
             let highest_id = vault.own_keys(db, origin)?.highest_id;
-            return Ok(Self { vault, current: HashMap::new(), highest_id });
+            return Ok(Self { vault, current: HashMap::new(), highest_id, system_prefix });
         }
         let own = vault.own_keys(db, origin)?;
         let mut current = HashMap::with_capacity(own.newest.len());
-        for (tenant, (id, _made_at)) in own.newest {
+        for (tenant, (id, made_at)) in own.newest {
             let key = KeyRef { tenant, origin, id };
             let sealer = vault.sealer(db, &key).map_err(|reason| StorageError::Unopenable {
                 key: key.to_string(),
                 reason: reason.to_string(),
                 shredded: false,
             })?;
-            current.insert(key.tenant, (id, sealer));
+            current.insert(key.tenant, CurrentKey { id, sealer, made_at });
         }
-        Ok(Self { vault, current, highest_id: own.highest_id })
+        Ok(Self { vault, current, highest_id: own.highest_id, system_prefix })
     }
 
     /// Drops every current key: after a bootstrap made this node a new
@@ -62,92 +77,132 @@ impl WriterKeys {
         self.current.clear();
         self.highest_id = 0;
     }
+
+    /// Takes note of a system record the writer just staged (written here
+    /// or replicated): a destroyed key is forgotten, and a tenant whose
+    /// keys were rotated or destroyed gets a new key at its next write.
+    pub(crate) fn notice(&mut self, key: &[u8], tombstone: bool, stamp: &Stamp, origin: Origin) {
+        if !key.starts_with(&self.system_prefix) {
+            return;
+        }
+        let Ok(key) = decode_key(key) else { return };
+        if key.row.region == ROTATIONS_REGION && !tombstone {
+            let tenant = &key.row.minor;
+            if self.current.get(tenant).is_some_and(|current| current.made_at <= stamp.hlc) {
+                self.current.remove(tenant);
+                tracing::info!(tenant = %tenant, "the tenant's keys were rotated: new values get a new key");
+            }
+        } else if let Some(destroyed) = KeyRef::of_record(&key).filter(|_| tombstone) {
+            self.vault.forget(&destroyed);
+            let ours = destroyed.origin == origin
+                && self.current.get(&destroyed.tenant).is_some_and(|current| current.id == destroyed.id);
+            if ours {
+                self.current.remove(&destroyed.tenant);
+            }
+        }
+    }
 }
 
 impl Writer {
-    /// The tenant of each mutation whose value this write seals; `None`
-    /// for one stored in the clear (a tombstone, the system tenant, or a
-    /// node without a master key).
-    pub(super) fn tenants_to_seal(
-        &self,
-        mutations: &[Mutation],
-    ) -> Result<Vec<Option<String>>, StorageError> {
-        mutations
-            .iter()
-            .map(|mutation| {
-                let sealed =
-                    self.keys.vault.is_sealing() && matches!(mutation.kind, MutationKind::Put { .. });
-                if !sealed {
-                    return Ok(None);
-                }
-                let tenant = decode_tenant(&mutation.key)?;
-                Ok((tenant != SYSTEM_TENANT).then_some(tenant))
-            })
-            .collect()
-    }
-
-    /// Makes a key for each tenant in `tenants` this origin has none for,
-    /// each logged in an entry of its own (so before the write's entry).
-    pub(super) fn make_missing_keys(
+    /// The key each mutation's value is sealed with, making the keys
+    /// this origin lacks (each logged in an entry of its own, so before
+    /// the write's entry); `None` for a value stored in the clear (a
+    /// tombstone, the system tenant, or a node without a master key).
+    /// Runs of one tenant, as in most batches, are looked up once.
+    pub(super) fn sealers_for(
         &mut self,
         group: &mut Group,
-        tenants: &[Option<String>],
+        mutations: &[Mutation],
         wall: u64,
-    ) -> Result<(), StorageError> {
-        for tenant in tenants.iter().flatten() {
-            if self.keys.current.contains_key(tenant) {
+    ) -> Result<Vec<Option<ValueSealer>>, StorageError> {
+        let mut sealers = Vec::with_capacity(mutations.len());
+        let mut last: Option<(&[u8], Option<ValueSealer>)> = None;
+        for mutation in mutations {
+            if !self.keys.vault.is_sealing() || !matches!(mutation.kind, MutationKind::Put { .. }) {
+                sealers.push(None);
                 continue;
             }
-            let masters = self.keys.vault.masters().expect("tenants are sealed only with master keys");
-            let id =
-                KeyId(self.keys.highest_id.checked_add(1).ok_or_else(|| StorageError::NotAccepting {
-                    reason: "this origin has used every data key id; restore it as a new incarnation".into(),
-                })?);
-            let data_key = DataKey::generate(id);
-            let key = KeyRef { tenant: tenant.clone(), origin: self.origin, id };
-            let record_key = encode_key(&key.record_key());
-            let existing = self.current(&record_key, &mut group.staged)?;
-            let wrapped = masters.current().wrap(tenant, &data_key).encode();
-            let kind = MutationKind::Put {
-                value: wrapped,
-                compression: Compression::None,
-                expires_at_ms: None,
-                seal: None,
+            let tenant_bytes = tenant_component(&mutation.key);
+            if let Some((bytes, sealer)) = &last
+                && *bytes == tenant_bytes
+            {
+                sealers.push(sealer.clone());
+                continue;
+            }
+            // A tenant without a zero byte is its own UTF-8 bytes: looked
+            // up without decoding (an allocation per value otherwise).
+            let decoded;
+            let tenant = match std::str::from_utf8(tenant_bytes) {
+                Ok(tenant) if !tenant_bytes.contains(&0) => tenant,
+                _ => {
+                    decoded = decode_tenant(&mutation.key)?;
+                    &decoded
+                }
             };
-            let entry = LogEntry {
-                origin: self.origin,
-                seq: self.next_seq,
-                hlc: self.clock.tick(wall),
-                mutations: vec![Mutation { key: record_key, kind }],
+            let sealer = if tenant == SYSTEM_TENANT {
+                None
+            } else {
+                if !self.keys.current.contains_key(tenant) {
+                    self.make_key(group, tenant, wall)?;
+                }
+                let current = &self.keys.current[tenant];
+                Some((current.id, current.sealer.clone()))
             };
-            self.next_seq += 1;
-            self.log_and_stage(group, entry, vec![existing]);
-            let sealer = Arc::new(data_key.sealer_for(&self.origin.to_bytes()));
-            self.keys.highest_id = id.0;
-            self.keys.vault.remember(key, sealer.clone());
-            self.keys.current.insert(tenant.clone(), (id, sealer));
-            tracing::info!(tenant = %tenant, key_id = id.0, origin = %self.origin, "made a data key");
+            last = Some((tenant_bytes, sealer.clone()));
+            sealers.push(sealer);
         }
+        Ok(sealers)
+    }
+
+    /// Makes this origin's key for `tenant`, logged in an entry of its
+    /// own, and makes it the tenant's current key.
+    fn make_key(&mut self, group: &mut Group, tenant: &str, wall: u64) -> Result<(), StorageError> {
+        let made_at = self.clock.tick(wall);
+        let masters = self.keys.vault.masters().expect("tenants are sealed only with master keys");
+        let id = KeyId(self.keys.highest_id.checked_add(1).ok_or_else(|| StorageError::NotAccepting {
+            reason: "this origin has used every data key id; restore it as a new incarnation".into(),
+        })?);
+        let data_key = DataKey::generate(id);
+        let key = KeyRef { tenant: tenant.to_string(), origin: self.origin, id };
+        let record_key = encode_key(&key.record_key());
+        let existing = self.current(&record_key, &mut group.staged)?;
+        let wrapped = masters.current().wrap(tenant, &data_key).encode();
+        let kind = MutationKind::Put {
+            value: wrapped,
+            compression: Compression::None,
+            expires_at_ms: None,
+            seal: None,
+        };
+        let entry = LogEntry {
+            origin: self.origin,
+            seq: self.next_seq,
+            hlc: made_at,
+            mutations: vec![Mutation { key: record_key, kind }],
+        };
+        self.next_seq += 1;
+        self.log_and_stage(group, entry, vec![existing]);
+        let sealer = Arc::new(data_key.sealer_for(&self.origin.to_bytes()));
+        self.keys.highest_id = id.0;
+        self.keys.vault.remember(key, sealer.clone());
+        self.keys.current.insert(tenant.to_string(), CurrentKey { id, sealer, made_at });
+        tracing::info!(tenant = %tenant, key_id = id.0, origin = %self.origin, "made a data key");
         Ok(())
     }
 
-    /// Seals the puts of `entry` whose tenant is given, each under its
-    /// tenant's current key, in place.
-    pub(super) fn seal_entry(&self, entry: &mut LogEntry, tenants: &[Option<String>]) {
+    /// Seals the puts of `entry` that have a sealer, in place.
+    pub(super) fn seal_entry(entry: &mut LogEntry, sealers: &[Option<ValueSealer>]) {
         let stamp = stamp_bytes(&entry.stamp());
-        for (index, (mutation, tenant)) in entry.mutations.iter_mut().zip(tenants).enumerate() {
-            let (Some(tenant), MutationKind::Put { value, seal, .. }) = (tenant, &mut mutation.kind) else {
+        for (index, (mutation, sealer)) in entry.mutations.iter_mut().zip(sealers).enumerate() {
+            let (Some((id, sealer)), MutationKind::Put { value, seal, .. }) = (sealer, &mut mutation.kind)
+            else {
                 continue;
             };
-            let (id, sealer) = &self.keys.current[tenant];
             let index = u32::try_from(index).expect("a batch holds far fewer than 2^32 records");
             let key_id = id.0.to_be_bytes();
-            let sealed = sealer.seal(
-                NonceParts { seq: entry.seq, index },
-                &associated_data(&mutation.key, &key_id, &stamp),
-                value,
-            );
-            *value = sealed.ciphertext;
+            let at = NonceParts { seq: entry.seq, index };
+            // In place: staging left room for the tag, so the writer
+            // neither allocates nor frees a value here.
+            sealer.seal_in_place(at, &associated_data(&mutation.key, &key_id, &stamp), value);
             *seal = Some(Seal::at(id.0, entry.seq, index));
         }
     }

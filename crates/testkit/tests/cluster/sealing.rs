@@ -1,13 +1,17 @@
 //! Values are sealed at rest on every node: whatever path a value takes
 //! (a put, a batch, a touch, replication, a bootstrap snapshot), no data
 //! directory of the cluster holds it in the clear. The same run with
-//! sealing off finds the values, so the search can fail.
+//! sealing off finds the values, so the search can fail. A tenant
+//! shredded on one node is unreadable on every node, then gone.
 
 use std::path::Path;
 use std::time::Duration;
 
-use consensusdb_client::{Compression, Record, RowKey};
+use consensusdb_client::{Compression, ErrorCode, Record, RowKey};
+use consensusdb_proto::v1;
+use consensusdb_proto::v1::keys_client::KeysClient;
 use consensusdb_testkit::{TestCluster, eventually};
+use futures::TryStreamExt;
 
 use crate::{CONVERGE, TEST_TIMEOUT};
 
@@ -86,6 +90,63 @@ async fn no_node_holds_a_value_in_the_clear_and_without_sealing_the_search_finds
         assert!(sealed.is_empty(), "plaintext on disk: {sealed:?}");
         let unsealed = files_in_the_clear(false).await;
         assert!(unsealed.len() >= 4, "every node's directory holds the values: {unsealed:?}");
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_shredded_on_one_node_is_unreadable_on_every_node_and_its_records_go() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let cluster = TestCluster::start(3).await;
+        let (first, third) = (cluster.client(0), cluster.client(2));
+        for i in 0..20 {
+            first.put(record(&format!("a-{i}"))).await.expect("put");
+        }
+        // Node 2 writes to the tenant too: its own data key goes as well.
+        third.put(record("from-third")).await.expect("put");
+        let other = Record::new(RowKey::new("other", "SEALED", "kept").at(None), "kept");
+        first.put(other.clone()).await.expect("put");
+        cluster.converge(CONVERGE).await;
+
+        let mut keys = KeysClient::new(cluster.admin_channel(1).await);
+        let listed = keys.list_keys(v1::ListKeysRequest { tenant: "acme".into() }).await.expect("lists");
+        assert_eq!(listed.into_inner().keys.len(), 2, "one data key per node that wrote");
+        let shredded = keys
+            .shred_tenant(v1::ShredTenantRequest { tenant: "acme".into() })
+            .await
+            .expect("a cluster admin shreds")
+            .into_inner();
+        assert_eq!(shredded.keys_destroyed, 2);
+
+        // Every node refuses the tenant's values (until its records are
+        // removed, then they are simply gone); the other tenant reads.
+        let probe = RowKey::new("acme", "SEALED", "a-7").at(None);
+        for node in 0..3 {
+            let client = cluster.client(node);
+            eventually(CONVERGE, &format!("node {node} refuses or has removed acme"), async || match client
+                .get(probe.clone())
+                .await
+            {
+                Err(error) if error.code() == ErrorCode::FailedPrecondition => Ok(()),
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            })
+            .await;
+            let kept = client.get(other.key().clone()).await.expect("other tenant reads").expect("present");
+            assert_eq!(kept.value, b"kept");
+        }
+        // The records go, everywhere.
+        for node in 0..3 {
+            let client = cluster.client(node);
+            eventually(CONVERGE, &format!("node {node} holds no acme record"), async || {
+                let left: Vec<_> =
+                    client.scan_tenant("acme").stream().try_collect().await.map_err(|e| e.to_string())?;
+                if left.is_empty() { Ok(()) } else { Err(format!("{} records left", left.len())) }
+            })
+            .await;
+        }
+        cluster.shutdown().await;
     })
     .await
     .expect("bounded");

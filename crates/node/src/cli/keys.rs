@@ -1,0 +1,112 @@
+//! `consensusdb keys` and `consensusdb tenant shred`: the data keys that
+//! seal each tenant's values at rest, over the keys service. Every
+//! command needs the `cluster-admin` role.
+
+use std::io::Write;
+
+use consensusdb_client::AuthorizedChannel;
+use consensusdb_proto::v1;
+use consensusdb_proto::v1::keys_client::KeysClient;
+use serde_json::json;
+
+use crate::cli::cluster::object;
+use crate::cli::failure::CliError;
+use crate::cli::render::{Output, rfc3339_ms};
+
+/// A data-key command.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Rotate and list the data keys that seal tenants' values.
+    #[command(subcommand)]
+    Keys(KeysSubcommand),
+    /// Tenant-wide operations.
+    #[command(subcommand)]
+    Tenant(TenantSubcommand),
+}
+
+/// Data keys.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum KeysSubcommand {
+    /// Seal the tenant's new values under new keys, on every node; what
+    /// older keys sealed stays readable.
+    Rotate {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// List data keys (never their bytes): tenant, origin, id, master key,
+    /// when made, destroyed.
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+/// Tenant-wide operations.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TenantSubcommand {
+    /// Crypto-shred a tenant: destroy every data key it has, on every node,
+    /// so none of its values can be read again anywhere; its records are
+    /// then removed in the background. Cannot be undone.
+    Shred {
+        /// The tenant.
+        tenant: String,
+        /// Confirms that the tenant's data is to be destroyed for good.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+impl KeysCommand {
+    /// Runs the command over `channel`.
+    pub async fn run<W: Write>(
+        &self,
+        channel: AuthorizedChannel,
+        out: &mut Output<W>,
+    ) -> Result<(), CliError> {
+        let mut client = KeysClient::new(channel);
+        match self {
+            KeysCommand::Keys(KeysSubcommand::Rotate { tenant }) => {
+                let request = v1::RotateTenantKeyRequest { tenant: tenant.clone() };
+                let rotated = client.rotate_tenant_key(request).await?.into_inner();
+                Ok(out.object(object(json!({
+                    "tenant": tenant,
+                    "rotated_at": rfc3339_ms(rotated.rotated_at_ms),
+                })))?)
+            }
+            KeysCommand::Keys(KeysSubcommand::List { tenant }) => {
+                let request = v1::ListKeysRequest { tenant: tenant.clone().unwrap_or_default() };
+                for key in client.list_keys(request).await?.into_inner().keys {
+                    out.object(object(json!({
+                        "tenant": key.tenant,
+                        "origin": key.origin,
+                        "id": key.id,
+                        "master_key_id": if key.destroyed { json!(null) } else { json!(key.master_key_id) },
+                        "made_at": rfc3339_ms(key.made_at_ms),
+                        "destroyed": key.destroyed,
+                    })))?;
+                }
+                Ok(())
+            }
+            KeysCommand::Tenant(TenantSubcommand::Shred { tenant, yes }) => {
+                if !yes {
+                    return Err(CliError::Argument {
+                        field: "--yes".into(),
+                        message: format!(
+                            "shredding destroys every value of tenant {tenant:?} on every node, for good: \
+                             add --yes to go ahead"
+                        ),
+                    });
+                }
+                let request = v1::ShredTenantRequest { tenant: tenant.clone() };
+                let shredded = client.shred_tenant(request).await?.into_inner();
+                Ok(out.object(object(json!({
+                    "tenant": tenant,
+                    "keys_destroyed": shredded.keys_destroyed,
+                    "shredded_at": rfc3339_ms(shredded.shredded_at_ms),
+                })))?)
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! What an administrator does with data keys: rotate a tenant's, list
+//! them, and shred a tenant (destroy its keys everywhere, then remove its
+//! records). Each change is a write to the system tenant, so it
+//! replicates to every node, and every node's writer acts on it
+//! (`writer/sealing.rs`).
+
+use std::sync::Arc;
+
+use consensusdb_seal::WrappedKey;
+use consensusdb_types::{Compression, FieldError, Origin, SYSTEM_TENANT, Stamp, stored_value};
+use tokio::sync::Semaphore;
+
+use super::key_records::{KEYS_REGION, KeyRef, rotation_key, shred_key};
+use super::system_records;
+use crate::columns::{self, VALUES};
+use crate::store::run_blocking;
+use crate::{PutRecord, ReadOptions, ScanQuery, ScanScope, StorageError, Store};
+
+/// A data key as listed: never its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyInfo {
+    /// Its tenant.
+    pub tenant: String,
+    /// The origin that made it and seals with it.
+    pub origin: Origin,
+    /// Its number among that origin's keys.
+    pub id: u32,
+    /// The master key that wraps it; `None` once destroyed.
+    pub master_key_id: Option<u32>,
+    /// When it was made, or destroyed (the HLC of its record's version).
+    pub stamp: Stamp,
+    /// Destroyed by a shred.
+    pub destroyed: bool,
+}
+
+/// What a shred did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShredOutcome {
+    /// Keys destroyed now.
+    pub keys_destroyed: u32,
+    /// When the shred took effect: records stamped at or before it are
+    /// the tenant's shredded records.
+    pub shredded_at: Stamp,
+}
+
+/// Removals of a shredded tenant's records in flight at once.
+const REMOVALS_IN_FLIGHT: usize = 64;
+
+/// The outcome of a finished removal task.
+fn joined<T>(done: Result<Result<T, StorageError>, tokio::task::JoinError>) -> Result<T, StorageError> {
+    done.map_err(|error| StorageError::Io {
+        context: "a removal task".into(),
+        source: std::io::Error::other(error.to_string()),
+    })?
+}
+
+/// A tenant an administrator names, checked like a record's tenant; the
+/// system tenant's keys are not the administrator's to change.
+fn check_tenant(tenant: &str, store: &Store) -> Result<(), StorageError> {
+    consensusdb_types::key::validate_component("tenant", tenant, store.limits())?;
+    if tenant == SYSTEM_TENANT {
+        return Err(
+            FieldError::new("tenant", format!("{SYSTEM_TENANT:?} is the cluster's own tenant")).into()
+        );
+    }
+    Ok(())
+}
+
+/// A marker record of the system tenant (its stamp is what counts).
+fn marker(key: consensusdb_types::RecordKey, what: &str) -> PutRecord {
+    PutRecord {
+        key,
+        value: what.as_bytes().to_vec(),
+        compression: Compression::None,
+        ttl_ms: None,
+        if_absent: false,
+    }
+}
+
+impl Store {
+    /// Rotates `tenant`'s data keys: every node seals the tenant's new
+    /// values under a new key of its own once the rotation reaches it;
+    /// what older keys sealed stays readable. Returns when it took effect.
+    pub async fn rotate_tenant_key(&self, tenant: &str) -> Result<Stamp, StorageError> {
+        check_tenant(tenant, self)?;
+        let ack = self.put(marker(rotation_key(tenant), "rotated"), None).await?;
+        Ok(ack.heads[0].stamp)
+    }
+
+    /// The data keys of `tenant`, or of every tenant, in key order.
+    pub async fn data_keys(&self, tenant: Option<String>) -> Result<Vec<DataKeyInfo>, StorageError> {
+        let engine = self.shared.engine.clone();
+        run_blocking(move || {
+            let db = &engine.db;
+            let mut keys = Vec::new();
+            system_records(db, KEYS_REGION, |record, head| {
+                let Some(key) = KeyRef::of_record(&record) else { return };
+                if tenant.as_ref().is_some_and(|tenant| *tenant != key.tenant) {
+                    return;
+                }
+                keys.push((key, record, head));
+            })?;
+            keys.into_iter()
+                .map(|(key, record, head)| {
+                    let master_key_id = if head.tombstone {
+                        None
+                    } else {
+                        let encoded = consensusdb_types::key_codec::encode_key(&record);
+                        let entry = db.get_pinned_cf(columns::handle(db, VALUES), &encoded)?;
+                        entry
+                            .and_then(|entry| stored_value::decode(&entry).ok().map(<[u8]>::to_vec))
+                            .and_then(|bytes| WrappedKey::decode(&bytes).ok())
+                            .map(|wrapped| wrapped.master_id.0)
+                    };
+                    Ok(DataKeyInfo {
+                        tenant: key.tenant,
+                        origin: key.origin,
+                        id: key.id.0,
+                        master_key_id,
+                        stamp: head.stamp,
+                        destroyed: head.tombstone,
+                    })
+                })
+                .collect()
+        })
+        .await?
+    }
+
+    /// Shreds `tenant`: marks when, then destroys every data key it has
+    /// (tombstones over their records, which replicate: every node then
+    /// refuses the tenant's values, and cannot open them ever again).
+    /// Its records are removed by [`Store::remove_shredded`].
+    pub async fn shred_tenant(&self, tenant: &str) -> Result<ShredOutcome, StorageError> {
+        check_tenant(tenant, self)?;
+        let shredded_at = self.put(marker(shred_key(tenant), "shredded"), None).await?.heads[0].stamp;
+        let mut keys_destroyed = 0;
+        for key in self.data_keys(Some(tenant.to_string())).await? {
+            if key.destroyed {
+                continue;
+            }
+            let key = KeyRef { tenant: key.tenant, origin: key.origin, id: consensusdb_seal::KeyId(key.id) };
+            self.remove(key.record_key(), None).await?;
+            keys_destroyed += 1;
+        }
+        tracing::warn!(tenant, keys_destroyed, "shredded the tenant: its data keys are destroyed");
+        Ok(ShredOutcome { keys_destroyed, shredded_at })
+    }
+
+    /// Removes the records of `tenant` stamped at or before `shredded_at`
+    /// (a tombstone each, which replicates), keeping later ones. Returns
+    /// how many it removed. Safe to run again: what is gone is skipped.
+    pub async fn remove_shredded(&self, tenant: &str, shredded_at: Stamp) -> Result<u64, StorageError> {
+        check_tenant(tenant, self)?;
+        let slots = Arc::new(Semaphore::new(REMOVALS_IN_FLIGHT));
+        let mut removals = tokio::task::JoinSet::new();
+        let mut removed = 0;
+        let mut page_token = None;
+        loop {
+            let query = ScanQuery {
+                scope: ScanScope::Tenant { major: tenant.to_string() },
+                limit: self.limits().max_read_limit,
+                page_token: page_token.take(),
+                read: ReadOptions { head_only: true, raw: false },
+            };
+            let mut pages = self.scan(query)?;
+            while let Some(page) = pages.recv().await {
+                let page = page?;
+                page_token = page.next_page_token;
+                for record in page.records.into_iter().filter(|record| record.head.stamp <= shredded_at) {
+                    let slot = slots.clone().acquire_owned().await.map_err(|_| StorageError::ShuttingDown)?;
+                    let store = self.clone();
+                    removals.spawn(async move {
+                        let _slot = slot;
+                        store.remove(record.key, None).await
+                    });
+                    while let Some(done) = removals.try_join_next() {
+                        joined(done)?;
+                        removed += 1;
+                    }
+                }
+            }
+            if page_token.is_none() {
+                break;
+            }
+        }
+        while let Some(done) = removals.join_next().await {
+            joined(done)?;
+            removed += 1;
+        }
+        tracing::info!(tenant, removed, "removed the shredded tenant's records");
+        Ok(removed)
+    }
+}
