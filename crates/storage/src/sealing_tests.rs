@@ -31,10 +31,16 @@ fn key(minor: &str) -> RecordKey {
     RowKey::new("acme", "EVENTS", minor).at(None)
 }
 
-fn put(minor: &str) -> PutRecord {
+/// The value written at `minor`: the marker, then the minor key.
+fn value_of(minor: &str) -> Vec<u8> {
     let mut value = MARKER.to_vec();
     value.extend_from_slice(minor.as_bytes());
+    value
+}
+
+fn put(minor: &str) -> PutRecord {
     // Uncompressed, so a value stored in the clear shows the marker.
+    let value = value_of(minor);
     PutRecord { key: key(minor), value, compression: Compression::None, ttl_ms: None, if_absent: false }
 }
 
@@ -54,9 +60,7 @@ const MINORS: [&str; 5] = ["single", "batch-0", "batch-1", "batch-2", "touched"]
 
 async fn assert_reads_back(store: &Store) {
     for minor in MINORS {
-        let mut expected = MARKER.to_vec();
-        expected.extend_from_slice(minor.as_bytes());
-        assert_eq!(value(store, minor).await.unwrap(), expected, "{minor}");
+        assert_eq!(value(store, minor).await.unwrap(), value_of(minor), "{minor}");
     }
 }
 
@@ -220,9 +224,7 @@ async fn a_rotation_gives_new_values_a_new_key_on_every_node_and_old_values_stil
     assert_eq!(key_id_of(&second, "second-after").await, 2);
     replicate(&second, &first).await;
     for minor in ["before", "after", "second-before", "second-after"] {
-        let mut expected = MARKER.to_vec();
-        expected.extend_from_slice(minor.as_bytes());
-        assert_eq!(value(&first, minor).await.unwrap(), expected, "{minor}");
+        assert_eq!(value(&first, minor).await.unwrap(), value_of(minor), "{minor}");
     }
     // After a restart the rotated key stays retired.
     first.close().await.unwrap();
@@ -346,9 +348,8 @@ mod interleavings {
                         }
                     }
                     for minor in &written {
-                        let mut expected = MARKER.to_vec();
-                        expected.extend_from_slice(minor.as_bytes());
-                        assert_eq!(value(&store, minor).await.unwrap(), expected, "{minor} after {steps:?}");
+                        let read = value(&store, minor).await.unwrap();
+                        assert_eq!(read, value_of(minor), "{minor} after {steps:?}");
                     }
                 }
                 store.close().await.unwrap();
