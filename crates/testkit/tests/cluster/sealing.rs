@@ -136,6 +136,23 @@ async fn a_tenant_shredded_on_one_node_is_unreadable_on_every_node_and_its_recor
             let kept = client.get(other.key().clone()).await.expect("other tenant reads").expect("present");
             assert_eq!(kept.value, b"kept");
         }
+        // The destruction itself reached every node (the removal of the
+        // records would hide a key that was not destroyed from the reads
+        // above): every node lists both keys as destroyed.
+        for node in 0..3 {
+            let mut keys = KeysClient::new(cluster.admin_channel(node).await);
+            eventually(CONVERGE, &format!("node {node} holds acme's keys destroyed"), async || {
+                let listed = keys
+                    .list_keys(v1::ListKeysRequest { tenant: "acme".into() })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_inner()
+                    .keys;
+                let destroyed = listed.iter().filter(|key| key.destroyed && key.master_key_id == 0).count();
+                if destroyed == 2 && listed.len() == 2 { Ok(()) } else { Err(format!("{listed:?}")) }
+            })
+            .await;
+        }
         // The records go, everywhere.
         for node in 0..3 {
             let client = cluster.client(node);
