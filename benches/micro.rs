@@ -38,6 +38,7 @@ fn sample_head() -> Head {
         compression: Compression::Lz4,
         tombstone: false,
         seal: None,
+        client_key: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn envelopes(c: &mut Criterion) {
                     compression: Compression::None,
                     expires_at_ms: None,
                     seal: None,
+                    client_key: None,
                 },
             })
             .collect(),

@@ -51,6 +51,7 @@ fn record(writer: u64) -> PutRecord {
         compression: Compression::None,
         ttl_ms: None,
         if_absent: false,
+        client_key: None,
     }
 }
 
@@ -142,6 +143,7 @@ async fn source_log(events: &[(RecordKey, Vec<u8>)]) -> Vec<Vec<RawEntry>> {
                         compression: Compression::None,
                         ttl_ms: None,
                         if_absent: false,
+                        client_key: None,
                     };
                     store.put(record, None).await.expect("source put");
                 }

@@ -52,6 +52,7 @@ async fn write_bulk(addr: std::net::SocketAddr, model: &Mutex<Model>, rng: &mut 
                 if_absent: false,
                 ttl_ms: 0,
                 write_concern: 0,
+                client_key_fingerprint: Vec::new(),
             })
             .collect();
         let heads = client

@@ -43,6 +43,7 @@ fn put_request(put: &Put) -> v1::PutRequest {
         if_absent: put.if_absent,
         ttl_ms: put.ttl_ms,
         write_concern: 0,
+        client_key_fingerprint: Vec::new(),
     }
 }
 

@@ -38,6 +38,7 @@ pub fn put_request(workload: &Workload, i: usize) -> v1::PutRequest {
         if_absent: false,
         ttl_ms: 0,
         write_concern: 0,
+        client_key_fingerprint: Vec::new(),
     }
 }
 

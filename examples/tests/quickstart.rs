@@ -82,4 +82,5 @@ fn quickstart_runs_against_a_node_and_stores_the_repeated_event_once() {
     assert!(stdout.contains("latest balance: 140.00"), "{stdout}");
     assert!(stdout.contains("newest 5 balances: 140.00, 180.25, 95.50, 120.00, 100.00"), "{stdout}");
     assert!(stdout.contains("deposit written twice, stored 1 time(s)"), "{stdout}");
+    assert!(stdout.contains("the node holds 50 bytes of ciphertext, we read \"PIN 4711\""), "{stdout}");
 }

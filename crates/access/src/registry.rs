@@ -254,7 +254,14 @@ impl Access {
         if_absent: bool,
     ) -> Result<(), StorageError> {
         let value = serde_json::to_vec(value).expect("serializing plain strings and numbers cannot fail");
-        let record = PutRecord { key, value, compression: Compression::None, ttl_ms: None, if_absent };
+        let record = PutRecord {
+            key,
+            value,
+            compression: Compression::None,
+            ttl_ms: None,
+            if_absent,
+            client_key: None,
+        };
         self.store.put(record, None).await.map(drop)
     }
 }
@@ -374,6 +381,7 @@ mod tests {
             compression: Compression::None,
             ttl_ms: None,
             if_absent: false,
+            client_key: None,
         };
         store.put(garbage, None).await.expect("writes");
         access.refresh().await.expect("reads again");

@@ -10,6 +10,7 @@ use crate::bearer::{BearerToken, TokenText};
 use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 use crate::head::Head;
+use crate::keychain::{Keychain, Keychains};
 use crate::reads::{BoxFuture, GetCall, RangeCall, RecentCall};
 use crate::record::{BatchAck, Record, head_from_wire, ttl_ms};
 use crate::retry::{Replay, RetryPolicy};
@@ -25,6 +26,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://127.0.0.1:4482";
 pub struct Client {
     transport: Arc<Transport>,
     retry: RetryPolicy,
+    keychains: Keychains,
 }
 
 /// Settings for a [`Client`].
@@ -116,7 +118,11 @@ impl ClientBuilder {
             credentials: self.credentials,
             token: BearerToken::new(self.token.as_ref().map(|token| token.0.as_str()))?,
         };
-        Ok(Client { transport: Arc::new(Transport::new(self.endpoints, options)?), retry: self.retry })
+        Ok(Client {
+            transport: Arc::new(Transport::new(self.endpoints, options)?),
+            retry: self.retry,
+            keychains: Keychains::default(),
+        })
     }
 
     /// A client connected to the first reachable node; fails with
@@ -147,6 +153,18 @@ impl Client {
         self.retry
     }
 
+    /// This client (sharing its connections) with `keychain` too: its
+    /// reads then open the tenant's client-encrypted values, which without
+    /// it fail with `FAILED_PRECONDITION`. One keychain per tenant; a
+    /// second for the same tenant replaces the first.
+    pub fn with_keychain(&self, keychain: Keychain) -> Self {
+        Self { keychains: self.keychains.with(keychain), ..self.clone() }
+    }
+
+    pub(crate) fn keychains(&self) -> &Keychains {
+        &self.keychains
+    }
+
     /// Writes one record and returns its head.
     ///
     /// A record with a TimeUUID is retried with that same id when a node
@@ -166,8 +184,15 @@ impl Client {
         match result {
             Ok(response) => head_from_wire(response.head.as_ref()),
             Err(error) if error.code() == ErrorCode::AlreadyExists && error.attempts() > 1 => {
-                match self.get(record.key().clone()).await? {
-                    Some(stored) if stored.value == record.value() => Ok(stored.head),
+                // An encrypted value is compared as the envelope sent: the
+                // same bytes only if this very request wrote them.
+                let (read, sent) = if request.client_key_fingerprint.is_empty() {
+                    (self.get(record.key().clone()), record.value())
+                } else {
+                    (self.get(record.key().clone()).raw(), request.value.as_slice())
+                };
+                match read.await? {
+                    Some(stored) if stored.value == sent => Ok(stored.head),
                     _ => Err(error),
                 }
             }

@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use consensusdb_proto::{convert, v1};
-use consensusdb_types::{Compression, FieldError, Stamp};
+use consensusdb_types::{Compression, FieldError, KeyFingerprint, Stamp};
 
 /// Everything about a version except its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,9 @@ pub struct Head {
     pub compression: Compression,
     /// This version removes the key (the head a remove returns).
     pub tombstone: bool,
+    /// Set when the value was encrypted on the client (see
+    /// [`crate::Keychain`]): the fingerprint of the key that encrypted it.
+    pub client_key: Option<KeyFingerprint>,
 }
 
 impl Head {
@@ -62,6 +65,7 @@ impl TryFrom<&v1::Head> for Head {
             stored_size: head.stored_size,
             compression: convert::compression(head.compression, "head.compression")?,
             tombstone: head.tombstone,
+            client_key: convert::client_key(&head.client_key_fingerprint, "head.client_key_fingerprint")?,
         })
     }
 }
@@ -84,6 +88,7 @@ mod tests {
             compression: Compression::Snappy,
             tombstone: true,
             seal: None,
+            client_key: Some(KeyFingerprint([9; 8])),
         };
         let head = Head::try_from(&v1::Head::from(&stored)).unwrap();
         assert_eq!(head.stamp, stored.stamp);
@@ -93,6 +98,7 @@ mod tests {
         assert_eq!(head.expires_at_ms, Some(1_700_000_060_000));
         assert_eq!(head.expires_at(), Some(UNIX_EPOCH + Duration::from_secs(1_700_000_060)));
         assert_eq!((head.stored_size, head.compression, head.tombstone), (10, Compression::Snappy, true));
+        assert_eq!(head.client_key, Some(KeyFingerprint([9; 8])));
         let never = consensusdb_types::Head { expires_at_ms: None, ..stored };
         assert_eq!(Head::try_from(&v1::Head::from(&never)).unwrap().expires_at_ms, None);
     }

@@ -20,6 +20,10 @@
 //!   touches and puts whose key carries a TimeUUID, which are resent with
 //!   the same id and so stay idempotent. Errors carry the server's
 //!   [`ErrorCode`], message and the request field at fault.
+//! - **Client-side encryption.** A [`Keychain`] made from a password
+//!   encrypts values on the client ([`Record::encrypt`]), so the nodes
+//!   store, replicate and back up only ciphertext; a client given the
+//!   keychain ([`Client::with_keychain`]) reads them back in the clear.
 //! - **Security.** Nodes serve TLS with client certificates from the
 //!   cluster's CA: give the client [`Credentials`] (the CA, and a client
 //!   certificate and key). A connection that fails on TLS says what is
@@ -62,6 +66,7 @@ mod client;
 mod credentials;
 mod error;
 mod head;
+mod keychain;
 mod reads;
 mod record;
 mod retry;
@@ -73,6 +78,7 @@ pub use client::{BatchCall, Client, ClientBuilder, DEFAULT_ENDPOINT};
 pub use credentials::{AdminPaths, Credentials, NODE_TLS_DIR, endpoint_for};
 pub use error::{Error, Result};
 pub use head::Head;
+pub use keychain::{ENVELOPE_OVERHEAD, KEYCHAIN_REGION, KEYCHAIN_ROW, KdfParams, Keychain};
 pub use reads::{BoxFuture, GetCall, Page, PageToken, RangeCall, RecentCall, RecordStream};
 pub use record::{BatchAck, Record, StoredRecord};
 pub use retry::RetryPolicy;
@@ -80,5 +86,5 @@ pub use scan::ScanCall;
 pub use transport::endpoint_url;
 
 pub use consensusdb_types::{
-    Compression, ErrorCode, KeyBuilder, NodeId, Origin, RecordKey, RowKey, Stamp, TimeUuid,
+    Compression, ErrorCode, KeyBuilder, KeyFingerprint, NodeId, Origin, RecordKey, RowKey, Stamp, TimeUuid,
 };

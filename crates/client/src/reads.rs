@@ -104,12 +104,9 @@ impl IntoFuture for GetCall {
     fn into_future(self) -> Self::IntoFuture {
         let request = v1::GetRequest { key: Some(v1::Key::from(&self.key)), read: Some(self.flags.into()) };
         Box::pin(async move {
-            read_one(
-                &self.client,
-                self.timeout,
-                request,
-                |mut c, request| async move { c.get(request).await },
-            )
+            read_one(&self.client, self.flags, self.timeout, request, |mut c, request| async move {
+                c.get(request).await
+            })
             .await
         })
     }
@@ -157,7 +154,7 @@ impl IntoFuture for RecentCall {
             read: Some(self.flags.into()),
         };
         Box::pin(async move {
-            read_one(&self.client, self.timeout, request, |mut c, request| async move {
+            read_one(&self.client, self.flags, self.timeout, request, |mut c, request| async move {
                 c.get_recent(request).await
             })
             .await
@@ -280,7 +277,11 @@ impl IntoFuture for RangeCall {
                 })
                 .await?;
             Ok(Page {
-                records: response.records.into_iter().map(StoredRecord::from_wire).collect::<Result<_>>()?,
+                records: response
+                    .records
+                    .into_iter()
+                    .map(|record| StoredRecord::from_wire(record, &self.client, self.flags))
+                    .collect::<Result<_>>()?,
                 next_page_token: PageToken::from_wire(response.next_page_token),
             })
         })
@@ -291,6 +292,7 @@ impl IntoFuture for RangeCall {
 /// is an answer ("no such record"), not a failure, so it is `Ok(None)`.
 async fn read_one<Request, Rpc, Answer>(
     client: &Client,
+    flags: ReadFlags,
     timeout: Option<Duration>,
     request: Request,
     rpc: Rpc,
@@ -313,7 +315,7 @@ where
             }
         })
         .await?;
-    response.map(StoredRecord::from_wire).transpose()
+    response.map(|record| StoredRecord::from_wire(record, client, flags)).transpose()
 }
 
 pub(crate) fn time_bytes(time: Option<TimeUuid>) -> Vec<u8> {

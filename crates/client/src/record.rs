@@ -6,8 +6,11 @@ use std::time::Duration;
 use consensusdb_proto::{convert, v1};
 use consensusdb_types::{Compression, ErrorCode, FieldError, RecordKey};
 
+use crate::Client;
 use crate::error::{Error, Result};
 use crate::head::Head;
+use crate::keychain::Keychain;
+use crate::reads::ReadFlags;
 use crate::retry::Replay;
 
 /// A record to write: a key, a value and how to store it.
@@ -33,6 +36,7 @@ pub struct Record {
     ttl: Option<Duration>,
     timeout: Option<Duration>,
     write_concern: u32,
+    encrypt_with: Option<Keychain>,
 }
 
 impl Record {
@@ -46,11 +50,22 @@ impl Record {
             ttl: None,
             timeout: None,
             write_concern: 0,
+            encrypt_with: None,
         }
     }
 
+    /// Encrypt the value on the client with `keychain` (which must be the
+    /// record's tenant's): it is compressed with [`Record::compression`]
+    /// first, then sealed with AES-256-GCM, and the node only ever sees
+    /// the ciphertext. Reads open it with [`crate::Client::with_keychain`].
+    pub fn encrypt(mut self, keychain: &Keychain) -> Self {
+        self.encrypt_with = Some(keychain.clone());
+        self
+    }
+
     /// Compress the value with this codec on the node (kept raw when that
-    /// would not make it smaller; the head says which was used).
+    /// would not make it smaller; the head says which was used). An
+    /// encrypted record is compressed on the client, before encryption.
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
         self
@@ -112,13 +127,22 @@ impl Record {
 
     /// The wire request. `field` prefixes errors (`records[2]` in a batch).
     pub(crate) fn to_request(&self, field: &str) -> Result<v1::PutRequest> {
+        let (value, compression, client_key_fingerprint) = match &self.encrypt_with {
+            Some(keychain) => {
+                let key_field = consensusdb_types::error::field_path(field, "key.major_key");
+                let envelope = keychain.seal(&self.key, self.compression, &self.value, &key_field)?;
+                (envelope, Compression::None, keychain.fingerprint().0.to_vec())
+            }
+            None => (self.value.clone(), self.compression, Vec::new()),
+        };
         Ok(v1::PutRequest {
             key: Some(v1::Key::from(&self.key)),
-            value: self.value.clone(),
-            compression: v1::Compression::from(self.compression).into(),
+            value,
+            compression: v1::Compression::from(compression).into(),
             if_absent: self.if_absent,
             ttl_ms: ttl_ms(self.ttl, &consensusdb_types::error::field_path(field, "ttl"))?,
             write_concern: self.write_concern,
+            client_key_fingerprint,
         })
     }
 }
@@ -142,8 +166,9 @@ pub struct StoredRecord {
     pub key: RecordKey,
     /// Stamp, seq, write time, expiry, stored size and codec.
     pub head: Head,
-    /// The value: empty for head-only reads, as stored for raw reads,
-    /// otherwise decompressed.
+    /// The value: empty for head-only reads, as stored for raw reads
+    /// (for a client-encrypted value, its envelope), otherwise
+    /// decompressed and, if it was encrypted on the client, decrypted.
     pub value: Vec<u8>,
 }
 
@@ -153,11 +178,17 @@ impl StoredRecord {
         std::str::from_utf8(&self.value).ok()
     }
 
-    pub(crate) fn from_wire(record: v1::Record) -> Result<Self> {
+    /// A record from a read's answer, its value opened with `client`'s
+    /// keychains unless the read asked for heads only or raw values.
+    pub(crate) fn from_wire(record: v1::Record, client: &Client, flags: ReadFlags) -> Result<Self> {
         let key = convert::record_key(record.key.as_ref(), "record.key").map_err(malformed)?;
         let head = convert::required(record.head.as_ref(), "record.head").map_err(malformed)?;
         let head = Head::try_from(head).map_err(malformed)?;
-        Ok(Self { key, head, value: record.value })
+        let mut record = Self { key, head, value: record.value };
+        if !flags.head_only && !flags.raw {
+            client.keychains().open(&mut record)?;
+        }
+        Ok(record)
     }
 }
 

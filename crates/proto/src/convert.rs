@@ -4,7 +4,9 @@
 //! the proto field names (`key.time_uuid`, `row.major_key`, ...).
 
 use consensusdb_types::error::field_path;
-use consensusdb_types::{Compression, FieldError, Head, NodeId, Origin, RecordKey, RowKey, TimeUuid};
+use consensusdb_types::{
+    Compression, FieldError, Head, KeyFingerprint, NodeId, Origin, RecordKey, RowKey, TimeUuid,
+};
 
 use crate::v1;
 
@@ -117,8 +119,18 @@ impl From<&Head> for v1::Head {
             stored_size: head.stored_size,
             compression: v1::Compression::from(head.compression).into(),
             tombstone: head.tombstone,
+            client_key_fingerprint: head.client_key.map(|key| key.0.to_vec()).unwrap_or_default(),
         }
     }
+}
+
+/// The client key fingerprint of a request or response: empty is none,
+/// otherwise exactly 8 bytes.
+pub fn client_key(bytes: &[u8], field: &str) -> Result<Option<KeyFingerprint>, FieldError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    KeyFingerprint::from_slice(bytes, field).map(Some)
 }
 
 #[cfg(test)]
@@ -136,6 +148,7 @@ mod tests {
             compression: Compression::Snappy,
             tombstone: true,
             seal: None,
+            client_key: Some(KeyFingerprint([1, 2, 3, 4, 5, 6, 7, 8])),
         };
         let wire = v1::Head::from(&head);
         let stamp = wire.stamp.as_ref().unwrap();
@@ -143,6 +156,13 @@ mod tests {
         assert_eq!((wire.seq, wire.write_time_ms, wire.expires_at_ms, wire.stored_size), (9, 77, 1234, 10));
         assert_eq!(compression(wire.compression, "compression"), Ok(Compression::Snappy));
         assert!(wire.tombstone);
+        assert_eq!(client_key(&wire.client_key_fingerprint, "f"), Ok(head.client_key));
+        assert_eq!(v1::Head::from(&Head { client_key: None, ..head }).client_key_fingerprint, b"");
+        assert_eq!(client_key(b"", "f"), Ok(None));
+        assert_eq!(
+            client_key(b"abc", "put.client_key_fingerprint").unwrap_err().field,
+            "put.client_key_fingerprint"
+        );
         assert_eq!(v1::Head::from(&Head { expires_at_ms: None, ..head }).expires_at_ms, 0, "0 is never");
     }
 

@@ -99,6 +99,7 @@ impl RawReference {
                     compression: Compression::None,
                     expires_at_ms: None,
                     seal: None,
+                    client_key: None,
                 },
             };
             batch.put_cf(records, &mutation.key, mutation.head(stamp, seq).encode());

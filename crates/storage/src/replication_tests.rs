@@ -33,6 +33,7 @@ fn put(minor: &str, value: &[u8]) -> Mutation {
             compression: Compression::None,
             expires_at_ms: None,
             seal: None,
+            client_key: None,
         },
     }
 }
@@ -94,6 +95,7 @@ async fn apply_is_idempotent_in_order_and_refuses_gaps() {
                 compression: Compression::None,
                 ttl_ms: None,
                 if_absent: false,
+                client_key: None,
             },
             None,
         )
@@ -277,6 +279,7 @@ fn ttl_put(minor: &str, expires_at_ms: u64) -> Mutation {
             compression: Compression::None,
             expires_at_ms: Some(expires_at_ms),
             seal: None,
+            client_key: None,
         },
     }
 }
@@ -368,6 +371,7 @@ fn local_put(minor: &str, value: &[u8]) -> PutRecord {
         compression: Compression::None,
         ttl_ms: None,
         if_absent: false,
+        client_key: None,
     }
 }
 
@@ -452,6 +456,7 @@ async fn a_client_write_that_could_never_become_current_is_refused_and_says_why(
         compression: Compression::None,
         ttl_ms: None,
         if_absent: false,
+        client_key: None,
     };
     let refused = store.put(client_put("k"), None).await.expect_err("the put would lose");
     assert!(matches!(refused, StorageError::Superseded { .. }), "{refused}");

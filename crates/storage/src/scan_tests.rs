@@ -16,6 +16,7 @@ fn put(minor: &str) -> PutRecord {
         compression: Compression::None,
         ttl_ms: None,
         if_absent: false,
+        client_key: None,
     }
 }
 

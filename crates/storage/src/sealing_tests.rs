@@ -15,6 +15,7 @@ use consensusdb_types::{
 
 use crate::columns::{self, VALUES};
 use crate::replication_tests::install;
+use crate::sealing::key_records::KeyRef;
 use crate::*;
 
 const MARKER: &[u8] = b"plaintext-marker-5f1c9e";
@@ -41,7 +42,14 @@ fn value_of(minor: &str) -> Vec<u8> {
 fn put(minor: &str) -> PutRecord {
     // Uncompressed, so a value stored in the clear shows the marker.
     let value = value_of(minor);
-    PutRecord { key: key(minor), value, compression: Compression::None, ttl_ms: None, if_absent: false }
+    PutRecord {
+        key: key(minor),
+        value,
+        compression: Compression::None,
+        ttl_ms: None,
+        if_absent: false,
+        client_key: None,
+    }
 }
 
 async fn value(store: &Store, minor: &str) -> Result<Vec<u8>, StorageError> {
@@ -265,6 +273,17 @@ async fn a_shred_destroys_the_tenants_keys_on_every_node_then_its_records_go() {
     first.put(other.clone(), None).await.unwrap();
     replicate(&first, &second).await;
     assert_reads_back(&second).await;
+    // The bytes a shred must get off the disks: the tenant's ciphertexts
+    // and its wrapped data key. The other tenant's are the control.
+    let shredded: Vec<Vec<u8>> = MINORS
+        .iter()
+        .map(|minor| stored_bytes(&first, &key(minor)))
+        .chain(data_key_records(&first, "acme").await)
+        .collect();
+    let control: Vec<Vec<u8>> = [stored_bytes(&first, &other.key)]
+        .into_iter()
+        .chain(data_key_records(&first, "other").await)
+        .collect();
 
     let outcome = first.shred_tenant("acme").await.unwrap();
     assert_eq!(outcome.keys_destroyed, 1);
@@ -297,6 +316,71 @@ async fn a_shred_destroys_the_tenants_keys_on_every_node_then_its_records_go() {
         0,
         "nothing left to remove"
     );
+
+    // Once the removals are stable everywhere and the log acknowledged,
+    // a purge and a compaction leave none of those bytes in any file.
+    for store in [&first, &second] {
+        purge_everything_and_compact(store).await;
+    }
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+    drop((first, second));
+    for (i, bytes) in shredded.iter().enumerate() {
+        let hits: Vec<_> =
+            [&d1, &d2].iter().flat_map(|dir| files_holding(dir.path(), tag_of(bytes))).collect();
+        assert!(hits.is_empty(), "shredded value {i} is still on disk: {hits:?}");
+    }
+    for bytes in &control {
+        assert!(
+            !files_holding(d1.path(), tag_of(bytes)).is_empty(),
+            "the control: the other tenant's bytes are found"
+        );
+    }
+}
+
+/// The bytes stored in `values` for `key` (a sealed value's ciphertext),
+/// without the stored value's framing.
+fn stored_bytes(store: &Store, key: &RecordKey) -> Vec<u8> {
+    let db = &store.shared.engine.db;
+    let stored = db.get_cf(columns::handle(db, VALUES), encode_key(key)).unwrap().expect("stored");
+    stored_value::decode(&stored).unwrap().to_vec()
+}
+
+/// What to search the files for: the AES-GCM tag that ends a sealed
+/// value or a wrapped key, 16 random bytes. (A prefix would not do:
+/// wrapped keys start alike, so RocksDB's LZ4 blocks may store the start
+/// of one as a back-reference to another.)
+fn tag_of(sealed: &[u8]) -> &[u8] {
+    &sealed[sealed.len() - 16..]
+}
+
+/// The stored (wrapped) data keys of `tenant`.
+async fn data_key_records(store: &Store, tenant: &str) -> Vec<Vec<u8>> {
+    let db = &store.shared.engine.db;
+    let keys = store.data_keys(Some(tenant.to_string())).await.unwrap();
+    assert!(!keys.is_empty(), "{tenant} has a data key");
+    keys.into_iter()
+        .map(|info| {
+            let key =
+                KeyRef { tenant: info.tenant, origin: info.origin, id: consensusdb_seal::KeyId(info.id) };
+            let stored =
+                db.get_cf(columns::handle(db, VALUES), key.encoded_record_key()).unwrap().expect("stored");
+            stored_value::decode(&stored).unwrap().to_vec()
+        })
+        .collect()
+}
+
+/// Purges all that is purgeable, as if every member had applied every
+/// entry, then flushes and compacts every column family.
+async fn purge_everything_and_compact(store: &Store) {
+    let log_upto: Vec<_> = store.frontier().into_iter().map(|(origin, mark)| (origin, mark.seq)).collect();
+    while store.purge(PurgePlan { stable_hlc: u64::MAX, log_upto: log_upto.clone() }).await.unwrap().more {}
+    let db = &store.shared.engine.db;
+    for family in columns::ALL {
+        let handle = columns::handle(db, family);
+        db.flush_cf(handle).unwrap();
+        db.compact_range_cf(handle, None::<&[u8]>, None::<&[u8]>);
+    }
 }
 
 mod interleavings {

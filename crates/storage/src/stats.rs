@@ -165,6 +165,7 @@ mod tests {
             compression: Compression::None,
             ttl_ms: None,
             if_absent: false,
+            client_key: None,
         }
     }
 

@@ -13,7 +13,8 @@ use consensusdb_types::key_codec::{
     encode_key, encode_timed, prefix_successor, region_prefix, row_prefix, tenant_prefix, timed_prefix,
 };
 use consensusdb_types::{
-    Compression, FieldError, Head, HybridClock, Limits, NodeId, Origin, RecordKey, RowKey, TimeUuid,
+    Compression, FieldError, Head, HybridClock, KeyFingerprint, Limits, NodeId, Origin, RecordKey, RowKey,
+    TimeUuid,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
@@ -124,6 +125,11 @@ pub struct PutRecord {
     pub ttl_ms: Option<u64>,
     /// Refuse the write if a live record exists at the key.
     pub if_absent: bool,
+    /// Set when the client encrypted `value` itself, with the key of this
+    /// fingerprint: the node stores the value as it came (its compression
+    /// must be `None`: the client compressed before encrypting) and marks
+    /// the head.
+    pub client_key: Option<KeyFingerprint>,
 }
 
 /// Which records a range read returns.
@@ -437,7 +443,15 @@ impl Store {
                     let (compression, mut value) = record.compression.compress_owned(record.value);
                     // Room for the seal's tag, so the writer seals in place.
                     value.reserve_exact(consensusdb_types::head::SEAL_TAG_BYTES);
-                    StagedPut { key, field, value, compression, expires_at_ms, if_absent: record.if_absent }
+                    StagedPut {
+                        key,
+                        field,
+                        value,
+                        compression,
+                        expires_at_ms,
+                        if_absent: record.if_absent,
+                        client_key: record.client_key,
+                    }
                 })
                 .collect::<Vec<_>>()
         };

@@ -25,6 +25,7 @@ fn put(minor: &str, value: &[u8]) -> PutRecord {
         compression: Compression::None,
         ttl_ms: None,
         if_absent: false,
+        client_key: None,
     }
 }
 
@@ -144,6 +145,7 @@ fn staged(minor: &str, if_absent: bool) -> StagedPut {
         compression: Compression::None,
         expires_at_ms: None,
         if_absent,
+        client_key: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use consensusdb_types::error::field_path;
 use consensusdb_types::limits::MAX_EXPIRY_MS;
-use consensusdb_types::{FieldError, Limits, RecordKey};
+use consensusdb_types::{Compression, FieldError, Limits, RecordKey};
 
 use crate::PutRecord;
 
@@ -45,6 +45,13 @@ pub(crate) fn put_record(
         return Err(FieldError::new(
             field_path(prefix, "value"),
             format!("is {} bytes, over the limit of {} bytes", record.value.len(), limits.max_value_bytes),
+        ));
+    }
+    if record.client_key.is_some() && record.compression != Compression::None {
+        return Err(FieldError::new(
+            field_path(prefix, "compression"),
+            "must be NONE for a client-encrypted value: the client compresses before it encrypts, and \
+             ciphertext does not compress",
         ));
     }
     expiry(record.ttl_ms, now_ms, prefix)

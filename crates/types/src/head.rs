@@ -10,11 +10,17 @@
 //! ```text
 //! format:u8 flags:u8 hlc:u64 origin:[u8;20] seq:u64 expires_at_ms:u64
 //! stored_size:u32 key_id:u32 [nonce:[u8;12] if sealed]
-//! flags: bit 0 tombstone, bits 1-2 codec, bit 3 sealed, bit 4 has expiry
+//! [client_key:[u8;8] if client-encrypted]
+//! flags: bit 0 tombstone, bits 1-2 codec, bit 3 sealed, bit 4 has expiry,
+//!        bit 5 client-encrypted
 //! ```
+//!
+//! Bit 5 came after the first release of format 1. A head without it
+//! encodes exactly as before, and a reader that predates it refuses the
+//! flag as unknown rather than misread the bytes after it.
 
 use crate::wire::{DecodeError, Reader};
-use crate::{Compression, Origin, Stamp};
+use crate::{Compression, KeyFingerprint, Origin, Stamp};
 
 /// The current head format byte.
 pub const HEAD_FORMAT: u8 = 1;
@@ -24,7 +30,8 @@ const CODEC_SHIFT: u8 = 1;
 const CODEC_MASK: u8 = 0b11 << CODEC_SHIFT;
 const SEALED: u8 = 1 << 3;
 const HAS_EXPIRY: u8 = 1 << 4;
-const KNOWN_FLAGS: u8 = TOMBSTONE | CODEC_MASK | SEALED | HAS_EXPIRY;
+const CLIENT_ENCRYPTED: u8 = 1 << 5;
+const KNOWN_FLAGS: u8 = TOMBSTONE | CODEC_MASK | SEALED | HAS_EXPIRY | CLIENT_ENCRYPTED;
 
 /// Bytes sealing adds to a value (the AES-GCM tag): a sealed value's
 /// stored bytes are its ciphertext and this tag.
@@ -77,6 +84,9 @@ pub struct Head {
     pub tombstone: bool,
     /// Encryption at rest, if the value is sealed.
     pub seal: Option<Seal>,
+    /// The client-side key the client encrypted the value with, if it did:
+    /// then the value is ciphertext to the node as well.
+    pub client_key: Option<KeyFingerprint>,
 }
 
 impl Head {
@@ -124,6 +134,9 @@ impl Head {
         if self.expires_at_ms.is_some() {
             flags |= HAS_EXPIRY;
         }
+        if self.client_key.is_some() {
+            flags |= CLIENT_ENCRYPTED;
+        }
         out.push(HEAD_FORMAT);
         out.push(flags);
         out.extend_from_slice(&self.stamp.hlc.to_be_bytes());
@@ -134,6 +147,9 @@ impl Head {
         out.extend_from_slice(&self.seal.map_or(0, |s| s.key_id).to_be_bytes());
         if let Some(seal) = &self.seal {
             out.extend_from_slice(&seal.nonce);
+        }
+        if let Some(client_key) = &self.client_key {
+            out.extend_from_slice(&client_key.0);
         }
     }
 
@@ -157,6 +173,8 @@ impl Head {
         let stored_size = reader.u32()?;
         let key_id = reader.u32()?;
         let seal = if flags & SEALED != 0 { Some(Seal { key_id, nonce: reader.array()? }) } else { None };
+        let client_key =
+            if flags & CLIENT_ENCRYPTED != 0 { Some(KeyFingerprint(reader.array()?)) } else { None };
         reader.finish()?;
         Ok(Head {
             stamp: Stamp { hlc, origin },
@@ -166,6 +184,7 @@ impl Head {
             compression,
             tombstone: flags & TOMBSTONE != 0,
             seal,
+            client_key,
         })
     }
 }
@@ -180,7 +199,8 @@ mod tests {
         #[test]
         fn round_trips(hlc in any::<u64>(), node in any::<u128>(), inc in any::<u32>(), seq in any::<u64>(),
                        expiry in proptest::option::of(any::<u64>()), size in any::<u32>(), codec in 0u8..3,
-                       tombstone in any::<bool>(), seal in proptest::option::of((any::<u32>(), any::<[u8; 12]>()))) {
+                       tombstone in any::<bool>(), seal in proptest::option::of((any::<u32>(), any::<[u8; 12]>())),
+                       client_key in proptest::option::of(any::<[u8; 8]>())) {
             let head = Head {
                 stamp: Stamp { hlc, origin: Origin { node: NodeId(node), incarnation: inc } },
                 seq,
@@ -189,6 +209,7 @@ mod tests {
                 compression: Compression::from_code(codec).expect("valid"),
                 tombstone,
                 seal: seal.map(|(key_id, nonce)| Seal { key_id, nonce }),
+                client_key: client_key.map(KeyFingerprint),
             };
             prop_assert_eq!(Head::decode(&head.encode()).expect("decodes"), head);
         }
@@ -210,10 +231,34 @@ mod tests {
             compression: Compression::None,
             tombstone: false,
             seal: None,
+            client_key: None,
         };
         assert_eq!(head.purgeable_at(), Some(u64::MAX));
         assert_eq!(Head { expires_at_ms: None, ..head }.purgeable_at(), None);
         assert_eq!(Head { tombstone: true, ..head }.purgeable_at(), Some(5));
+    }
+
+    #[test]
+    fn a_head_without_client_encryption_encodes_as_format_1_always_did() {
+        let origin = Origin { node: crate::NodeId(7), incarnation: 1 };
+        let head = Head {
+            stamp: Stamp { hlc: 9, origin },
+            seq: 3,
+            expires_at_ms: None,
+            stored_size: 4,
+            compression: Compression::Lz4,
+            tombstone: false,
+            seal: Some(Seal::at(2, 3, 0)),
+            client_key: None,
+        };
+        // format, flags, hlc, origin, seq, expiry, size, key id, nonce.
+        assert_eq!(head.encode().len(), 1 + 1 + 8 + 20 + 8 + 8 + 4 + 4 + 12);
+        let encrypted = Head { client_key: Some(KeyFingerprint([5; 8])), ..head };
+        let bytes = encrypted.encode();
+        assert_eq!(bytes.len(), head.encode().len() + 8);
+        assert_eq!(bytes[1] & CLIENT_ENCRYPTED, CLIENT_ENCRYPTED);
+        // A head cut before its fingerprint is refused, not read as unencrypted.
+        assert!(Head::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! rejects unknown format bytes, and every format starts with a format byte.
 
 pub mod caller;
+pub mod client_key;
 pub mod compression;
 pub mod conflict;
 pub mod digest;
@@ -47,6 +48,7 @@ pub mod time_uuid;
 mod wire;
 
 pub use caller::{Caller, Connection, Principal, Refusal};
+pub use client_key::KeyFingerprint;
 pub use compression::Compression;
 pub use digest::Digest;
 pub use error::{ErrorCode, FieldError};

@@ -18,13 +18,18 @@
 //! sized    = len:u32 bytes
 //! ```
 //!
+//! A put whose value the client encrypted (see [`KeyFingerprint`]) has bit
+//! 4 set in its kind (`0x11`, `0x13`) and the key's fingerprint,
+//! `[u8;8]`, just before its value. Without the bit, a put encodes as it
+//! always did; a reader that predates it refuses the kind as unknown.
+//!
 //! A sealed put's value is its ciphertext and tag; its nonce is not stored,
 //! because it is the entry's seq and the mutation's index in the entry
 //! ([`Seal::at`]): a replica rebuilds it, and no peer can choose it.
 
 use crate::head::SEAL_TAG_BYTES;
 use crate::wire::{DecodeError, Reader, put_sized};
-use crate::{Compression, Head, Origin, Seal, Stamp};
+use crate::{Compression, Head, KeyFingerprint, Origin, Seal, Stamp};
 
 /// The current log entry format byte.
 pub const LOG_FORMAT: u8 = 1;
@@ -32,6 +37,8 @@ pub const LOG_FORMAT: u8 = 1;
 const PUT: u8 = 1;
 const TOMBSTONE: u8 = 2;
 const SEALED_PUT: u8 = 3;
+/// Or'ed onto a put's kind when the client encrypted its value.
+const CLIENT_ENCRYPTED: u8 = 0x10;
 
 /// What a mutation does to its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +54,8 @@ pub enum MutationKind {
         /// How `value` was sealed at its origin; `None` for a value stored
         /// in the clear (the system tenant, or a node in development mode).
         seal: Option<Seal>,
+        /// The client-side key the client encrypted `value` with, if any.
+        client_key: Option<KeyFingerprint>,
     },
     /// Removes the key (a tombstone version).
     Tombstone,
@@ -64,16 +73,33 @@ pub struct Mutation {
 impl Mutation {
     /// The head this mutation leaves on its key.
     pub fn head(&self, stamp: Stamp, seq: u64) -> Head {
-        let (stored_size, compression, expires_at_ms, tombstone, seal) = match &self.kind {
-            MutationKind::Put { value, compression, expires_at_ms, seal } => {
+        match &self.kind {
+            MutationKind::Put { value, compression, expires_at_ms, seal, client_key } => {
                 let tag = if seal.is_some() { SEAL_TAG_BYTES } else { 0 };
-                let size = u32::try_from(value.len().saturating_sub(tag))
+                let stored_size = u32::try_from(value.len().saturating_sub(tag))
                     .expect("values are bounded by Limits, far below 4 GiB");
-                (size, *compression, *expires_at_ms, false, *seal)
+                Head {
+                    stamp,
+                    seq,
+                    expires_at_ms: *expires_at_ms,
+                    stored_size,
+                    compression: *compression,
+                    tombstone: false,
+                    seal: *seal,
+                    client_key: *client_key,
+                }
             }
-            MutationKind::Tombstone => (0, Compression::None, None, true, None),
-        };
-        Head { stamp, seq, expires_at_ms, stored_size, compression, tombstone, seal }
+            MutationKind::Tombstone => Head {
+                stamp,
+                seq,
+                expires_at_ms: None,
+                stored_size: 0,
+                compression: Compression::None,
+                tombstone: true,
+                seal: None,
+                client_key: None,
+            },
+        }
     }
 }
 
@@ -108,7 +134,7 @@ impl LogEntry {
             .iter()
             .map(|m| {
                 m.key.len()
-                    + 22
+                    + 30
                     + match &m.kind {
                         MutationKind::Put { value, .. } => value.len(),
                         MutationKind::Tombstone => 0,
@@ -122,13 +148,17 @@ impl LogEntry {
         out.extend_from_slice(&count.to_be_bytes());
         for mutation in &self.mutations {
             match &mutation.kind {
-                MutationKind::Put { value, compression, expires_at_ms, seal } => {
-                    out.push(if seal.is_some() { SEALED_PUT } else { PUT });
+                MutationKind::Put { value, compression, expires_at_ms, seal, client_key } => {
+                    let kind = if seal.is_some() { SEALED_PUT } else { PUT };
+                    out.push(if client_key.is_some() { kind | CLIENT_ENCRYPTED } else { kind });
                     put_sized(&mut out, &mutation.key);
                     out.push(compression.code());
                     out.extend_from_slice(&expires_at_ms.unwrap_or(0).to_be_bytes());
                     if let Some(seal) = seal {
                         out.extend_from_slice(&seal.key_id.to_be_bytes());
+                    }
+                    if let Some(client_key) = client_key {
+                        out.extend_from_slice(&client_key.0);
                     }
                     put_sized(&mut out, value);
                 }
@@ -159,6 +189,12 @@ impl LogEntry {
         for index in 0..count {
             let kind = reader.u8()?;
             let key = reader.sized()?.to_vec();
+            // Only a put may carry the client-encrypted bit; a tombstone
+            // with it falls through to "unknown kind".
+            let (kind, client_encrypted) = match kind & !CLIENT_ENCRYPTED {
+                PUT | SEALED_PUT if kind & CLIENT_ENCRYPTED != 0 => (kind & !CLIENT_ENCRYPTED, true),
+                _ => (kind, false),
+            };
             let kind = match kind {
                 PUT | SEALED_PUT => {
                     let compression =
@@ -170,11 +206,13 @@ impl LogEntry {
                     } else {
                         None
                     };
+                    let client_key =
+                        if client_encrypted { Some(KeyFingerprint(reader.array()?)) } else { None };
                     let value = reader.sized()?.to_vec();
                     if seal.is_some() && value.len() < SEAL_TAG_BYTES {
                         return Err(reader.error("a sealed value is shorter than its tag"));
                     }
-                    MutationKind::Put { value, compression, expires_at_ms, seal }
+                    MutationKind::Put { value, compression, expires_at_ms, seal, client_key }
                 }
                 TOMBSTONE => MutationKind::Tombstone,
                 other => return Err(reader.error(format!("unknown mutation kind {other}"))),
@@ -227,12 +265,14 @@ mod tests {
             0u8..3,
             proptest::option::of(1u64..),
             proptest::option::of(any::<u32>()),
+            proptest::option::of(any::<[u8; 8]>()),
         )
-            .prop_map(|(value, codec, expires_at_ms, key_id)| MutationKind::Put {
+            .prop_map(|(value, codec, expires_at_ms, key_id, client_key)| MutationKind::Put {
                 value,
                 compression: Compression::from_code(codec).expect("valid"),
                 expires_at_ms,
                 seal: key_id.map(|key_id| Seal { key_id, nonce: [0; 12] }),
+                client_key: client_key.map(KeyFingerprint),
             });
         (proptest::collection::vec(any::<u8>(), 1..16), prop_oneof![put, Just(MutationKind::Tombstone)])
             .prop_map(|(key, kind)| Mutation { key, kind })
@@ -275,6 +315,7 @@ mod tests {
                 compression: Compression::None,
                 expires_at_ms: None,
                 seal: Some(Seal::at(key_id, 9, 1)),
+                client_key: None,
             },
         };
         let tombstone = Mutation { key: b"t".to_vec(), kind: MutationKind::Tombstone };
@@ -295,8 +336,35 @@ mod tests {
             compression: Compression::None,
             expires_at_ms: None,
             seal: Some(Seal::at(5, 9, 1)),
+            client_key: None,
         };
         assert!(LogEntry::decode(&short.log_key(), &short.encode_value()).is_err());
+    }
+
+    #[test]
+    fn a_client_encrypted_put_keeps_its_fingerprint_and_only_a_put_may_carry_one() {
+        let origin = Origin { node: NodeId(1), incarnation: 1 };
+        let put = |seal| Mutation {
+            key: b"k".to_vec(),
+            kind: MutationKind::Put {
+                value: vec![7; 20],
+                compression: Compression::None,
+                expires_at_ms: Some(5),
+                seal,
+                client_key: Some(KeyFingerprint([3; 8])),
+            },
+        };
+        let entry =
+            LogEntry { origin, seq: 4, hlc: 1, mutations: vec![put(None), put(Some(Seal::at(2, 4, 1)))] };
+        let bytes = entry.encode_value();
+        let decoded = LogEntry::decode(&entry.log_key(), &bytes).expect("decodes");
+        assert_eq!(decoded, entry);
+        assert_eq!(decoded.mutations[1].head(entry.stamp(), 4).client_key, Some(KeyFingerprint([3; 8])));
+        let tombstone = Mutation { key: b"k".to_vec(), kind: MutationKind::Tombstone };
+        let mut bytes = LogEntry { mutations: vec![tombstone], ..entry.clone() }.encode_value();
+        bytes[13] |= CLIENT_ENCRYPTED;
+        let error = LogEntry::decode(&entry.log_key(), &bytes).unwrap_err();
+        assert!(error.to_string().contains("unknown mutation kind 18"), "{error}");
     }
 
     #[test]

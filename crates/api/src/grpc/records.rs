@@ -39,6 +39,10 @@ fn put_record(request: v1::PutRequest, prefix: &str) -> Result<PutRecord, FieldE
         compression: convert::compression(request.compression, &field_path(prefix, "compression"))?,
         ttl_ms: convert::ttl_ms(request.ttl_ms, &field_path(prefix, "ttl_ms"))?,
         if_absent: request.if_absent,
+        client_key: convert::client_key(
+            &request.client_key_fingerprint,
+            &field_path(prefix, "client_key_fingerprint"),
+        )?,
         value: request.value,
     })
 }

@@ -14,7 +14,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use consensusdb_storage::{PutRecord, Record};
-use consensusdb_types::{Compression, FieldError, Head, RecordKey, RowKey, Stamp, TimeUuid};
+use consensusdb_types::{Compression, FieldError, Head, KeyFingerprint, RecordKey, RowKey, Stamp, TimeUuid};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -175,6 +175,11 @@ pub struct PutBody {
     /// `timeout_ms`); 0 answers after the local synced commit.
     #[serde(default)]
     pub write_concern: u32,
+    /// Set (16 hex digits) when `value` is ciphertext the client made with
+    /// its own key: the key's fingerprint, kept in the head. `compression`
+    /// must then be `none`.
+    #[serde(default)]
+    pub client_key_fingerprint: Option<String>,
 }
 
 impl PutBody {
@@ -189,6 +194,10 @@ impl PutBody {
             compression: self.compression,
             ttl_ms: ttl_ms(self.ttl_ms, &field("ttl_ms"))?,
             if_absent: self.if_absent,
+            client_key: self
+                .client_key_fingerprint
+                .map(|hex| KeyFingerprint::from_hex(&hex, &field("client_key_fingerprint")))
+                .transpose()?,
         })
     }
 }
@@ -215,6 +224,9 @@ pub struct BatchRecord {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub ttl_ms: Option<u64>,
+    /// As for a single put.
+    #[serde(default)]
+    pub client_key_fingerprint: Option<String>,
 }
 
 /// Records written all or nothing, as one log entry.
@@ -248,6 +260,7 @@ impl BatchBody {
                     if_absent: record.if_absent,
                     ttl_ms: record.ttl_ms,
                     write_concern: 0,
+                    client_key_fingerprint: record.client_key_fingerprint,
                 };
                 put.into_record(key, &prefix)
             })
@@ -324,6 +337,12 @@ pub struct HeadJson {
     pub compression: Compression,
     /// True for the head of a removal.
     pub tombstone: bool,
+    /// Present when the client encrypted the value itself: the fingerprint
+    /// (16 hex digits) of its client-side key. The value is then ciphertext
+    /// that only a client holding that key can read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "3f9a04c1d2e5b6a7")]
+    pub client_key_fingerprint: Option<String>,
 }
 
 impl HeadJson {
@@ -337,6 +356,7 @@ impl HeadJson {
         stored_size: u32,
         compression: Compression,
         tombstone: bool,
+        client_key: Option<KeyFingerprint>,
     ) -> Self {
         Self {
             hlc: stamp.hlc.to_string(),
@@ -350,6 +370,7 @@ impl HeadJson {
             stored_size,
             compression,
             tombstone,
+            client_key_fingerprint: client_key.map(|key| key.to_string()),
         }
     }
 }
@@ -363,6 +384,7 @@ impl From<&Head> for HeadJson {
             head.stored_size,
             head.compression,
             head.tombstone,
+            head.client_key,
         )
     }
 }

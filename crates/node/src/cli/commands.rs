@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use consensusdb_client::{Client, Compression, PageToken, Record, RecordKey, RowKey, TimeUuid};
+use consensusdb_client::{Client, Compression, Keychain, PageToken, Record, RecordKey, RowKey, TimeUuid};
 use futures::TryStreamExt;
 use serde_json::{Map, json};
 
 use crate::cli::failure::CliError;
+use crate::cli::password::Keychains;
 use crate::cli::render::Output;
 use crate::cli::when::{When, duration, time_uuid};
 
@@ -84,7 +85,7 @@ pub struct PutArgs {
     #[arg(long)]
     untimed: bool,
     /// Compress the value on the node (kept as is when that would not make
-    /// it smaller).
+    /// it smaller); with a password, on the client before encrypting.
     #[arg(long, default_value_t, value_parser = codec_parser())]
     compression: Compression,
     /// Fail (exit 4) if a live record is at the key.
@@ -198,10 +199,40 @@ pub struct TouchArgs {
 }
 
 impl ClientCommand {
-    /// Runs the command against `client`, printing results to `out`.
-    pub async fn run<W: Write>(&self, client: &Client, out: &mut Output<W>) -> Result<(), CliError> {
+    /// The tenant the command works in.
+    fn tenant(&self) -> &str {
         match self {
-            ClientCommand::Put(args) => put(args, client, out).await,
+            ClientCommand::Put(PutArgs { row, .. })
+            | ClientCommand::Recent(RecentArgs { row, .. })
+            | ClientCommand::Range(RangeArgs { row, .. }) => &row.tenant,
+            ClientCommand::Get(GetArgs { key, .. }) | ClientCommand::Touch(TouchArgs { key, .. }) => {
+                &key.row.tenant
+            }
+            ClientCommand::Rm(key) => &key.row.tenant,
+            ClientCommand::Scan(args) => &args.tenant,
+        }
+    }
+
+    /// Runs the command against `client`, printing results to `out`. With
+    /// a password in `keychains`, `put` encrypts on the client and reads
+    /// open encrypted values; `touch` and `rm` never need the key.
+    pub async fn run<W: Write>(
+        &self,
+        client: &Client,
+        keychains: &mut Keychains,
+        out: &mut Output<W>,
+    ) -> Result<(), CliError> {
+        let keychain = match self {
+            ClientCommand::Touch(_) | ClientCommand::Rm(_) => None,
+            ClientCommand::Put(_) => keychains.for_tenant(client, self.tenant(), true).await?,
+            _ => keychains.for_tenant(client, self.tenant(), false).await?,
+        };
+        let client = match &keychain {
+            Some(keychain) => &client.with_keychain(keychain.clone()),
+            None => client,
+        };
+        match self {
+            ClientCommand::Put(args) => put(args, client, keychain.as_ref(), out).await,
             ClientCommand::Get(args) => {
                 let key = args.key.key()?;
                 let mut call = client.get(key.clone());
@@ -258,7 +289,12 @@ impl ClientCommand {
     }
 }
 
-async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> Result<(), CliError> {
+async fn put<W: Write>(
+    args: &PutArgs,
+    client: &Client,
+    keychain: Option<&Keychain>,
+    out: &mut Output<W>,
+) -> Result<(), CliError> {
     let value = match (&args.value, &args.value_file) {
         (Some(text), _) => text.clone().into_bytes(),
         (None, Some(path)) => read_value(path)?,
@@ -299,6 +335,9 @@ async fn put<W: Write>(args: &PutArgs, client: &Client, out: &mut Output<W>) -> 
     }
     if let Some(ttl) = &args.ttl {
         record = record.ttl(duration(ttl, "--ttl")?);
+    }
+    if let Some(keychain) = keychain {
+        record = record.encrypt(keychain);
     }
     let head = client.put(record).await?;
     Ok(out.write(&key, &head)?)

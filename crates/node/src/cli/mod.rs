@@ -7,6 +7,7 @@ pub mod commands;
 pub mod credentials;
 pub mod failure;
 pub mod keys;
+pub mod password;
 pub mod render;
 pub mod shell;
 pub mod when;
@@ -92,9 +93,27 @@ pub struct ConnectArgs {
         help_heading = "Client options"
     )]
     pub token: Option<String>,
+    /// Encrypt values on the client with the tenant's password keychain,
+    /// the password being this file's first line (or the
+    /// CONSENSUSDB_PASSWORD variable): `put` sends only ciphertext, and
+    /// reads decrypt. The tenant's keychain is made on first use.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CONSENSUSDB_PASSWORD_FILE",
+        global = true,
+        help_heading = "Client options"
+    )]
+    pub password_file: Option<PathBuf>,
 }
 
 impl ConnectArgs {
+    /// The client-side keychains of `--password-file` or
+    /// CONSENSUSDB_PASSWORD (none without either).
+    pub fn keychains(&self) -> Result<password::Keychains, CliError> {
+        password::Keychains::from_sources(self.password_file.as_deref())
+    }
+
     /// A client for the listed nodes. It connects on first use, so `help`
     /// and bad arguments never wait for a network.
     pub fn client(&self) -> Result<Client, CliError> {
@@ -204,8 +223,9 @@ async fn on_first_server(
 /// Runs one command and prints its results to standard output.
 pub async fn run_once(connect: &ConnectArgs, command: &ClientCommand) -> Result<(), CliError> {
     let client = connect.client()?;
+    let mut keychains = connect.keychains()?;
     let mut out = Output::new(connect.format, std::io::stdout());
-    let result = command.run(&client, &mut out).await;
+    let result = command.run(&client, &mut keychains, &mut out).await;
     out.finish()?;
     result
 }

@@ -158,6 +158,7 @@ fn head_json(head: &Head) -> HeadJson {
         head.stored_size,
         head.compression,
         head.tombstone,
+        head.client_key,
     )
 }
 
@@ -229,6 +230,7 @@ mod tests {
             compression: Compression::Lz4,
             tombstone: false,
             seal: None,
+            client_key: None,
         };
         Head::try_from(&consensusdb_proto::v1::Head::from(&stored)).unwrap()
     }

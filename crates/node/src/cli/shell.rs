@@ -119,6 +119,7 @@ pub fn run(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<u8, CliError> {
     let client = connect.client()?;
+    let mut keychains = connect.keychains()?;
     let mut input = Input::open(history)?;
     let mut out = Output::new(connect.format, std::io::stdout());
     if input.is_terminal() {
@@ -159,7 +160,7 @@ pub fn run(
             ShellCommand::Exit => break,
             ShellCommand::Format { format } => out.set_format(format)?,
             ShellCommand::Client(command) => {
-                let result = runtime.block_on(command.run(&client, &mut out));
+                let result = runtime.block_on(command.run(&client, &mut keychains, &mut out));
                 out.finish()?;
                 if let Err(error) = result {
                     eprintln!("error: {error}");

@@ -3,6 +3,7 @@
 
 use std::process::{Output, Stdio};
 
+use consensusdb_proto::v1;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -533,4 +534,78 @@ async fn data_keys_are_listed_rotated_and_a_tenant_shredded_from_the_cli() {
     );
     let system = run(&node, &["tenant", "shred", "_consensusdb", "--yes"]).await;
     assert_eq!(system.status.code(), Some(2), "the system tenant is refused: {}", stderr(&system));
+}
+
+#[tokio::test]
+async fn a_password_encrypts_on_the_client_from_the_command_line_and_the_shell() {
+    let node = TestNode::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "open sesame\n").expect("written");
+    let wrong_file = dir.path().join("wrong");
+    std::fs::write(&wrong_file, "close sesame\n").expect("written");
+    let with = |file: &std::path::Path, args: &[&str]| {
+        let mut args = args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        args.extend(["--password-file".to_string(), file.display().to_string()]);
+        args
+    };
+    let run_strings = async |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&node, &args).await
+    };
+
+    let put =
+        run_strings(with(&password_file, &["put", "acme", "NOTES", "n", "the plaintext", "--untimed"])).await;
+    assert!(put.status.success(), "{}", stderr(&put));
+    let put: Value = serde_json::from_slice(&put.stdout).expect("JSON");
+    let fingerprint = put["head"]["client_key_fingerprint"].as_str().expect("a fingerprint").to_string();
+    assert_eq!(fingerprint.len(), 16);
+
+    let got = run_strings(with(&password_file, &["get", "acme", "NOTES", "n"])).await;
+    assert!(got.status.success(), "{}", stderr(&got));
+    let got: Value = serde_json::from_slice(&got.stdout).expect("JSON");
+    assert_eq!(got["value"], "the plaintext");
+    assert_eq!(got["head"]["client_key_fingerprint"], fingerprint.as_str());
+
+    let without = run(&node, &["get", "acme", "NOTES", "n"]).await;
+    assert_eq!(without.status.code(), Some(1), "{}", stderr(&without));
+    assert!(stderr(&without).contains("FAILED_PRECONDITION"), "{}", stderr(&without));
+    assert!(stderr(&without).contains("encrypted on the client"), "{}", stderr(&without));
+    let head_only = json_lines(&node, &["get", "acme", "NOTES", "n", "--head-only"]).await;
+    assert_eq!(head_only[0]["head"]["client_key_fingerprint"], fingerprint.as_str(), "heads need no key");
+
+    let wrong = run_strings(with(&wrong_file, &["get", "acme", "NOTES", "n"])).await;
+    assert_eq!(wrong.status.code(), Some(6), "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("does not open"), "{}", stderr(&wrong));
+    assert!(!stderr(&wrong).contains("sesame"), "the password is never printed");
+
+    // The shell, with the password in the environment: one derivation
+    // for the session, then every command of the tenant uses it.
+    let mut shell = consensusdb(&node, &["shell", "--no-history"])
+        .env("CONSENSUSDB_PASSWORD", "open sesame")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut stdin = shell.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"put acme NOTES m 'typed at the shell' --untimed\nget acme NOTES m\nget acme NOTES n\n")
+        .await
+        .expect("writes");
+    drop(stdin);
+    let output =
+        tokio::time::timeout(TEST_TIMEOUT, shell.wait_with_output()).await.expect("in time").expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout.contains(r#""value":"typed at the shell""#), "{stdout}");
+    assert!(stdout.contains(r#""value":"the plaintext""#), "{stdout}");
+    let mut records = node.client.clone();
+    let request = v1::GetRequest {
+        key: Some(key("acme", "NOTES", "m", None)),
+        read: Some(v1::ReadOptions { head_only: false, raw: true }),
+    };
+    let raw = records.get(request).await.expect("raw read").into_inner().record.expect("present");
+    assert!(!raw.value.windows(5).any(|w| w == b"typed"), "the node holds ciphertext");
+    node.stop().await;
 }

@@ -8,6 +8,7 @@ mod api;
 mod authorization;
 mod bad_input;
 mod cli;
+mod client_encryption;
 mod credentials;
 mod durability;
 mod gateway;

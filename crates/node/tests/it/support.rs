@@ -312,6 +312,7 @@ pub fn put_request(key: v1::Key, value: &[u8]) -> v1::PutRequest {
         if_absent: false,
         ttl_ms: 0,
         write_concern: 0,
+        client_key_fingerprint: Vec::new(),
     }
 }
 

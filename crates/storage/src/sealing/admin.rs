@@ -74,6 +74,7 @@ fn marker(key: consensusdb_types::RecordKey, what: &str) -> PutRecord {
         compression: Compression::None,
         ttl_ms: None,
         if_absent: false,
+        client_key: None,
     }
 }
 

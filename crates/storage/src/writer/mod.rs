@@ -33,8 +33,8 @@ use std::time::Instant;
 use consensusdb_types::conflict::incoming_wins;
 use consensusdb_types::key_codec::{decode_tenant, region_prefix_of};
 use consensusdb_types::{
-    Compression, Digest, FrontierMark, Head, HybridClock, LogEntry, Mutation, MutationKind, Origin, Stamp,
-    stored_value,
+    Compression, Digest, FrontierMark, Head, HybridClock, KeyFingerprint, LogEntry, Mutation, MutationKind,
+    Origin, Stamp, stored_value,
 };
 use rocksdb::{DB, WriteBatch};
 
@@ -74,6 +74,7 @@ pub(crate) struct StagedPut {
     pub(crate) compression: Compression,
     pub(crate) expires_at_ms: Option<u64>,
     pub(crate) if_absent: bool,
+    pub(crate) client_key: Option<KeyFingerprint>,
 }
 
 /// Most bytes of values and keys committed in one group, so one
@@ -675,6 +676,7 @@ impl Writer {
                             compression: r.compression,
                             expires_at_ms: r.expires_at_ms,
                             seal: None,
+                            client_key: r.client_key,
                         };
                         (Mutation { key: r.key, kind }, r.field)
                     })
@@ -705,6 +707,7 @@ impl Writer {
                     compression: current.head.compression,
                     expires_at_ms,
                     seal: None,
+                    client_key: current.head.client_key,
                 };
                 vec![(Mutation { key, kind }, field)]
             }

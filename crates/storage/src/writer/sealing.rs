@@ -172,6 +172,7 @@ impl Writer {
             compression: Compression::None,
             expires_at_ms: None,
             seal: None,
+            client_key: None,
         };
         let entry = LogEntry {
             origin: self.origin,

@@ -97,6 +97,7 @@ async fn an_entry_whose_key_does_not_decode_is_refused_and_the_tenant_stays_scan
                     compression: Compression::None,
                     expires_at_ms: None,
                     seal: None,
+                    client_key: None,
                 },
             }],
         };
