@@ -93,8 +93,25 @@ pub async fn bind_http(config: &NodeConfig) -> Result<Option<TcpListener>, NodeE
     Ok(Some(bind_addr(config.http.listen).await?))
 }
 
+/// Connections the kernel queues for a listener before it drops new ones.
+/// A burst of clients (a fleet reconnecting after a restart, or a flood
+/// the connection cap sheds) must not overflow it while the accept loop
+/// catches up: a dropped SYN costs its client a one-second retransmit.
+/// The default of 128 did overflow under such a burst; the kernel caps
+/// this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind { addr, source })
+    let bind = || {
+        let socket =
+            if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // As std's and tokio's own bind do: a restarted node rebinds at
+        // once, past its old connections' TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    bind().map_err(|source| NodeError::Bind { addr, source })
 }
 
 /// A node whose storage is open and whose listener is bound: ready to serve.

@@ -3,10 +3,12 @@
 //!
 //! Besides the tests here: [`access`] (tokens and grants on every node), [`clock`] (skewed clocks), [`purges`] (purges
 //! that must not misfire: short partitions, snapshot joiners, chains),
-//! [`hostile`] (peers that send what must be refused) and [`sealing`]
-//! (no value in the clear in any node's files).
+//! [`hostile`] (peers that send what must be refused), [`sealing`]
+//! (no value in the clear in any node's files) and [`client_encryption`]
+//! (values the SDK encrypted, read by another SDK on every node).
 
 mod access;
+mod client_encryption;
 mod clock;
 mod hostile;
 mod purges;
