@@ -67,6 +67,7 @@ mod credentials;
 mod error;
 mod head;
 mod keychain;
+mod password;
 mod reads;
 mod record;
 mod retry;

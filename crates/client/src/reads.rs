@@ -11,6 +11,7 @@ use tonic::Code;
 
 use crate::Client;
 use crate::error::{Error, Result};
+use crate::keychain::Keychains;
 use crate::record::StoredRecord;
 use crate::retry::Replay;
 use crate::transport::within;
@@ -47,6 +48,14 @@ impl PageToken {
 pub(crate) struct ReadFlags {
     pub head_only: bool,
     pub raw: bool,
+}
+
+impl ReadFlags {
+    /// The keychains to open values with: `client`'s, unless the read
+    /// returns no values, or returns them as stored.
+    pub(crate) fn opener(self, client: &Client) -> Option<&Keychains> {
+        (!self.head_only && !self.raw).then(|| client.keychains())
+    }
 }
 
 impl From<ReadFlags> for v1::ReadOptions {
@@ -280,7 +289,7 @@ impl IntoFuture for RangeCall {
                 records: response
                     .records
                     .into_iter()
-                    .map(|record| StoredRecord::from_wire(record, &self.client, self.flags))
+                    .map(|record| StoredRecord::from_wire(record, self.flags.opener(&self.client)))
                     .collect::<Result<_>>()?,
                 next_page_token: PageToken::from_wire(response.next_page_token),
             })
@@ -315,7 +324,7 @@ where
             }
         })
         .await?;
-    response.map(|record| StoredRecord::from_wire(record, client, flags)).transpose()
+    response.map(|record| StoredRecord::from_wire(record, flags.opener(client))).transpose()
 }
 
 pub(crate) fn time_bytes(time: Option<TimeUuid>) -> Vec<u8> {

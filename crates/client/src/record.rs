@@ -6,11 +6,9 @@ use std::time::Duration;
 use consensusdb_proto::{convert, v1};
 use consensusdb_types::{Compression, ErrorCode, FieldError, RecordKey};
 
-use crate::Client;
 use crate::error::{Error, Result};
 use crate::head::Head;
-use crate::keychain::Keychain;
-use crate::reads::ReadFlags;
+use crate::keychain::{Keychain, Keychains};
 use crate::retry::Replay;
 
 /// A record to write: a key, a value and how to store it.
@@ -178,17 +176,17 @@ impl StoredRecord {
         std::str::from_utf8(&self.value).ok()
     }
 
-    /// A record from a read's answer, its value opened with `client`'s
-    /// keychains unless the read asked for heads only or raw values.
-    pub(crate) fn from_wire(record: v1::Record, client: &Client, flags: ReadFlags) -> Result<Self> {
+    /// A record from a read's answer, its value opened with `keychains`
+    /// (`None` for a read of heads only or raw values, which opens none).
+    pub(crate) fn from_wire(record: v1::Record, keychains: Option<&Keychains>) -> Result<Self> {
         let key = convert::record_key(record.key.as_ref(), "record.key").map_err(malformed)?;
         let head = convert::required(record.head.as_ref(), "record.head").map_err(malformed)?;
         let head = Head::try_from(head).map_err(malformed)?;
-        let mut record = Self { key, head, value: record.value };
-        if !flags.head_only && !flags.raw {
-            client.keychains().open(&mut record)?;
-        }
-        Ok(record)
+        let value = match keychains {
+            Some(keychains) => keychains.open(&key, head.client_key, record.value)?,
+            None => record.value,
+        };
+        Ok(Self { key, head, value })
     }
 }
 

@@ -183,7 +183,7 @@ impl ScanState {
     /// Converts a received record, or skips it if an earlier attempt at
     /// this page already delivered it.
     fn deliver(&mut self, record: v1::Record) -> Result<Option<StoredRecord>> {
-        let record = StoredRecord::from_wire(record, &self.call.client, self.call.flags)?;
+        let record = StoredRecord::from_wire(record, self.call.flags.opener(&self.call.client))?;
         let key = key_codec::encode_key(&record.key);
         if self.last_key.as_ref().is_some_and(|last| key <= *last) {
             return Ok(None);
