@@ -7,8 +7,7 @@
 use std::path::Path;
 
 use consensusdb_client::{
-    Client, Compression, ErrorCode, KEYCHAIN_REGION, KEYCHAIN_ROW, KdfParams, Keychain, Record, RecordKey,
-    RowKey,
+    Compression, ErrorCode, KEYCHAIN_REGION, KEYCHAIN_ROW, KdfParams, Keychain, Record, RecordKey, RowKey,
 };
 use futures::TryStreamExt;
 
@@ -17,16 +16,6 @@ use crate::support::*;
 const SECRET: &str = "client-side-secret-7c1e";
 const CLEAR: &str = "sent-in-the-clear-40d2";
 const PASSWORD: &str = "correct horse battery staple";
-
-async fn new_client(node: &TestNode) -> Client {
-    Client::builder()
-        .endpoint(node.grpc_url())
-        .credentials(shared_credentials())
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .expect("connects")
-}
 
 fn key(minor: &str, ms: Option<u64>) -> RecordKey {
     RowKey::new("acme", "NOTES", minor).at(ms.map(at_ms))
@@ -53,7 +42,7 @@ async fn a_second_sdk_with_the_same_password_reads_what_the_first_encrypted_and_
     // At-rest sealing off, so only the client's encryption stands between
     // the values and the disk, and the control below can find its marker.
     let node = TestNode::start_with(|config| config.dev.insecure_unsealed = true).await;
-    let writer = new_client(&node).await;
+    let writer = node.sdk().await;
     let keychain = Keychain::from_password(&writer, "acme", PASSWORD).await.expect("made");
     assert_eq!(keychain.tenant(), "acme");
 
@@ -74,7 +63,7 @@ async fn a_second_sdk_with_the_same_password_reads_what_the_first_encrypted_and_
 
     // Another SDK instance: the same password derives the same key from
     // the salt stored in the tenant.
-    let other = new_client(&node).await;
+    let other = node.sdk().await;
     let same = Keychain::from_password(&other, "acme", PASSWORD).await.expect("opens");
     assert_eq!(same.fingerprints(), vec![keychain.fingerprint()]);
     let reader = other.with_keychain(same);

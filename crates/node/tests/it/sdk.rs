@@ -8,16 +8,6 @@ use futures::TryStreamExt;
 
 use crate::support::*;
 
-async fn client_for(node: &TestNode) -> Client {
-    Client::builder()
-        .endpoint(node.grpc_url())
-        .credentials(shared_credentials())
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .expect("connects")
-}
-
 fn timed(minor: &str, ms: u64) -> RecordKey {
     RecordKey::builder().major("acme").region("ACCOUNT").minor(minor).timestamp(at_ms(ms)).build()
 }
@@ -25,7 +15,7 @@ fn timed(minor: &str, ms: u64) -> RecordKey {
 #[tokio::test]
 async fn every_operation_round_trips_through_the_sdk() {
     let node = TestNode::start().await;
-    let client = client_for(&node).await;
+    let client = node.sdk().await;
     let row = RowKey::new("acme", "ACCOUNT", "balance");
 
     for (i, balance) in ["100", "120", "95"].into_iter().enumerate() {
@@ -77,7 +67,7 @@ async fn every_operation_round_trips_through_the_sdk() {
 #[tokio::test]
 async fn scans_stream_every_record_in_key_order_across_pages() {
     let node = TestNode::start().await;
-    let client = client_for(&node).await;
+    let client = node.sdk().await;
     for region in ["A", "B"] {
         for ms in 0..7 {
             let key = RecordKey::builder().major("t").region(region).minor("m").timestamp(at_ms(ms)).build();
@@ -110,7 +100,7 @@ async fn scans_stream_every_record_in_key_order_across_pages() {
 #[tokio::test]
 async fn errors_carry_the_servers_code_and_field() {
     let node = TestNode::start().await;
-    let client = client_for(&node).await;
+    let client = node.sdk().await;
     let error =
         client.put(Record::new(RowKey::new("", "r", "m").at(None), "v")).await.expect_err("empty tenant");
     assert_eq!(error.code(), ErrorCode::InvalidArgument);
@@ -135,7 +125,7 @@ async fn errors_carry_the_servers_code_and_field() {
 #[tokio::test]
 async fn content_derived_ids_make_a_repeated_event_one_record() {
     let node = TestNode::start().await;
-    let client = client_for(&node).await;
+    let client = node.sdk().await;
     let at = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
     let row = RowKey::new("acme", "ACCOUNT", "events");
     for _ in 0..3 {
@@ -214,7 +204,7 @@ async fn a_scan_resumes_on_another_node_when_its_connection_breaks_mid_stream() 
     const RECORDS: u64 = 16_000;
     let mut origins = Vec::new();
     for node in [&first, &second] {
-        let client = client_for(node).await;
+        let client = node.sdk().await;
         let mut origin = None;
         for batch in 0..RECORDS / 1000 {
             let records =

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use consensusdb_client::{AdminPaths, Credentials};
+use consensusdb_client::{AdminPaths, Client, Credentials};
 use consensusdb_node::NodeError;
 use consensusdb_node::config::{NodeConfig, TlsConfig};
 use consensusdb_proto::v1::records_client::RecordsClient;
@@ -238,6 +238,17 @@ pub fn tls_client_config(admin: &AdminPaths) -> Arc<rustls::ClientConfig> {
 }
 
 impl TestNode {
+    /// A connected SDK client for this node, as the admin of [`shared_ca`].
+    pub async fn sdk(&self) -> Client {
+        Client::builder()
+            .endpoint(self.grpc_url())
+            .credentials(shared_credentials())
+            .timeout(CALL_TIMEOUT)
+            .connect()
+            .await
+            .expect("connects")
+    }
+
     /// Shuts down cleanly; panics if the node reports an error.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
         self.shutdown.take().map(|s| s.send(()));
