@@ -21,6 +21,12 @@
 //! granted) and by bearer token (with 100 tokens), against the cheapest
 //! read it guards: a get of one 256-byte record from the same store.
 //!
+//! `scan_tenant_200_values` is R3 inside the store: a scan of one
+//! tenant's 200 records with their 256-byte values, sealed, against the
+//! same scan of an unsealed store (the reference), both flushed to table
+//! files: what opening sealed values costs a scan, with no network or
+//! client around it.
+//!
 //! Run with `cargo bench --workspace --bench storage` (`--workspace` keeps
 //! the dependency features, and so the RocksDB build, shared with the tests).
 
@@ -33,7 +39,7 @@ use std::time::{Duration, Instant};
 use consensusdb_access::Access;
 use consensusdb_storage::reference::RawReference;
 use consensusdb_storage::{
-    ApplyAck, LogChunk, PutRecord, Queued, RawEntry, ReadOptions, Store, StoreOptions,
+    ApplyAck, LogChunk, PutRecord, Queued, RawEntry, ReadOptions, ScanQuery, ScanScope, Store, StoreOptions,
 };
 use consensusdb_types::{Caller, Compression, Identity, Permission, RecordKey, RowKey, TimeUuid};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -276,5 +282,88 @@ fn authorization(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, durable_puts, catch_up, authorization);
+/// Events per tenant in the scan benchmark: what R3 reads per scan.
+const SCAN_TENANT_EVENTS: usize = 200;
+/// Tenants in the scan benchmark.
+const SCAN_TENANTS: usize = 100;
+
+/// A store (sealed or not) holding `SCAN_TENANTS` tenants of
+/// `SCAN_TENANT_EVENTS` 256-byte random values each, closed and opened
+/// again so every record is in a table file, as after a flush.
+fn scan_store(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, sealed: bool) -> Store {
+    let options = || StoreOptions {
+        master_keys: sealed.then(|| Arc::new(consensusdb_seal::MasterKeys::generate())),
+        ..StoreOptions::new(dir)
+    };
+    let first = options();
+    let masters = first.master_keys.clone();
+    let store = Store::open(first).expect("store opens");
+    let mut rng = SmallRng::seed_from_u64(7);
+    runtime.block_on(async {
+        for tenant in 0..SCAN_TENANTS {
+            let batch = (0..SCAN_TENANT_EVENTS)
+                .map(|i| {
+                    let mut value = vec![0u8; 256];
+                    rng.fill_bytes(&mut value);
+                    PutRecord {
+                        key: RowKey::new(format!("t{tenant:04}"), "EVENTS", format!("m{}", i % 10))
+                            .at(Some(TimeUuid::now())),
+                        value,
+                        compression: Compression::None,
+                        ttl_ms: None,
+                        if_absent: false,
+                        client_key: None,
+                    }
+                })
+                .collect();
+            store.put_batch(batch, None).await.expect("batch written");
+        }
+        store.close().await.expect("store closes");
+    });
+    drop(store);
+    Store::open(StoreOptions { master_keys: masters, ..options() }).expect("store opens again")
+}
+
+/// Reads every record of `tenant`, values included, as R3 does.
+async fn scan_tenant(store: &Store, tenant: usize) -> usize {
+    let query = ScanQuery {
+        scope: ScanScope::Tenant { major: format!("t{tenant:04}") },
+        limit: 10_000,
+        page_token: None,
+        read: ReadOptions::default(),
+    };
+    let mut pages = store.scan(query).expect("scan starts");
+    let mut records = 0;
+    while let Some(page) = pages.recv().await {
+        records += page.expect("page").records.len();
+    }
+    assert_eq!(records, SCAN_TENANT_EVENTS);
+    records
+}
+
+/// R3 inside the store: a tenant's scan with values, sealed against the
+/// same scan of a store in the clear (the reference, in the same run), so
+/// the ratio is what opening sealed values costs a scan, without the
+/// network, the client or a loaded machine around it.
+fn sealed_scan(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut group = c.benchmark_group("scan_tenant_200_values");
+    group.sample_size(20).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(SCAN_TENANT_EVENTS as u64));
+    for (name, sealed) in [("reference_unsealed", false), ("sealed", true)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = scan_store(&runtime, dir.path(), sealed);
+        let mut tenant = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                tenant = (tenant + 1) % SCAN_TENANTS;
+                runtime.block_on(scan_tenant(&store, tenant))
+            })
+        });
+        runtime.block_on(store.close()).expect("store closes");
+    }
+    group.finish();
+}
+
+criterion_group!(benches, durable_puts, catch_up, authorization, sealed_scan);
 criterion_main!(benches);

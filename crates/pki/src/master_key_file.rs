@@ -38,17 +38,33 @@ pub fn ensure(dir: &Path) -> Result<PathBuf, PkiError> {
 /// renamed over it, mode 0600), never left half-written. Returns the new
 /// key's id.
 pub fn add_key(path: &Path) -> Result<u32, PkiError> {
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
     let (keys, _) = load(path)?;
     let rotated = keys.rotated();
+    replace(path, &rotated)?;
+    Ok(rotated.current().id().0)
+}
+
+/// Removes master key `id` from the file at `path`, once no data key
+/// needs it any more (every one it wrapped is re-wrapped under a newer
+/// key: `consensusdb keys rewrap`). The current key is refused.
+pub fn retire_key(path: &Path, id: u32) -> Result<(), PkiError> {
+    let (keys, _) = load(path)?;
+    let retired = keys
+        .retired(consensusdb_seal::KeyId(id))
+        .map_err(|error| PkiError::Invalid(format!("master key file {}: {error}", path.display())))?;
+    replace(path, &retired)
+}
+
+/// Writes `keys` over the file at `path`, whole or not at all.
+fn replace(path: &Path, keys: &MasterKeys) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
     let staging = path.with_extension("key.new");
     // A staging file left by a crash is not trusted: made anew, 0600.
     let _ = std::fs::remove_file(&staging);
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&staging).map_err(io)?;
-    file.write_all(rotated.to_text().as_bytes()).map_err(io)?;
+    file.write_all(keys.to_text().as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
-    std::fs::rename(&staging, path).map_err(io)?;
-    Ok(rotated.current().id().0)
+    std::fs::rename(&staging, path).map_err(io)
 }
 
 /// Reads a master key file, and whether others than its owner may read
@@ -88,6 +104,11 @@ mod tests {
         assert_eq!(rotated.ids().len(), 2);
         assert!(std::fs::read_to_string(&path).unwrap().starts_with(older.lines().next().unwrap()));
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        retire_key(&path, 1).unwrap();
+        assert_eq!(load(&path).unwrap().0.ids(), vec![consensusdb_seal::KeyId(2)]);
+        let current = retire_key(&path, 2).unwrap_err().to_string();
+        assert!(current.contains("current"), "{current}");
+        assert_eq!(load(&path).unwrap().0.ids().len(), 1, "a refused retirement leaves the file as it was");
         std::fs::write(&path, "not a key\n").unwrap();
         let error = load(&path).unwrap_err().to_string();
         assert!(error.contains("master.key") && error.contains("line 1"), "{error}");

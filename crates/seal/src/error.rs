@@ -25,4 +25,10 @@ pub enum SealError {
         /// The master key's id.
         id: u32,
     },
+    /// Retiring the current master key, which wraps new data keys.
+    #[error("master key {id} is the current one, which wraps new data keys: add a newer key first")]
+    CurrentMasterKey {
+        /// The master key's id.
+        id: u32,
+    },
 }

@@ -50,6 +50,26 @@ impl MasterKeys {
         Self { keys }
     }
 
+    /// These keys without key `id`: what retiring an old master key
+    /// writes back to the file, once every data key it wrapped has been
+    /// re-wrapped under a newer one. The current key cannot be retired
+    /// (it wraps new data keys): add a newer one first.
+    pub fn retired(&self, id: KeyId) -> Result<Self, SealError> {
+        if id == self.current().id() {
+            return Err(SealError::CurrentMasterKey { id: id.0 });
+        }
+        if !self.keys.iter().any(|key| key.id() == id) {
+            return Err(SealError::UnknownMasterKey { id: id.0 });
+        }
+        let keys = self
+            .keys
+            .iter()
+            .filter(|key| key.id() != id)
+            .map(|key| MasterKey::from_bytes(key.id(), *key.expose_bytes()))
+            .collect();
+        Ok(Self { keys })
+    }
+
     /// Unwraps a data key of `tenant` with whichever key wrapped it.
     pub fn unwrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<DataKey, SealError> {
         let master = self
@@ -149,6 +169,17 @@ mod tests {
         relabelled[1..5].copy_from_slice(&9u32.to_be_bytes());
         let relabelled = WrappedKey::decode(&relabelled).expect("well formed");
         assert_eq!(later.unwrap("acme", &relabelled).unwrap_err(), SealError::UnknownMasterKey { id: 9 });
+    }
+
+    #[test]
+    fn an_old_key_retires_but_the_current_one_does_not() {
+        let keys = MasterKeys::generate().rotated().rotated();
+        let retired = keys.retired(KeyId(1)).expect("an old key retires");
+        assert_eq!(retired.ids(), vec![KeyId(2), KeyId(3)]);
+        assert_eq!(retired.current().expose_bytes(), keys.current().expose_bytes());
+        assert_eq!(retired.rotated().current().id(), KeyId(4), "ids are never reused");
+        assert_eq!(keys.retired(KeyId(3)).unwrap_err(), SealError::CurrentMasterKey { id: 3 });
+        assert_eq!(retired.retired(KeyId(1)).unwrap_err(), SealError::UnknownMasterKey { id: 1 });
     }
 
     #[test]

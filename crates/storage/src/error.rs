@@ -176,6 +176,13 @@ pub enum StorageError {
         /// not data loss but a refused precondition.
         shredded: bool,
     },
+    /// The operation needs a master key, and this node runs unsealed
+    /// (development mode).
+    #[error("{what} needs the cluster's master key, and this node runs unsealed (development mode)")]
+    Unsealed {
+        /// What was asked.
+        what: String,
+    },
     /// A filesystem operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -219,7 +226,8 @@ impl StorageError {
             | StorageError::NotAccepting { .. } => ErrorCode::Unavailable,
             StorageError::Superseded { .. }
             | StorageError::NotInstalling
-            | StorageError::SnapshotBehind { .. } => ErrorCode::FailedPrecondition,
+            | StorageError::SnapshotBehind { .. }
+            | StorageError::Unsealed { .. } => ErrorCode::FailedPrecondition,
             StorageError::DataDirInUse { .. }
             | StorageError::DataDir { .. }
             | StorageError::Gap { .. }

@@ -59,7 +59,7 @@ pub use frontier_view::Frontier;
 pub use reads::{Page, ReadOptions, Record};
 pub use replication::{LogChunk, RawEntry};
 pub use scan::ScanStream;
-pub use sealing::admin::{DataKeyInfo, ShredOutcome};
+pub use sealing::admin::{DataKeyInfo, RewrapOutcome, ShredOutcome};
 pub use snapshot::{InstallOutcome, SnapshotPart, SnapshotRecord};
 pub use stats::{RegionCount, RegionCounts, StorageStats};
 pub use store::{

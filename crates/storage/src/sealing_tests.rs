@@ -1,7 +1,8 @@
 //! Sealed storage, end to end in one process: values sealed by the writer
 //! read back on this store, on a replica and after a snapshot install;
 //! no plaintext in any file; a flipped byte is refused; rotations of
-//! tenant and master keys keep every value readable; a shred destroys a
+//! tenant and master keys keep every value readable, and so does retiring
+//! a master key after a re-wrap; a shred destroys a
 //! tenant's keys on every node, then its records.
 
 use std::path::Path;
@@ -263,6 +264,100 @@ async fn after_a_master_key_rotation_old_keys_unwrap_and_new_ones_use_the_new_ma
     assert!(value(&store, "under-master-2").await.is_ok());
 }
 
+/// Closes `store` and opens its directory again with `keys`.
+async fn reopen(store: Store, dir: &Path, keys: &Arc<MasterKeys>) -> Store {
+    store.close().await.unwrap();
+    drop(store);
+    sealed(dir, keys)
+}
+
+#[tokio::test]
+async fn after_a_rewrap_an_old_master_key_retires_and_every_value_still_reads_on_every_node() {
+    let keys = Arc::new(MasterKeys::generate());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (sealed(d1.path(), &keys), sealed(d2.path(), &keys));
+    write_every_way(&first).await;
+    second.put(put("from-second"), None).await.unwrap();
+    replicate(&first, &second).await;
+    replicate(&second, &first).await;
+    // The master key rotates: both nodes restart with keys 1 and 2.
+    let rotated = Arc::new(keys.rotated());
+    let (first, second) =
+        (reopen(first, d1.path(), &rotated).await, reopen(second, d2.path(), &rotated).await);
+    first.rotate_tenant_key("acme").await.unwrap();
+    first.put(put("under-master-2"), None).await.unwrap();
+
+    // One node re-wraps every live key: its own, and the second node's.
+    let outcome = first.rewrap_data_keys().await.unwrap();
+    assert_eq!(
+        (outcome.master_key_id, outcome.rewrapped, outcome.already, outcome.failed.len()),
+        (2, 2, 1, 0),
+        "the two keys made under master key 1 are re-wrapped; the one made under 2 is left"
+    );
+    let again = first.rewrap_data_keys().await.unwrap();
+    assert_eq!((again.rewrapped, again.already), (0, 3), "a second run finds nothing to do");
+    let listed: Vec<_> = first.data_keys(None).await.unwrap().iter().map(|key| key.master_key_id).collect();
+    assert_eq!(listed, vec![Some(2); 3], "every key is wrapped under master key 2 now");
+
+    // Master key 1 retires. The control: a node that has not received the
+    // re-wrapped keys cannot unwrap its own key, and refuses to start.
+    let retired = Arc::new(rotated.retired(consensusdb_seal::KeyId(1)).unwrap());
+    second.close().await.unwrap();
+    drop(second);
+    let refused =
+        Store::open(StoreOptions { master_keys: Some(retired.clone()), ..StoreOptions::new(d2.path()) })
+            .err()
+            .expect("refused without the re-wrapped keys");
+    assert!(refused.to_string().contains("master key 1"), "{refused}");
+    let second = sealed(d2.path(), &rotated);
+    replicate(&first, &second).await;
+    let (first, second) =
+        (reopen(first, d1.path(), &retired).await, reopen(second, d2.path(), &retired).await);
+    for store in [&first, &second] {
+        assert_reads_back(store).await;
+        assert_eq!(value(store, "from-second").await.unwrap(), value_of("from-second"));
+        assert_eq!(value(store, "under-master-2").await.unwrap(), value_of("under-master-2"));
+    }
+    second.put(put("after-retiring"), None).await.unwrap();
+    assert!(value(&second, "after-retiring").await.is_ok(), "and writes on, with master key 2 alone");
+
+    // A shred destroys the re-wrapped forms with the keys.
+    assert_eq!(first.rewrapped_records("acme").await.unwrap().len(), 2);
+    first.shred_tenant("acme").await.unwrap();
+    assert!(first.rewrapped_records("acme").await.unwrap().is_empty(), "no wrapped copy of a shredded key");
+    let refused = value(&first, "from-second").await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "{refused}");
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rewrap_names_each_key_it_cannot_unwrap_and_an_unsealed_node_refuses_it() {
+    let (d1, d2, d3) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = sealed(d1.path(), &Arc::new(MasterKeys::generate().rotated()));
+    // A node with another master key file (a misconfiguration): its key,
+    // wrapped under its own master key 1, replicates, and does not unwrap
+    // under this node's key 1.
+    let stranger = sealed(d2.path(), &Arc::new(MasterKeys::generate()));
+    stranger.put(put("foreign"), None).await.unwrap();
+    replicate(&stranger, &first).await;
+    first.put(put("own"), None).await.unwrap();
+    let outcome = first.rewrap_data_keys().await.unwrap();
+    assert_eq!((outcome.rewrapped, outcome.already, outcome.failed.len()), (0, 1, 1), "{outcome:?}");
+    assert!(
+        outcome.failed[0].contains(&stranger.origin().to_string())
+            && outcome.failed[0].contains("cannot be unwrapped"),
+        "{outcome:?}"
+    );
+    let unsealed = unsealed(d3.path());
+    let refused = unsealed.rewrap_data_keys().await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "{refused}");
+    for store in [first, stranger, unsealed] {
+        store.close().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_shred_destroys_the_tenants_keys_on_every_node_then_its_records_go() {
     let keys = Arc::new(MasterKeys::generate());
@@ -393,11 +488,19 @@ mod interleavings {
         Write,
         RotateTenant,
         RotateMaster,
+        /// Re-wrap every key under the current master key, then restart
+        /// with that key alone.
+        RewrapAndRetire,
     }
 
     fn steps() -> impl Strategy<Value = Vec<Step>> {
         proptest::collection::vec(
-            prop_oneof![4 => Just(Step::Write), 1 => Just(Step::RotateTenant), 1 => Just(Step::RotateMaster)],
+            prop_oneof![
+                4 => Just(Step::Write),
+                1 => Just(Step::RotateTenant),
+                1 => Just(Step::RotateMaster),
+                1 => Just(Step::RewrapAndRetire),
+            ],
             1..14,
         )
     }
@@ -405,9 +508,10 @@ mod interleavings {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
-        /// Whatever the order of writes, tenant-key rotations and master
-        /// key rotations (a restart with one more master key), every
-        /// value written reads back.
+        /// Whatever the order of writes, tenant-key rotations, master
+        /// key rotations (a restart with one more master key) and
+        /// re-wraps that retire every older master key, every value
+        /// written reads back.
         #[test]
         fn every_value_reads_back_after_any_interleaving_of_writes_and_rotations(steps in steps()) {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -425,10 +529,16 @@ mod interleavings {
                         }
                         Step::RotateTenant => drop(store.rotate_tenant_key("acme").await.unwrap()),
                         Step::RotateMaster => {
-                            store.close().await.unwrap();
-                            drop(store);
                             keys = Arc::new(keys.rotated());
-                            store = sealed(dir.path(), &keys);
+                            store = reopen(store, dir.path(), &keys).await;
+                        }
+                        Step::RewrapAndRetire => {
+                            assert!(store.rewrap_data_keys().await.unwrap().failed.is_empty());
+                            let current = keys.current().id();
+                            for id in keys.ids().into_iter().filter(|&id| id != current) {
+                                keys = Arc::new(keys.retired(id).unwrap());
+                            }
+                            store = reopen(store, dir.path(), &keys).await;
                         }
                     }
                     for minor in &written {

@@ -1,5 +1,5 @@
-//! The `consensusdb.v1.Keys` service: rotating, listing and shredding the
-//! data keys that seal tenants' values, for cluster admins.
+//! The `consensusdb.v1.Keys` service: rotating, re-wrapping, listing and
+//! shredding the data keys that seal tenants' values, for cluster admins.
 
 use consensusdb_proto::v1::keys_server::Keys as KeysRpc;
 use consensusdb_proto::v1::{self};
@@ -55,6 +55,22 @@ impl KeysRpc for KeysService {
         let stamp = self.store.rotate_tenant_key(&tenant).await.map_err(status)?;
         tracing::info!(%tenant, by = %admin, "rotated the tenant's data keys");
         Ok(Response::new(v1::RotateTenantKeyResponse { rotated_at_ms: hlc_ms(stamp.hlc) }))
+    }
+
+    async fn rewrap_keys(
+        &self,
+        request: Request<v1::RewrapKeysRequest>,
+    ) -> Result<Response<v1::RewrapKeysResponse>, Status> {
+        let admin = cluster_admin(&request, "re-wrapping data keys")?;
+        let outcome = self.store.rewrap_data_keys().await.map_err(status)?;
+        tracing::info!(by = %admin, master_key = outcome.master_key_id, rewrapped = outcome.rewrapped,
+            failed = outcome.failed.len(), "re-wrapped the data keys");
+        Ok(Response::new(v1::RewrapKeysResponse {
+            master_key_id: outcome.master_key_id,
+            rewrapped: outcome.rewrapped,
+            already: outcome.already,
+            failed: outcome.failed,
+        }))
     }
 
     async fn list_keys(

@@ -121,6 +121,18 @@ pub enum MasterKeyCommand {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// Remove an old master key from the file, once `consensusdb keys
+    /// rewrap` has re-wrapped every data key it wrapped under a newer one
+    /// (`consensusdb keys list` shows which key wraps each). The current
+    /// key is refused. Copy the file to every node, then restart them.
+    Retire {
+        /// The master key file (`master.key` beside the CA).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The id of the key to remove.
+        #[arg(long)]
+        id: u32,
+    },
 }
 
 /// Runs a master key command on the file, offline.
@@ -131,6 +143,15 @@ pub fn master_key(command: &MasterKeyCommand, out: &mut impl Write) -> Result<()
             writeln!(
                 out,
                 "added master key {id} to {}: copy it to every node (mode 0600), then restart them one by one",
+                file.display()
+            )
+            .map_err(io)
+        }
+        MasterKeyCommand::Retire { file, id } => {
+            consensusdb_pki::master_key_file::retire_key(file, *id)?;
+            writeln!(
+                out,
+                "removed master key {id} from {}: copy it to every node (mode 0600), then restart them one by one",
                 file.display()
             )
             .map_err(io)

@@ -1,6 +1,6 @@
-//! `consensusdb keys` and `consensusdb tenant shred`: the data keys that
-//! seal each tenant's values at rest, over the keys service. Every
-//! command needs the `cluster-admin` role.
+//! `consensusdb keys` (rotate, rewrap, list) and `consensusdb tenant
+//! shred`: the data keys that seal each tenant's values at rest, over the
+//! keys service. Every command needs the `cluster-admin` role.
 
 use std::io::Write;
 
@@ -34,8 +34,13 @@ pub enum KeysSubcommand {
         #[arg(long)]
         tenant: String,
     },
-    /// List data keys (never their bytes): tenant, origin, id, master key,
-    /// when made, destroyed.
+    /// Re-wrap every data key under the node's current master key, so an
+    /// older master key can be retired (`consensusdb master-key retire`)
+    /// once the re-wrapped keys have reached every node. Run it after every
+    /// node has restarted with the new master key file.
+    Rewrap,
+    /// List data keys (never their bytes): tenant, origin, id, the newest
+    /// master key that wraps it, when made, destroyed.
     List {
         /// Only this tenant's.
         #[arg(long)]
@@ -74,6 +79,25 @@ impl KeysCommand {
                     "tenant": tenant,
                     "rotated_at": rfc3339_ms(rotated.rotated_at_ms),
                 })))?)
+            }
+            KeysCommand::Keys(KeysSubcommand::Rewrap) => {
+                let outcome = client.rewrap_keys(v1::RewrapKeysRequest {}).await?.into_inner();
+                out.object(object(json!({
+                    "master_key_id": outcome.master_key_id,
+                    "rewrapped": outcome.rewrapped,
+                    "already": outcome.already,
+                    "failed": outcome.failed,
+                })))?;
+                if outcome.failed.is_empty() {
+                    return Ok(());
+                }
+                // The keys that were re-wrapped stay so; the others still
+                // need their older master key, which must not be retired.
+                Err(CliError::Status(tonic::Status::failed_precondition(format!(
+                    "{} data keys were not re-wrapped and still need an older master key: {}",
+                    outcome.failed.len(),
+                    outcome.failed.join("; ")
+                ))))
             }
             KeysCommand::Keys(KeysSubcommand::List { tenant }) => {
                 let request = v1::ListKeysRequest { tenant: tenant.clone().unwrap_or_default() };

@@ -536,6 +536,47 @@ async fn data_keys_are_listed_rotated_and_a_tenant_shredded_from_the_cli() {
     assert_eq!(system.status.code(), Some(2), "the system tenant is refused: {}", stderr(&system));
 }
 
+/// `consensusdb master-key ARGS --file FILE`: an offline command.
+async fn master_key_command(args: &[&str], file: &std::path::Path) -> Output {
+    let output = Command::new(BINARY).arg("master-key").args(args).arg("--file").arg(file).output();
+    tokio::time::timeout(TEST_TIMEOUT, output).await.expect("the command finishes in time").expect("runs")
+}
+
+#[tokio::test]
+async fn the_master_key_rotates_and_the_old_one_retires_from_the_cli() {
+    let (data, secrets) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
+    let file = consensusdb_pki::master_key_file::ensure(secrets.path()).expect("master key file");
+    let start = || {
+        let file = file.clone();
+        TestNode::start_in(data.path(), move |config| config.seal.master_key_file = Some(file))
+    };
+    let node = start().await;
+    json_lines(&node, &["put", "acme", "ORDERS", "o-1", "under master key 1"]).await;
+    node.stop().await;
+
+    let added = master_key_command(&["add"], &file).await;
+    assert!(added.status.success(), "{}", stderr(&added));
+    let node = start().await;
+    let current = master_key_command(&["retire", "--id", "2"], &file).await;
+    assert_eq!(current.status.code(), Some(1), "the current key is refused: {}", stderr(&current));
+    assert!(stderr(&current).contains("current"), "{}", stderr(&current));
+    let rewrapped = json_lines(&node, &["keys", "rewrap"]).await;
+    assert_eq!(
+        (rewrapped[0]["master_key_id"].as_u64(), rewrapped[0]["rewrapped"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let listed = json_lines(&node, &["keys", "list", "--tenant", "acme"]).await;
+    assert_eq!(listed[0]["master_key_id"], 2, "{listed:?}");
+    node.stop().await;
+
+    let retired = master_key_command(&["retire", "--id", "1"], &file).await;
+    assert!(retired.status.success(), "{}", stderr(&retired));
+    let node = start().await;
+    let got = json_lines(&node, &["recent", "acme", "ORDERS", "o-1"]).await;
+    assert_eq!(got[0]["value"], "under master key 1", "opened through its re-wrapped key");
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn a_password_encrypts_on_the_client_from_the_command_line_and_the_shell() {
     let node = TestNode::start().await;

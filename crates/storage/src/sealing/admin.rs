@@ -1,17 +1,20 @@
-//! What an administrator does with data keys: rotate a tenant's, list
-//! them, and shred a tenant (destroy its keys everywhere, then remove its
-//! records). Each change is a write to the system tenant, so it
+//! What an administrator does with data keys: rotate a tenant's,
+//! re-wrap them all under the current master key (so an older one can be
+//! retired), list them, and shred a tenant (destroy its keys everywhere,
+//! then remove its records). Each change is a write to the system tenant, so it
 //! replicates to every node, and every node's writer acts on it
 //! (`writer/sealing.rs`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use consensusdb_seal::WrappedKey;
+use consensusdb_seal::{KeyId, WrappedKey};
+use consensusdb_types::key_codec::encode_key;
 use consensusdb_types::{Compression, FieldError, Origin, SYSTEM_TENANT, Stamp, stored_value};
 use tokio::sync::Semaphore;
 
-use super::key_records::{KEYS_REGION, KeyRef, rotation_key, shred_key};
-use super::system_records;
+use super::key_records::{KEYS_REGION, KeyRef, REWRAPPED_REGION, rotation_key, shred_key};
+use super::{Wrapping, system_records, wrapping_at};
 use crate::columns::{self, VALUES};
 use crate::store::run_blocking;
 use crate::{PutRecord, ReadOptions, ScanQuery, ScanScope, StorageError, Store};
@@ -25,7 +28,8 @@ pub struct DataKeyInfo {
     pub origin: Origin,
     /// Its number among that origin's keys.
     pub id: u32,
-    /// The master key that wraps it; `None` once destroyed.
+    /// The newest master key that wraps it (its own wrapping, or a
+    /// re-wrapped form); `None` once destroyed.
     pub master_key_id: Option<u32>,
     /// When it was made, or destroyed (the HLC of its record's version).
     pub stamp: Stamp,
@@ -41,6 +45,20 @@ pub struct ShredOutcome {
     /// When the shred took effect: records stamped at or before it are
     /// the tenant's shredded records.
     pub shredded_at: Stamp,
+}
+
+/// What a re-wrap did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewrapOutcome {
+    /// The master key every live data key is now wrapped under (this
+    /// node's current one).
+    pub master_key_id: u32,
+    /// Keys re-wrapped now.
+    pub rewrapped: u32,
+    /// Keys wrapped under it already (made under it, or re-wrapped before).
+    pub already: u32,
+    /// Keys this node could not unwrap, each with why: not re-wrapped.
+    pub failed: Vec<String>,
 }
 
 /// Removals of a shredded tenant's records in flight at once.
@@ -66,16 +84,14 @@ fn check_tenant(tenant: &str, store: &Store) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// A record of the system tenant, stored as it is (never sealed).
+fn system_record(key: consensusdb_types::RecordKey, value: Vec<u8>) -> PutRecord {
+    PutRecord { key, value, compression: Compression::None, ttl_ms: None, if_absent: false, client_key: None }
+}
+
 /// A marker record of the system tenant (its stamp is what counts).
 fn marker(key: consensusdb_types::RecordKey, what: &str) -> PutRecord {
-    PutRecord {
-        key,
-        value: what.as_bytes().to_vec(),
-        compression: Compression::None,
-        ttl_ms: None,
-        if_absent: false,
-        client_key: None,
-    }
+    system_record(key, what.as_bytes().to_vec())
 }
 
 impl Store {
@@ -93,6 +109,7 @@ impl Store {
         let engine = self.shared.engine.clone();
         run_blocking(move || {
             let db = &engine.db;
+            let rewrapped = newest_rewraps(db)?;
             let mut keys = Vec::new();
             system_records(db, KEYS_REGION, |record, head| {
                 let Some(key) = KeyRef::of_record(&record) else { return };
@@ -112,6 +129,7 @@ impl Store {
                             .and_then(|entry| stored_value::decode(&entry).ok().map(<[u8]>::to_vec))
                             .and_then(|bytes| WrappedKey::decode(&bytes).ok())
                             .map(|wrapped| wrapped.master_id.0)
+                            .max(rewrapped.get(&key).copied())
                     };
                     Ok(DataKeyInfo {
                         tenant: key.tenant,
@@ -139,12 +157,111 @@ impl Store {
             if key.destroyed {
                 continue;
             }
-            let key = KeyRef { tenant: key.tenant, origin: key.origin, id: consensusdb_seal::KeyId(key.id) };
+            let key = KeyRef { tenant: key.tenant, origin: key.origin, id: KeyId(key.id) };
             self.remove(key.record_key(), None).await?;
             keys_destroyed += 1;
         }
+        // The re-wrapped forms hold the same keys: gone with them.
+        for record in self.rewrapped_records(tenant).await? {
+            self.remove(record, None).await?;
+        }
         tracing::warn!(tenant, keys_destroyed, "shredded the tenant: its data keys are destroyed");
         Ok(ShredOutcome { keys_destroyed, shredded_at })
+    }
+
+    /// The live records of re-wrapped forms of `tenant`'s keys.
+    pub(crate) async fn rewrapped_records(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<consensusdb_types::RecordKey>, StorageError> {
+        let (engine, tenant) = (self.shared.engine.clone(), tenant.to_string());
+        run_blocking(move || {
+            let mut records = Vec::new();
+            system_records(&engine.db, REWRAPPED_REGION, |record, head| {
+                let ours = KeyRef::of_rewrapped_record(&record).is_some_and(|(key, _)| key.tenant == tenant);
+                if ours && !head.tombstone {
+                    records.push(record);
+                }
+            })?;
+            Ok(records)
+        })
+        .await?
+    }
+
+    /// Re-wraps every live data key, of every tenant and origin, under
+    /// this node's current master key, beside its record (see
+    /// `key_records`); the re-wrapped forms replicate. Once they have
+    /// reached every node, older master keys unwrap nothing that is still
+    /// needed, and can be retired from the master key file. Safe to run
+    /// again: keys already wrapped under the current key are skipped.
+    pub async fn rewrap_data_keys(&self) -> Result<RewrapOutcome, StorageError> {
+        let (engine, vault) = (self.shared.engine.clone(), self.shared.vault.clone());
+        let (current, plan) = run_blocking(move || {
+            let db = &engine.db;
+            let Some(masters) = vault.masters() else {
+                return Err(StorageError::Unsealed { what: "re-wrapping data keys".into() });
+            };
+            let current = masters.current();
+            let mut live = Vec::new();
+            system_records(db, KEYS_REGION, |record, head| {
+                if let Some(key) = KeyRef::of_record(&record).filter(|_| !head.tombstone) {
+                    live.push(key);
+                }
+            })?;
+            let mut plan = RewrapPlan::default();
+            for key in live {
+                let wrapped_under = |at: &[u8]| match wrapping_at(db, at, &key) {
+                    Ok(Wrapping::Wrapped(wrapped)) => Some(wrapped.master_id),
+                    _ => None,
+                };
+                let own = wrapped_under(&key.encoded_record_key());
+                let again = wrapped_under(&encode_key(&key.rewrapped_record_key(current.id())));
+                if own == Some(current.id()) || again == Some(current.id()) {
+                    plan.already += 1;
+                    continue;
+                }
+                match vault.data_key(db, &key) {
+                    Ok(data_key) => {
+                        let wrapped = current.wrap(&key.tenant, &data_key);
+                        plan.rewraps.push((key, wrapped));
+                    }
+                    Err(reason) => plan.failed.push(format!("{key}: {reason}")),
+                }
+            }
+            Ok((current.id(), plan))
+        })
+        .await??;
+        let mut rewrapped = 0;
+        for (key, wrapped) in plan.rewraps {
+            let record = key.rewrapped_record_key(current);
+            self.put(system_record(record.clone(), wrapped.encode()), None).await?;
+            // A shred here since the plan was made would have missed this
+            // form: it goes too.
+            if self.key_destroyed(key).await? {
+                self.remove(record, None).await?;
+                continue;
+            }
+            rewrapped += 1;
+        }
+        if !plan.failed.is_empty() {
+            tracing::error!(failed = ?plan.failed, "some data keys could not be re-wrapped");
+        }
+        tracing::info!(master_key = current.0, rewrapped, already = plan.already, "re-wrapped the data keys");
+        Ok(RewrapOutcome { master_key_id: current.0, rewrapped, already: plan.already, failed: plan.failed })
+    }
+
+    /// Whether `key`'s record is a tombstone: the key was shredded.
+    async fn key_destroyed(&self, key: KeyRef) -> Result<bool, StorageError> {
+        let engine = self.shared.engine.clone();
+        run_blocking(move || match wrapping_at(&engine.db, &key.encoded_record_key(), &key) {
+            Ok(wrapping) => Ok(matches!(wrapping, Wrapping::Destroyed)),
+            Err(reason) => Err(StorageError::Unopenable {
+                key: key.to_string(),
+                reason: reason.to_string(),
+                shredded: false,
+            }),
+        })
+        .await?
     }
 
     /// Removes the records of `tenant` stamped at or before `shredded_at`
@@ -191,4 +308,25 @@ impl Store {
         tracing::info!(tenant, removed, "removed the shredded tenant's records");
         Ok(removed)
     }
+}
+
+/// The re-wraps a node will write, planned from what it holds.
+#[derive(Default)]
+struct RewrapPlan {
+    rewraps: Vec<(KeyRef, WrappedKey)>,
+    already: u32,
+    failed: Vec<String>,
+}
+
+/// For each data key with a live re-wrapped form, the newest master key
+/// that wraps it so.
+fn newest_rewraps(db: &rocksdb::DB) -> Result<HashMap<KeyRef, u32>, StorageError> {
+    let mut newest = HashMap::new();
+    system_records(db, REWRAPPED_REGION, |record, head| {
+        if let Some((key, master)) = KeyRef::of_rewrapped_record(&record).filter(|_| !head.tombstone) {
+            let entry = newest.entry(key).or_insert(master.0);
+            *entry = (*entry).max(master.0);
+        }
+    })?;
+    Ok(newest)
 }

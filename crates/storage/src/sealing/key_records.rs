@@ -11,6 +11,15 @@
 //! replica holds the key before it holds the value. Destroying a key (a
 //! shred) writes a tombstone over its record, which replicates too.
 //!
+//! `_consensusdb / keys_rewrapped / <tenant>/<origin hex>/<key id hex>/<master id hex>`:
+//! the same data key wrapped again under a newer master key, so the older
+//! master key can be retired. Beside the key's record, never over it: the
+//! key's own record alone says whether the key exists. A rewrite of it
+//! would carry a newer stamp, so a re-wrap on one node that crossed a shred
+//! on another would bring the destroyed key back everywhere, and a key
+//! would look newer than the rotation that retired it. A shred destroys
+//! re-wrapped forms with the key.
+//!
 //! Beside them, one untimed record per tenant in each of:
 //! - `key_rotations / <tenant>`: its stamp is when the tenant's keys were
 //!   last rotated; every node's writer stops sealing with a key it made
@@ -26,6 +35,8 @@ use crate::error::hex;
 
 /// The system tenant's region of data keys.
 pub const KEYS_REGION: &str = "keys";
+/// The system tenant's region of data keys re-wrapped under newer master keys.
+pub const REWRAPPED_REGION: &str = "keys_rewrapped";
 /// The system tenant's region of key rotations, one record per tenant.
 pub const ROTATIONS_REGION: &str = "key_rotations";
 /// The system tenant's region of shreds, one record per tenant.
@@ -59,6 +70,23 @@ impl KeyRef {
     /// [`KeyRef::record_key`], encoded.
     pub(crate) fn encoded_record_key(&self) -> Vec<u8> {
         encode_key(&self.record_key())
+    }
+
+    /// The key of its re-wrapped form under master key `master`.
+    pub(crate) fn rewrapped_record_key(&self, master: KeyId) -> RecordKey {
+        let minor = format!("{}/{:08x}", self.record_key().row.minor, master.0);
+        RowKey::new(SYSTEM_TENANT, REWRAPPED_REGION, minor).at(None)
+    }
+
+    /// The key and master key of a re-wrapped form's record, if it is one.
+    pub(crate) fn of_rewrapped_record(key: &RecordKey) -> Option<(Self, KeyId)> {
+        if key.row.major != SYSTEM_TENANT || key.row.region != REWRAPPED_REGION || key.time.is_some() {
+            return None;
+        }
+        let (minor, master) = key.row.minor.rsplit_once('/')?;
+        let master = KeyId(u32::from_str_radix(master, 16).ok()?);
+        let key = Self::of_record(&RowKey::new(SYSTEM_TENANT, KEYS_REGION, minor).at(None))?;
+        Some((key, master))
     }
 
     /// The key a record of the keys region holds, if it is one. Split from
@@ -105,6 +133,10 @@ mod tests {
             id: KeyId(0x1234_5678),
         };
         assert_eq!(KeyRef::of_record(&key.record_key()), Some(key.clone()));
+        let rewrapped = key.rewrapped_record_key(KeyId(7));
+        assert_eq!(KeyRef::of_rewrapped_record(&rewrapped), Some((key.clone(), KeyId(7))));
+        assert_eq!(KeyRef::of_record(&rewrapped), None);
+        assert_eq!(KeyRef::of_rewrapped_record(&key.record_key()), None);
         let other = RowKey::new(SYSTEM_TENANT, "tokens", key.record_key().row.minor).at(None);
         assert_eq!(KeyRef::of_record(&other), None);
         let garbage = RowKey::new(SYSTEM_TENANT, KEYS_REGION, "acme/zz/1").at(None);

@@ -3,7 +3,8 @@
 //! to open values with:
 //!
 //! - [`key_records`]: where wrapped data keys live and how they are named;
-//! - [`admin`]: rotating a tenant's keys, listing keys, shredding;
+//! - [`admin`]: rotating a tenant's keys, re-wrapping every key under the
+//!   current master key, listing keys, shredding;
 //! - [`Vault`]: the node's master keys and the data keys opened so far,
 //!   shared by readers and the writer;
 //! - the writer seals each value after giving its log entry a seq
@@ -20,8 +21,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use consensusdb_seal::{KeyId, MasterKeys, SealError, Sealer, WrappedKey};
-use consensusdb_types::key_codec::decode_key;
+use consensusdb_seal::{DataKey, KeyId, MasterKeys, SealError, Sealer, WrappedKey};
+use consensusdb_types::key_codec::{decode_key, encode_key};
 use consensusdb_types::{Head, Origin, Stamp, stored_value};
 use rocksdb::DB;
 
@@ -92,30 +93,36 @@ impl Vault {
         if let Some(sealer) = self.opened.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key) {
             return Ok(sealer.clone());
         }
-        let masters = self.masters.as_deref().ok_or(Unopenable::NoMasterKey)?;
-        let record_key = key.encoded_record_key();
-        let head = db.get_pinned_cf(columns::handle(db, RECORDS), &record_key).map_err(Unopenable::engine)?;
-        let head = match head.map(|bytes| Head::decode(&bytes)) {
-            None => return Err(Unopenable::KeyMissing(key.clone())),
-            Some(Err(error)) => return Err(Unopenable::KeyDamaged(key.clone(), error.to_string())),
-            Some(Ok(head)) if head.tombstone => return Err(Unopenable::KeyDestroyed(key.clone())),
-            Some(Ok(head)) => head,
-        };
-        let entry = db
-            .get_pinned_cf(columns::handle(db, VALUES), &record_key)
-            .map_err(Unopenable::engine)?
-            .ok_or_else(|| Unopenable::KeyDamaged(key.clone(), "its record has no value".into()))?;
-        let damaged = |why: String| Unopenable::KeyDamaged(key.clone(), why);
-        let wrapped = stored_value::decode(&entry).map_err(|e| damaged(e.to_string()))?;
-        debug_assert!(head.seal.is_none(), "the system tenant is never sealed");
-        let wrapped = WrappedKey::decode(wrapped).map_err(|e| damaged(e.to_string()))?;
-        if wrapped.data_id != key.id {
-            return Err(damaged(format!("its record holds key {}", wrapped.data_id.0)));
-        }
-        let data_key = masters.unwrap(&key.tenant, &wrapped).map_err(|e| damaged(e.to_string()))?;
-        let sealer = Arc::new(data_key.sealer_for(&key.origin.to_bytes()));
+        let sealer = Arc::new(self.data_key(db, key)?.sealer_for(&key.origin.to_bytes()));
         self.remember(key.clone(), sealer.clone());
         Ok(sealer)
+    }
+
+    /// The data key `key`, unwrapped: from its own record if this node
+    /// holds the master key that wrapped it, or else from a re-wrapped
+    /// form under a master key it holds (the newest first). Its own record
+    /// alone decides whether the key exists.
+    pub(crate) fn data_key(&self, db: &DB, key: &KeyRef) -> Result<DataKey, Unopenable> {
+        let masters = self.masters.as_deref().ok_or(Unopenable::NoMasterKey)?;
+        let damaged = |why: String| Unopenable::KeyDamaged(key.clone(), why);
+        let wrapped = match wrapping_at(db, &key.encoded_record_key(), key)? {
+            Wrapping::Missing => return Err(Unopenable::KeyMissing(key.clone())),
+            Wrapping::Destroyed => return Err(Unopenable::KeyDestroyed(key.clone())),
+            Wrapping::Wrapped(wrapped) => wrapped,
+        };
+        let held = masters.ids();
+        if held.contains(&wrapped.master_id) {
+            return masters.unwrap(&key.tenant, &wrapped).map_err(|e| damaged(e.to_string()));
+        }
+        for master in held.into_iter().rev() {
+            let at = encode_key(&key.rewrapped_record_key(master));
+            if let Wrapping::Wrapped(rewrapped) = wrapping_at(db, &at, key)?
+                && rewrapped.master_id == master
+            {
+                return masters.unwrap(&key.tenant, &rewrapped).map_err(|e| damaged(e.to_string()));
+            }
+        }
+        Err(damaged(SealError::UnknownMasterKey { id: wrapped.master_id.0 }.to_string()))
     }
 
     /// Opens the stored bytes of the sealed version `head` of
@@ -195,6 +202,35 @@ impl Vault {
         })?;
         Ok(own)
     }
+}
+
+/// What a record of a data key, or of one of its re-wrapped forms, holds.
+pub(crate) enum Wrapping {
+    Missing,
+    Destroyed,
+    Wrapped(WrappedKey),
+}
+
+/// The wrapped key the system record `record_key` holds for `key`.
+pub(crate) fn wrapping_at(db: &DB, record_key: &[u8], key: &KeyRef) -> Result<Wrapping, Unopenable> {
+    let head = db.get_pinned_cf(columns::handle(db, RECORDS), record_key).map_err(Unopenable::engine)?;
+    let damaged = |why: String| Unopenable::KeyDamaged(key.clone(), why);
+    match head.map(|bytes| Head::decode(&bytes)) {
+        None => return Ok(Wrapping::Missing),
+        Some(Err(error)) => return Err(damaged(error.to_string())),
+        Some(Ok(head)) if head.tombstone => return Ok(Wrapping::Destroyed),
+        Some(Ok(head)) => debug_assert!(head.seal.is_none(), "the system tenant is never sealed"),
+    }
+    let entry = db
+        .get_pinned_cf(columns::handle(db, VALUES), record_key)
+        .map_err(Unopenable::engine)?
+        .ok_or_else(|| damaged("its record has no value".into()))?;
+    let wrapped = stored_value::decode(&entry).map_err(|e| damaged(e.to_string()))?;
+    let wrapped = WrappedKey::decode(wrapped).map_err(|e| damaged(e.to_string()))?;
+    if wrapped.data_id != key.id {
+        return Err(damaged(format!("its record holds key {}", wrapped.data_id.0)));
+    }
+    Ok(Wrapping::Wrapped(wrapped))
 }
 
 /// Visits the key and head of every record of a system tenant region.
