@@ -25,6 +25,12 @@ pub enum SealError {
         /// The master key's id.
         id: u32,
     },
+    /// Retiring a master key the file does not hold.
+    #[error("the file holds no master key {id}")]
+    NoSuchMasterKey {
+        /// The master key's id.
+        id: u32,
+    },
     /// Retiring the current master key, which wraps new data keys.
     #[error("master key {id} is the current one, which wraps new data keys: add a newer key first")]
     CurrentMasterKey {

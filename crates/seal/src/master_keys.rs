@@ -59,7 +59,7 @@ impl MasterKeys {
             return Err(SealError::CurrentMasterKey { id: id.0 });
         }
         if !self.keys.iter().any(|key| key.id() == id) {
-            return Err(SealError::UnknownMasterKey { id: id.0 });
+            return Err(SealError::NoSuchMasterKey { id: id.0 });
         }
         let keys = self
             .keys
@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(retired.current().expose_bytes(), keys.current().expose_bytes());
         assert_eq!(retired.rotated().current().id(), KeyId(4), "ids are never reused");
         assert_eq!(keys.retired(KeyId(3)).unwrap_err(), SealError::CurrentMasterKey { id: 3 });
-        assert_eq!(retired.retired(KeyId(1)).unwrap_err(), SealError::UnknownMasterKey { id: 1 });
+        assert_eq!(retired.retired(KeyId(1)).unwrap_err(), SealError::NoSuchMasterKey { id: 1 });
     }
 
     #[test]
