@@ -161,7 +161,7 @@ fn outcome<T>(answer: Result<T, tonic::Status>) -> char {
 }
 
 /// Every gRPC method, with its row label.
-const GRPC_ROWS: [(&str, &str); 34] = [
+const GRPC_ROWS: [(&str, &str); 35] = [
     // none, foreign, node, read, write, admin, prefix, monitor, cluster-admin, token, revoked
     ("Records/Put tenant-a", "UXDDAADDAAU"),
     ("Records/PutBatch tenant-a", "UXDDAADDAAU"),
@@ -189,6 +189,7 @@ const GRPC_ROWS: [(&str, &str); 34] = [
     ("Access/ListGrants", "UXDDDDDDADU"),
     ("Access/RemoveGrant (not held)", "UXDDDDDDADU"),
     ("Keys/RotateTenantKey tenant-z", "UXDDDDDDADU"),
+    ("Keys/RewrapKeys", "UXDDDDDDADU"),
     ("Keys/ListKeys", "UXDDDDDDADU"),
     ("Keys/ShredTenant tenant-z", "UXDDDDDDADU"),
     ("Replication/Pull", "UXIDDDDDDDU"),
@@ -361,6 +362,7 @@ async fn call_grpc(row_label: &str, channel: AuthorizedChannel, page_token: &[u8
         "Keys/RotateTenantKey tenant-z" => {
             outcome(keys.rotate_tenant_key(v1::RotateTenantKeyRequest { tenant: "tenant-z".into() }).await)
         }
+        "Keys/RewrapKeys" => outcome(keys.rewrap_keys(v1::RewrapKeysRequest {}).await),
         "Keys/ListKeys" => outcome(keys.list_keys(v1::ListKeysRequest::default()).await),
         "Keys/ShredTenant tenant-z" => {
             outcome(keys.shred_tenant(v1::ShredTenantRequest { tenant: "tenant-z".into() }).await)
