@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use consensusdb_seal::{KeyId, WrappedKey};
 use consensusdb_types::key_codec::encode_key;
-use consensusdb_types::{Compression, FieldError, Origin, SYSTEM_TENANT, Stamp, stored_value};
+use consensusdb_types::{Compression, FieldError, Origin, SYSTEM_TENANT, Stamp};
 use tokio::sync::Semaphore;
 
 use super::key_records::{KEYS_REGION, KeyRef, REWRAPPED_REGION, rotation_key, shred_key};
 use super::{Wrapping, system_records, wrapping_at};
-use crate::columns::{self, VALUES};
 use crate::store::run_blocking;
 use crate::{PutRecord, ReadOptions, ScanQuery, ScanScope, StorageError, Store};
 
@@ -123,13 +122,9 @@ impl Store {
                     let master_key_id = if head.tombstone {
                         None
                     } else {
-                        let encoded = consensusdb_types::key_codec::encode_key(&record);
-                        let entry = db.get_pinned_cf(columns::handle(db, VALUES), &encoded)?;
-                        entry
-                            .and_then(|entry| stored_value::decode(&entry).ok().map(<[u8]>::to_vec))
-                            .and_then(|bytes| WrappedKey::decode(&bytes).ok())
-                            .map(|wrapped| wrapped.master_id.0)
-                            .max(rewrapped.get(&key).copied())
+                        let own =
+                            wrapping_at(db, &encode_key(&record), &key).ok().and_then(|w| w.master_id());
+                        own.map(|id| id.0).max(rewrapped.get(&key).copied())
                     };
                     Ok(DataKeyInfo {
                         tenant: key.tenant,
@@ -210,10 +205,7 @@ impl Store {
             })?;
             let mut plan = RewrapPlan::default();
             for key in live {
-                let wrapped_under = |at: &[u8]| match wrapping_at(db, at, &key) {
-                    Ok(Wrapping::Wrapped(wrapped)) => Some(wrapped.master_id),
-                    _ => None,
-                };
+                let wrapped_under = |at: &[u8]| wrapping_at(db, at, &key).ok().and_then(|w| w.master_id());
                 let own = wrapped_under(&key.encoded_record_key());
                 let again = wrapped_under(&encode_key(&key.rewrapped_record_key(current.id())));
                 if own == Some(current.id()) || again == Some(current.id()) {

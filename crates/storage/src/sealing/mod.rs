@@ -211,6 +211,16 @@ pub(crate) enum Wrapping {
     Wrapped(WrappedKey),
 }
 
+impl Wrapping {
+    /// The master key it is wrapped under, if it holds a wrapped key.
+    pub(crate) fn master_id(&self) -> Option<KeyId> {
+        match self {
+            Wrapping::Wrapped(wrapped) => Some(wrapped.master_id),
+            Wrapping::Missing | Wrapping::Destroyed => None,
+        }
+    }
+}
+
 /// The wrapped key the system record `record_key` holds for `key`.
 pub(crate) fn wrapping_at(db: &DB, record_key: &[u8], key: &KeyRef) -> Result<Wrapping, Unopenable> {
     let head = db.get_pinned_cf(columns::handle(db, RECORDS), record_key).map_err(Unopenable::engine)?;
