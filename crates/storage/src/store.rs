@@ -286,6 +286,7 @@ impl Store {
             health: writer_health.clone(),
             committer: Committer::start(
                 engine.clone(),
+                vault.clone(),
                 view.clone(),
                 counters.clone(),
                 writer_health.clone(),

@@ -98,8 +98,10 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
     let view = Arc::new(crate::frontier_view::FrontierView::new(Default::default()));
     let counters = Arc::new(Counters::default());
     let health: Arc<crate::writer_health::WriterHealth> = Arc::default();
+    let vault = Arc::new(crate::sealing::Vault::new(None));
     let committer = crate::writer::Committer::start(
         engine.clone(),
+        vault.clone(),
         view.clone(),
         counters.clone(),
         health.clone(),
@@ -121,8 +123,7 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
         max_group: 16,
         counters,
         health,
-        keys: crate::writer::WriterKeys::load(Arc::new(crate::sealing::Vault::new(None)), &engine.db, origin)
-            .unwrap(),
+        keys: crate::writer::WriterKeys::load(vault, &engine.db, origin).unwrap(),
         engine,
         committer,
         in_flight: Default::default(),

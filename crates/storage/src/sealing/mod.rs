@@ -5,8 +5,8 @@
 //! - [`key_records`]: where wrapped data keys live and how they are named;
 //! - [`admin`]: rotating a tenant's keys, re-wrapping every key under the
 //!   current master key, listing keys, shredding;
-//! - [`Vault`]: the node's master keys and the data keys opened so far,
-//!   shared by readers and the writer;
+//! - [`Vault`]: the node's master keys and the data keys opened so far
+//!   (kept in `opened_keys`), shared by readers and the writer;
 //! - the writer seals each value after giving its log entry a seq
 //!   (`writer/sealing.rs`).
 //!
@@ -16,10 +16,11 @@
 
 pub(crate) mod admin;
 pub(crate) mod key_records;
+mod opened_keys;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use consensusdb_seal::{DataKey, KeyId, MasterKeys, SealError, Sealer, WrappedKey};
 use consensusdb_types::key_codec::{decode_key, encode_key};
@@ -29,6 +30,7 @@ use rocksdb::DB;
 use crate::StorageError;
 use crate::columns::{self, RECORDS, VALUES};
 use key_records::KeyRef;
+use opened_keys::OpenedKeys;
 
 /// The associated data of a sealed value.
 pub(crate) fn associated_data<'a>(
@@ -52,14 +54,14 @@ pub(crate) struct Vault {
     /// `None`: the node runs unsealed (development mode). It still reads
     /// values stored in the clear, and refuses sealed ones clearly.
     masters: Option<Arc<MasterKeys>>,
-    /// Each opened key's sealer for its origin: deriving one costs an
-    /// HKDF and an AES key schedule, so they are kept.
-    opened: RwLock<HashMap<KeyRef, Arc<Sealer>>>,
+    /// Each opened key's sealer for its origin, as unwrapping and
+    /// deriving one costs microseconds.
+    opened: OpenedKeys,
 }
 
 impl Vault {
     pub(crate) fn new(masters: Option<Arc<MasterKeys>>) -> Self {
-        Self { masters, opened: RwLock::default() }
+        Self { masters, opened: OpenedKeys::with_capacity(OpenedKeys::CAPACITY) }
     }
 
     /// Whether new values are sealed.
@@ -74,27 +76,29 @@ impl Vault {
 
     /// Remembers a key the writer has just made.
     pub(crate) fn remember(&self, key: KeyRef, sealer: Arc<Sealer>) {
-        self.opened.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, sealer);
+        self.opened.insert(key, sealer);
     }
 
-    /// Forgets a key whose record was destroyed, so no later read opens a
-    /// value with it.
+    /// Forgets a key whose record is destroyed, so no later read opens a
+    /// value with it. The writer calls it when it stages the destruction
+    /// and again once it is written (the `opened_keys` module says why).
     pub(crate) fn forget(&self, key: &KeyRef) {
-        self.opened.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(key);
+        self.opened.forget(key);
     }
 
     /// Forgets every opened key; they are opened again from their records.
     pub(crate) fn forget_all(&self) {
-        self.opened.write().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        self.opened.forget_all();
     }
 
     /// The sealer of `key`: opened before, or unwrapped from its record.
     pub(crate) fn sealer(&self, db: &DB, key: &KeyRef) -> Result<Arc<Sealer>, Unopenable> {
-        if let Some(sealer) = self.opened.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key) {
-            return Ok(sealer.clone());
-        }
+        let miss = match self.opened.get(key) {
+            Ok(sealer) => return Ok(sealer),
+            Err(miss) => miss,
+        };
         let sealer = Arc::new(self.data_key(db, key)?.sealer_for(&key.origin.to_bytes()));
-        self.remember(key.clone(), sealer.clone());
+        self.opened.keep(miss, key.clone(), sealer.clone());
         Ok(sealer)
     }
 

@@ -37,6 +37,8 @@ use rocksdb::{WriteBatch, WriteOptions};
 use super::{Accepted, SyncPolicy};
 use crate::data_dir::Engine;
 use crate::frontier_view::FrontierView;
+use crate::sealing::Vault;
+use crate::sealing::key_records::KeyRef;
 use crate::writer_health::WriterHealth;
 use crate::{Counters, StorageError};
 
@@ -49,6 +51,10 @@ pub(super) struct StagedGroup {
     pub(super) marks: HashMap<Origin, FrontierMark>,
     /// Whom to answer once it is durable.
     pub(super) accepted: Vec<Accepted>,
+    /// Data keys the batch destroys: the vault forgets them again once
+    /// the batch is written, so a reader that unwrapped one from its
+    /// still-live record meanwhile does not keep it (`sealing::opened_keys`).
+    pub(super) destroyed_keys: Vec<KeyRef>,
     /// What the writer is done with, freed here after the answers so the
     /// writer thread spends its time staging.
     pub(super) garbage: Box<dyn Send>,
@@ -71,6 +77,7 @@ pub(crate) struct Committer {
 /// The committer thread's state.
 struct Committing {
     engine: Arc<Engine>,
+    vault: Arc<Vault>,
     view: Arc<FrontierView>,
     counters: Arc<Counters>,
     health: Arc<WriterHealth>,
@@ -81,6 +88,7 @@ impl Committer {
     /// Starts the committer thread.
     pub(crate) fn start(
         engine: Arc<Engine>,
+        vault: Arc<Vault>,
         view: Arc<FrontierView>,
         counters: Arc<Counters>,
         health: Arc<WriterHealth>,
@@ -90,7 +98,7 @@ impl Committer {
         let (sender, receiver) = mpsc::sync_channel(0);
         let mut options = WriteOptions::default();
         options.set_sync(sync == SyncPolicy::Always);
-        let committing = Committing { engine, view, counters, health: health.clone(), options };
+        let committing = Committing { engine, vault, view, counters, health: health.clone(), options };
         let thread = std::thread::Builder::new()
             .name("consensusdb-commit".into())
             .spawn(move || {
@@ -139,8 +147,8 @@ impl Drop for Committer {
 
 impl Committing {
     fn commit(&self, group: StagedGroup) {
-        let StagedGroup { batch, marks, accepted, garbage } = group;
-        self.write_and_answer(batch, marks, accepted);
+        let StagedGroup { batch, marks, accepted, destroyed_keys, garbage } = group;
+        self.write_and_answer(batch, marks, accepted, &destroyed_keys);
         drop(garbage);
     }
 
@@ -149,6 +157,7 @@ impl Committing {
         batch: Option<WriteBatch>,
         marks: HashMap<Origin, FrontierMark>,
         accepted: Vec<Accepted>,
+        destroyed_keys: &[KeyRef],
     ) {
         if let Some(reason) = self.health.stop_reason() {
             // Staged on top of a group that failed: never written.
@@ -170,6 +179,9 @@ impl Committing {
             self.counters.groups_committed.fetch_add(1, Ordering::Relaxed);
             self.counters.group_size.observe(accepted.len() as f64);
             self.view.publish(marks);
+            for key in destroyed_keys {
+                self.vault.forget(key);
+            }
         }
         for accepted in accepted {
             match accepted {

@@ -45,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::now_ms;
 use crate::columns::{self, DIGESTS, FRONTIER, LOG, PURGE_QUEUE, RECORDS, VALUES};
 use crate::frontier_view::FrontierView;
+use crate::sealing::key_records::KeyRef;
 use crate::{Counters, StorageError, SyncPolicy};
 use install::{InstallOutcome, InstallStep};
 
@@ -297,6 +298,8 @@ struct Group {
     accepted: Vec<Accepted>,
     /// Applied entries, kept to be freed by the committer.
     applied: Vec<Vec<IncomingEntry>>,
+    /// Data keys the group destroys (a shred, written or replicated).
+    destroyed_keys: Vec<KeyRef>,
     /// Reused for each head and stored value staged.
     encode_buffer: Vec<u8>,
 }
@@ -460,6 +463,7 @@ impl Writer {
                 batch: None,
                 marks: group.marks,
                 accepted: group.accepted,
+                destroyed_keys: group.destroyed_keys,
                 garbage: Box::new(group.applied),
             };
             self.committer.commit(nothing);
@@ -486,6 +490,7 @@ impl Writer {
             batch: Some(group.batch),
             marks: group.marks,
             accepted: group.accepted,
+            destroyed_keys: group.destroyed_keys,
             garbage: Box::new((group.applied, superseded)),
         });
         // The committer has taken this group, so the one before is in
@@ -643,7 +648,9 @@ impl Writer {
                 None => drop(group.digests.insert(region.to_vec(), change)),
             }
         }
-        self.keys.notice(&mutation.key, head.tombstone, &stamp, self.origin);
+        if let Some(destroyed) = self.keys.notice(&mutation.key, head.tombstone, &stamp, self.origin) {
+            group.destroyed_keys.push(destroyed);
+        }
         let version = Some(Version { head, value });
         match group.staged.get_mut(&mutation.key) {
             Some(slot) => *slot = version,

@@ -81,11 +81,19 @@ impl WriterKeys {
     /// Takes note of a system record the writer just staged (written here
     /// or replicated): a destroyed key is forgotten, and a tenant whose
     /// keys were rotated or destroyed gets a new key at its next write.
-    pub(crate) fn notice(&mut self, key: &[u8], tombstone: bool, stamp: &Stamp, origin: Origin) {
+    /// Returns the key it destroys, if it destroys one: the committer
+    /// forgets it again once the destruction is written.
+    pub(crate) fn notice(
+        &mut self,
+        key: &[u8],
+        tombstone: bool,
+        stamp: &Stamp,
+        origin: Origin,
+    ) -> Option<KeyRef> {
         if !key.starts_with(&self.system_prefix) {
-            return;
+            return None;
         }
-        let Ok(key) = decode_key(key) else { return };
+        let Ok(key) = decode_key(key) else { return None };
         if key.row.region == ROTATIONS_REGION && !tombstone {
             let tenant = &key.row.minor;
             if self.current.get(tenant).is_some_and(|current| current.made_at <= stamp.hlc) {
@@ -99,7 +107,9 @@ impl WriterKeys {
             if ours {
                 self.current.remove(&destroyed.tenant);
             }
+            return Some(destroyed);
         }
+        None
     }
 }
 
