@@ -11,12 +11,14 @@ use std::sync::Arc;
 use consensusdb_seal::MasterKeys;
 use consensusdb_types::key_codec::encode_key;
 use consensusdb_types::{
-    Compression, ErrorCode, RecordKey, RowKey, SYSTEM_TENANT as SYSTEM_TENANT_NAME, stored_value,
+    Compression, ErrorCode, NodeId, Origin, RecordKey, RowKey, SYSTEM_TENANT as SYSTEM_TENANT_NAME,
+    stored_value,
 };
 
 use crate::columns::{self, VALUES};
 use crate::replication_tests::install;
 use crate::sealing::key_records::KeyRef;
+use crate::writer::WriteCommand;
 use crate::*;
 
 const MARKER: &[u8] = b"plaintext-marker-5f1c9e";
@@ -430,6 +432,70 @@ async fn a_shred_destroys_the_tenants_keys_on_every_node_then_its_records_go() {
             !files_holding(d1.path(), tag_of(bytes)).is_empty(),
             "the control: the other tenant's bytes are found"
         );
+    }
+}
+
+/// A touch opens its value and seals it again under a new key. In the
+/// group that destroys the value's key (a shred), before RocksDB holds the
+/// destruction, it must be refused as the writer sees it, or the value
+/// would outlive the shred under a key of its own.
+#[tokio::test]
+async fn a_touch_staged_after_its_keys_destruction_is_refused_before_the_destruction_is_written() {
+    let keys = Arc::new(MasterKeys::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let store = sealed(dir.path(), &keys);
+    store.put(put("control"), None).await.unwrap();
+    store.put(put("single"), None).await.unwrap();
+    // Another origin, so the hand-built writer numbers its own entries and
+    // keys (never a nonce of the store's).
+    let origin = Origin { node: NodeId::random(), incarnation: 1 };
+    let mut writer =
+        crate::tests::hand_built_writer_with(store.shared.engine.clone(), origin, store.shared.vault.clone());
+    let touch = |minor: &str| WriteCommand::Touch {
+        key: encode_key(&key(minor)),
+        field: "key".into(),
+        expires_at_ms: None,
+    };
+    // The control: a touch alone opens the value and seals it again.
+    let touched = crate::tests::commit_group(&mut writer, vec![touch("control")]);
+    assert!(touched[0].is_ok(), "{:?}", touched[0]);
+    // The store's key for the tenant is destroyed, then the touch comes,
+    // in the same group: the vault still holds the key, live in RocksDB.
+    let data_key = KeyRef { tenant: "acme".into(), origin: store.origin(), id: consensusdb_seal::KeyId(1) };
+    let answers = crate::tests::commit_group(
+        &mut writer,
+        vec![WriteCommand::Remove { key: encode_key(&data_key.record_key()) }, touch("single")],
+    );
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    let refused = answers[1].as_ref().expect_err("the touch must be refused");
+    assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "{refused}");
+    assert!(refused.to_string().contains("shredded"), "{refused}");
+    // And once written, reads refuse the value too.
+    let refused = value(&store, "single").await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "{refused}");
+    drop(writer);
+    store.close().await.unwrap();
+}
+
+/// A node that installs a snapshot holding the destruction of its own
+/// current key (a shred it missed while away) must not seal its next
+/// values under that key: they would never open.
+#[tokio::test]
+async fn after_installing_a_shred_it_missed_a_node_seals_new_values_under_a_new_key() {
+    let keys = Arc::new(MasterKeys::generate());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (sealed(d1.path(), &keys), sealed(d2.path(), &keys));
+    first.put(put("before"), None).await.unwrap();
+    replicate(&first, &second).await;
+    second.shred_tenant("acme").await.unwrap();
+    let outcome = install(&second, &first).await;
+    assert_eq!(outcome.new_origin, None, "the same origin writes on");
+    first.put(put("after"), None).await.unwrap();
+    assert_eq!(value(&first, "after").await.unwrap(), value_of("after"), "sealed under a new key");
+    let own = first.shared.vault.own_keys(&first.shared.engine.db, first.origin()).unwrap();
+    assert_eq!((own.newest["acme"].0, own.highest_id), (consensusdb_seal::KeyId(2), 2));
+    for store in [first, second] {
+        store.close().await.unwrap();
     }
 }
 

@@ -95,10 +95,19 @@ async fn concurrent_writes_all_commit_with_dense_unique_seqs() {
 
 /// A writer built by hand over `engine`, so tests control its groups.
 fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_types::Origin) -> Writer {
+    hand_built_writer_with(engine, origin, Arc::new(crate::sealing::Vault::new(None)))
+}
+
+/// [`hand_built_writer`] with the keys of `vault` (sealing, if it has
+/// master keys).
+pub(crate) fn hand_built_writer_with(
+    engine: Arc<crate::data_dir::Engine>,
+    origin: consensusdb_types::Origin,
+    vault: Arc<crate::sealing::Vault>,
+) -> Writer {
     let view = Arc::new(crate::frontier_view::FrontierView::new(Default::default()));
     let counters = Arc::new(Counters::default());
     let health: Arc<crate::writer_health::WriterHealth> = Arc::default();
-    let vault = Arc::new(crate::sealing::Vault::new(None));
     let committer = crate::writer::Committer::start(
         engine.clone(),
         vault.clone(),
@@ -131,7 +140,10 @@ fn hand_built_writer(engine: Arc<crate::data_dir::Engine>, origin: consensusdb_t
 }
 
 /// Runs one group through `writer` and collects the answers.
-fn commit_group(writer: &mut Writer, commands: Vec<WriteCommand>) -> Vec<Result<WriteAck, StorageError>> {
+pub(crate) fn commit_group(
+    writer: &mut Writer,
+    commands: Vec<WriteCommand>,
+) -> Vec<Result<WriteAck, StorageError>> {
     let answers = hand_over(writer, commands);
     // Once drained, the committer has answered every write.
     writer.drain();

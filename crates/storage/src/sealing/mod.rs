@@ -79,11 +79,13 @@ impl Vault {
         self.opened.insert(key, sealer);
     }
 
-    /// Forgets a key whose record is destroyed, so no later read opens a
-    /// value with it. The writer calls it when it stages the destruction
-    /// and again once it is written (the `opened_keys` module says why).
-    pub(crate) fn forget(&self, key: &KeyRef) {
-        self.opened.forget(key);
+    /// Forgets keys whose records now hold their destruction, so no later
+    /// read opens a value with them. The committer calls it once the
+    /// destruction is written (the `opened_keys` module says why then).
+    pub(crate) fn forget(&self, keys: &[KeyRef]) {
+        if !keys.is_empty() {
+            self.opened.forget(keys);
+        }
     }
 
     /// Forgets every opened key; they are opened again from their records.
@@ -154,11 +156,7 @@ impl Vault {
         last: &LastSealer,
     ) -> Result<Vec<u8>, StorageError> {
         let Some(seal) = head.seal else { return Ok(stored.to_vec()) };
-        let refused = |reason: Unopenable| StorageError::Unopenable {
-            key: describe_key(encoded_key),
-            shredded: matches!(reason, Unopenable::KeyDestroyed(_)),
-            reason: reason.to_string(),
-        };
+        let refused = |reason: Unopenable| refusal(encoded_key, reason);
         let key_of =
             || KeyRef { tenant: tenant.to_string(), origin: head.stamp.origin, id: KeyId(seal.key_id) };
         let sealer = match last.get(tenant, head.stamp.origin, seal.key_id) {
@@ -270,8 +268,9 @@ pub(crate) fn system_records(
 /// The sealer a reader used last, with its key: a walk meets runs of
 /// values sealed under one key, and this spares each a lookup in the
 /// vault (a lock, a hash and an allocation). A reader is used by one
-/// thread and reads one snapshot, so what it opened once stays valid for
-/// it.
+/// thread and reads one snapshot: a scan that began before a shred keeps
+/// opening, with the key it holds here, values of that snapshot, as a
+/// read that began before the shred would have returned them.
 #[derive(Default)]
 pub(crate) struct LastSealer(RefCell<Option<(KeyRef, Arc<Sealer>)>>);
 
@@ -334,6 +333,16 @@ impl std::fmt::Display for Unopenable {
             Unopenable::Refused(key, error) => write!(f, "{key}: {error}"),
             Unopenable::Engine(error) => write!(f, "storage engine: {error}"),
         }
+    }
+}
+
+/// The error of a read of the sealed value at `encoded_key` that cannot
+/// be opened.
+pub(crate) fn refusal(encoded_key: &[u8], reason: Unopenable) -> StorageError {
+    StorageError::Unopenable {
+        key: describe_key(encoded_key),
+        shredded: matches!(reason, Unopenable::KeyDestroyed(_)),
+        reason: reason.to_string(),
     }
 }
 

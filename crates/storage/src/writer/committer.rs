@@ -51,9 +51,9 @@ pub(super) struct StagedGroup {
     pub(super) marks: HashMap<Origin, FrontierMark>,
     /// Whom to answer once it is durable.
     pub(super) accepted: Vec<Accepted>,
-    /// Data keys the batch destroys: the vault forgets them again once
-    /// the batch is written, so a reader that unwrapped one from its
-    /// still-live record meanwhile does not keep it (`sealing::opened_keys`).
+    /// Data keys the batch destroys: the vault forgets them once the batch
+    /// is written, and keeps none a reader unwrapped from its record
+    /// before (`sealing::opened_keys`).
     pub(super) destroyed_keys: Vec<KeyRef>,
     /// What the writer is done with, freed here after the answers so the
     /// writer thread spends its time staging.
@@ -178,10 +178,10 @@ impl Committing {
             }
             self.counters.groups_committed.fetch_add(1, Ordering::Relaxed);
             self.counters.group_size.observe(accepted.len() as f64);
+            // Before publishing: a reader that waits for this group must
+            // find the destroyed keys gone from the vault too.
+            self.vault.forget(destroyed_keys);
             self.view.publish(marks);
-            for key in destroyed_keys {
-                self.vault.forget(key);
-            }
         }
         for accepted in accepted {
             match accepted {

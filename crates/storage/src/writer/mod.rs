@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use consensusdb_types::conflict::incoming_wins;
-use consensusdb_types::key_codec::{decode_tenant, region_prefix_of};
+use consensusdb_types::key_codec::region_prefix_of;
 use consensusdb_types::{
     Compression, Digest, FrontierMark, Head, HybridClock, KeyFingerprint, LogEntry, Mutation, MutationKind,
     Origin, Stamp, stored_value,
@@ -703,10 +703,7 @@ impl Writer {
                 // A touch writes a new version, with a new stamp and seq:
                 // its value is opened here and sealed again like any put.
                 let value = match current.head.seal {
-                    Some(_) => {
-                        let tenant = decode_tenant(&key)?;
-                        self.keys.vault.open(self.db(), &key, &tenant, &current.head, &stored)?
-                    }
+                    Some(seal) => self.open_to_rewrite(&key, &current.head, seal, &stored, staged)?,
                     None => stored,
                 };
                 let kind = MutationKind::Put {

@@ -16,13 +16,15 @@ use std::sync::Arc;
 
 use consensusdb_seal::{DataKey, KeyId, NonceParts, Sealer};
 use consensusdb_types::key_codec::{decode_key, decode_tenant, encode_key, tenant_component, tenant_prefix};
-use consensusdb_types::{Compression, LogEntry, Mutation, MutationKind, Origin, SYSTEM_TENANT, Seal, Stamp};
+use consensusdb_types::{
+    Compression, Head, LogEntry, Mutation, MutationKind, Origin, SYSTEM_TENANT, Seal, Stamp,
+};
 use rocksdb::DB;
 
-use super::{Group, Writer};
+use super::{Group, KeyMap, Version, Writer};
 use crate::StorageError;
 use crate::sealing::key_records::{KeyRef, ROTATIONS_REGION};
-use crate::sealing::{Vault, associated_data, stamp_bytes};
+use crate::sealing::{Unopenable, Vault, associated_data, refusal, stamp_bytes};
 
 /// The keys the writer seals with: this origin's current key per tenant.
 pub(crate) struct WriterKeys {
@@ -71,6 +73,18 @@ impl WriterKeys {
         Ok(Self { vault, current, highest_id: own.highest_id, system_prefix })
     }
 
+    /// Drops the current keys the data no longer holds live and unrotated:
+    /// after a snapshot is installed, whose records (a shred or a rotation
+    /// this node missed) came in without passing through [`Self::notice`].
+    /// A value sealed under a key the snapshot destroyed would never open.
+    pub(crate) fn recheck(&mut self, db: &DB, origin: Origin) -> Result<(), StorageError> {
+        let own = self.vault.own_keys(db, origin)?;
+        self.current
+            .retain(|tenant, current| own.newest.get(tenant).is_some_and(|(id, _)| *id == current.id));
+        self.highest_id = self.highest_id.max(own.highest_id);
+        Ok(())
+    }
+
     /// Drops every current key: after a bootstrap made this node a new
     /// incarnation, whose values need keys of its own.
     pub(crate) fn start_new_origin(&mut self) {
@@ -79,10 +93,10 @@ impl WriterKeys {
     }
 
     /// Takes note of a system record the writer just staged (written here
-    /// or replicated): a destroyed key is forgotten, and a tenant whose
-    /// keys were rotated or destroyed gets a new key at its next write.
-    /// Returns the key it destroys, if it destroys one: the committer
-    /// forgets it again once the destruction is written.
+    /// or replicated): a tenant whose keys were rotated or destroyed gets
+    /// a new key at its next write. Returns the key it destroys, if it
+    /// destroys one, for the vault to forget once the destruction is
+    /// written: before that, readers still find the key live in RocksDB.
     pub(crate) fn notice(
         &mut self,
         key: &[u8],
@@ -101,7 +115,6 @@ impl WriterKeys {
                 tracing::info!(tenant = %tenant, "the tenant's keys were rotated: new values get a new key");
             }
         } else if let Some(destroyed) = KeyRef::of_record(&key).filter(|_| tombstone) {
-            self.vault.forget(&destroyed);
             let ours = destroyed.origin == origin
                 && self.current.get(&destroyed.tenant).is_some_and(|current| current.id == destroyed.id);
             if ours {
@@ -114,6 +127,29 @@ impl WriterKeys {
 }
 
 impl Writer {
+    /// Opens the sealed value of `key` that a touch rewrites. Its data key
+    /// is looked up as the writer sees it, staged and in-flight groups
+    /// included: for what the writer does next, a destruction it has
+    /// staged (a shred) has destroyed the key already, even before RocksDB
+    /// holds it, and a touch must not carry the value past the shred under
+    /// a new key.
+    pub(super) fn open_to_rewrite(
+        &self,
+        key: &[u8],
+        head: &Head,
+        seal: Seal,
+        stored: &[u8],
+        staged: &mut KeyMap<Option<Version>>,
+    ) -> Result<Vec<u8>, StorageError> {
+        let tenant = decode_tenant(key)?;
+        let data_key = KeyRef { tenant, origin: head.stamp.origin, id: KeyId(seal.key_id) };
+        let record = encode_key(&data_key.record_key());
+        if self.current(&record, staged)?.is_some_and(|version| version.head.tombstone) {
+            return Err(refusal(key, Unopenable::KeyDestroyed(data_key)));
+        }
+        self.keys.vault.open(self.db(), key, &data_key.tenant, head, stored)
+    }
+
     /// The key each mutation's value is sealed with, making the keys
     /// this origin lacks (each logged in an entry of its own, so before
     /// the write's entry); `None` for a value stored in the clear (a
