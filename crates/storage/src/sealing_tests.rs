@@ -445,12 +445,15 @@ async fn a_touch_staged_after_its_keys_destruction_is_refused_before_the_destruc
     let dir = tempfile::tempdir().unwrap();
     let store = sealed(dir.path(), &keys);
     store.put(put("control"), None).await.unwrap();
-    store.put(put("single"), None).await.unwrap();
+    let written = store.put(put("single"), None).await.unwrap();
     // Another origin, so the hand-built writer numbers its own entries and
     // keys (never a nonce of the store's).
     let origin = Origin { node: NodeId::random(), incarnation: 1 };
     let mut writer =
         crate::tests::hand_built_writer_with(store.shared.engine.clone(), origin, store.shared.vault.clone());
+    // Its clock starts above what the store wrote, or within the same
+    // millisecond its touches would be older than the versions they touch.
+    writer.clock.raise_to(written.heads[0].stamp.hlc);
     let touch = |minor: &str| WriteCommand::Touch {
         key: encode_key(&key(minor)),
         field: "key".into(),
