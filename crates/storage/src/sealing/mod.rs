@@ -132,20 +132,9 @@ impl Vault {
     }
 
     /// Opens the stored bytes of the sealed version `head` of
-    /// `encoded_key`. Never returns bytes that did not authenticate.
-    pub(crate) fn open(
-        &self,
-        db: &DB,
-        encoded_key: &[u8],
-        tenant: &str,
-        head: &Head,
-        stored: &[u8],
-    ) -> Result<Vec<u8>, StorageError> {
-        self.open_with(db, encoded_key, tenant, head, stored, &LastSealer::default())
-    }
-
-    /// [`Vault::open`], trying `last` (the sealer a reader used last)
-    /// before the vault, and leaving there the sealer it used.
+    /// `encoded_key`, trying `last` (the sealer a reader used last) before
+    /// the vault, and leaving there the sealer it used. Never returns bytes
+    /// that did not authenticate.
     pub(crate) fn open_with(
         &self,
         db: &DB,
@@ -283,6 +272,11 @@ impl LastSealer {
 
     fn set(&self, key: KeyRef, sealer: Arc<Sealer>) {
         *self.0.borrow_mut() = Some((key, sealer));
+    }
+
+    /// One that holds `sealer` for `key` already.
+    pub(crate) fn holding(key: KeyRef, sealer: Arc<Sealer>) -> Self {
+        Self(RefCell::new(Some((key, sealer))))
     }
 }
 

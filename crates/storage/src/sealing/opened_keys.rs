@@ -11,7 +11,7 @@
 //!   keys unwraps it again.
 //! - **A destroyed key does not come back.** Once a key's destruction (a
 //!   shred, written here or replicated) is in RocksDB, the committer
-//!   forgets the key. A reader that missed before that, read the key's
+//!   forgets the key (after a snapshot install, every key is forgotten). A reader that missed before that, read the key's
 //!   record while it was still live, and kept what it unwrapped after the
 //!   forget would leave the destroyed key here, opening the shredded
 //!   tenant's values on this node until a restart. So a miss carries the
@@ -115,8 +115,10 @@ impl Inner {
     fn insert(&mut self, key: KeyRef, sealer: Arc<Sealer>, capacity: usize) {
         if !self.sealers.contains_key(&key) {
             // A random half, in one pass: no bookkeeping on the read path
-            // (as an LRU would need), no key favoured, and the pass is paid
-            // once every capacity / 2 misses.
+            // (as an LRU would need) and no key favoured but the one coming
+            // in. The pass (a fraction of a millisecond at full capacity,
+            // under the write lock) comes about once every capacity / 2
+            // misses.
             while self.sealers.len() >= capacity {
                 self.sealers.retain(|_, _| rand::random::<bool>());
             }

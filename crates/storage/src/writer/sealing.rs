@@ -24,7 +24,7 @@ use rocksdb::DB;
 use super::{Group, KeyMap, Version, Writer};
 use crate::StorageError;
 use crate::sealing::key_records::{KeyRef, ROTATIONS_REGION};
-use crate::sealing::{Unopenable, Vault, associated_data, refusal, stamp_bytes};
+use crate::sealing::{LastSealer, Unopenable, Vault, associated_data, refusal, stamp_bytes};
 
 /// The keys the writer seals with: this origin's current key per tenant.
 pub(crate) struct WriterKeys {
@@ -77,12 +77,29 @@ impl WriterKeys {
     /// after a snapshot is installed, whose records (a shred or a rotation
     /// this node missed) came in without passing through [`Self::notice`].
     /// A value sealed under a key the snapshot destroyed would never open.
-    pub(crate) fn recheck(&mut self, db: &DB, origin: Origin) -> Result<(), StorageError> {
-        let own = self.vault.own_keys(db, origin)?;
-        self.current
-            .retain(|tenant, current| own.newest.get(tenant).is_some_and(|(id, _)| *id == current.id));
-        self.highest_id = self.highest_id.max(own.highest_id);
-        Ok(())
+    /// If the keys cannot be read, every current key goes (always safe:
+    /// the next write makes a new one), and the install still completes.
+    pub(crate) fn recheck(&mut self, db: &DB, origin: Origin) {
+        match self.vault.own_keys(db, origin) {
+            Ok(own) => {
+                self.current.retain(|tenant, current| {
+                    own.newest.get(tenant).is_some_and(|(id, _)| *id == current.id)
+                });
+                self.highest_id = self.highest_id.max(own.highest_id);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "after the install, this node's keys could not be read: \
+                    each tenant gets a new key at its next write");
+                self.current.clear();
+            }
+        }
+    }
+
+    /// The sealer of `key` if it is this origin's current key for its
+    /// tenant, which the writer holds whether or not RocksDB does yet.
+    fn current_sealer(&self, key: &KeyRef, origin: Origin) -> Option<Arc<Sealer>> {
+        let current = self.current.get(&key.tenant).filter(|current| current.id == key.id)?;
+        (key.origin == origin).then(|| current.sealer.clone())
     }
 
     /// Drops every current key: after a bootstrap made this node a new
@@ -147,7 +164,12 @@ impl Writer {
         if self.current(&record, staged)?.is_some_and(|version| version.head.tombstone) {
             return Err(refusal(key, Unopenable::KeyDestroyed(data_key)));
         }
-        self.keys.vault.open(self.db(), key, &data_key.tenant, head, stored)
+        // A key this origin made in a group still in flight is not in
+        // RocksDB yet, and may have left the vault's cache: the writer's
+        // own current key opens what it sealed.
+        let own = self.keys.current_sealer(&data_key, self.origin);
+        let last = own.map(|sealer| LastSealer::holding(data_key.clone(), sealer)).unwrap_or_default();
+        self.keys.vault.open_with(self.db(), key, &data_key.tenant, head, stored, &last)
     }
 
     /// The key each mutation's value is sealed with, making the keys
