@@ -85,7 +85,7 @@ struct ConnectionGauges {
     refused: IntCounter,
 }
 
-/// Callers refused, and the node's TLS.
+/// Callers refused, the node's TLS and its master keys.
 struct SecurityCounters {
     /// Requests refused for want of a credential or a permission, by
     /// interface and code.
@@ -93,17 +93,24 @@ struct SecurityCounters {
     handshakes_refused: IntCounter,
     certificate_reloads: IntCounter,
     certificate_reloads_refused: IntCounter,
+    master_key_reloads: IntCounter,
+    master_key_reloads_refused: IntCounter,
 }
 
-/// What the TLS layer counted, copied at each scrape.
+/// What the TLS layer and the master key reloads counted, copied at each
+/// scrape.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TlsFigures {
+pub struct SecurityFigures {
     /// TLS handshakes refused, both ports.
     pub handshakes_refused: u64,
     /// New certificates taken into use without a restart.
     pub certificate_reloads: u64,
     /// Reloads refused (the current certificate kept).
     pub certificate_reloads_refused: u64,
+    /// New master key files taken into use without a restart.
+    pub master_key_reloads: u64,
+    /// Master key reloads refused (the keys in use kept).
+    pub master_key_reloads_refused: u64,
 }
 
 /// What one registration failure means: a duplicate or malformed metric,
@@ -323,6 +330,17 @@ impl Metrics {
                 "consensusdb_tls_certificate_reloads_refused_total",
                 "Certificate reloads refused: the certificate in use was kept.",
             )?,
+            master_key_reloads: counter(
+                r,
+                "consensusdb_master_key_reloads_total",
+                "New master key files taken into use without a restart.",
+            )?,
+            master_key_reloads_refused: counter(
+                r,
+                "consensusdb_master_key_reloads_refused_total",
+                "Master key reloads refused (unreadable, another cluster's, or losing a key in use): \
+                 the keys in use were kept.",
+            )?,
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -374,7 +392,7 @@ impl Metrics {
         stats: &StorageStats,
         cluster: Option<&ClusterView>,
         connections: Option<&Connections>,
-        tls: TlsFigures,
+        security_figures: SecurityFigures,
         uptime_seconds: f64,
     ) -> String {
         let _scrape = self.inner.scrape.lock().unwrap_or_else(PoisonError::into_inner);
@@ -386,9 +404,12 @@ impl Metrics {
             advance(&gauges.refused, connections.refused());
         }
         let security = &self.inner.security;
-        advance(&security.handshakes_refused, tls.handshakes_refused);
-        advance(&security.certificate_reloads, tls.certificate_reloads);
-        advance(&security.certificate_reloads_refused, tls.certificate_reloads_refused);
+        let figures = security_figures;
+        advance(&security.handshakes_refused, figures.handshakes_refused);
+        advance(&security.certificate_reloads, figures.certificate_reloads);
+        advance(&security.certificate_reloads_refused, figures.certificate_reloads_refused);
+        advance(&security.master_key_reloads, figures.master_key_reloads);
+        advance(&security.master_key_reloads_refused, figures.master_key_reloads_refused);
         self.inner.replication.uptime_seconds.set(uptime_seconds);
         let mut text = Vec::new();
         // Encoding into a Vec cannot fail for the text format.

@@ -217,13 +217,22 @@ impl TlsConfig {
 }
 
 /// Sealing values at rest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SealConfig {
     /// The cluster's master key file, as `consensusdb init` wrote it
     /// (`master.key`). Unset: `master.key` beside `tls.ca_file`, or, on a
     /// node that makes its own credentials, `<data_dir>/tls/master.key`.
     pub master_key_file: Option<PathBuf>,
+    /// Milliseconds between looks at the master key file; a change
+    /// reloads it (so does SIGHUP). 0 turns the polling off.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for SealConfig {
+    fn default() -> Self {
+        Self { master_key_file: None, reload_interval_ms: 10_000 }
+    }
 }
 
 /// Development switches. Never for production.

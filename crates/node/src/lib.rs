@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 
 use crate::config::NodeConfig;
 use crate::descriptors::DescriptorBudget;
+use crate::master_key::MasterKeyReload;
 use crate::reload::CertificateReload;
 use crate::security::{NodeSecurity, SecurityError};
 
@@ -136,6 +137,8 @@ pub struct Node {
     self_made_admin: Option<AdminPaths>,
     /// Replaces the certificate when its files change, over TLS.
     reload: Option<CertificateReload>,
+    /// Replaces the master keys when their file changes, when sealed.
+    master_key_reload: Option<MasterKeyReload>,
     /// How long shutdown waits for calls in flight before cutting them.
     shutdown_grace: Duration,
 }
@@ -208,12 +211,13 @@ impl Node {
             "file descriptors shared out"
         );
         let mut options = config.store_options(budget.rocksdb_table_files);
-        options.master_keys = {
+        let master_key_file = {
             let config = config.clone();
             match tokio::task::spawn_blocking(move || master_key::resolve(&config)).await?? {
                 Some((keys, file)) => {
                     tracing::info!(file = %file.display(), master_keys = keys.ids().len(), "values are sealed at rest");
-                    Some(keys)
+                    options.master_keys = Some(keys);
+                    Some(file)
                 }
                 None => {
                     tracing::warn!(
@@ -225,6 +229,9 @@ impl Node {
             }
         };
         let store = tokio::task::spawn_blocking(move || Store::open(options)).await??;
+        let master_key_reload = master_key_file.map(|file| {
+            MasterKeyReload::new(file, store.clone(), Duration::from_millis(config.seal.reload_interval_ms))
+        });
         let bound =
             listener.local_addr().map_err(|source| NodeError::Bind { addr: config.grpc.listen, source })?;
         let mesh = Mesh::open(store.clone(), config.mesh_config(bound), connector).await?;
@@ -249,6 +256,7 @@ impl Node {
             handshake_refusals,
             self_made_admin,
             reload,
+            master_key_reload,
             shutdown_grace: Duration::from_millis(config.server.shutdown_grace_ms),
         })
     }
@@ -269,10 +277,11 @@ impl Node {
         &self.handshake_refusals
     }
 
-    /// What makes the node reload its certificate files now (SIGHUP in
-    /// the binary); `None` in plaintext.
-    pub fn reload_trigger(&self) -> Option<Arc<tokio::sync::Notify>> {
-        self.reload.as_ref().map(CertificateReload::trigger)
+    /// What makes the node reload its certificate files (over TLS) and
+    /// its master key file (when sealed) now: SIGHUP in the binary.
+    pub fn reload_triggers(&self) -> Vec<Arc<tokio::sync::Notify>> {
+        let certificate = self.reload.as_ref().map(CertificateReload::trigger);
+        certificate.into_iter().chain(self.master_key_reload.as_ref().map(MasterKeyReload::trigger)).collect()
     }
 
     /// The client connections of both servers (cap, counts).
@@ -328,11 +337,14 @@ impl Node {
             handshake_refusals,
             self_made_admin: _,
             reload,
+            master_key_reload,
             shutdown_grace,
         } = self;
         mesh.start();
         let live_tls = reload.as_ref().map(CertificateReload::live);
         let reloading = reload.map(|reload| tokio::spawn(reload.run()));
+        let master_key_reloads = master_key_reload.as_ref().map(MasterKeyReload::tally);
+        let reloading_master_keys = master_key_reload.map(|reload| tokio::spawn(reload.run()));
         let refreshing = access.spawn_refresher();
         // One shutdown, one readiness and one set of metrics, seen by both
         // servers.
@@ -346,7 +358,8 @@ impl Node {
                 .with_connections(connections.clone())
                 .with_max_body_bytes(http_max_body_bytes)
                 .with_allowed_hosts(AllowedHosts::new(&http_allowed_hosts))
-                .with_security(live_tls.clone(), handshake_refusals.clone());
+                .with_security(live_tls.clone(), handshake_refusals.clone())
+                .with_master_key_reloads(master_key_reloads.clone());
             tokio::spawn(consensusdb_api::serve_http(
                 gateway,
                 listener,
@@ -406,6 +419,11 @@ impl Node {
         refreshing.abort();
         if let Some(reloading) = reloading {
             reloading.abort();
+        }
+        if let Some(reloading) = reloading_master_keys {
+            // It holds a store handle: gone before storage closes below.
+            reloading.abort();
+            let _ = reloading.await;
         }
         mesh.stop().await;
         // Close storage even if serving failed, so acknowledged writes are flushed.

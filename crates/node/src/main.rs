@@ -300,8 +300,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
         // Listen for signals before anything slow, so a SIGTERM during
         // start-up (RocksDB replaying its WAL) still ends in a clean exit.
         let shutdown = ShutdownSignal::install().map_err(consensusdb_node::NodeError::Signals)?;
-        // SIGHUP reloads the certificate files; registered now, since its
-        // default action would end the process.
+        // SIGHUP reloads the certificate and master key files; registered
+        // now, since its default action would end the process.
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(consensusdb_node::NodeError::Signals)?;
         let listener = consensusdb_node::bind(&config).await?;
@@ -313,14 +313,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
         let addr = node
             .local_addr()
             .map_err(|source| consensusdb_node::NodeError::Bind { addr: config.grpc.listen, source })?;
-        if let Some(trigger) = node.reload_trigger() {
-            tokio::spawn(async move {
-                while hangup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading the certificate files");
-                    trigger.notify_one();
-                }
-            });
-        }
+        let triggers = node.reload_triggers();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the certificate and master key files");
+                triggers.iter().for_each(|trigger| trigger.notify_one());
+            }
+        });
         let security =
             if node.is_tls() { "mTLS" } else { "PLAINTEXT (--insecure-plaintext, development only)" };
         // Printed once storage is open and the port is bound: scripts and

@@ -9,13 +9,20 @@
 //! - none of these on a node that makes its own credentials (no TLS
 //!   files, no peers): `<data_dir>/tls/master.key`, made on first start;
 //! - otherwise refused, saying what to run.
+//!
+//! Once the node runs, [`MasterKeyReload`] reads that file again when it
+//! changes (and on SIGHUP), so a master-key rotation needs no restart;
+//! storage takes the new keys only if they lose none in use.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use consensusdb_pki::PkiError;
 use consensusdb_pki::master_key_file::{self, MASTER_KEY_FILE};
+use consensusdb_pki::{PkiError, ReloadTally};
 use consensusdb_seal::MasterKeys;
+use consensusdb_storage::Store;
+use tokio::sync::Notify;
 
 use crate::config::NodeConfig;
 
@@ -65,4 +72,67 @@ pub fn resolve(config: &NodeConfig) -> Result<Option<(Arc<MasterKeys>, PathBuf)>
             "the master key file is readable by others than its owner: make it mode 0600");
     }
     Ok(Some((Arc::new(keys), path)))
+}
+
+/// Watches the master key file of a sealed node and puts a changed file
+/// in force (see `consensusdb_storage::Store::replace_master_keys`).
+pub struct MasterKeyReload {
+    file: PathBuf,
+    store: Store,
+    /// Time between looks at the file; zero turns polling off.
+    interval: Duration,
+    trigger: Arc<Notify>,
+    tally: ReloadTally,
+}
+
+impl MasterKeyReload {
+    /// Reloads `file` into `store`'s master keys, looking at it every
+    /// `interval`.
+    pub fn new(file: PathBuf, store: Store, interval: Duration) -> Self {
+        Self { file, store, interval, trigger: Arc::new(Notify::new()), tally: ReloadTally::default() }
+    }
+
+    /// What makes it reload now, whether the file changed or not.
+    pub fn trigger(&self) -> Arc<Notify> {
+        self.trigger.clone()
+    }
+
+    /// What it counts, for the status page and the metrics.
+    pub fn tally(&self) -> ReloadTally {
+        self.tally.clone()
+    }
+
+    /// Reloads on the trigger and when the file changes, until aborted.
+    pub async fn run(self) {
+        let files = vec![self.file.clone()];
+        crate::reload::on_change(self.trigger.clone(), self.interval, files, || self.reload()).await;
+    }
+
+    async fn reload(&self) {
+        let file = self.file.clone();
+        let loaded = match tokio::task::spawn_blocking(move || master_key_file::load(&file)).await {
+            Ok(Ok((keys, _))) => keys,
+            Ok(Err(error)) => return self.refused(error.to_string()),
+            Err(error) => return self.refused(format!("the reload task failed: {error}")),
+        };
+        match self.store.replace_master_keys(loaded).await {
+            Ok(replaced) => {
+                self.tally.reloaded();
+                tracing::info!(
+                    file = %self.file.display(),
+                    held = ?replaced.now.held,
+                    staged = ?replaced.now.staged,
+                    current = replaced.now.current,
+                    data_keys_checked = replaced.data_keys_checked,
+                    "reloaded the master keys: new data keys are wrapped under the current one"
+                );
+            }
+            Err(error) => self.refused(error.to_string()),
+        }
+    }
+
+    fn refused(&self, why: String) {
+        tracing::warn!(file = %self.file.display(), %why, "master key reload refused: the keys in use stay");
+        self.tally.refused(why);
+    }
 }

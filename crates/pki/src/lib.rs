@@ -43,5 +43,5 @@ pub use error::PkiError;
 pub use files::{CredentialFiles, credential_paths, write_credential};
 pub use inspect::{check_valid_now, identity_of, identity_of_pem};
 pub use issue::{Credential, NodeNames};
-pub use live::{LiveTls, ReloadStats};
+pub use live::{LiveTls, ReloadStats, ReloadTally};
 pub use tls::{NodeTls, TlsFiles};

@@ -14,7 +14,7 @@ use crate::tls::{NodeTls, TlsFiles};
 #[derive(Clone)]
 pub struct LiveTls {
     current: Arc<RwLock<Arc<NodeTls>>>,
-    reloads: Arc<Mutex<ReloadStats>>,
+    reloads: ReloadTally,
 }
 
 /// What reloading has done since start.
@@ -28,10 +28,39 @@ pub struct ReloadStats {
     pub last_refusal: Option<String>,
 }
 
+/// The count of one kind of file's reloads, shared by the task that
+/// reloads and the pages that show it. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadTally(Arc<Mutex<ReloadStats>>);
+
+impl ReloadTally {
+    /// Counts a reload that put new files in force.
+    pub fn reloaded(&self) {
+        self.lock().reloaded += 1;
+    }
+
+    /// Counts a refused reload, and why (the reason is shown as it is:
+    /// it never holds a secret).
+    pub fn refused(&self, why: String) {
+        let mut stats = self.lock();
+        stats.refused += 1;
+        stats.last_refusal = Some(why);
+    }
+
+    /// What was counted so far.
+    pub fn stats(&self) -> ReloadStats {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReloadStats> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl LiveTls {
     /// Starts with `tls`.
     pub fn new(tls: NodeTls) -> Self {
-        Self { current: Arc::new(RwLock::new(Arc::new(tls))), reloads: Arc::default() }
+        Self { current: Arc::new(RwLock::new(Arc::new(tls))), reloads: ReloadTally::default() }
     }
 
     /// The configuration in force now.
@@ -41,7 +70,7 @@ impl LiveTls {
 
     /// What reloading has done since start.
     pub fn reload_stats(&self) -> ReloadStats {
-        self.reloads.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.reloads.stats()
     }
 
     /// Loads `files` and, if they hold a valid node certificate of the
@@ -56,16 +85,14 @@ impl LiveTls {
                 Err(format!("{} is not a node of cluster {cluster}", tls.identity))
             }
         });
-        let mut stats = self.reloads.lock().unwrap_or_else(PoisonError::into_inner);
         match outcome {
             Ok(tls) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = tls.clone();
-                stats.reloaded += 1;
+                self.reloads.reloaded();
                 Ok(tls)
             }
             Err(why) => {
-                stats.refused += 1;
-                stats.last_refusal = Some(why.clone());
+                self.reloads.refused(why.clone());
                 Err(why)
             }
         }
@@ -77,13 +104,10 @@ impl LiveTls {
 /// is seen too). `None` when the file cannot be read.
 pub type FileStamp = Option<(SystemTime, u64, u64)>;
 
-/// The stamps of the three files of `files`: when any differs from an
-/// earlier reading, they changed.
-pub fn stamps(files: &TlsFiles) -> [FileStamp; 3] {
-    let stamp = |path: &Path| {
-        use std::os::unix::fs::MetadataExt;
-        let metadata = std::fs::metadata(path).ok()?;
-        Some((metadata.modified().ok()?, metadata.ino(), metadata.len()))
-    };
-    [stamp(&files.ca_bundle), stamp(&files.certificate), stamp(&files.key)]
+/// The stamp of the file at `path`: when it differs from an earlier
+/// reading, the file changed.
+pub fn stamp(path: &Path) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.ino(), metadata.len()))
 }

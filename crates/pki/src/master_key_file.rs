@@ -32,16 +32,27 @@ pub fn ensure(dir: &Path) -> Result<PathBuf, PkiError> {
     }
 }
 
-/// Adds a new master key to the file at `path`, which becomes the key
-/// that wraps new data keys; the older keys stay, to unwrap what they
-/// wrapped. The file is replaced whole (written beside it, synced, then
+/// Adds a new master key to the file at `path`, staged: nodes that load
+/// the file unwrap with it, but keep wrapping new data keys under the
+/// current key until it is promoted ([`promote_key`]). The older keys
+/// stay. The file is replaced whole (written beside it, synced, then
 /// renamed over it, mode 0600), never left half-written. Returns the new
 /// key's id.
 pub fn add_key(path: &Path) -> Result<u32, PkiError> {
     let (keys, _) = load(path)?;
-    let rotated = keys.rotated();
-    replace(path, &rotated)?;
-    Ok(rotated.current().id().0)
+    let added = keys.with_staged_key();
+    replace(path, &added)?;
+    Ok(added.ids().last().expect("a key was just added").0)
+}
+
+/// Makes the newest staged key of the file at `path` the current one,
+/// which wraps new data keys: once every node holds it staged. Returns
+/// its id.
+pub fn promote_key(path: &Path) -> Result<u32, PkiError> {
+    let (keys, _) = load(path)?;
+    let promoted = keys.promoted().map_err(|error| invalid(path, &error))?;
+    replace(path, &promoted)?;
+    Ok(promoted.current().id().0)
 }
 
 /// Removes master key `id` from the file at `path`, once no data key
@@ -49,10 +60,12 @@ pub fn add_key(path: &Path) -> Result<u32, PkiError> {
 /// key: `consensusdb keys rewrap`). The current key is refused.
 pub fn retire_key(path: &Path, id: u32) -> Result<(), PkiError> {
     let (keys, _) = load(path)?;
-    let retired = keys
-        .retired(consensusdb_seal::KeyId(id))
-        .map_err(|error| PkiError::Invalid(format!("master key file {}: {error}", path.display())))?;
+    let retired = keys.retired(consensusdb_seal::KeyId(id)).map_err(|error| invalid(path, &error))?;
     replace(path, &retired)
+}
+
+fn invalid(path: &Path, error: &dyn std::fmt::Display) -> PkiError {
+    PkiError::Invalid(format!("master key file {}: {error}", path.display()))
 }
 
 /// Writes `keys` over the file at `path`, whole or not at all.
@@ -74,8 +87,7 @@ pub fn load(path: &Path) -> Result<(MasterKeys, bool), PkiError> {
     let io = |source| PkiError::Io { path: path.to_path_buf(), source };
     let shared = std::fs::metadata(path).map_err(io)?.mode() & 0o077 != 0;
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
-    let keys = MasterKeys::from_text(&text)
-        .map_err(|error| PkiError::Invalid(format!("master key file {}: {error}", path.display())))?;
+    let keys = MasterKeys::from_text(&text).map_err(|error| invalid(path, &error))?;
     Ok((keys, shared))
 }
 
@@ -100,8 +112,13 @@ mod tests {
         assert!(load(&path).unwrap().1, "a file others may read is reported");
         let older = std::fs::read_to_string(&path).unwrap();
         assert_eq!(add_key(&path).unwrap(), 2);
+        let (added, _) = load(&path).unwrap();
+        assert_eq!((added.ids().len(), added.current().id().0), (2, 1), "added staged");
+        assert_eq!(promote_key(&path).unwrap(), 2);
         let (rotated, _) = load(&path).unwrap();
-        assert_eq!(rotated.ids().len(), 2);
+        assert_eq!((rotated.current().id().0, rotated.staged_ids().len()), (2, 0));
+        let none = promote_key(&path).unwrap_err().to_string();
+        assert!(none.contains("no staged master key"), "{none}");
         assert!(std::fs::read_to_string(&path).unwrap().starts_with(older.lines().next().unwrap()));
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         retire_key(&path, 1).unwrap();

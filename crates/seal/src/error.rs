@@ -31,8 +31,19 @@ pub enum SealError {
         /// The master key's id.
         id: u32,
     },
+    /// Promoting a staged master key in a file that has none.
+    #[error("the file holds no staged master key: add one first")]
+    NoStagedMasterKey,
+    /// Two sets of master keys hold different keys under one id.
+    #[error("master key {id} differs from the one in use: is this another cluster's file, or damaged?")]
+    DifferentMasterKey {
+        /// The master key's id.
+        id: u32,
+    },
     /// Retiring the current master key, which wraps new data keys.
-    #[error("master key {id} is the current one, which wraps new data keys: add a newer key first")]
+    #[error(
+        "master key {id} is the current one, which wraps new data keys: add and promote a newer key first"
+    )]
     CurrentMasterKey {
         /// The master key's id.
         id: u32,

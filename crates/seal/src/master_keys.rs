@@ -1,13 +1,17 @@
 //! The master keys a node holds, and their file format.
 //!
-//! The newest key wraps every new data key; older ones stay to unwrap
-//! what they wrapped until a rotation has re-wrapped it all. The file is
+//! The newest active key wraps every new data key; older ones stay to
+//! unwrap what they wrapped until a rotation has re-wrapped it all. A
+//! *staged* key only unwraps: a rotation adds the new key staged, to
+//! every node, before any node wraps under it, so no node ever meets a
+//! data key wrapped under a master key it does not hold yet. The file is
 //! text, one key per line, so an operator can see how many keys it holds
-//! and append a rotated one without tools:
+//! and which one is staged:
 //!
 //! ```text
 //! # comment lines and blank lines are ignored
 //! consensusdb-master-key <id> <64 hex digits>
+//! consensusdb-master-key <id> <64 hex digits> staged
 //! ```
 
 use zeroize::Zeroizing;
@@ -18,65 +22,117 @@ use crate::keys::{DataKey, KEY_BYTES, KeyId, MasterKey, WrappedKey};
 /// The word each key line starts with.
 const LINE_TAG: &str = "consensusdb-master-key";
 
-/// One or more master keys; the one with the highest id is current.
+/// The word that ends the line of a staged key.
+const STAGED: &str = "staged";
+
+/// One or more master keys; the active one with the highest id is
+/// current.
 #[derive(Debug)]
 pub struct MasterKeys {
-    /// Sorted by id, never empty, ids unique.
-    keys: Vec<MasterKey>,
+    /// Sorted by id, ids unique, at least one active.
+    keys: Vec<HeldKey>,
+}
+
+#[derive(Debug)]
+struct HeldKey {
+    key: MasterKey,
+    /// Unwraps, never wraps (until promoted).
+    staged: bool,
+}
+
+impl HeldKey {
+    fn copy(&self) -> Self {
+        Self { key: MasterKey::from_bytes(self.key.id(), *self.key.expose_bytes()), staged: self.staged }
+    }
 }
 
 impl MasterKeys {
     /// A set of one new key, id 1.
     pub fn generate() -> Self {
-        Self { keys: vec![MasterKey::generate(KeyId(1))] }
+        Self { keys: vec![HeldKey { key: MasterKey::generate(KeyId(1)), staged: false }] }
     }
 
-    /// The key that wraps new data keys.
+    /// The key that wraps new data keys: the newest active one.
     pub fn current(&self) -> &MasterKey {
-        self.keys.last().expect("a master key set is never empty")
+        &self.keys.iter().rev().find(|held| !held.staged).expect("a master key set has an active key").key
     }
 
-    /// The ids held, oldest first.
+    /// The ids held, staged or not, oldest first.
     pub fn ids(&self) -> Vec<KeyId> {
-        self.keys.iter().map(MasterKey::id).collect()
+        self.keys.iter().map(|held| held.key.id()).collect()
     }
 
-    /// These keys and a new current one (the next id): what a master-key
-    /// rotation writes back to the file.
-    pub fn rotated(&self) -> Self {
-        let mut keys: Vec<MasterKey> =
-            self.keys.iter().map(|key| MasterKey::from_bytes(key.id(), *key.expose_bytes())).collect();
-        keys.push(MasterKey::generate(KeyId(self.current().id().0 + 1)));
+    /// The ids of the staged keys, oldest first.
+    pub fn staged_ids(&self) -> Vec<KeyId> {
+        self.keys.iter().filter(|held| held.staged).map(|held| held.key.id()).collect()
+    }
+
+    /// Whether it holds `key` itself: the same id and the same bytes.
+    pub fn holds(&self, key: &MasterKey) -> bool {
+        self.find(key.id()).is_some_and(|held| held.expose_bytes() == key.expose_bytes())
+    }
+
+    /// Refuses `other` if a key id of both names different bytes in each:
+    /// then one of them is another cluster's file, or damaged.
+    pub fn agrees_with(&self, other: &MasterKeys) -> Result<(), SealError> {
+        let differs = |held: &&HeldKey| {
+            other.find(held.key.id()).is_some_and(|theirs| theirs.expose_bytes() != held.key.expose_bytes())
+        };
+        match self.keys.iter().find(differs) {
+            Some(held) => Err(SealError::DifferentMasterKey { id: held.key.id().0 }),
+            None => Ok(()),
+        }
+    }
+
+    fn find(&self, id: KeyId) -> Option<&MasterKey> {
+        self.keys.iter().find(|held| held.key.id() == id).map(|held| &held.key)
+    }
+
+    /// These keys and a new staged one (the next id): the first step of a
+    /// master-key rotation. It unwraps at once, and wraps once promoted.
+    pub fn with_staged_key(&self) -> Self {
+        let mut keys: Vec<HeldKey> = self.keys.iter().map(HeldKey::copy).collect();
+        let next = KeyId(self.keys.last().expect("never empty").key.id().0 + 1);
+        keys.push(HeldKey { key: MasterKey::generate(next), staged: true });
         Self { keys }
+    }
+
+    /// These keys with the newest staged one made active, and so current:
+    /// the second step of a rotation, once every node holds it staged.
+    pub fn promoted(&self) -> Result<Self, SealError> {
+        let mut keys: Vec<HeldKey> = self.keys.iter().map(HeldKey::copy).collect();
+        let staged = keys.iter_mut().rev().find(|held| held.staged).ok_or(SealError::NoStagedMasterKey)?;
+        staged.staged = false;
+        Ok(Self { keys })
+    }
+
+    /// These keys and a new current one at once: a rotation in one step,
+    /// for a single node (or where every node reads one shared file).
+    pub fn rotated(&self) -> Self {
+        self.with_staged_key().promoted().expect("a key was just staged")
     }
 
     /// These keys without key `id`: what retiring an old master key
     /// writes back to the file, once every data key it wrapped has been
-    /// re-wrapped under a newer one. The current key cannot be retired
-    /// (it wraps new data keys): add a newer one first.
+    /// re-wrapped under a newer one, or what withdraws a staged key. The
+    /// current key cannot be retired (it wraps new data keys): promote a
+    /// newer one first.
     pub fn retired(&self, id: KeyId) -> Result<Self, SealError> {
         if id == self.current().id() {
             return Err(SealError::CurrentMasterKey { id: id.0 });
         }
-        if !self.keys.iter().any(|key| key.id() == id) {
+        if self.find(id).is_none() {
             return Err(SealError::NoSuchMasterKey { id: id.0 });
         }
-        let keys = self
-            .keys
-            .iter()
-            .filter(|key| key.id() != id)
-            .map(|key| MasterKey::from_bytes(key.id(), *key.expose_bytes()))
-            .collect();
+        let keys = self.keys.iter().filter(|held| held.key.id() != id).map(HeldKey::copy).collect();
         Ok(Self { keys })
     }
 
-    /// Unwraps a data key of `tenant` with whichever key wrapped it.
+    /// Unwraps a data key of `tenant` with whichever key wrapped it,
+    /// staged or not.
     pub fn unwrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<DataKey, SealError> {
-        let master = self
-            .keys
-            .iter()
-            .find(|key| key.id() == wrapped.master_id)
-            .ok_or(SealError::UnknownMasterKey { id: wrapped.master_id.0 })?;
+        let master =
+            self.find(wrapped.master_id).ok_or(SealError::UnknownMasterKey { id: wrapped.master_id.0 })?;
         master.unwrap(tenant, wrapped)
     }
 
@@ -86,14 +142,18 @@ impl MasterKeys {
             "# ConsensusDB master keys. Secret: anyone with this file and a copy of a data directory\n\
              # can read its values. Keep it mode 0600, apart from backups of the data.\n",
         ));
-        for key in &self.keys {
+        for held in &self.keys {
             text.push_str(LINE_TAG);
             text.push(' ');
-            text.push_str(&key.id().0.to_string());
+            text.push_str(&held.key.id().0.to_string());
             text.push(' ');
-            for byte in key.expose_bytes() {
+            for byte in held.key.expose_bytes() {
                 text.push(char::from_digit(u32::from(byte >> 4), 16).expect("a nibble"));
                 text.push(char::from_digit(u32::from(byte & 0xf), 16).expect("a nibble"));
+            }
+            if held.staged {
+                text.push(' ');
+                text.push_str(STAGED);
             }
             text.push('\n');
         }
@@ -110,7 +170,7 @@ impl MasterKeys {
             let bad = |why: &str| SealError::Malformed(format!("line {number}: {why}"));
             let mut words = line.split_whitespace();
             if words.next() != Some(LINE_TAG) {
-                return Err(bad(&format!("expected `{LINE_TAG} <id> <64 hex digits>`")));
+                return Err(bad(&format!("expected `{LINE_TAG} <id> <64 hex digits> [{STAGED}]`")));
             }
             let id = words
                 .next()
@@ -118,18 +178,28 @@ impl MasterKeys {
                 .filter(|&id| id > 0)
                 .ok_or_else(|| bad("the key id must be a number from 1"))?;
             let hex = words.next().ok_or_else(|| bad("the key is missing"))?;
+            let staged = match words.next() {
+                None => false,
+                Some(STAGED) => true,
+                Some(_) => return Err(bad(&format!("after the key, only `{STAGED}` may follow"))),
+            };
             if words.next().is_some() {
                 return Err(bad("unexpected text after the key"));
             }
             let bytes = decode_key_hex(hex).ok_or_else(|| bad("the key must be 64 hex digits"))?;
-            keys.push(MasterKey::from_bytes(KeyId(id), *bytes));
+            keys.push(HeldKey { key: MasterKey::from_bytes(KeyId(id), *bytes), staged });
         }
         if keys.is_empty() {
             return Err(SealError::Malformed("no master key in the file".into()));
         }
-        keys.sort_by_key(MasterKey::id);
-        if let Some(pair) = keys.windows(2).find(|pair| pair[0].id() == pair[1].id()) {
-            return Err(SealError::Malformed(format!("master key id {} appears twice", pair[0].id().0)));
+        if keys.iter().all(|held| held.staged) {
+            return Err(SealError::Malformed(
+                "every master key in the file is staged: one must be active to wrap new data keys".into(),
+            ));
+        }
+        keys.sort_by_key(|held| held.key.id());
+        if let Some(pair) = keys.windows(2).find(|pair| pair[0].key.id() == pair[1].key.id()) {
+            return Err(SealError::Malformed(format!("master key id {} appears twice", pair[0].key.id().0)));
         }
         Ok(Self { keys })
     }
@@ -183,6 +253,41 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_key_unwraps_but_wraps_nothing_until_promoted() {
+        let keys = MasterKeys::generate();
+        let staged = keys.with_staged_key();
+        assert_eq!((staged.ids(), staged.staged_ids()), (vec![KeyId(1), KeyId(2)], vec![KeyId(2)]));
+        assert_eq!(staged.current().id(), KeyId(1), "a staged key does not wrap");
+        let read = MasterKeys::from_text(&staged.to_text()).expect("reads back");
+        assert_eq!((read.ids(), read.staged_ids()), (staged.ids(), staged.staged_ids()));
+        assert!(staged.to_text().lines().last().unwrap().ends_with(" staged"));
+
+        let promoted = read.promoted().expect("a staged key is promoted");
+        assert_eq!((promoted.current().id(), promoted.staged_ids()), (KeyId(2), vec![]));
+        // What the promoted key wraps, a node still holding it staged
+        // unwraps: the point of staging it everywhere first.
+        let wrapped = promoted.current().wrap("acme", &DataKey::generate(KeyId(7)));
+        assert_eq!(staged.unwrap("acme", &wrapped).expect("unwraps").id(), KeyId(7));
+        assert_eq!(promoted.promoted().unwrap_err(), SealError::NoStagedMasterKey);
+        assert_eq!(staged.retired(KeyId(2)).expect("a staged key is withdrawn").ids(), vec![KeyId(1)]);
+        assert_eq!(staged.with_staged_key().current().id(), KeyId(1));
+        assert_eq!(staged.with_staged_key().ids().last(), Some(&KeyId(3)), "ids count staged keys too");
+    }
+
+    #[test]
+    fn sets_that_name_different_bytes_under_one_id_disagree() {
+        let ours = MasterKeys::generate().with_staged_key();
+        let promoted = ours.promoted().unwrap();
+        ours.agrees_with(&promoted).expect("the same keys, staged or not");
+        assert!(promoted.holds(ours.current()));
+        let foreign = MasterKeys::generate();
+        assert_eq!(ours.agrees_with(&foreign).unwrap_err(), SealError::DifferentMasterKey { id: 1 });
+        assert!(!foreign.holds(ours.current()));
+        // Disjoint ids cannot disagree.
+        ours.agrees_with(&promoted.retired(KeyId(1)).unwrap()).expect("no shared id differs");
+    }
+
+    #[test]
     fn bad_files_are_refused_naming_the_line_not_the_key() {
         let key = "ab".repeat(32);
         for (text, why) in [
@@ -191,7 +296,9 @@ mod tests {
             ("consensusdb-master-key 1 abc\n", "line 1: the key must be 64 hex digits"),
             (&format!("consensusdb-master-key 0 {key}\n"), "line 1: the key id"),
             (&format!("\nsomething 1 {key}\n"), "line 2: expected"),
-            (&format!("consensusdb-master-key 1 {key} extra\n"), "unexpected text"),
+            (&format!("consensusdb-master-key 1 {key} extra\n"), "only `staged` may follow"),
+            (&format!("consensusdb-master-key 1 {key} staged extra\n"), "unexpected text"),
+            (&format!("consensusdb-master-key 1 {key} staged\n"), "one must be active"),
             (&format!("consensusdb-master-key 1 {key}\nconsensusdb-master-key 1 {key}\n"), "appears twice"),
         ] {
             let error = MasterKeys::from_text(text).unwrap_err().to_string();

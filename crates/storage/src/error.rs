@@ -183,6 +183,13 @@ pub enum StorageError {
         /// What was asked.
         what: String,
     },
+    /// A new set of master keys would have lost a key in use; the keys in
+    /// use stay.
+    #[error("the new master keys were refused, and the ones in use stay: {reason}")]
+    MasterKeysRefused {
+        /// Why.
+        reason: String,
+    },
     /// A filesystem operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -227,7 +234,8 @@ impl StorageError {
             StorageError::Superseded { .. }
             | StorageError::NotInstalling
             | StorageError::SnapshotBehind { .. }
-            | StorageError::Unsealed { .. } => ErrorCode::FailedPrecondition,
+            | StorageError::Unsealed { .. }
+            | StorageError::MasterKeysRefused { .. } => ErrorCode::FailedPrecondition,
             StorageError::DataDirInUse { .. }
             | StorageError::DataDir { .. }
             | StorageError::Gap { .. }

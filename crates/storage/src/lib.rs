@@ -60,6 +60,7 @@ pub use reads::{Page, ReadOptions, Record};
 pub use replication::{LogChunk, RawEntry};
 pub use scan::ScanStream;
 pub use sealing::admin::{DataKeyInfo, RewrapOutcome, ShredOutcome};
+pub use sealing::master_reload::{MasterKeysInForce, MasterKeysReplaced};
 pub use snapshot::{InstallOutcome, SnapshotPart, SnapshotRecord};
 pub use stats::{RegionCount, RegionCounts, StorageStats};
 pub use store::{

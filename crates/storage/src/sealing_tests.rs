@@ -2,7 +2,8 @@
 //! read back on this store, on a replica and after a snapshot install;
 //! no plaintext in any file; a flipped byte is refused; rotations of
 //! tenant and master keys keep every value readable, and so does retiring
-//! a master key after a re-wrap; a shred destroys a
+//! a master key after a re-wrap, with or without a restart; a shred
+//! destroys a
 //! tenant's keys on every node, then its records.
 
 use std::path::Path;
@@ -331,6 +332,105 @@ async fn after_a_rewrap_an_old_master_key_retires_and_every_value_still_reads_on
     assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "{refused}");
     first.close().await.unwrap();
     second.close().await.unwrap();
+}
+
+/// The master key wrapping the newest data key of `store`'s tenant.
+async fn newest_key_wrapped_under(store: &Store) -> Option<u32> {
+    store
+        .data_keys(Some("acme".into()))
+        .await
+        .unwrap()
+        .iter()
+        .max_by_key(|key| key.stamp.hlc)
+        .unwrap()
+        .master_key_id
+}
+
+/// Asserts that `store` refused `keys`, saying `why`, and kept `held`.
+async fn assert_refused(store: &Store, keys: MasterKeys, why: &str, held: &[u32]) {
+    let refused = store.replace_master_keys(keys).await.unwrap_err();
+    assert!(matches!(refused, StorageError::MasterKeysRefused { .. }), "{refused:?}");
+    assert!(refused.to_string().contains(why), "{refused}");
+    assert_eq!(store.master_keys_in_force().unwrap().held, held, "a refusal changes nothing");
+}
+
+#[tokio::test]
+async fn a_running_node_takes_new_master_keys_in_two_steps_and_refuses_a_file_that_loses_a_key() {
+    let keys = MasterKeys::generate();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let shared = Arc::new(MasterKeys::from_text(&keys.to_text()).unwrap());
+    let (first, second) = (sealed(d1.path(), &shared), sealed(d2.path(), &shared));
+    write_every_way(&first).await;
+    second.put(put("from-second"), None).await.unwrap();
+    replicate(&first, &second).await;
+    replicate(&second, &first).await;
+
+    // Step one: key 2 staged, on both nodes. It wraps nothing yet.
+    let staged = keys.with_staged_key();
+    for store in [&first, &second] {
+        let replaced = store.replace_master_keys(MasterKeys::from_text(&staged.to_text()).unwrap()).await;
+        assert_eq!(replaced.unwrap().data_keys_checked, 2, "the key of each node");
+    }
+    let in_force = first.master_keys_in_force().unwrap();
+    assert_eq!((in_force.held, in_force.staged, in_force.current), (vec![1, 2], vec![2], 1));
+    first.rotate_tenant_key("acme").await.unwrap();
+    first.put(put("staged"), None).await.unwrap();
+    assert_eq!(newest_key_wrapped_under(&first).await, Some(1), "a staged key wraps nothing");
+
+    // Step two: promoted on the first node only. What it wraps under key
+    // 2, the second node unwraps with key 2 staged: no node refuses a
+    // value during the rotation.
+    let promoted = staged.promoted().unwrap();
+    first.replace_master_keys(MasterKeys::from_text(&promoted.to_text()).unwrap()).await.unwrap();
+    first.rotate_tenant_key("acme").await.unwrap();
+    first.put(put("under-master-2"), None).await.unwrap();
+    assert_eq!(newest_key_wrapped_under(&first).await, Some(2));
+    replicate(&first, &second).await;
+    assert_eq!(value(&second, "under-master-2").await.unwrap(), value_of("under-master-2"));
+
+    // Files that would lose a key are refused, and the keys in use stay.
+    let retired = promoted.retired(consensusdb_seal::KeyId(1)).unwrap();
+    let copy = |keys: &MasterKeys| MasterKeys::from_text(&keys.to_text()).unwrap();
+    assert_refused(&first, copy(&retired), "would no longer unwrap", &[1, 2]).await;
+    assert_refused(&first, MasterKeys::generate(), "another cluster", &[1, 2]).await;
+    assert_refused(
+        &first,
+        copy(&staged.retired(consensusdb_seal::KeyId(2)).unwrap()),
+        "lacks master key 2",
+        &[1, 2],
+    )
+    .await;
+    // The second node still wraps under key 1: it takes the promotion
+    // before the retirement.
+    assert_refused(&second, copy(&retired), "lacks master key 1", &[1, 2]).await;
+    assert_reads_back(&first).await;
+
+    // Once re-wrapped, and the re-wrapped keys replicated, key 1 retires
+    // on both, with no restart.
+    first.rewrap_data_keys().await.unwrap();
+    replicate(&first, &second).await;
+    second.replace_master_keys(copy(&promoted)).await.unwrap();
+    for store in [&first, &second] {
+        let replaced = store.replace_master_keys(copy(&retired)).await.unwrap();
+        assert_eq!((replaced.now.held, replaced.now.current), (vec![2], 2));
+        // Keys opened before are forgotten here, so every value below is
+        // opened through a key unwrapped under master key 2 alone.
+        store.shared.vault.forget_all();
+        assert_reads_back(store).await;
+        for minor in ["from-second", "staged", "under-master-2"] {
+            assert_eq!(value(store, minor).await.unwrap(), value_of(minor), "{minor}");
+        }
+    }
+    second.put(put("after-retiring"), None).await.unwrap();
+    assert!(value(&second, "after-retiring").await.is_ok());
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain = unsealed(plain_dir.path());
+    let refused = plain.replace_master_keys(MasterKeys::generate()).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "{refused}");
+    plain.close().await.unwrap();
 }
 
 #[tokio::test]

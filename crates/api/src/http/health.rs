@@ -66,7 +66,7 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Result<Response, 
         &stats,
         cluster.as_ref(),
         gateway.connections.as_ref(),
-        gateway.tls_figures(),
+        gateway.security_figures(),
         gateway.started.elapsed().as_secs_f64(),
     );
     Ok(([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response())

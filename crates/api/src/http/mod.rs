@@ -71,6 +71,8 @@ pub struct Gateway {
     allowed_hosts: hosts::AllowedHosts,
     tls: Option<consensusdb_pki::LiveTls>,
     handshake_refusals: crate::tls::HandshakeRefusals,
+    /// The master key file's reloads; `None` when unsealed.
+    master_key_reloads: Option<consensusdb_pki::ReloadTally>,
     rates: Arc<status_page::Rates>,
     regions: Arc<status_page::RegionCache>,
 }
@@ -96,6 +98,7 @@ impl Gateway {
             allowed_hosts: hosts::AllowedHosts::default(),
             tls: None,
             handshake_refusals: crate::tls::HandshakeRefusals::default(),
+            master_key_reloads: None,
             rates: Arc::default(),
             regions: Arc::default(),
         }
@@ -115,14 +118,30 @@ impl Gateway {
         self
     }
 
-    /// What the TLS layer counted, for the metrics.
-    fn tls_figures(&self) -> crate::metrics::TlsFigures {
+    /// Shows the master key file's reloads on the status page and in the
+    /// metrics (`None`: the node runs unsealed).
+    #[must_use]
+    pub fn with_master_key_reloads(mut self, reloads: Option<consensusdb_pki::ReloadTally>) -> Self {
+        self.master_key_reloads = reloads;
+        self
+    }
+
+    /// What the TLS layer and the master key reloads counted, for the
+    /// metrics.
+    fn security_figures(&self) -> crate::metrics::SecurityFigures {
         let reloads = self.tls.as_ref().map(consensusdb_pki::LiveTls::reload_stats).unwrap_or_default();
-        crate::metrics::TlsFigures {
+        let master_keys = self.master_key_reload_stats();
+        crate::metrics::SecurityFigures {
             handshakes_refused: self.handshake_refusals.count(),
             certificate_reloads: reloads.reloaded,
             certificate_reloads_refused: reloads.refused,
+            master_key_reloads: master_keys.reloaded,
+            master_key_reloads_refused: master_keys.refused,
         }
+    }
+
+    fn master_key_reload_stats(&self) -> consensusdb_pki::ReloadStats {
+        self.master_key_reloads.as_ref().map(consensusdb_pki::ReloadTally::stats).unwrap_or_default()
     }
 
     /// Shows the mesh's view on the status page and in the metrics, and

@@ -146,6 +146,24 @@ pub(crate) struct SecurityJson {
     /// last one was.
     certificate_reloads_refused: u64,
     last_reload_refusal: Option<String>,
+    /// The master keys held, by id (never their bytes); null unsealed.
+    master_keys: Option<MasterKeysJson>,
+    /// New master key files taken into use without a restart.
+    master_key_reloads: u64,
+    /// Master key reloads refused (the keys in use were kept), and why
+    /// the last one was.
+    master_key_reloads_refused: u64,
+    last_master_key_reload_refusal: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MasterKeysJson {
+    /// Every master key id held, oldest first.
+    held: Vec<u32>,
+    /// Those staged: they unwrap data keys, but wrap none yet.
+    staged: Vec<u32>,
+    /// The one that wraps new data keys.
+    current: u32,
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -221,6 +239,7 @@ pub(crate) struct OriginLagJson {
 fn security(gateway: &Gateway) -> SecurityJson {
     let current = gateway.tls.as_ref().map(consensusdb_pki::LiveTls::current);
     let reloads = gateway.tls.as_ref().map(consensusdb_pki::LiveTls::reload_stats).unwrap_or_default();
+    let master_key_reloads = gateway.master_key_reload_stats();
     SecurityJson {
         transport: if current.is_some() { "mtls" } else { "plaintext" },
         at_rest: if gateway.store.is_sealing() { "sealed" } else { "unsealed" },
@@ -232,6 +251,14 @@ fn security(gateway: &Gateway) -> SecurityJson {
         certificate_reloads: reloads.reloaded,
         certificate_reloads_refused: reloads.refused,
         last_reload_refusal: reloads.last_refusal,
+        master_keys: gateway.store.master_keys_in_force().map(|keys| MasterKeysJson {
+            held: keys.held,
+            staged: keys.staged,
+            current: keys.current,
+        }),
+        master_key_reloads: master_key_reloads.reloaded,
+        master_key_reloads_refused: master_key_reloads.refused,
+        last_master_key_reload_refusal: master_key_reloads.last_refusal,
     }
 }
 

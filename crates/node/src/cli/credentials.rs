@@ -110,21 +110,33 @@ pub fn init(args: &InitArgs, out: &mut impl Write) -> Result<(), PkiError> {
     .map_err(io)
 }
 
-/// The cluster's master key file.
+/// The cluster's master key file. A running node reads its file again
+/// when it changes (and on SIGHUP): a rotation needs no restart.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum MasterKeyCommand {
-    /// Add a new master key to the file (the older ones stay, to unwrap
-    /// what they wrapped). Copy the file to every node, then restart them:
-    /// each wraps the data keys it makes from then on under the new key.
+    /// Add a new master key to the file, staged: nodes unwrap with it but
+    /// wrap nothing under it yet. Copy the file to every node; once each
+    /// has loaded it (`master_keys.staged` on its status page), promote
+    /// it.
     Add {
+        /// The master key file (`master.key` beside the CA).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Make the newest staged key the current one, which wraps the data
+    /// keys nodes make from then on. Copy the file to every node, then
+    /// run `consensusdb keys rewrap` to wrap the existing data keys under
+    /// it too.
+    Promote {
         /// The master key file (`master.key` beside the CA).
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
     /// Remove an old master key from the file, once `consensusdb keys
     /// rewrap` has re-wrapped every data key it wrapped under a newer one
-    /// (`consensusdb keys list` shows which key wraps each). The current
-    /// key is refused. Copy the file to every node, then restart them.
+    /// and the re-wrapped keys reached every node (`consensusdb keys
+    /// list` shows which key wraps each), or withdraw a staged key. The
+    /// current key is refused. Copy the file to every node.
     Retire {
         /// The master key file (`master.key` beside the CA).
         #[arg(long, value_name = "FILE")]
@@ -137,26 +149,28 @@ pub enum MasterKeyCommand {
 
 /// Runs a master key command on the file, offline.
 pub fn master_key(command: &MasterKeyCommand, out: &mut impl Write) -> Result<(), PkiError> {
-    match command {
+    use consensusdb_pki::master_key_file::{add_key, promote_key, retire_key};
+    let (file, done) = match command {
         MasterKeyCommand::Add { file } => {
-            let id = consensusdb_pki::master_key_file::add_key(file)?;
-            writeln!(
-                out,
-                "added master key {id} to {}: copy it to every node (mode 0600), then restart them one by one",
-                file.display()
-            )
-            .map_err(io)
+            let id = add_key(file)?;
+            (file, format!("added master key {id}, staged, to"))
+        }
+        MasterKeyCommand::Promote { file } => {
+            let id = promote_key(file)?;
+            (file, format!("made master key {id} the current one in"))
         }
         MasterKeyCommand::Retire { file, id } => {
-            consensusdb_pki::master_key_file::retire_key(file, *id)?;
-            writeln!(
-                out,
-                "removed master key {id} from {}: copy it to every node (mode 0600), then restart them one by one",
-                file.display()
-            )
-            .map_err(io)
+            retire_key(file, *id)?;
+            (file, format!("removed master key {id} from"))
         }
-    }
+    };
+    writeln!(
+        out,
+        "{done} {}: copy it to every node (mode 0600); running nodes load it within seal.reload_interval_ms \
+         (10 s) or on SIGHUP, and show the keys they hold on their status page",
+        file.display()
+    )
+    .map_err(io)
 }
 
 /// Issues one more certificate from the CA saved in a directory.

@@ -36,8 +36,9 @@ pub enum KeysSubcommand {
     },
     /// Re-wrap every data key under the node's current master key, so an
     /// older master key can be retired (`consensusdb master-key retire`)
-    /// once the re-wrapped keys have reached every node. Run it after every
-    /// node has restarted with the new master key file.
+    /// once the re-wrapped keys have reached every node. Run it once the
+    /// new master key is promoted on every node (`consensusdb master-key
+    /// promote`).
     Rewrap,
     /// List data keys (never their bytes): tenant, origin, id, the newest
     /// master key that wraps it, when made, destroyed.

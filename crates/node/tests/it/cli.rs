@@ -44,6 +44,10 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn client_commands_print_json_lines_and_tables() {
     let node = TestNode::start().await;
@@ -542,35 +546,91 @@ async fn master_key_command(args: &[&str], file: &std::path::Path) -> Output {
     tokio::time::timeout(TEST_TIMEOUT, output).await.expect("the command finishes in time").expect("runs")
 }
 
+/// Waits until the node's status shows master keys for which `shown`
+/// holds, and returns its security section.
+async fn master_keys_shown(node: &TestNode, what: &str, shown: impl Fn(&Value) -> bool) -> Value {
+    eventually(TEST_TIMEOUT, what, async || {
+        let security = crate::security::status_as_admin(node).await["security"].clone();
+        if shown(&security) { Ok(security) } else { Err(security) }
+    })
+    .await
+}
+
 #[tokio::test]
-async fn the_master_key_rotates_and_the_old_one_retires_from_the_cli() {
+async fn the_master_key_rotates_and_the_old_one_retires_from_the_cli_with_no_restart() {
     let (data, secrets) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
     let file = consensusdb_pki::master_key_file::ensure(secrets.path()).expect("master key file");
     let start = || {
         let file = file.clone();
-        TestNode::start_in(data.path(), move |config| config.seal.master_key_file = Some(file))
+        TestNode::start_in(data.path(), move |config| {
+            config.seal.master_key_file = Some(file);
+            config.seal.reload_interval_ms = 50;
+        })
     };
     let node = start().await;
     json_lines(&node, &["put", "acme", "ORDERS", "o-1", "under master key 1"]).await;
-    node.stop().await;
+    let security =
+        master_keys_shown(&node, "the first key", |s| s["master_keys"]["held"] == serde_json::json!([1]))
+            .await;
+    assert_eq!(security["master_keys"]["current"], 1, "{security}");
 
+    // Added staged: the running node loads it, and still wraps under 1.
     let added = master_key_command(&["add"], &file).await;
     assert!(added.status.success(), "{}", stderr(&added));
-    let node = start().await;
-    let current = master_key_command(&["retire", "--id", "2"], &file).await;
+    assert!(stdout(&added).contains("staged"), "{}", stdout(&added));
+    let security =
+        master_keys_shown(&node, "key 2 staged", |s| s["master_keys"]["staged"] == serde_json::json!([2]))
+            .await;
+    assert_eq!(
+        (security["master_keys"]["current"].as_u64(), security["master_key_reloads"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let current = master_key_command(&["retire", "--id", "1"], &file).await;
     assert_eq!(current.status.code(), Some(1), "the current key is refused: {}", stderr(&current));
     assert!(stderr(&current).contains("current"), "{}", stderr(&current));
+
+    let promoted = master_key_command(&["promote"], &file).await;
+    assert!(promoted.status.success(), "{}", stderr(&promoted));
+    master_keys_shown(&node, "key 2 current", |s| s["master_keys"]["current"] == 2).await;
+    json_lines(&node, &["keys", "rotate", "--tenant", "acme"]).await;
+    json_lines(&node, &["put", "acme", "ORDERS", "o-2", "under master key 2"]).await;
+    let listed = json_lines(&node, &["keys", "list", "--tenant", "acme"]).await;
+    let wrapped_under: Vec<_> = listed.iter().map(|key| key["master_key_id"].clone()).collect();
+    assert_eq!(wrapped_under, vec![Value::from(1), Value::from(2)], "{listed:?}");
+
+    // Retiring key 1 before the re-wrap is refused by the running node,
+    // which keeps both keys and says why.
+    let early = std::fs::read(&file).expect("reads");
+    let retired = master_key_command(&["retire", "--id", "1"], &file).await;
+    assert!(retired.status.success(), "{}", stderr(&retired));
+    let security = master_keys_shown(&node, "the early retirement refused", |s| {
+        s["master_key_reloads_refused"].as_u64() >= Some(1)
+    })
+    .await;
+    let why = security["last_master_key_reload_refusal"].as_str().unwrap_or_default();
+    assert!(why.contains("would no longer unwrap") && why.contains("keys rewrap"), "{why}");
+    assert_eq!(security["master_keys"]["held"], serde_json::json!([1, 2]), "{security}");
+    let metrics = crate::security::as_admin(&node, "/metrics").await;
+    assert!(metrics.contains("consensusdb_master_key_reloads_refused_total 1"), "{metrics}");
+
+    // After the re-wrap, the same file is taken.
+    std::fs::write(&file, early).expect("puts key 1 back");
     let rewrapped = json_lines(&node, &["keys", "rewrap"]).await;
     assert_eq!(
         (rewrapped[0]["master_key_id"].as_u64(), rewrapped[0]["rewrapped"].as_u64()),
         (Some(2), Some(1))
     );
-    let listed = json_lines(&node, &["keys", "list", "--tenant", "acme"]).await;
-    assert_eq!(listed[0]["master_key_id"], 2, "{listed:?}");
-    node.stop().await;
-
     let retired = master_key_command(&["retire", "--id", "1"], &file).await;
     assert!(retired.status.success(), "{}", stderr(&retired));
+    master_keys_shown(&node, "key 1 retired", |s| s["master_keys"]["held"] == serde_json::json!([2])).await;
+    for (minor, value) in [("o-1", "under master key 1"), ("o-2", "under master key 2")] {
+        let got = json_lines(&node, &["recent", "acme", "ORDERS", minor]).await;
+        assert_eq!(got[0]["value"], value);
+    }
+    node.stop().await;
+
+    // A restart, with nothing opened yet: key 1's data key is unwrapped
+    // through its re-wrapped form.
     let node = start().await;
     let got = json_lines(&node, &["recent", "acme", "ORDERS", "o-1"]).await;
     assert_eq!(got[0]["value"], "under master key 1", "opened through its re-wrapped key");

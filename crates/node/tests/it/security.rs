@@ -35,18 +35,22 @@ async fn curl(args: &[&str]) -> (u16, String) {
 
 /// The body of `path` on the TLS node's gateway, as the admin of the
 /// shared CA.
-async fn as_admin(node: &TestNode, path: &str) -> String {
-    let admin = &shared_ca().admin;
+pub(crate) async fn as_admin(node: &TestNode, path: &str) -> String {
+    get_as(&shared_ca().admin, node.http, path).await
+}
+
+/// The body of `path` on the gateway at `http`, as `admin`.
+async fn get_as(admin: &consensusdb_client::AdminPaths, http: std::net::SocketAddr, path: &str) -> String {
     let shown = |path: &std::path::Path| path.display().to_string();
     let (ca, certificate, key) = (shown(&admin.ca), shown(&admin.certificate), shown(&admin.key));
-    let url = format!("https://{}{path}", node.http);
+    let url = format!("https://{http}{path}");
     let (code, body) = curl(&["--cacert", &ca, "--cert", &certificate, "--key", &key, &url]).await;
     assert_eq!(code, 200, "{body}");
     body
 }
 
 /// `/v1/status` of the TLS node, as the admin of the shared CA.
-async fn status_as_admin(node: &TestNode) -> serde_json::Value {
+pub(crate) async fn status_as_admin(node: &TestNode) -> serde_json::Value {
     serde_json::from_str(&as_admin(node, "/v1/status").await).expect("JSON")
 }
 
@@ -368,7 +372,7 @@ async fn a_certificate_rotated_on_disk_under_load_is_used_without_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reloads_the_certificate_of_a_running_process() {
+async fn sighup_reloads_the_certificate_and_the_master_key_of_a_running_process() {
     let certs = tempfile::tempdir().expect("temp dir");
     let made = own_ca(certs.path());
     let node_files = made.node.1.clone();
@@ -385,7 +389,10 @@ async fn sighup_reloads_the_certificate_of_a_running_process() {
             "--tls-key".into(),
             shown(&node_files.key),
         ],
-        env: vec![("CONSENSUSDB_TLS__RELOAD_INTERVAL_MS".into(), "0".into())],
+        env: vec![
+            ("CONSENSUSDB_TLS__RELOAD_INTERVAL_MS".into(), "0".into()),
+            ("CONSENSUSDB_SEAL__RELOAD_INTERVAL_MS".into(), "0".into()),
+        ],
         ..Launch::default()
     };
     let data = tempfile::tempdir().expect("temp dir");
@@ -408,6 +415,23 @@ async fn sighup_reloads_the_certificate_of_a_running_process() {
     eventually(TEST_TIMEOUT, "SIGHUP puts the new certificate in use", async || {
         let now = presented_on(node.http, b"http/1.1", &admin).await;
         if now == der_of(&second.certificate_pem) { Ok(()) } else { Err("the old one") }
+    })
+    .await;
+
+    // The master key file beside the CA: reloaded by the same signal.
+    let master_keys = async || {
+        let status: serde_json::Value =
+            serde_json::from_str(&get_as(&admin, node.http, "/v1/status").await).expect("JSON");
+        status["security"]["master_keys"].clone()
+    };
+    assert_eq!(master_keys().await["held"], serde_json::json!([1]));
+    consensusdb_pki::master_key_file::add_key(&made.master_key).expect("adds a key");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(master_keys().await["held"], serde_json::json!([1]), "without polling, not before the signal");
+    crate::process::signal(node.pid(), "HUP");
+    eventually(TEST_TIMEOUT, "SIGHUP loads the staged master key", async || {
+        let keys = master_keys().await;
+        if keys["staged"] == serde_json::json!([2]) { Ok(()) } else { Err(keys) }
     })
     .await;
     node.send_sigterm();

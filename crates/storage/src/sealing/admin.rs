@@ -14,7 +14,7 @@ use consensusdb_types::{Compression, FieldError, Origin, SYSTEM_TENANT, Stamp};
 use tokio::sync::Semaphore;
 
 use super::key_records::{KEYS_REGION, KeyRef, REWRAPPED_REGION, rotation_key, shred_key};
-use super::{Wrapping, system_records, wrapping_at};
+use super::{Wrapping, data_key_under, system_records, wrapping_at};
 use crate::store::run_blocking;
 use crate::{PutRecord, ReadOptions, ScanQuery, ScanScope, StorageError, Store};
 
@@ -196,13 +196,10 @@ impl Store {
             let Some(masters) = vault.masters() else {
                 return Err(StorageError::Unsealed { what: "re-wrapping data keys".into() });
             };
+            // One set of master keys for the whole plan, even if a reload
+            // replaces them meanwhile.
             let current = masters.current();
-            let mut live = Vec::new();
-            system_records(db, KEYS_REGION, |record, head| {
-                if let Some(key) = KeyRef::of_record(&record).filter(|_| !head.tombstone) {
-                    live.push(key);
-                }
-            })?;
+            let live = live_data_keys(db)?;
             let mut plan = RewrapPlan::default();
             for key in live {
                 let wrapped_under = |at: &[u8]| wrapping_at(db, at, &key).ok().and_then(|w| w.master_id());
@@ -212,7 +209,7 @@ impl Store {
                     plan.already += 1;
                     continue;
                 }
-                match vault.data_key(db, &key) {
+                match data_key_under(&masters, db, &key) {
                     Ok(data_key) => {
                         let wrapped = current.wrap(&key.tenant, &data_key);
                         plan.rewraps.push((key, wrapped));
@@ -321,4 +318,16 @@ fn newest_rewraps(db: &rocksdb::DB) -> Result<HashMap<KeyRef, u32>, StorageError
         }
     })?;
     Ok(newest)
+}
+
+/// Every data key whose record is live (not destroyed), of every tenant
+/// and origin.
+pub(crate) fn live_data_keys(db: &rocksdb::DB) -> Result<Vec<KeyRef>, StorageError> {
+    let mut live = Vec::new();
+    system_records(db, KEYS_REGION, |record, head| {
+        if let Some(key) = KeyRef::of_record(&record).filter(|_| !head.tombstone) {
+            live.push(key);
+        }
+    })?;
+    Ok(live)
 }

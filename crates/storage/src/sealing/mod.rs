@@ -5,6 +5,8 @@
 //! - [`key_records`]: where wrapped data keys live and how they are named;
 //! - [`admin`]: rotating a tenant's keys, re-wrapping every key under the
 //!   current master key, listing keys, shredding;
+//! - [`master_reload`]: putting a new master key file in force on a
+//!   running node, once it is shown to lose no key;
 //! - [`Vault`]: the node's master keys and the data keys opened so far
 //!   (kept in `opened_keys`), shared by readers and the writer;
 //! - the writer seals each value after giving its log entry a seq
@@ -16,11 +18,12 @@
 
 pub(crate) mod admin;
 pub(crate) mod key_records;
+pub(crate) mod master_reload;
 mod opened_keys;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use consensusdb_seal::{DataKey, KeyId, MasterKeys, SealError, Sealer, WrappedKey};
 use consensusdb_types::key_codec::{decode_key, encode_key};
@@ -53,7 +56,9 @@ pub(crate) fn stamp_bytes(stamp: &Stamp) -> [u8; 28] {
 pub(crate) struct Vault {
     /// `None`: the node runs unsealed (development mode). It still reads
     /// values stored in the clear, and refuses sealed ones clearly.
-    masters: Option<Arc<MasterKeys>>,
+    /// Replaced whole when the master key file is reloaded; read only to
+    /// unwrap or wrap a data key, never per value.
+    masters: Option<RwLock<Arc<MasterKeys>>>,
     /// Each opened key's sealer for its origin, as unwrapping and
     /// deriving one costs microseconds.
     opened: OpenedKeys,
@@ -61,7 +66,7 @@ pub(crate) struct Vault {
 
 impl Vault {
     pub(crate) fn new(masters: Option<Arc<MasterKeys>>) -> Self {
-        Self { masters, opened: OpenedKeys::with_capacity(OpenedKeys::CAPACITY) }
+        Self { masters: masters.map(RwLock::new), opened: OpenedKeys::with_capacity(OpenedKeys::CAPACITY) }
     }
 
     /// Whether new values are sealed.
@@ -69,9 +74,24 @@ impl Vault {
         self.masters.is_some()
     }
 
-    /// The master keys, when sealing.
-    pub(crate) fn masters(&self) -> Option<&MasterKeys> {
-        self.masters.as_deref()
+    /// The master keys in force, when sealing.
+    pub(crate) fn masters(&self) -> Option<Arc<MasterKeys>> {
+        let masters = self.masters.as_ref()?;
+        Some(masters.read().unwrap_or_else(PoisonError::into_inner).clone())
+    }
+
+    /// Puts `new` in force in place of `replaced`, unless the master keys
+    /// changed since `replaced` was read (another reload came first).
+    /// Returns whether it did. Opened data keys stay opened: a data key
+    /// is the same whichever master key wraps it.
+    fn replace_masters(&self, replaced: &Arc<MasterKeys>, new: Arc<MasterKeys>) -> bool {
+        let Some(masters) = &self.masters else { return false };
+        let mut masters = masters.write().unwrap_or_else(PoisonError::into_inner);
+        if !Arc::ptr_eq(&masters, replaced) {
+            return false;
+        }
+        *masters = new;
+        true
     }
 
     /// Remembers a key the writer has just made.
@@ -104,31 +124,11 @@ impl Vault {
         Ok(sealer)
     }
 
-    /// The data key `key`, unwrapped: from its own record if this node
-    /// holds the master key that wrapped it, or else from a re-wrapped
-    /// form under a master key it holds (the newest first). Its own record
-    /// alone decides whether the key exists.
+    /// The data key `key`, unwrapped with the master keys in force (see
+    /// [`data_key_under`]).
     pub(crate) fn data_key(&self, db: &DB, key: &KeyRef) -> Result<DataKey, Unopenable> {
-        let masters = self.masters.as_deref().ok_or(Unopenable::NoMasterKey)?;
-        let damaged = |why: String| Unopenable::KeyDamaged(key.clone(), why);
-        let wrapped = match wrapping_at(db, &key.encoded_record_key(), key)? {
-            Wrapping::Missing => return Err(Unopenable::KeyMissing(key.clone())),
-            Wrapping::Destroyed => return Err(Unopenable::KeyDestroyed(key.clone())),
-            Wrapping::Wrapped(wrapped) => wrapped,
-        };
-        let held = masters.ids();
-        if held.contains(&wrapped.master_id) {
-            return masters.unwrap(&key.tenant, &wrapped).map_err(|e| damaged(e.to_string()));
-        }
-        for master in held.into_iter().rev() {
-            let at = encode_key(&key.rewrapped_record_key(master));
-            if let Wrapping::Wrapped(rewrapped) = wrapping_at(db, &at, key)?
-                && rewrapped.master_id == master
-            {
-                return masters.unwrap(&key.tenant, &rewrapped).map_err(|e| damaged(e.to_string()));
-            }
-        }
-        Err(damaged(SealError::UnknownMasterKey { id: wrapped.master_id.0 }.to_string()))
+        let masters = self.masters().ok_or(Unopenable::NoMasterKey)?;
+        data_key_under(&masters, db, key)
     }
 
     /// Opens the stored bytes of the sealed version `head` of
@@ -193,6 +193,32 @@ impl Vault {
         })?;
         Ok(own)
     }
+}
+
+/// The data key `key`, unwrapped with `masters`: from its own record if this node
+/// holds the master key that wrapped it, or else from a re-wrapped
+/// form under a master key it holds (the newest first). Its own record
+/// alone decides whether the key exists.
+pub(crate) fn data_key_under(masters: &MasterKeys, db: &DB, key: &KeyRef) -> Result<DataKey, Unopenable> {
+    let damaged = |why: String| Unopenable::KeyDamaged(key.clone(), why);
+    let wrapped = match wrapping_at(db, &key.encoded_record_key(), key)? {
+        Wrapping::Missing => return Err(Unopenable::KeyMissing(key.clone())),
+        Wrapping::Destroyed => return Err(Unopenable::KeyDestroyed(key.clone())),
+        Wrapping::Wrapped(wrapped) => wrapped,
+    };
+    let held = masters.ids();
+    if held.contains(&wrapped.master_id) {
+        return masters.unwrap(&key.tenant, &wrapped).map_err(|e| damaged(e.to_string()));
+    }
+    for master in held.into_iter().rev() {
+        let at = encode_key(&key.rewrapped_record_key(master));
+        if let Wrapping::Wrapped(rewrapped) = wrapping_at(db, &at, key)?
+            && rewrapped.master_id == master
+        {
+            return masters.unwrap(&key.tenant, &rewrapped).map_err(|e| damaged(e.to_string()));
+        }
+    }
+    Err(damaged(SealError::UnknownMasterKey { id: wrapped.master_id.0 }.to_string()))
 }
 
 /// What a record of a data key, or of one of its re-wrapped forms, holds.
