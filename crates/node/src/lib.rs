@@ -341,6 +341,11 @@ impl Node {
             shutdown_grace,
         } = self;
         mesh.start();
+        match store.resume_shred_removals().await {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(resumed, "resumed removing shredded tenants' records"),
+            Err(error) => tracing::warn!(%error, "could not look for unfinished shreds"),
+        }
         let live_tls = reload.as_ref().map(CertificateReload::live);
         let reloading = reload.map(|reload| tokio::spawn(reload.run()));
         let master_key_reloads = master_key_reload.as_ref().map(MasterKeyReload::tally);

@@ -602,6 +602,39 @@ async fn after_installing_a_shred_it_missed_a_node_seals_new_values_under_a_new_
     }
 }
 
+#[tokio::test]
+async fn a_shred_whose_removal_stopped_is_taken_up_at_the_next_start_by_the_node_that_made_it() {
+    let keys = Arc::new(MasterKeys::generate());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (sealed(d1.path(), &keys), sealed(d2.path(), &keys));
+    write_every_way(&first).await;
+    // The keys are destroyed, but the node stops before removing a record.
+    let outcome = first.shred_tenant("acme").await.unwrap();
+    replicate(&first, &second).await;
+    let pending = vec![("acme".to_string(), outcome.shredded_at)];
+    assert_eq!(first.pending_shred_removals().await.unwrap(), pending);
+    assert!(second.pending_shred_removals().await.unwrap().is_empty(), "another node's shred is not its own");
+
+    let first = reopen(first, d1.path(), &keys).await;
+    assert_eq!(first.resume_shred_removals().await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !first.pending_shred_removals().await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the resumed removal did not finish within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for minor in MINORS {
+        assert!(first.get(key(minor), ReadOptions::default()).await.unwrap().is_none(), "{minor}");
+    }
+    assert_eq!(first.resume_shred_removals().await.unwrap(), 0, "a finished removal is not taken up again");
+
+    // A newer shred of the same tenant is pending again.
+    first.put(put("after-shred"), None).await.unwrap();
+    let again = first.shred_tenant("acme").await.unwrap();
+    assert_eq!(first.pending_shred_removals().await.unwrap(), vec![("acme".to_string(), again.shredded_at)]);
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+}
+
 /// The bytes stored in `values` for `key` (a sealed value's ciphertext),
 /// without the stored value's framing.
 fn stored_bytes(store: &Store, key: &RecordKey) -> Vec<u8> {

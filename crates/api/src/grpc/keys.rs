@@ -93,13 +93,7 @@ impl KeysRpc for KeysService {
         tracing::warn!(%tenant, by = %admin, keys_destroyed = outcome.keys_destroyed, "shredded a tenant");
         // The records go in the background: the keys are what makes the
         // data unreadable, and they are gone already.
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(error) = store.remove_shredded(&tenant, outcome.shredded_at).await {
-                tracing::error!(%tenant, %error,
-                    "removing the shredded tenant's records stopped; run the shred again to finish it");
-            }
-        });
+        self.store.spawn_shred_removal(tenant, outcome.shredded_at);
         Ok(Response::new(v1::ShredTenantResponse {
             keys_destroyed: outcome.keys_destroyed,
             shredded_at_ms: hlc_ms(outcome.shredded_at.hlc),

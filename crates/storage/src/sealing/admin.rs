@@ -13,7 +13,10 @@ use consensusdb_types::key_codec::encode_key;
 use consensusdb_types::{Compression, FieldError, Origin, SYSTEM_TENANT, Stamp};
 use tokio::sync::Semaphore;
 
-use super::key_records::{KEYS_REGION, KeyRef, REWRAPPED_REGION, rotation_key, shred_key};
+use super::key_records::{
+    KEYS_REGION, KeyRef, REWRAPPED_REGION, SHRED_REMOVALS_REGION, SHREDS_REGION, rotation_key, shred_key,
+    shred_removal_key,
+};
 use super::{Wrapping, data_key_under, system_records, wrapping_at};
 use crate::store::run_blocking;
 use crate::{PutRecord, ReadOptions, ScanQuery, ScanScope, StorageError, Store};
@@ -253,9 +256,59 @@ impl Store {
         .await?
     }
 
+    /// Removes `tenant`'s shredded records ([`Store::remove_shredded`]) in
+    /// the background, logging the outcome. If it stops (the node stops,
+    /// or a write fails), [`Store::resume_shred_removals`] takes it up
+    /// again at the next start.
+    pub fn spawn_shred_removal(&self, tenant: String, shredded_at: Stamp) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = store.remove_shredded(&tenant, shredded_at).await {
+                tracing::warn!(%tenant, %error, "removing the shredded tenant's records stopped: \
+                    it resumes when this node starts again");
+            }
+        });
+    }
+
+    /// The shreds this node made (in any incarnation) whose records it has
+    /// not finished removing: each tenant and when its shred took effect.
+    pub async fn pending_shred_removals(&self) -> Result<Vec<(String, Stamp)>, StorageError> {
+        let (engine, node) = (self.shared.engine.clone(), self.origin().node);
+        run_blocking(move || {
+            let db = &engine.db;
+            let mut shreds = Vec::new();
+            system_records(db, SHREDS_REGION, |record, head| {
+                if !head.tombstone && head.stamp.origin.node == node {
+                    shreds.push((record.row.minor, head.stamp));
+                }
+            })?;
+            let mut removed = HashMap::new();
+            system_records(db, SHRED_REMOVALS_REGION, |record, head| {
+                removed.insert(record.row.minor, head.stamp);
+            })?;
+            // A removal marked after the shred finished it; a newer shred
+            // of the same tenant is pending again.
+            shreds.retain(|(tenant, at)| removed.get(tenant).is_none_or(|done: &Stamp| done.hlc < at.hlc));
+            Ok(shreds)
+        })
+        .await?
+    }
+
+    /// Takes up in the background the removals of shredded records this
+    /// node had not finished when it stopped. Returns how many.
+    pub async fn resume_shred_removals(&self) -> Result<usize, StorageError> {
+        let pending = self.pending_shred_removals().await?;
+        for (tenant, shredded_at) in &pending {
+            tracing::info!(%tenant, "resuming the removal of a shredded tenant's records");
+            self.spawn_shred_removal(tenant.clone(), *shredded_at);
+        }
+        Ok(pending.len())
+    }
+
     /// Removes the records of `tenant` stamped at or before `shredded_at`
-    /// (a tombstone each, which replicates), keeping later ones. Returns
-    /// how many it removed. Safe to run again: what is gone is skipped.
+    /// (a tombstone each, which replicates), keeping later ones, then marks
+    /// the shred's removal done. Returns how many it removed. Safe to run
+    /// again: what is gone is skipped.
     pub async fn remove_shredded(&self, tenant: &str, shredded_at: Stamp) -> Result<u64, StorageError> {
         check_tenant(tenant, self)?;
         let slots = Arc::new(Semaphore::new(REMOVALS_IN_FLIGHT));
@@ -294,6 +347,7 @@ impl Store {
             joined(done)?;
             removed += 1;
         }
+        self.put(marker(shred_removal_key(tenant), "removed"), None).await?;
         tracing::info!(tenant, removed, "removed the shredded tenant's records");
         Ok(removed)
     }

@@ -41,6 +41,9 @@ pub const REWRAPPED_REGION: &str = "keys_rewrapped";
 pub const ROTATIONS_REGION: &str = "key_rotations";
 /// The system tenant's region of shreds, one record per tenant.
 pub const SHREDS_REGION: &str = "shreds";
+/// The system tenant's region marking, per tenant, that a shred's records
+/// were all removed (newer than the shred record: that shred is done).
+pub const SHRED_REMOVALS_REGION: &str = "shreds_removed";
 
 /// The record marking `tenant`'s last key rotation.
 pub(crate) fn rotation_key(tenant: &str) -> RecordKey {
@@ -50,6 +53,11 @@ pub(crate) fn rotation_key(tenant: &str) -> RecordKey {
 /// The record marking `tenant`'s shred.
 pub(crate) fn shred_key(tenant: &str) -> RecordKey {
     RowKey::new(SYSTEM_TENANT, SHREDS_REGION, tenant).at(None)
+}
+
+/// The record marking that `tenant`'s shredded records were removed.
+pub(crate) fn shred_removal_key(tenant: &str) -> RecordKey {
+    RowKey::new(SYSTEM_TENANT, SHRED_REMOVALS_REGION, tenant).at(None)
 }
 
 /// Which data key: a tenant's, made by an origin, numbered by it.
