@@ -603,6 +603,28 @@ async fn after_installing_a_shred_it_missed_a_node_seals_new_values_under_a_new_
 }
 
 #[tokio::test]
+async fn a_value_left_after_a_shred_is_refused_as_shredded_even_after_every_tombstone_is_purged() {
+    let keys = Arc::new(MasterKeys::generate());
+    let dir = tempfile::tempdir().unwrap();
+    let store = sealed(dir.path(), &keys);
+    write_every_way(&store).await;
+    store.shred_tenant("acme").await.unwrap();
+    store.rotate_tenant_key("other").await.unwrap();
+    store.remove(key("single"), None).await.unwrap();
+    // Not removed yet (the shred's removal runs later, or a node cut off
+    // during the shred wrote it), and every tombstone stable everywhere.
+    purge_everything_and_compact(&store).await;
+    assert!(store.get(key("single"), ReadOptions::default()).await.unwrap().is_none(), "other tombstones go");
+    let refused = value(&store, "batch-0").await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::FailedPrecondition, "not data loss: {refused}");
+    assert!(refused.to_string().contains("shredded"), "{refused}");
+    assert_eq!(store.counters().sealed_values_refused.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let listed = store.data_keys(Some("acme".into())).await.unwrap();
+    assert!(listed.len() == 1 && listed[0].destroyed, "{listed:?}");
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_shred_whose_removal_stopped_is_taken_up_at_the_next_start_by_the_node_that_made_it() {
     let keys = Arc::new(MasterKeys::generate());
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -540,6 +540,41 @@ async fn data_keys_are_listed_rotated_and_a_tenant_shredded_from_the_cli() {
     assert_eq!(system.status.code(), Some(2), "the system tenant is refused: {}", stderr(&system));
 }
 
+#[tokio::test]
+async fn a_shred_stopped_before_its_records_were_removed_finishes_when_the_node_starts() {
+    let data = tempfile::tempdir().expect("temp dir");
+    // Straight on the store, with the node's master key: a write, then a
+    // shred whose removal never ran, as if the node stopped right after.
+    let ca = shared_ca().node.ca_file.clone().expect("the shared CA");
+    let (keys, _) = consensusdb_pki::master_key_file::load(&ca.with_file_name("master.key")).expect("loads");
+    let options = consensusdb_storage::StoreOptions {
+        master_keys: Some(std::sync::Arc::new(keys)),
+        ..consensusdb_storage::StoreOptions::new(data.path())
+    };
+    let store = consensusdb_storage::Store::open(options).expect("opens");
+    let key = consensusdb_client::RowKey::new("acme", "ORDERS", "o-1").at(None);
+    let record = consensusdb_storage::PutRecord {
+        key,
+        value: b"before the shred".to_vec(),
+        compression: consensusdb_types::Compression::None,
+        ttl_ms: None,
+        if_absent: false,
+        client_key: None,
+    };
+    store.put(record, None).await.expect("written");
+    store.shred_tenant("acme").await.expect("shredded");
+    store.close().await.expect("closes");
+    drop(store);
+
+    let node = TestNode::start_in(data.path(), |_| {}).await;
+    let outcome = eventually(TEST_TIMEOUT, "the record removed", async || {
+        let read = run(&node, &["get", "acme", "ORDERS", "o-1"]).await;
+        if stderr(&read).contains("shredded") { Err(stderr(&read)) } else { Ok(read) }
+    })
+    .await;
+    assert!(stderr(&outcome).contains("NOT_FOUND"), "{}", stderr(&outcome));
+}
+
 /// `consensusdb master-key ARGS --file FILE`: an offline command.
 async fn master_key_command(args: &[&str], file: &std::path::Path) -> Output {
     let output = Command::new(BINARY).arg("master-key").args(args).arg("--file").arg(file).output();

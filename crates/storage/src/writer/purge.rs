@@ -1,18 +1,20 @@
 //! Purging in the writer: causally stable tombstones and expired versions,
-//! and log entries every member has applied.
+//! and log entries every member has applied. Tombstones of destroyed data
+//! keys stay (see `purge`).
 //!
 //! The replication layer decides *what* is safe (see `PurgePlan`); the
 //! writer does it in one `WriteBatch`, so a purged version leaves its
 //! record, its value, its queue entry and its digest contribution together.
 
-use consensusdb_types::key_codec::region_prefix_of;
+use consensusdb_types::key_codec::{region_prefix, region_prefix_of};
 use consensusdb_types::log_entry::log_key;
-use consensusdb_types::{DecodeError, Digest, Head, HybridClock, Origin};
+use consensusdb_types::{DecodeError, Digest, Head, HybridClock, Origin, SYSTEM_TENANT};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use super::Writer;
 use crate::clock::now_ms;
 use crate::columns::{self, DIGESTS, LOG, PURGE_QUEUE, RECORDS, VALUES};
+use crate::sealing::key_records::KEYS_REGION;
 use crate::{StorageError, SyncPolicy};
 
 /// Most versions purged per round, so one round is a bounded batch.
@@ -57,6 +59,12 @@ impl Writer {
         let mut batch = WriteBatch::default();
         let mut outcome = PurgeOutcome::default();
         let mut digests: std::collections::HashMap<Vec<u8>, Digest> = std::collections::HashMap::new();
+        // A destroyed data key's tombstone is never purged: it is what tells
+        // a read of a value the key sealed (one the shred has not removed
+        // yet, or one a node cut off during the shred wrote) that its
+        // tenant was shredded, rather than that the key is missing, which
+        // would be reported as data loss. One small record per key.
+        let data_keys = region_prefix(SYSTEM_TENANT, KEYS_REGION);
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(bound.to_be_bytes().to_vec());
         for (scanned, item) in db.iterator_cf_opt(queue, options, IteratorMode::Start).enumerate() {
@@ -75,6 +83,9 @@ impl Writer {
             let Some(bytes) = db.get_pinned_cf(records, key)? else { continue };
             let head = Head::decode(&bytes)?;
             if head.purgeable_at() != Some(at) || !(head.tombstone || head.is_expired(now)) {
+                continue;
+            }
+            if head.tombstone && key.starts_with(&data_keys) {
                 continue;
             }
             batch.delete_cf(records, key);
