@@ -102,6 +102,10 @@ pub async fn bind_http(config: &NodeConfig) -> Result<Option<TcpListener>, NodeE
 /// this at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 1024;
 
+/// How often a node looks for re-wrapped copies of destroyed data keys
+/// (left by a re-wrap that crossed a shred) and removes them.
+const REWRAP_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
 async fn bind_addr(addr: SocketAddr) -> Result<TcpListener, NodeError> {
     let bind = || {
         let socket =
@@ -346,6 +350,18 @@ impl Node {
             Ok(resumed) => tracing::info!(resumed, "resumed removing shredded tenants' records"),
             Err(error) => tracing::warn!(%error, "could not look for unfinished shreds"),
         }
+        let sweeping = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(REWRAP_SWEEP_INTERVAL);
+                loop {
+                    every.tick().await;
+                    if let Err(error) = store.remove_rewraps_of_destroyed_keys().await {
+                        tracing::warn!(%error, "could not remove re-wrapped copies of destroyed data keys");
+                    }
+                }
+            })
+        };
         let live_tls = reload.as_ref().map(CertificateReload::live);
         let reloading = reload.map(|reload| tokio::spawn(reload.run()));
         let master_key_reloads = master_key_reload.as_ref().map(MasterKeyReload::tally);
@@ -425,8 +441,10 @@ impl Node {
         if let Some(reloading) = reloading {
             reloading.abort();
         }
+        // These hold store handles: gone before storage closes below.
+        sweeping.abort();
+        let _ = sweeping.await;
         if let Some(reloading) = reloading_master_keys {
-            // It holds a store handle: gone before storage closes below.
             reloading.abort();
             let _ = reloading.await;
         }

@@ -603,6 +603,38 @@ async fn after_installing_a_shred_it_missed_a_node_seals_new_values_under_a_new_
 }
 
 #[tokio::test]
+async fn a_rewrap_that_crossed_a_shred_leaves_no_wrapped_copy_of_a_destroyed_key_once_swept() {
+    let keys = Arc::new(MasterKeys::generate().rotated());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (sealed(d1.path(), &keys), sealed(d2.path(), &keys));
+    first.put(put("single"), None).await.unwrap();
+    replicate(&first, &second).await;
+    // At once, on two nodes cut off from each other: a re-wrap of the
+    // tenant's key on one, a shred of the tenant on the other.
+    let keys_again = Arc::new(MasterKeys::from_text(&keys.to_text()).unwrap().rotated());
+    let second = reopen(second, d2.path(), &keys_again).await;
+    assert_eq!(second.rewrap_data_keys().await.unwrap().rewrapped, 1);
+    first.shred_tenant("acme").await.unwrap();
+    replicate(&second, &first).await;
+    replicate(&first, &second).await;
+    for store in [&first, &second] {
+        assert_eq!(store.rewrapped_records("acme").await.unwrap().len(), 1, "the race leaves a copy behind");
+    }
+
+    assert_eq!(first.remove_rewraps_of_destroyed_keys().await.unwrap(), 1);
+    replicate(&first, &second).await;
+    for store in [&first, &second] {
+        assert!(
+            store.rewrapped_records("acme").await.unwrap().is_empty(),
+            "no wrapped copy of a destroyed key"
+        );
+    }
+    assert_eq!(second.remove_rewraps_of_destroyed_keys().await.unwrap(), 0, "nothing left");
+    first.close().await.unwrap();
+    second.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_value_left_after_a_shred_is_refused_as_shredded_even_after_every_tombstone_is_purged() {
     let keys = Arc::new(MasterKeys::generate());
     let dir = tempfile::tempdir().unwrap();

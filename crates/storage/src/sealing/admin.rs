@@ -186,6 +186,43 @@ impl Store {
         .await?
     }
 
+    /// Removes the re-wrapped forms of keys whose own record says they were
+    /// destroyed. No read uses one, but it keeps a wrapped copy of a
+    /// destroyed key at rest: a re-wrap on one node that crossed a shred
+    /// on another leaves one behind, which reaches every node after the
+    /// shred removed the forms it knew of. Every node runs this now and
+    /// then (`consensusdb-node`); the removals replicate. Returns how many.
+    pub async fn remove_rewraps_of_destroyed_keys(&self) -> Result<usize, StorageError> {
+        let engine = self.shared.engine.clone();
+        let orphans = run_blocking(move || {
+            let db = &engine.db;
+            let mut forms = Vec::new();
+            system_records(db, REWRAPPED_REGION, |record, head| {
+                if let Some((key, _)) = KeyRef::of_rewrapped_record(&record).filter(|_| !head.tombstone) {
+                    forms.push((record, key));
+                }
+            })?;
+            let destroyed = |key: &KeyRef| {
+                matches!(wrapping_at(db, &key.encoded_record_key(), key), Ok(Wrapping::Destroyed))
+            };
+            Ok::<_, StorageError>(
+                forms
+                    .into_iter()
+                    .filter(|(_, key)| destroyed(key))
+                    .map(|(record, _)| record)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await??;
+        for record in &orphans {
+            self.remove(record.clone(), None).await?;
+        }
+        if !orphans.is_empty() {
+            tracing::info!(removed = orphans.len(), "removed re-wrapped copies of destroyed data keys");
+        }
+        Ok(orphans.len())
+    }
+
     /// Re-wraps every live data key, of every tenant and origin, under
     /// this node's current master key, beside its record (see
     /// `key_records`); the re-wrapped forms replicate. Once they have
