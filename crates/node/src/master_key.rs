@@ -111,7 +111,13 @@ impl MasterKeyReload {
     async fn reload(&self) {
         let file = self.file.clone();
         let loaded = match tokio::task::spawn_blocking(move || master_key_file::load(&file)).await {
-            Ok(Ok((keys, _))) => keys,
+            Ok(Ok((keys, shared))) => {
+                if shared {
+                    tracing::warn!(file = %self.file.display(),
+                        "the master key file is readable by others than its owner: make it mode 0600");
+                }
+                keys
+            }
             Ok(Err(error)) => return self.refused(error.to_string()),
             Err(error) => return self.refused(format!("the reload task failed: {error}")),
         };

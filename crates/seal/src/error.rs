@@ -31,8 +31,9 @@ pub enum SealError {
         /// The master key's id.
         id: u32,
     },
-    /// Promoting a staged master key in a file that has none.
-    #[error("the file holds no staged master key: add one first")]
+    /// Promoting a staged master key in a file that has none newer than
+    /// the current key.
+    #[error("the file holds no staged master key newer than the current one: add one first")]
     NoStagedMasterKey,
     /// Two sets of master keys hold different keys under one id.
     #[error("master key {id} differs from the one in use: is this another cluster's file, or damaged?")]

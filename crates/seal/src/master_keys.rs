@@ -12,7 +12,11 @@
 //! # comment lines and blank lines are ignored
 //! consensusdb-master-key <id> <64 hex digits>
 //! consensusdb-master-key <id> <64 hex digits> staged
+//! consensusdb-master-keys-issued <highest id ever issued>
 //! ```
+//!
+//! The last line appears once a staged key was withdrawn: ids are never
+//! reused, so two files never name different keys under one id.
 
 use zeroize::Zeroizing;
 
@@ -25,12 +29,19 @@ const LINE_TAG: &str = "consensusdb-master-key";
 /// The word that ends the line of a staged key.
 const STAGED: &str = "staged";
 
+/// The word of the line that holds the highest id ever issued, when it is
+/// above every id held.
+const ISSUED_TAG: &str = "consensusdb-master-keys-issued";
+
 /// One or more master keys; the active one with the highest id is
 /// current.
 #[derive(Debug)]
 pub struct MasterKeys {
     /// Sorted by id, ids unique, at least one active.
     keys: Vec<HeldKey>,
+    /// The highest id ever issued: a withdrawn staged key's id is not
+    /// issued again.
+    issued: u32,
 }
 
 #[derive(Debug)]
@@ -49,7 +60,7 @@ impl HeldKey {
 impl MasterKeys {
     /// A set of one new key, id 1.
     pub fn generate() -> Self {
-        Self { keys: vec![HeldKey { key: MasterKey::generate(KeyId(1)), staged: false }] }
+        Self { keys: vec![HeldKey { key: MasterKey::generate(KeyId(1)), staged: false }], issued: 1 }
     }
 
     /// The key that wraps new data keys: the newest active one.
@@ -84,6 +95,10 @@ impl MasterKeys {
         }
     }
 
+    fn highest_held(&self) -> u32 {
+        self.keys.last().expect("never empty").key.id().0
+    }
+
     fn find(&self, id: KeyId) -> Option<&MasterKey> {
         self.keys.iter().find(|held| held.key.id() == id).map(|held| &held.key)
     }
@@ -92,18 +107,23 @@ impl MasterKeys {
     /// master-key rotation. It unwraps at once, and wraps once promoted.
     pub fn with_staged_key(&self) -> Self {
         let mut keys: Vec<HeldKey> = self.keys.iter().map(HeldKey::copy).collect();
-        let next = KeyId(self.keys.last().expect("never empty").key.id().0 + 1);
+        let next = KeyId(self.issued + 1);
         keys.push(HeldKey { key: MasterKey::generate(next), staged: true });
-        Self { keys }
+        Self { keys, issued: next.0 }
     }
 
     /// These keys with the newest staged one made active, and so current:
     /// the second step of a rotation, once every node holds it staged.
     pub fn promoted(&self) -> Result<Self, SealError> {
+        let current = self.current().id();
         let mut keys: Vec<HeldKey> = self.keys.iter().map(HeldKey::copy).collect();
         let staged = keys.iter_mut().rev().find(|held| held.staged).ok_or(SealError::NoStagedMasterKey)?;
+        if staged.key.id() < current {
+            // It would not become current: the newest active key stays.
+            return Err(SealError::NoStagedMasterKey);
+        }
         staged.staged = false;
-        Ok(Self { keys })
+        Ok(Self { keys, issued: self.issued })
     }
 
     /// These keys and a new current one at once: a rotation in one step,
@@ -125,7 +145,7 @@ impl MasterKeys {
             return Err(SealError::NoSuchMasterKey { id: id.0 });
         }
         let keys = self.keys.iter().filter(|held| held.key.id() != id).map(HeldKey::copy).collect();
-        Ok(Self { keys })
+        Ok(Self { keys, issued: self.issued })
     }
 
     /// Unwraps a data key of `tenant` with whichever key wrapped it,
@@ -157,18 +177,27 @@ impl MasterKeys {
             }
             text.push('\n');
         }
+        if self.issued > self.highest_held() {
+            text.push_str(&format!("{ISSUED_TAG} {}\n", self.issued));
+        }
         text
     }
 
     /// Reads the file's text. Errors name the line, never its key bytes.
     pub fn from_text(text: &str) -> Result<Self, SealError> {
         let mut keys = Vec::new();
+        let mut issued = 0;
         for (number, line) in text.lines().enumerate().map(|(i, line)| (i + 1, line.trim())) {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let bad = |why: &str| SealError::Malformed(format!("line {number}: {why}"));
             let mut words = line.split_whitespace();
+            if let Some(rest) = line.strip_prefix(ISSUED_TAG) {
+                issued =
+                    rest.trim().parse::<u32>().map_err(|_| bad("the highest id issued must be a number"))?;
+                continue;
+            }
             if words.next() != Some(LINE_TAG) {
                 return Err(bad(&format!("expected `{LINE_TAG} <id> <64 hex digits> [{STAGED}]`")));
             }
@@ -201,7 +230,8 @@ impl MasterKeys {
         if let Some(pair) = keys.windows(2).find(|pair| pair[0].key.id() == pair[1].key.id()) {
             return Err(SealError::Malformed(format!("master key id {} appears twice", pair[0].key.id().0)));
         }
-        Ok(Self { keys })
+        let keys = Self { keys, issued: 0 };
+        Ok(Self { issued: issued.max(keys.highest_held()), ..keys })
     }
 }
 
@@ -269,7 +299,14 @@ mod tests {
         let wrapped = promoted.current().wrap("acme", &DataKey::generate(KeyId(7)));
         assert_eq!(staged.unwrap("acme", &wrapped).expect("unwraps").id(), KeyId(7));
         assert_eq!(promoted.promoted().unwrap_err(), SealError::NoStagedMasterKey);
-        assert_eq!(staged.retired(KeyId(2)).expect("a staged key is withdrawn").ids(), vec![KeyId(1)]);
+        let withdrawn = staged.retired(KeyId(2)).expect("a staged key is withdrawn");
+        assert_eq!(withdrawn.ids(), vec![KeyId(1)]);
+        let withdrawn = MasterKeys::from_text(&withdrawn.to_text()).expect("reads back");
+        assert_eq!(
+            withdrawn.with_staged_key().ids(),
+            vec![KeyId(1), KeyId(3)],
+            "a withdrawn key's id is never issued again, even from the file"
+        );
         assert_eq!(staged.with_staged_key().current().id(), KeyId(1));
         assert_eq!(staged.with_staged_key().ids().last(), Some(&KeyId(3)), "ids count staged keys too");
     }

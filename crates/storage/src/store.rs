@@ -219,7 +219,7 @@ pub(crate) struct Shared {
     max_concurrent_scans: usize,
     scan_stall_timeout: Duration,
     /// Set once by [`Store::close`]; running scans watch it.
-    closing: watch::Sender<bool>,
+    pub(crate) closing: watch::Sender<bool>,
     counters: Arc<Counters>,
     writer_health: Arc<WriterHealth>,
     pub(crate) view: Arc<FrontierView>,

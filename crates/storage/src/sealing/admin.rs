@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use consensusdb_seal::{KeyId, WrappedKey};
 use consensusdb_types::key_codec::encode_key;
-use consensusdb_types::{Compression, FieldError, Origin, SYSTEM_TENANT, Stamp};
+use consensusdb_types::{Compression, FieldError, Head, Origin, SYSTEM_TENANT, Stamp, stored_value};
 use tokio::sync::Semaphore;
 
 use super::key_records::{
-    KEYS_REGION, KeyRef, REWRAPPED_REGION, SHRED_REMOVALS_REGION, SHREDS_REGION, rotation_key, shred_key,
-    shred_removal_key,
+    KEYS_REGION, KeyRef, REWRAPPED_REGION, SHREDS_REGION, rotation_key, shred_key, shred_removal_key,
 };
 use super::{Wrapping, data_key_under, system_records, wrapping_at};
+use crate::columns::{self, RECORDS, VALUES};
 use crate::store::run_blocking;
 use crate::{PutRecord, ReadOptions, ScanQuery, ScanScope, StorageError, Store};
 
@@ -299,10 +299,16 @@ impl Store {
     /// again at the next start.
     pub fn spawn_shred_removal(&self, tenant: String, shredded_at: Stamp) {
         let store = self.clone();
+        // Ends when the store closes, so its handle on the data directory
+        // goes with the store's.
+        let mut closing = self.shared.closing.subscribe();
         tokio::spawn(async move {
-            if let Err(error) = store.remove_shredded(&tenant, shredded_at).await {
-                tracing::warn!(%tenant, %error, "removing the shredded tenant's records stopped: \
-                    it resumes when this node starts again");
+            tokio::select! {
+                removed = store.remove_shredded(&tenant, shredded_at) => if let Err(error) = removed {
+                    tracing::warn!(%tenant, %error, "removing the shredded tenant's records stopped: \
+                        it resumes when this node starts again");
+                },
+                _ = closing.wait_for(|closing| *closing) => {}
             }
         });
     }
@@ -319,14 +325,29 @@ impl Store {
                     shreds.push((record.row.minor, head.stamp));
                 }
             })?;
-            let mut removed = HashMap::new();
-            system_records(db, SHRED_REMOVALS_REGION, |record, head| {
-                removed.insert(record.row.minor, head.stamp);
-            })?;
-            // A removal marked after the shred finished it; a newer shred
-            // of the same tenant is pending again.
-            shreds.retain(|(tenant, at)| removed.get(tenant).is_none_or(|done: &Stamp| done.hlc < at.hlc));
-            Ok(shreds)
+            // A removal marked done for this shred or a later one finished
+            // it; a newer shred of the same tenant is pending again.
+            let finished = |tenant: &str| -> Result<Option<u64>, StorageError> {
+                let record = encode_key(&shred_removal_key(tenant));
+                let Some(head) = db.get_pinned_cf(columns::handle(db, RECORDS), &record)? else {
+                    return Ok(None);
+                };
+                if Head::decode(&head)?.tombstone {
+                    return Ok(None);
+                }
+                let value = db.get_pinned_cf(columns::handle(db, VALUES), &record)?;
+                Ok(value.and_then(|value| {
+                    let hlc = stored_value::decode(&value).ok()?.first_chunk::<8>().copied()?;
+                    Some(u64::from_be_bytes(hlc))
+                }))
+            };
+            let mut pending = Vec::with_capacity(shreds.len());
+            for (tenant, at) in shreds {
+                if finished(&tenant)?.is_none_or(|done| done < at.hlc) {
+                    pending.push((tenant, at));
+                }
+            }
+            Ok(pending)
         })
         .await?
     }
@@ -384,7 +405,9 @@ impl Store {
             joined(done)?;
             removed += 1;
         }
-        self.put(marker(shred_removal_key(tenant), "removed"), None).await?;
+        // Which shred it finished: the HLC the removal went up to.
+        let done = system_record(shred_removal_key(tenant), shredded_at.hlc.to_be_bytes().to_vec());
+        self.put(done, None).await?;
         tracing::info!(tenant, removed, "removed the shredded tenant's records");
         Ok(removed)
     }

@@ -3,9 +3,10 @@
 //! node reloads it (`consensusdb-node`'s reload task). A new set of keys
 //! is taken only if it loses nothing: it must agree with the keys in use
 //! on every id both hold (another cluster's file, or a damaged one, does
-//! not), keep the key that wraps this node's new data keys, and unwrap
-//! every live data key the keys in use unwrap. Otherwise the keys in use
-//! stay, and the refusal says why.
+//! not), keep the key that wraps this node's new data keys and wrap under
+//! no older one (a stale copy of the file, from before a promotion), and
+//! unwrap every live data key the keys in use unwrap. Otherwise the keys
+//! in use stay, and the refusal says why.
 
 use std::sync::Arc;
 
@@ -67,6 +68,14 @@ impl Store {
             };
             old.agrees_with(&new).map_err(|error| refused(error.to_string()))?;
             let current = old.current();
+            if new.current().id() < current.id() {
+                return Err(refused(format!(
+                    "it would wrap new data keys under master key {}, older than the current one ({}): \
+                     a copy of the file from before the promotion?",
+                    new.current().id().0,
+                    current.id().0
+                )));
+            }
             if !new.holds(current) {
                 return Err(refused(format!(
                     "it lacks master key {}, which wraps the data keys this node makes now: \
