@@ -7,6 +7,10 @@ pub enum SealError {
     /// The bytes are not a sealed value or wrapped key of a known format.
     #[error("not a sealed value: {0}")]
     Malformed(String),
+    /// A master key file that does not read: which line, and why (never
+    /// its key bytes).
+    #[error("{0}")]
+    BadKeyFile(String),
     /// The value or wrapped key names another key than the one given.
     #[error("sealed under key {sealed}, not key {given}")]
     WrongKey {

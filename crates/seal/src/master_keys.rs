@@ -191,7 +191,7 @@ impl MasterKeys {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |why: &str| SealError::Malformed(format!("line {number}: {why}"));
+            let bad = |why: &str| SealError::BadKeyFile(format!("line {number}: {why}"));
             let mut words = line.split_whitespace();
             if let Some(rest) = line.strip_prefix(ISSUED_TAG) {
                 issued =
@@ -219,16 +219,16 @@ impl MasterKeys {
             keys.push(HeldKey { key: MasterKey::from_bytes(KeyId(id), *bytes), staged });
         }
         if keys.is_empty() {
-            return Err(SealError::Malformed("no master key in the file".into()));
+            return Err(SealError::BadKeyFile("no master key in the file".into()));
         }
         if keys.iter().all(|held| held.staged) {
-            return Err(SealError::Malformed(
+            return Err(SealError::BadKeyFile(
                 "every master key in the file is staged: one must be active to wrap new data keys".into(),
             ));
         }
         keys.sort_by_key(|held| held.key.id());
         if let Some(pair) = keys.windows(2).find(|pair| pair[0].key.id() == pair[1].key.id()) {
-            return Err(SealError::Malformed(format!("master key id {} appears twice", pair[0].key.id().0)));
+            return Err(SealError::BadKeyFile(format!("master key id {} appears twice", pair[0].key.id().0)));
         }
         let keys = Self { keys, issued: 0 };
         Ok(Self { issued: issued.max(keys.highest_held()), ..keys })
