@@ -27,6 +27,12 @@
 //! files: what opening sealed values costs a scan, with no network or
 //! client around it.
 //!
+//! `reencrypt_1024_values` is a re-encryption after a rotation
+//! (`Store::start_reencryption`, to its end): 1,024 values of 256 bytes,
+//! under the retired key, opened and sealed again in batches of 256,
+//! against writing the same 1,024 values as four batches of 256 (the
+//! reference: the same number of synced commits and bytes).
+//!
 //! Run with `cargo bench --workspace --bench storage` (`--workspace` keeps
 //! the dependency features, and so the RocksDB build, shared with the tests).
 
@@ -365,5 +371,84 @@ fn sealed_scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, durable_puts, catch_up, authorization, sealed_scan);
+/// Values one re-encryption iteration seals again.
+const REENCRYPT_VALUES: usize = 1024;
+/// Values per batch, as the re-encryption's own batches.
+const REENCRYPT_BATCH: usize = 256;
+
+/// Writes `REENCRYPT_VALUES` 256-byte values to `tenant`, in batches of
+/// `REENCRYPT_BATCH`; returns how long that took.
+async fn fill_tenant(store: &Store, tenant: &str) -> Duration {
+    let start = Instant::now();
+    for _ in 0..REENCRYPT_VALUES / REENCRYPT_BATCH {
+        let batch = (0..REENCRYPT_BATCH)
+            .map(|_| PutRecord {
+                key: RowKey::new(tenant, "EVENTS", "m").at(Some(TimeUuid::now())),
+                ..record(0)
+            })
+            .collect();
+        store.put_batch(batch, None).await.expect("batch written");
+    }
+    start.elapsed()
+}
+
+/// Re-encrypts `tenant` to the end; returns how long that took.
+async fn reencrypt_tenant(store: &Store, tenant: &str) -> Duration {
+    let start = Instant::now();
+    store.start_reencryption(tenant).await.expect("starts");
+    loop {
+        let progress = store.reencryption(tenant).expect("running");
+        if progress.state != consensusdb_storage::ReencryptionState::Running {
+            assert_eq!(progress.resealed, REENCRYPT_VALUES as u64, "{progress:?}");
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A re-encryption against writing the same values (the reference).
+fn reencryption(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut group = c.benchmark_group("reencrypt_1024_values");
+    group.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(REENCRYPT_VALUES as u64));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let masters = Some(Arc::new(consensusdb_seal::MasterKeys::generate()));
+    let store =
+        Store::open(StoreOptions { master_keys: masters, ..StoreOptions::new(dir.path()) }).expect("opens");
+    let mut tenants = 0;
+    let mut next_tenant = || {
+        tenants += 1;
+        format!("r{tenants:06}")
+    };
+    group.bench_function("reference_write_them_in_batches_of_256", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    spent += fill_tenant(&store, &next_tenant()).await;
+                }
+                spent
+            })
+        })
+    });
+    group.bench_function("reencrypt_after_a_rotation", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let tenant = next_tenant();
+                    fill_tenant(&store, &tenant).await;
+                    store.rotate_tenant_key(&tenant).await.expect("rotated");
+                    spent += reencrypt_tenant(&store, &tenant).await;
+                }
+                spent
+            })
+        })
+    });
+    runtime.block_on(store.close()).expect("store closes");
+    group.finish();
+}
+
+criterion_group!(benches, durable_puts, catch_up, authorization, sealed_scan, reencryption);
 criterion_main!(benches);

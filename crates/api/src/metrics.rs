@@ -63,6 +63,7 @@ struct StorageGauges {
     writes_superseded: IntCounter,
     damaged_records_skipped: IntCounter,
     sealed_values_refused: IntCounter,
+    values_resealed: IntCounter,
 }
 
 /// The mesh's view, refilled on each scrape so removed peers disappear.
@@ -211,6 +212,11 @@ impl Metrics {
                 r,
                 "consensusdb_sealed_values_refused_total",
                 "Sealed values reads refused: altered on disk, or their data key missing or damaged (DATA_LOSS).",
+            )?,
+            values_resealed: counter(
+                r,
+                "consensusdb_values_resealed_total",
+                "Values this node sealed again under a newer data key (keys reencrypt).",
             )?,
         };
         let replication = ReplicationGauges {
@@ -435,6 +441,7 @@ impl Metrics {
         copy(&gauges.writes_superseded, &counters.writes_superseded);
         copy(&gauges.damaged_records_skipped, &counters.damaged_records_skipped);
         copy(&gauges.sealed_values_refused, &counters.sealed_values_refused);
+        copy(&gauges.values_resealed, &counters.values_resealed);
     }
 
     fn copy_cluster(&self, cluster: Option<&ClusterView>) {

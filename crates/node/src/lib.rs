@@ -350,6 +350,11 @@ impl Node {
             Ok(resumed) => tracing::info!(resumed, "resumed removing shredded tenants' records"),
             Err(error) => tracing::warn!(%error, "could not look for unfinished shreds"),
         }
+        match store.resume_reencryptions().await {
+            Ok(0) => {}
+            Ok(resumed) => tracing::info!(resumed, "resumed re-encrypting tenants' values"),
+            Err(error) => tracing::warn!(%error, "could not look for unfinished re-encryptions"),
+        }
         let sweeping = {
             let store = store.clone();
             tokio::spawn(async move {

@@ -61,13 +61,14 @@ pub use replication::{LogChunk, RawEntry};
 pub use scan::ScanStream;
 pub use sealing::admin::{DataKeyInfo, RewrapOutcome, ShredOutcome};
 pub use sealing::master_reload::{MasterKeysInForce, MasterKeysReplaced};
+pub use sealing::reencryption_progress::{ReencryptionProgress, ReencryptionState};
 pub use snapshot::{InstallOutcome, SnapshotPart, SnapshotRecord};
 pub use stats::{RegionCount, RegionCounts, StorageStats};
 pub use store::{
     PutRecord, Queued, RangeQuery, RangeWindow, ScanQuery, ScanScope, Store, StoreOptions, SyncPolicy,
 };
 pub use write_gate::WriteHold;
-pub use writer::{ApplyAck, PurgeOutcome, PurgePlan, WriteAck};
+pub use writer::{ApplyAck, PurgeOutcome, PurgePlan, ResealOutcome, WriteAck};
 
 /// Monotonic counters and histograms, read by the metrics endpoint.
 #[derive(Debug)]
@@ -91,6 +92,8 @@ pub struct Counters {
     /// Sealed values that reads refused because they could not be opened
     /// (altered on disk, or their key missing or damaged).
     pub sealed_values_refused: AtomicU64,
+    /// Values this node sealed again under a newer key (a re-encryption).
+    pub values_resealed: AtomicU64,
     /// Replicated stamps that the drift bound kept from moving the HLC
     /// as far as they asked.
     pub hlc_drift_clipped: AtomicU64,
@@ -115,6 +118,7 @@ impl Default for Counters {
             entries_applied: AtomicU64::new(0),
             damaged_records_skipped: AtomicU64::new(0),
             sealed_values_refused: AtomicU64::new(0),
+            values_resealed: AtomicU64::new(0),
             hlc_drift_clipped: AtomicU64::new(0),
             group_size: histogram(
                 "consensusdb_group_commit_size",
@@ -130,6 +134,8 @@ impl Default for Counters {
     }
 }
 
+#[cfg(test)]
+mod reencrypt_tests;
 #[cfg(test)]
 mod replication_tests;
 #[cfg(test)]

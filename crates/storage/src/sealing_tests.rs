@@ -22,28 +22,28 @@ use crate::sealing::key_records::KeyRef;
 use crate::writer::WriteCommand;
 use crate::*;
 
-const MARKER: &[u8] = b"plaintext-marker-5f1c9e";
+pub(crate) const MARKER: &[u8] = b"plaintext-marker-5f1c9e";
 
-fn sealed(dir: &Path, keys: &Arc<MasterKeys>) -> Store {
+pub(crate) fn sealed(dir: &Path, keys: &Arc<MasterKeys>) -> Store {
     Store::open(StoreOptions { master_keys: Some(keys.clone()), ..StoreOptions::new(dir) }).expect("opens")
 }
 
-fn unsealed(dir: &Path) -> Store {
+pub(crate) fn unsealed(dir: &Path) -> Store {
     Store::open(StoreOptions::new(dir)).expect("opens")
 }
 
-fn key(minor: &str) -> RecordKey {
+pub(crate) fn key(minor: &str) -> RecordKey {
     RowKey::new("acme", "EVENTS", minor).at(None)
 }
 
 /// The value written at `minor`: the marker, then the minor key.
-fn value_of(minor: &str) -> Vec<u8> {
+pub(crate) fn value_of(minor: &str) -> Vec<u8> {
     let mut value = MARKER.to_vec();
     value.extend_from_slice(minor.as_bytes());
     value
 }
 
-fn put(minor: &str) -> PutRecord {
+pub(crate) fn put(minor: &str) -> PutRecord {
     // Uncompressed, so a value stored in the clear shows the marker.
     let value = value_of(minor);
     PutRecord {
@@ -56,7 +56,7 @@ fn put(minor: &str) -> PutRecord {
     }
 }
 
-async fn value(store: &Store, minor: &str) -> Result<Vec<u8>, StorageError> {
+pub(crate) async fn value(store: &Store, minor: &str) -> Result<Vec<u8>, StorageError> {
     Ok(store.get(key(minor), ReadOptions::default()).await?.expect("present").value.expect("a value"))
 }
 
@@ -77,7 +77,7 @@ async fn assert_reads_back(store: &Store) {
 }
 
 /// Copies `from`'s own log into `to`, as a pulling peer does.
-async fn replicate(from: &Store, to: &Store) {
+pub(crate) async fn replicate(from: &Store, to: &Store) {
     let LogChunk::Entries(entries) = from.log_since(from.origin(), 0, 10_000, 64 << 20).await.unwrap() else {
         panic!("nothing purged");
     };
@@ -85,7 +85,7 @@ async fn replicate(from: &Store, to: &Store) {
 }
 
 /// Files under `dir` whose bytes hold `needle`.
-fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+pub(crate) fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut hits = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -268,7 +268,7 @@ async fn after_a_master_key_rotation_old_keys_unwrap_and_new_ones_use_the_new_ma
 }
 
 /// Closes `store` and opens its directory again with `keys`.
-async fn reopen(store: Store, dir: &Path, keys: &Arc<MasterKeys>) -> Store {
+pub(crate) async fn reopen(store: Store, dir: &Path, keys: &Arc<MasterKeys>) -> Store {
     store.close().await.unwrap();
     drop(store);
     sealed(dir, keys)
@@ -697,7 +697,7 @@ async fn a_shred_whose_removal_stopped_is_taken_up_at_the_next_start_by_the_node
 
 /// The bytes stored in `values` for `key` (a sealed value's ciphertext),
 /// without the stored value's framing.
-fn stored_bytes(store: &Store, key: &RecordKey) -> Vec<u8> {
+pub(crate) fn stored_bytes(store: &Store, key: &RecordKey) -> Vec<u8> {
     let db = &store.shared.engine.db;
     let stored = db.get_cf(columns::handle(db, VALUES), encode_key(key)).unwrap().expect("stored");
     stored_value::decode(&stored).unwrap().to_vec()
@@ -729,7 +729,7 @@ async fn data_key_records(store: &Store, tenant: &str) -> Vec<Vec<u8>> {
 
 /// Purges all that is purgeable, as if every member had applied every
 /// entry, then flushes and compacts every column family.
-async fn purge_everything_and_compact(store: &Store) {
+pub(crate) async fn purge_everything_and_compact(store: &Store) {
     let log_upto: Vec<_> = store.frontier().into_iter().map(|(origin, mark)| (origin, mark.seq)).collect();
     while store.purge(PurgePlan { stable_hlc: u64::MAX, log_upto: log_upto.clone() }).await.unwrap().more {}
     let db = &store.shared.engine.db;
@@ -745,6 +745,18 @@ mod interleavings {
 
     use super::*;
 
+    /// The live data keys of acme made at or before its last rotation.
+    async fn retired_keys(store: &Store) -> Vec<KeyRef> {
+        let rotation = crate::sealing::key_records::rotation_key("acme");
+        let read = ReadOptions { head_only: true, raw: false };
+        let Some(rotated) = store.get(rotation, read).await.unwrap() else { return Vec::new() };
+        let keys = store.data_keys(Some("acme".into())).await.unwrap();
+        keys.into_iter()
+            .filter(|key| !key.destroyed && key.stamp.hlc <= rotated.head.stamp.hlc)
+            .map(|key| KeyRef { tenant: key.tenant, origin: key.origin, id: consensusdb_seal::KeyId(key.id) })
+            .collect()
+    }
+
     #[derive(Debug, Clone)]
     enum Step {
         Write,
@@ -753,6 +765,9 @@ mod interleavings {
         /// Re-wrap every key under the current master key, then restart
         /// with that key alone.
         RewrapAndRetire,
+        /// Re-encrypt the tenant, then destroy every data key the last
+        /// rotation retired: no value needs one any more.
+        ReencryptAndDestroyRetired,
     }
 
     fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -762,6 +777,7 @@ mod interleavings {
                 1 => Just(Step::RotateTenant),
                 1 => Just(Step::RotateMaster),
                 1 => Just(Step::RewrapAndRetire),
+                1 => Just(Step::ReencryptAndDestroyRetired),
             ],
             1..14,
         )
@@ -771,8 +787,9 @@ mod interleavings {
         #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
         /// Whatever the order of writes, tenant-key rotations, master
-        /// key rotations (a restart with one more master key) and
-        /// re-wraps that retire every older master key, every value
+        /// key rotations (a restart with one more master key), re-wraps
+        /// that retire every older master key, and re-encryptions that
+        /// destroy every data key the last rotation retired, every value
         /// written reads back.
         #[test]
         fn every_value_reads_back_after_any_interleaving_of_writes_and_rotations(steps in steps()) {
@@ -801,6 +818,13 @@ mod interleavings {
                                 keys = Arc::new(keys.retired(id).unwrap());
                             }
                             store = reopen(store, dir.path(), &keys).await;
+                        }
+                        Step::ReencryptAndDestroyRetired => {
+                            let progress = crate::reencrypt_tests::reencrypt(&store, "acme").await;
+                            assert_eq!((progress.state, progress.refused), (ReencryptionState::Done, 0));
+                            for retired in retired_keys(&store).await {
+                                store.remove(retired.record_key(), None).await.unwrap();
+                            }
                         }
                     }
                     for minor in &written {

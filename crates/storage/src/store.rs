@@ -24,11 +24,12 @@ use crate::frontier_view::FrontierView;
 use crate::reads::SnapshotReader;
 use crate::scan::{ScanChunks, ScanStream};
 use crate::sealing::Vault;
+use crate::sealing::reencryption_progress::Reencryptions;
 use crate::validate;
 use crate::value_cursor::KeyRange;
 use crate::write_gate::{WriteGate, WriteHold};
 use crate::writer::WriterKeys;
-use crate::writer::{Committer, StagedPut, WriteCommand, Writer, WriterMessage};
+use crate::writer::{Committer, ResealBatch, ResealOutcome, StagedPut, WriteCommand, Writer, WriterMessage};
 use crate::writer_health::WriterHealth;
 use crate::{Counters, Page, ReadOptions, Record, StorageError, WriteAck};
 use consensusdb_seal::MasterKeys;
@@ -225,6 +226,8 @@ pub(crate) struct Shared {
     pub(crate) view: Arc<FrontierView>,
     /// Keys to open sealed values with.
     pub(crate) vault: Arc<Vault>,
+    /// The re-encryptions run since the store opened, with their progress.
+    pub(crate) reencryptions: Reencryptions,
 }
 
 /// A node's storage: cheap to clone, safe to share between tasks.
@@ -329,6 +332,7 @@ impl Store {
                 writer_health,
                 view,
                 vault,
+                reencryptions: Reencryptions::default(),
             }),
         })
     }
@@ -491,6 +495,15 @@ impl Store {
         }
         self.send_to_writer(command.byte_size(), |reply| WriterMessage::Write { command, deadline, reply })
             .await
+    }
+
+    /// Has the writer seal a batch of stored versions again (a
+    /// re-encryption, `sealing::reencrypt`).
+    pub(crate) async fn reseal(&self, batch: ResealBatch) -> Result<ResealOutcome, StorageError> {
+        if let Some(reason) = self.writes_closed() {
+            return Err(StorageError::NotAccepting { reason });
+        }
+        self.send_to_writer(batch.byte_size(), |reply| WriterMessage::Reseal(batch, reply)).await
     }
 
     /// Queues a message for the writer and waits for its answer, holding

@@ -10,14 +10,15 @@
 //! ```text
 //! format:u8 flags:u8 hlc:u64 origin:[u8;20] seq:u64 expires_at_ms:u64
 //! stored_size:u32 key_id:u32 [nonce:[u8;12] if sealed]
+//! [resealed_by:[u8;20] resealed_hlc:u64 if resealed]
 //! [client_key:[u8;8] if client-encrypted]
 //! flags: bit 0 tombstone, bits 1-2 codec, bit 3 sealed, bit 4 has expiry,
-//!        bit 5 client-encrypted
+//!        bit 5 client-encrypted, bit 6 resealed (only with bit 3)
 //! ```
 //!
-//! Bit 5 came after the first release of format 1. A head without it
-//! encodes exactly as before, and a reader that predates it refuses the
-//! flag as unknown rather than misread the bytes after it.
+//! Bits 5 and 6 came after the first release of format 1. A head without
+//! them encodes exactly as before, and a reader that predates them refuses
+//! the flag as unknown rather than misread the bytes after it.
 
 use crate::wire::{DecodeError, Reader};
 use crate::{Compression, KeyFingerprint, Origin, Stamp};
@@ -31,21 +32,39 @@ const CODEC_MASK: u8 = 0b11 << CODEC_SHIFT;
 const SEALED: u8 = 1 << 3;
 const HAS_EXPIRY: u8 = 1 << 4;
 const CLIENT_ENCRYPTED: u8 = 1 << 5;
-const KNOWN_FLAGS: u8 = TOMBSTONE | CODEC_MASK | SEALED | HAS_EXPIRY | CLIENT_ENCRYPTED;
+const RESEALED: u8 = 1 << 6;
+const KNOWN_FLAGS: u8 = TOMBSTONE | CODEC_MASK | SEALED | HAS_EXPIRY | CLIENT_ENCRYPTED | RESEALED;
 
 /// Bytes sealing adds to a value (the AES-GCM tag): a sealed value's
 /// stored bytes are its ciphertext and this tag.
 pub const SEAL_TAG_BYTES: usize = 16;
 
 /// How a sealed (encrypted at rest) value was sealed: which of its
-/// tenant's data keys (of the origin in the stamp) and the nonce.
+/// tenant's data keys (of the origin in the stamp, or of the origin that
+/// sealed it again) and the nonce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seal {
-    /// Which data key sealed the value, among those its origin made for
-    /// the tenant.
+    /// Which data key sealed the value, among those its key's origin made
+    /// for the tenant.
     pub key_id: u32,
     /// The AES-GCM nonce.
     pub nonce: [u8; 12],
+    /// Set when a re-encryption sealed the value again after its write.
+    pub resealed: Option<Resealed>,
+}
+
+/// A re-encryption of a version: the same stamp, seq and value, sealed
+/// again under a newer key by the origin `by`, in its log entry at `hlc`.
+/// The key and nonce are then `by`'s: its key, its entry's seq and index.
+///
+/// Ordered by `hlc`, then `by`: of two seals of one version, every node
+/// keeps the greater (see [`Seal::supersedes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Resealed {
+    /// The HLC of the re-encryption's log entry.
+    pub hlc: u64,
+    /// The origin that sealed the value again, under a key of its own.
+    pub by: Origin,
 }
 
 impl Seal {
@@ -54,7 +73,21 @@ impl Seal {
     /// repeats under one origin's key (the reasoning is in
     /// `consensusdb-seal`). The log therefore stores only the key id.
     pub fn at(key_id: u32, seq: u64, index: u32) -> Self {
-        Self { key_id, nonce: Self::nonce_at(seq, index) }
+        Self { key_id, nonce: Self::nonce_at(seq, index), resealed: None }
+    }
+
+    /// The origin whose data key this is: the one that sealed the value
+    /// last, the stamp's own origin unless a re-encryption sealed it again.
+    pub fn key_origin(&self, stamp: &Stamp) -> Origin {
+        self.resealed.map_or(stamp.origin, |resealed| resealed.by)
+    }
+
+    /// Whether this seal replaces `other` on the same version: a
+    /// re-encryption replaces the first seal (or a value stored in the
+    /// clear, `None`) and any earlier re-encryption. Every node keeps the
+    /// same one, whatever order they come in.
+    pub fn supersedes(&self, other: Option<&Seal>) -> bool {
+        self.resealed.is_some() && self.resealed > other.and_then(|seal| seal.resealed)
     }
 
     /// The nonce of the value at `index` in the log entry `seq`.
@@ -137,6 +170,9 @@ impl Head {
         if self.client_key.is_some() {
             flags |= CLIENT_ENCRYPTED;
         }
+        if self.seal.is_some_and(|seal| seal.resealed.is_some()) {
+            flags |= RESEALED;
+        }
         out.push(HEAD_FORMAT);
         out.push(flags);
         out.extend_from_slice(&self.stamp.hlc.to_be_bytes());
@@ -147,6 +183,10 @@ impl Head {
         out.extend_from_slice(&self.seal.map_or(0, |s| s.key_id).to_be_bytes());
         if let Some(seal) = &self.seal {
             out.extend_from_slice(&seal.nonce);
+            if let Some(resealed) = &seal.resealed {
+                out.extend_from_slice(&resealed.by.to_bytes());
+                out.extend_from_slice(&resealed.hlc.to_be_bytes());
+            }
         }
         if let Some(client_key) = &self.client_key {
             out.extend_from_slice(&client_key.0);
@@ -172,7 +212,21 @@ impl Head {
         let expires_at_ms = reader.u64()?;
         let stored_size = reader.u32()?;
         let key_id = reader.u32()?;
-        let seal = if flags & SEALED != 0 { Some(Seal { key_id, nonce: reader.array()? }) } else { None };
+        if flags & RESEALED != 0 && flags & SEALED == 0 {
+            return Err(reader.error("resealed but not sealed"));
+        }
+        let seal = if flags & SEALED != 0 {
+            let nonce = reader.array()?;
+            let resealed = if flags & RESEALED != 0 {
+                let by = Origin::read(&mut reader)?;
+                Some(Resealed { by, hlc: reader.u64()? })
+            } else {
+                None
+            };
+            Some(Seal { key_id, nonce, resealed })
+        } else {
+            None
+        };
         let client_key =
             if flags & CLIENT_ENCRYPTED != 0 { Some(KeyFingerprint(reader.array()?)) } else { None };
         reader.finish()?;
@@ -199,7 +253,9 @@ mod tests {
         #[test]
         fn round_trips(hlc in any::<u64>(), node in any::<u128>(), inc in any::<u32>(), seq in any::<u64>(),
                        expiry in proptest::option::of(any::<u64>()), size in any::<u32>(), codec in 0u8..3,
-                       tombstone in any::<bool>(), seal in proptest::option::of((any::<u32>(), any::<[u8; 12]>())),
+                       tombstone in any::<bool>(),
+                       seal in proptest::option::of((any::<u32>(), any::<[u8; 12]>(),
+                           proptest::option::of((any::<u64>(), any::<u128>(), any::<u32>())))),
                        client_key in proptest::option::of(any::<[u8; 8]>())) {
             let head = Head {
                 stamp: Stamp { hlc, origin: Origin { node: NodeId(node), incarnation: inc } },
@@ -208,7 +264,14 @@ mod tests {
                 stored_size: size,
                 compression: Compression::from_code(codec).expect("valid"),
                 tombstone,
-                seal: seal.map(|(key_id, nonce)| Seal { key_id, nonce }),
+                seal: seal.map(|(key_id, nonce, resealed)| Seal {
+                    key_id,
+                    nonce,
+                    resealed: resealed.map(|(hlc, node, incarnation)| Resealed {
+                        hlc,
+                        by: Origin { node: NodeId(node), incarnation },
+                    }),
+                }),
                 client_key: client_key.map(KeyFingerprint),
             };
             prop_assert_eq!(Head::decode(&head.encode()).expect("decodes"), head);
@@ -236,6 +299,23 @@ mod tests {
         assert_eq!(head.purgeable_at(), Some(u64::MAX));
         assert_eq!(Head { expires_at_ms: None, ..head }.purgeable_at(), None);
         assert_eq!(Head { tombstone: true, ..head }.purgeable_at(), Some(5));
+    }
+
+    #[test]
+    fn a_resealed_flag_without_a_seal_is_refused() {
+        let head = Head {
+            stamp: Stamp { hlc: 5, origin: Origin { node: crate::NodeId(1), incarnation: 1 } },
+            seq: 1,
+            expires_at_ms: None,
+            stored_size: 0,
+            compression: Compression::None,
+            tombstone: false,
+            seal: None,
+            client_key: None,
+        };
+        let mut bytes = head.encode();
+        bytes[1] |= RESEALED;
+        assert!(Head::decode(&bytes).unwrap_err().to_string().contains("resealed but not sealed"));
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub use digest::Digest;
 pub use error::{ErrorCode, FieldError};
 pub use frontier::FrontierMark;
 pub use grant::{ClusterRole, Grant, Permission, SYSTEM_TENANT, TenantPattern};
-pub use head::{Head, Seal};
+pub use head::{Head, Resealed, Seal};
 pub use identity::{Identity, Role};
 pub use key::{KeyBuilder, RecordKey, RowKey};
 pub use limits::Limits;

@@ -26,10 +26,24 @@
 //! A sealed put's value is its ciphertext and tag; its nonce is not stored,
 //! because it is the entry's seq and the mutation's index in the entry
 //! ([`Seal::at`]): a replica rebuilds it, and no peer can choose it.
+//!
+//! A reseal (kind 4, `0x14` for a client-encrypted value) is a background
+//! re-encryption: the same version of a record, sealed again under the
+//! entry origin's key. It names the version it seals again, so it does not
+//! take the entry's stamp:
+//!
+//! ```text
+//! reseal = key:sized codec:u8 expires_at_ms:u64 key_id:u32
+//!          version_hlc:u64 version_origin:[u8;20] version_seq:u64
+//!          [client_key:[u8;8]] value:sized
+//! ```
+//!
+//! Its nonce is the entry's seq and its index, as for a sealed put, and
+//! its key is the entry origin's ([`crate::Resealed`]).
 
 use crate::head::SEAL_TAG_BYTES;
 use crate::wire::{DecodeError, Reader, put_sized};
-use crate::{Compression, Head, KeyFingerprint, Origin, Seal, Stamp};
+use crate::{Compression, Head, KeyFingerprint, Origin, Resealed, Seal, Stamp};
 
 /// The current log entry format byte.
 pub const LOG_FORMAT: u8 = 1;
@@ -37,6 +51,7 @@ pub const LOG_FORMAT: u8 = 1;
 const PUT: u8 = 1;
 const TOMBSTONE: u8 = 2;
 const SEALED_PUT: u8 = 3;
+const RESEAL: u8 = 4;
 /// Or'ed onto a put's kind when the client encrypted its value.
 const CLIENT_ENCRYPTED: u8 = 0x10;
 
@@ -59,6 +74,26 @@ pub enum MutationKind {
     },
     /// Removes the key (a tombstone version).
     Tombstone,
+    /// Seals an existing version again (a background re-encryption): it
+    /// replaces the value and seal of the version `version`, `version_seq`
+    /// where a node holds exactly that version, and does nothing
+    /// elsewhere (see [`Seal::supersedes`]).
+    Reseal {
+        /// The stamp of the version sealed again.
+        version: Stamp,
+        /// Its seq in its own origin's log.
+        version_seq: u64,
+        /// The value sealed again: ciphertext, then tag.
+        value: Vec<u8>,
+        /// The version's codec.
+        compression: Compression,
+        /// The version's expiry.
+        expires_at_ms: Option<u64>,
+        /// The new seal: the entry origin's key, the entry's nonce.
+        seal: Seal,
+        /// The version's client-side key, if the client encrypted it.
+        client_key: Option<KeyFingerprint>,
+    },
 }
 
 /// One key's change within a log entry.
@@ -89,6 +124,25 @@ impl Mutation {
                     client_key: *client_key,
                 }
             }
+            MutationKind::Reseal {
+                version,
+                version_seq,
+                value,
+                compression,
+                expires_at_ms,
+                seal,
+                client_key,
+            } => Head {
+                stamp: *version,
+                seq: *version_seq,
+                expires_at_ms: *expires_at_ms,
+                stored_size: u32::try_from(value.len().saturating_sub(SEAL_TAG_BYTES))
+                    .expect("values are bounded by Limits, far below 4 GiB"),
+                compression: *compression,
+                tombstone: false,
+                seal: Some(*seal),
+                client_key: *client_key,
+            },
             MutationKind::Tombstone => Head {
                 stamp,
                 seq,
@@ -137,6 +191,7 @@ impl LogEntry {
                     + 30
                     + match &m.kind {
                         MutationKind::Put { value, .. } => value.len(),
+                        MutationKind::Reseal { value, .. } => value.len() + 36,
                         MutationKind::Tombstone => 0,
                     }
             })
@@ -157,6 +212,28 @@ impl LogEntry {
                     if let Some(seal) = seal {
                         out.extend_from_slice(&seal.key_id.to_be_bytes());
                     }
+                    if let Some(client_key) = client_key {
+                        out.extend_from_slice(&client_key.0);
+                    }
+                    put_sized(&mut out, value);
+                }
+                MutationKind::Reseal {
+                    version,
+                    version_seq,
+                    value,
+                    compression,
+                    expires_at_ms,
+                    seal,
+                    client_key,
+                } => {
+                    out.push(if client_key.is_some() { RESEAL | CLIENT_ENCRYPTED } else { RESEAL });
+                    put_sized(&mut out, &mutation.key);
+                    out.push(compression.code());
+                    out.extend_from_slice(&expires_at_ms.unwrap_or(0).to_be_bytes());
+                    out.extend_from_slice(&seal.key_id.to_be_bytes());
+                    out.extend_from_slice(&version.hlc.to_be_bytes());
+                    out.extend_from_slice(&version.origin.to_bytes());
+                    out.extend_from_slice(&version_seq.to_be_bytes());
                     if let Some(client_key) = client_key {
                         out.extend_from_slice(&client_key.0);
                     }
@@ -189,10 +266,10 @@ impl LogEntry {
         for index in 0..count {
             let kind = reader.u8()?;
             let key = reader.sized()?.to_vec();
-            // Only a put may carry the client-encrypted bit; a tombstone
-            // with it falls through to "unknown kind".
+            // Only a put or a reseal may carry the client-encrypted bit; a
+            // tombstone with it falls through to "unknown kind".
             let (kind, client_encrypted) = match kind & !CLIENT_ENCRYPTED {
-                PUT | SEALED_PUT if kind & CLIENT_ENCRYPTED != 0 => (kind & !CLIENT_ENCRYPTED, true),
+                PUT | SEALED_PUT | RESEAL if kind & CLIENT_ENCRYPTED != 0 => (kind & !CLIENT_ENCRYPTED, true),
                 _ => (kind, false),
             };
             let kind = match kind {
@@ -213,6 +290,32 @@ impl LogEntry {
                         return Err(reader.error("a sealed value is shorter than its tag"));
                     }
                     MutationKind::Put { value, compression, expires_at_ms, seal, client_key }
+                }
+                RESEAL => {
+                    let compression =
+                        Compression::from_code(reader.u8()?).ok_or_else(|| reader.error("unknown codec"))?;
+                    let expires_at_ms = Some(reader.u64()?).filter(|&at| at != 0);
+                    let key_id = reader.u32()?;
+                    let version = Stamp { hlc: reader.u64()?, origin: Origin::read(&mut reader)? };
+                    let version_seq = reader.u64()?;
+                    let client_key =
+                        if client_encrypted { Some(KeyFingerprint(reader.array()?)) } else { None };
+                    let value = reader.sized()?.to_vec();
+                    if value.len() < SEAL_TAG_BYTES {
+                        return Err(reader.error("a sealed value is shorter than its tag"));
+                    }
+                    let index = u32::try_from(index).expect("count is a u32");
+                    let seal =
+                        Seal { resealed: Some(Resealed { hlc, by: origin }), ..Seal::at(key_id, seq, index) };
+                    MutationKind::Reseal {
+                        version,
+                        version_seq,
+                        value,
+                        compression,
+                        expires_at_ms,
+                        seal,
+                        client_key,
+                    }
                 }
                 TOMBSTONE => MutationKind::Tombstone,
                 other => return Err(reader.error(format!("unknown mutation kind {other}"))),
@@ -271,29 +374,57 @@ mod tests {
                 value,
                 compression: Compression::from_code(codec).expect("valid"),
                 expires_at_ms,
-                seal: key_id.map(|key_id| Seal { key_id, nonce: [0; 12] }),
+                seal: key_id.map(|key_id| Seal::at(key_id, 0, 0)),
                 client_key: client_key.map(KeyFingerprint),
             });
-        (proptest::collection::vec(any::<u8>(), 1..16), prop_oneof![put, Just(MutationKind::Tombstone)])
+        let reseal = (
+            proptest::collection::vec(any::<u8>(), 16..48),
+            (0u8..3, proptest::option::of(1u64..), any::<u32>()),
+            (any::<u64>(), any::<u128>(), any::<u32>(), any::<u64>()),
+            proptest::option::of(any::<[u8; 8]>()),
+        )
+            .prop_map(
+                |(value, (codec, expires_at_ms, key_id), (hlc, node, incarnation, seq), client_key)| {
+                    MutationKind::Reseal {
+                        version: Stamp { hlc, origin: Origin { node: NodeId(node), incarnation } },
+                        version_seq: seq,
+                        value,
+                        compression: Compression::from_code(codec).expect("valid"),
+                        expires_at_ms,
+                        seal: Seal::at(key_id, 0, 0),
+                        client_key: client_key.map(KeyFingerprint),
+                    }
+                },
+            );
+        (
+            proptest::collection::vec(any::<u8>(), 1..16),
+            prop_oneof![put, reseal, Just(MutationKind::Tombstone)],
+        )
             .prop_map(|(key, kind)| Mutation { key, kind })
     }
 
-    /// Gives each sealed put the nonce of its place in entry `seq`.
-    fn sealed_at(seq: u64, mut mutations: Vec<Mutation>) -> Vec<Mutation> {
-        for (index, mutation) in mutations.iter_mut().enumerate() {
-            if let MutationKind::Put { seal: Some(seal), .. } = &mut mutation.kind {
-                *seal = Seal::at(seal.key_id, seq, index as u32);
+    /// Gives each sealed put the nonce of its place in the entry, and each
+    /// reseal the entry's origin and HLC as well.
+    fn sealed_at(entry: &mut LogEntry) {
+        for (index, mutation) in entry.mutations.iter_mut().enumerate() {
+            let at = Seal::at(0, entry.seq, index as u32);
+            match &mut mutation.kind {
+                MutationKind::Put { seal: Some(seal), .. } => *seal = Seal { key_id: seal.key_id, ..at },
+                MutationKind::Reseal { seal, .. } => {
+                    let resealed = Some(Resealed { hlc: entry.hlc, by: entry.origin });
+                    *seal = Seal { key_id: seal.key_id, resealed, ..at };
+                }
+                _ => {}
             }
         }
-        mutations
     }
 
     proptest! {
         #[test]
         fn round_trips(node in any::<u128>(), inc in any::<u32>(), seq in any::<u64>(), hlc in any::<u64>(),
                        mutations in proptest::collection::vec(mutation(), 0..5)) {
-            let mutations = sealed_at(seq, mutations);
-            let entry = LogEntry { origin: Origin { node: NodeId(node), incarnation: inc }, seq, hlc, mutations };
+            let mut entry = LogEntry { origin: Origin { node: NodeId(node), incarnation: inc }, seq, hlc, mutations };
+            sealed_at(&mut entry);
             let decoded = LogEntry::decode(&entry.log_key(), &entry.encode_value()).expect("decodes");
             prop_assert_eq!(peek_hlc(&entry.encode_value()).expect("peeks"), hlc);
             prop_assert_eq!(decoded, entry);
@@ -323,7 +454,7 @@ mod tests {
         let decoded = LogEntry::decode(&entry.log_key(), &entry.encode_value()).expect("decodes");
         assert_eq!(decoded, entry);
         let head = decoded.mutations[1].head(entry.stamp(), 9);
-        assert_eq!(head.seal, Some(Seal { key_id: 5, nonce: Seal::nonce_at(9, 1) }));
+        assert_eq!(head.seal, Some(Seal { key_id: 5, nonce: Seal::nonce_at(9, 1), resealed: None }));
         assert_eq!(head.stored_size, 4, "the tag is not part of the client's value");
         // The same bytes under another seq open with another nonce: a peer
         // cannot choose one.
@@ -339,6 +470,48 @@ mod tests {
             client_key: None,
         };
         assert!(LogEntry::decode(&short.log_key(), &short.encode_value()).is_err());
+    }
+
+    #[test]
+    fn a_reseal_leaves_the_head_of_the_version_it_names_sealed_under_its_own_origins_key() {
+        let writer = Origin { node: NodeId(1), incarnation: 1 };
+        let resealer = Origin { node: NodeId(2), incarnation: 4 };
+        let version = Stamp { hlc: 100, origin: writer };
+        let reseal = Mutation {
+            key: b"k".to_vec(),
+            kind: MutationKind::Reseal {
+                version,
+                version_seq: 7,
+                value: vec![3; 21],
+                compression: Compression::Lz4,
+                expires_at_ms: Some(9_000),
+                seal: Seal { resealed: Some(Resealed { hlc: 500, by: resealer }), ..Seal::at(2, 30, 0) },
+                client_key: None,
+            },
+        };
+        let entry = LogEntry { origin: resealer, seq: 30, hlc: 500, mutations: vec![reseal] };
+        let decoded = LogEntry::decode(&entry.log_key(), &entry.encode_value()).expect("decodes");
+        assert_eq!(decoded, entry);
+        let head = decoded.mutations[0].head(entry.stamp(), entry.seq);
+        assert_eq!(
+            (head.stamp, head.seq, head.expires_at_ms, head.stored_size),
+            (version, 7, Some(9_000), 5)
+        );
+        let seal = head.seal.expect("sealed");
+        assert_eq!(seal.key_origin(&head.stamp), resealer, "the resealer's key opens it now");
+        assert_eq!(seal.nonce, Seal::nonce_at(30, 0), "the nonce of its place in the resealer's log");
+        assert_eq!(Head::decode(&head.encode()).expect("decodes"), head);
+        // Which seal of a version every node keeps: the latest reseal.
+        let first = Seal::at(1, 7, 0);
+        assert!(seal.supersedes(Some(&first)) && seal.supersedes(None));
+        assert!(!first.supersedes(Some(&seal)) && !first.supersedes(None));
+        assert!(!seal.supersedes(Some(&seal)), "the same reseal again changes nothing");
+        let later = Seal { resealed: Some(Resealed { hlc: 501, by: writer }), ..seal };
+        assert!(later.supersedes(Some(&seal)) && !seal.supersedes(Some(&later)));
+        // Under another seq the same bytes open with another nonce, and
+        // name another resealing entry: a peer chooses neither.
+        let moved = LogEntry::decode(&log_key(&resealer, 31), &entry.encode_value()).expect("decodes");
+        assert_ne!(moved.mutations[0], entry.mutations[0]);
     }
 
     #[test]

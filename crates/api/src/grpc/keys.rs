@@ -1,9 +1,10 @@
 //! The `consensusdb.v1.Keys` service: rotating, re-wrapping, listing and
-//! shredding the data keys that seal tenants' values, for cluster admins.
+//! shredding the data keys that seal tenants' values, and re-encrypting
+//! values under new keys, for cluster admins.
 
 use consensusdb_proto::v1::keys_server::Keys as KeysRpc;
 use consensusdb_proto::v1::{self};
-use consensusdb_storage::{DataKeyInfo, Store};
+use consensusdb_storage::{DataKeyInfo, ReencryptionProgress, ReencryptionState, Store};
 use consensusdb_types::HybridClock;
 use tonic::{Request, Response, Status};
 
@@ -44,6 +45,29 @@ fn data_key(key: DataKeyInfo) -> v1::DataKey {
     }
 }
 
+fn reencryption(progress: ReencryptionProgress) -> v1::ReencryptionProgress {
+    let state = match progress.state {
+        ReencryptionState::Running => v1::ReencryptionState::ReencryptionRunning,
+        ReencryptionState::Done => v1::ReencryptionState::ReencryptionDone,
+        ReencryptionState::Stopped(_) => v1::ReencryptionState::ReencryptionStopped,
+    };
+    v1::ReencryptionProgress {
+        state: state.into(),
+        error: progress.state.error().unwrap_or_default().to_string(),
+        started_at_ms: hlc_ms(progress.started_at.hlc),
+        pass: progress.pass,
+        rotated_at_ms: progress.rotated_at.map_or(0, hlc_ms),
+        total: progress.total,
+        scanned: progress.scanned,
+        resealed: progress.resealed,
+        already: progress.already,
+        changed: progress.changed,
+        refused: progress.refused,
+        refusals: progress.refusals,
+        tenant: progress.tenant,
+    }
+}
+
 #[tonic::async_trait]
 impl KeysRpc for KeysService {
     async fn rotate_tenant_key(
@@ -71,6 +95,31 @@ impl KeysRpc for KeysService {
             already: outcome.already,
             failed: outcome.failed,
         }))
+    }
+
+    async fn reencrypt(
+        &self,
+        request: Request<v1::ReencryptRequest>,
+    ) -> Result<Response<v1::ReencryptionProgress>, Status> {
+        let admin = cluster_admin(&request, "re-encrypting a tenant's values")?;
+        let tenant = request.into_inner().tenant;
+        let progress = self.store.start_reencryption(&tenant).await.map_err(status)?;
+        tracing::info!(%tenant, by = %admin, "re-encrypting the tenant's values");
+        Ok(Response::new(reencryption(progress)))
+    }
+
+    async fn get_reencryption(
+        &self,
+        request: Request<v1::GetReencryptionRequest>,
+    ) -> Result<Response<v1::ReencryptionProgress>, Status> {
+        cluster_admin(&request, "following a re-encryption")?;
+        let tenant = request.into_inner().tenant;
+        match self.store.reencryption(&tenant) {
+            Some(progress) => Ok(Response::new(reencryption(progress))),
+            None => Err(Status::not_found(format!(
+                "tenant: this node has run no re-encryption of {tenant:?} since it started"
+            ))),
+        }
     }
 
     async fn list_keys(

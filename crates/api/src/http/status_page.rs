@@ -154,6 +154,63 @@ pub(crate) struct SecurityJson {
     /// the last one was.
     master_key_reloads_refused: u64,
     last_master_key_reload_refusal: Option<String>,
+    /// Values this node sealed again under a newer data key.
+    values_resealed: u64,
+    /// The re-encryptions this node ran since it started, the latest of
+    /// each tenant (`consensusdb keys reencrypt`).
+    reencryptions: Vec<ReencryptionJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReencryptionJson {
+    tenant: String,
+    /// `running`, `done`, or `stopped` (on `error`; it resumes when the
+    /// node restarts).
+    state: &'static str,
+    error: Option<String>,
+    /// When it started, Unix milliseconds.
+    started_at_ms: u64,
+    /// Which walk over the tenant's records (another starts if its keys
+    /// are rotated meanwhile); the counts are that walk's.
+    pass: u32,
+    /// The rotation it moves values off (Unix milliseconds); null: never
+    /// rotated, only values stored in the clear are sealed.
+    rotated_at_ms: Option<u64>,
+    /// The tenant's live records when the walk began.
+    total: u64,
+    /// Records looked at so far.
+    scanned: u64,
+    /// Values sealed again under this node's current key.
+    resealed: u64,
+    /// Values under a key made after the last rotation already.
+    already: u64,
+    /// Records overwritten, removed, expired or shredded meanwhile.
+    changed: u64,
+    /// Values that could not be opened (left under their old keys), and
+    /// the first few of them with why.
+    refused: u64,
+    refusals: Vec<String>,
+}
+
+impl From<consensusdb_storage::ReencryptionProgress> for ReencryptionJson {
+    fn from(progress: consensusdb_storage::ReencryptionProgress) -> Self {
+        let ms = |hlc: u64| hlc >> consensusdb_types::HybridClock::LOGICAL_BITS;
+        Self {
+            state: progress.state.as_str(),
+            error: progress.state.error().map(str::to_string),
+            started_at_ms: ms(progress.started_at.hlc),
+            pass: progress.pass,
+            rotated_at_ms: progress.rotated_at.map(ms),
+            total: progress.total,
+            scanned: progress.scanned,
+            resealed: progress.resealed,
+            already: progress.already,
+            changed: progress.changed,
+            refused: progress.refused,
+            refusals: progress.refusals,
+            tenant: progress.tenant,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -259,6 +316,8 @@ fn security(gateway: &Gateway) -> SecurityJson {
         master_key_reloads: master_key_reloads.reloaded,
         master_key_reloads_refused: master_key_reloads.refused,
         last_master_key_reload_refusal: master_key_reloads.last_refusal,
+        values_resealed: gateway.store.counters().values_resealed.load(Ordering::Relaxed),
+        reencryptions: gateway.store.reencryptions().into_iter().map(ReencryptionJson::from).collect(),
     }
 }
 

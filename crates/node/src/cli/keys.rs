@@ -1,8 +1,9 @@
-//! `consensusdb keys` (rotate, rewrap, list) and `consensusdb tenant
-//! shred`: the data keys that seal each tenant's values at rest, over the
-//! keys service. Every command needs the `cluster-admin` role.
+//! `consensusdb keys` (rotate, rewrap, reencrypt, list) and `consensusdb
+//! tenant shred`: the data keys that seal each tenant's values at rest,
+//! over the keys service. Every command needs the `cluster-admin` role.
 
 use std::io::Write;
+use std::time::Duration;
 
 use consensusdb_client::AuthorizedChannel;
 use consensusdb_proto::v1;
@@ -40,6 +41,26 @@ pub enum KeysSubcommand {
     /// new master key is promoted on every node (`consensusdb master-key
     /// promote`).
     Rewrap,
+    /// Seal the tenant's values again under new keys: every value still
+    /// under a key the tenant's last rotation retired (run `keys rotate`
+    /// first), or stored in the clear, is sealed under this node's current
+    /// key; the new ciphertext replicates. Runs in the background on the
+    /// node; this follows it until it is done (interrupting this leaves it
+    /// running).
+    Reencrypt {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Start it and return at once; follow it with `keys reencryption`.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// The progress of the latest re-encryption of a tenant on this node.
+    Reencryption {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
     /// List data keys (never their bytes): tenant, origin, id, the newest
     /// master key that wraps it, when made, destroyed.
     List {
@@ -100,6 +121,29 @@ impl KeysCommand {
                     outcome.failed.join("; ")
                 ))))
             }
+            KeysCommand::Keys(KeysSubcommand::Reencrypt { tenant, no_wait }) => {
+                let request = v1::ReencryptRequest { tenant: tenant.clone() };
+                let mut progress = client.reencrypt(request).await?.into_inner();
+                let mut shown = None;
+                while !no_wait && progress.state() == v1::ReencryptionState::ReencryptionRunning {
+                    if shown != Some(progress.scanned) {
+                        eprintln!(
+                            "consensusdb: re-encrypting {tenant:?}: {} of {} records looked at, {} sealed again",
+                            progress.scanned, progress.total, progress.resealed
+                        );
+                        shown = Some(progress.scanned);
+                    }
+                    tokio::time::sleep(PROGRESS_POLL).await;
+                    let request = v1::GetReencryptionRequest { tenant: tenant.clone() };
+                    progress = client.get_reencryption(request).await?.into_inner();
+                }
+                report_reencryption(out, &progress)
+            }
+            KeysCommand::Keys(KeysSubcommand::Reencryption { tenant }) => {
+                let request = v1::GetReencryptionRequest { tenant: tenant.clone() };
+                let progress = client.get_reencryption(request).await?.into_inner();
+                report_reencryption(out, &progress)
+            }
             KeysCommand::Keys(KeysSubcommand::List { tenant }) => {
                 let request = v1::ListKeysRequest { tenant: tenant.clone().unwrap_or_default() };
                 for key in client.list_keys(request).await?.into_inner().keys {
@@ -134,4 +178,51 @@ impl KeysCommand {
             }
         }
     }
+}
+
+/// How often `keys reencrypt` asks for the progress.
+const PROGRESS_POLL: Duration = Duration::from_millis(500);
+
+/// Prints a re-encryption's progress; an error if it stopped, or left
+/// values it could not open (those stay under their old keys).
+fn report_reencryption<W: Write>(
+    out: &mut Output<W>,
+    progress: &v1::ReencryptionProgress,
+) -> Result<(), CliError> {
+    let state = match progress.state() {
+        v1::ReencryptionState::ReencryptionRunning => "running",
+        v1::ReencryptionState::ReencryptionDone => "done",
+        v1::ReencryptionState::ReencryptionStopped => "stopped",
+        v1::ReencryptionState::Unspecified => "unknown",
+    };
+    out.object(object(json!({
+        "tenant": progress.tenant,
+        "state": state,
+        "started_at": rfc3339_ms(progress.started_at_ms),
+        "pass": progress.pass,
+        "rotated_at": Some(progress.rotated_at_ms).filter(|&ms| ms != 0).map(rfc3339_ms),
+        "total": progress.total,
+        "scanned": progress.scanned,
+        "resealed": progress.resealed,
+        "already": progress.already,
+        "changed": progress.changed,
+        "refused": progress.refused,
+        "refusals": progress.refusals,
+        "error": Some(&progress.error).filter(|error| !error.is_empty()),
+    })))?;
+    if progress.state() == v1::ReencryptionState::ReencryptionStopped {
+        return Err(CliError::Status(tonic::Status::unavailable(format!(
+            "the re-encryption of {:?} stopped ({}); it resumes when the node restarts, \
+             or run `keys reencrypt` again",
+            progress.tenant, progress.error
+        ))));
+    }
+    if progress.refused > 0 && progress.state() == v1::ReencryptionState::ReencryptionDone {
+        return Err(CliError::Status(tonic::Status::failed_precondition(format!(
+            "{} values could not be opened and stay under their old keys: {}",
+            progress.refused,
+            progress.refusals.join("; ")
+        ))));
+    }
+    Ok(())
 }

@@ -526,6 +526,21 @@ async fn data_keys_are_listed_rotated_and_a_tenant_shredded_from_the_cli() {
     let got = json_lines(&node, &["recent", "acme", "ORDERS", "o-1"]).await;
     assert_eq!(got[0]["value"], "before", "the old key still opens its value");
 
+    // The value under the retired key is sealed again under the new one;
+    // the command follows the work to its end.
+    let done = run(&node, &["keys", "reencrypt", "--tenant", "acme"]).await;
+    assert!(done.status.success(), "{}", stderr(&done));
+    let progress: Value = serde_json::from_str(stdout(&done).trim()).expect("one JSON object");
+    assert_eq!(progress["state"], "done", "{progress}");
+    let counts = ["total", "scanned", "resealed", "already", "refused"].map(|field| progress[field].as_u64());
+    assert_eq!(counts, [Some(2), Some(2), Some(1), Some(1), Some(0)], "{progress}");
+    let shown = json_lines(&node, &["keys", "reencryption", "--tenant", "acme"]).await;
+    assert_eq!((&shown[0]["state"], &shown[0]["resealed"]), (&progress["state"], &progress["resealed"]));
+    let got = json_lines(&node, &["recent", "acme", "ORDERS", "o-1"]).await;
+    assert_eq!(got[0]["value"], "before", "the resealed value reads back");
+    let never = run(&node, &["keys", "reencryption", "--tenant", "zeta"]).await;
+    assert!(!never.status.success() && stderr(&never).contains("no re-encryption"), "{}", stderr(&never));
+
     let unconfirmed = run(&node, &["tenant", "shred", "acme"]).await;
     assert_eq!(unconfirmed.status.code(), Some(2), "{}", stderr(&unconfirmed));
     assert!(stderr(&unconfirmed).contains("--yes"), "{}", stderr(&unconfirmed));

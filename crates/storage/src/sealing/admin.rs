@@ -16,10 +16,11 @@ use tokio::sync::Semaphore;
 use super::key_records::{
     KEYS_REGION, KeyRef, REWRAPPED_REGION, SHREDS_REGION, rotation_key, shred_key, shred_removal_key,
 };
+use super::tenant_walk::TenantWalk;
 use super::{Wrapping, data_key_under, system_records, wrapping_at};
 use crate::columns::{self, RECORDS, VALUES};
 use crate::store::run_blocking;
-use crate::{PutRecord, ReadOptions, ScanQuery, ScanScope, StorageError, Store};
+use crate::{PutRecord, StorageError, Store};
 
 /// A data key as listed: never its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,7 @@ fn joined<T>(done: Result<Result<T, StorageError>, tokio::task::JoinError>) -> R
 
 /// A tenant an administrator names, checked like a record's tenant; the
 /// system tenant's keys are not the administrator's to change.
-fn check_tenant(tenant: &str, store: &Store) -> Result<(), StorageError> {
+pub(crate) fn check_tenant(tenant: &str, store: &Store) -> Result<(), StorageError> {
     consensusdb_types::key::validate_component("tenant", tenant, store.limits())?;
     if tenant == SYSTEM_TENANT {
         return Err(
@@ -92,7 +93,7 @@ fn system_record(key: consensusdb_types::RecordKey, value: Vec<u8>) -> PutRecord
 }
 
 /// A marker record of the system tenant (its stamp is what counts).
-fn marker(key: consensusdb_types::RecordKey, what: &str) -> PutRecord {
+pub(crate) fn marker(key: consensusdb_types::RecordKey, what: &str) -> PutRecord {
     system_record(key, what.as_bytes().to_vec())
 }
 
@@ -299,36 +300,64 @@ impl Store {
     /// again at the next start.
     pub fn spawn_shred_removal(&self, tenant: String, shredded_at: Stamp) {
         let store = self.clone();
-        // Ends when the store closes, so its handle on the data directory
-        // goes with the store's.
+        self.spawn_while_open(async move {
+            if let Err(error) = store.remove_shredded(&tenant, shredded_at).await {
+                tracing::warn!(%tenant, %error, "removing the shredded tenant's records stopped: \
+                    it resumes when this node starts again");
+            }
+        });
+    }
+
+    /// Runs `work` in the background until it ends or the store closes, so
+    /// no task holds the data directory after the store let it go.
+    pub(crate) fn spawn_while_open(&self, work: impl Future<Output = ()> + Send + 'static) {
         let mut closing = self.shared.closing.subscribe();
         tokio::spawn(async move {
             tokio::select! {
-                removed = store.remove_shredded(&tenant, shredded_at) => if let Err(error) = removed {
-                    tracing::warn!(%tenant, %error, "removing the shredded tenant's records stopped: \
-                        it resumes when this node starts again");
-                },
+                () = work => {}
                 _ = closing.wait_for(|closing| *closing) => {}
             }
         });
     }
 
+    /// Marks the task that started at `started` finished (see
+    /// [`Store::unfinished`]): the record holds that start's HLC.
+    pub(crate) async fn mark_finished(
+        &self,
+        done_key: consensusdb_types::RecordKey,
+        started: Stamp,
+    ) -> Result<(), StorageError> {
+        self.put(system_record(done_key, started.hlc.to_be_bytes().to_vec()), None).await?;
+        Ok(())
+    }
+
     /// The shreds this node made (in any incarnation) whose records it has
     /// not finished removing: each tenant and when its shred took effect.
     pub async fn pending_shred_removals(&self) -> Result<Vec<(String, Stamp)>, StorageError> {
+        self.unfinished(SHREDS_REGION, shred_removal_key).await
+    }
+
+    /// The tasks this node started (in any incarnation) and has not
+    /// finished, each tenant with when its task started: marked by a
+    /// record per tenant in `started_region` whose stamp is this node's,
+    /// and finished by a record at `done_key(tenant)` holding the HLC of
+    /// the start it finished (so a newer start is pending again).
+    pub(crate) async fn unfinished(
+        &self,
+        started_region: &'static str,
+        done_key: fn(&str) -> consensusdb_types::RecordKey,
+    ) -> Result<Vec<(String, Stamp)>, StorageError> {
         let (engine, node) = (self.shared.engine.clone(), self.origin().node);
         run_blocking(move || {
             let db = &engine.db;
-            let mut shreds = Vec::new();
-            system_records(db, SHREDS_REGION, |record, head| {
+            let mut started = Vec::new();
+            system_records(db, started_region, |record, head| {
                 if !head.tombstone && head.stamp.origin.node == node {
-                    shreds.push((record.row.minor, head.stamp));
+                    started.push((record.row.minor, head.stamp));
                 }
             })?;
-            // A removal marked done for this shred or a later one finished
-            // it; a newer shred of the same tenant is pending again.
             let finished = |tenant: &str| -> Result<Option<u64>, StorageError> {
-                let record = encode_key(&shred_removal_key(tenant));
+                let record = encode_key(&done_key(tenant));
                 let Some(head) = db.get_pinned_cf(columns::handle(db, RECORDS), &record)? else {
                     return Ok(None);
                 };
@@ -341,8 +370,8 @@ impl Store {
                     Some(u64::from_be_bytes(hlc))
                 }))
             };
-            let mut pending = Vec::with_capacity(shreds.len());
-            for (tenant, at) in shreds {
+            let mut pending = Vec::with_capacity(started.len());
+            for (tenant, at) in started {
                 if finished(&tenant)?.is_none_or(|done| done < at.hlc) {
                     pending.push((tenant, at));
                 }
@@ -372,42 +401,26 @@ impl Store {
         let slots = Arc::new(Semaphore::new(REMOVALS_IN_FLIGHT));
         let mut removals = tokio::task::JoinSet::new();
         let mut removed = 0;
-        let mut page_token = None;
-        loop {
-            let query = ScanQuery {
-                scope: ScanScope::Tenant { major: tenant.to_string() },
-                limit: self.limits().max_read_limit,
-                page_token: page_token.take(),
-                read: ReadOptions { head_only: true, raw: false },
-            };
-            let mut pages = self.scan(query)?;
-            while let Some(page) = pages.recv().await {
-                let page = page?;
-                page_token = page.next_page_token;
-                for record in page.records.into_iter().filter(|record| record.head.stamp <= shredded_at) {
-                    let slot = slots.clone().acquire_owned().await.map_err(|_| StorageError::ShuttingDown)?;
-                    let store = self.clone();
-                    removals.spawn(async move {
-                        let _slot = slot;
-                        store.remove(record.key, None).await
-                    });
-                    while let Some(done) = removals.try_join_next() {
-                        joined(done)?;
-                        removed += 1;
-                    }
+        let mut walk = TenantWalk::new(self, tenant);
+        while let Some(records) = walk.next().await? {
+            for record in records.into_iter().filter(|record| record.head.stamp <= shredded_at) {
+                let slot = slots.clone().acquire_owned().await.map_err(|_| StorageError::ShuttingDown)?;
+                let store = self.clone();
+                removals.spawn(async move {
+                    let _slot = slot;
+                    store.remove(record.key, None).await
+                });
+                while let Some(done) = removals.try_join_next() {
+                    joined(done)?;
+                    removed += 1;
                 }
-            }
-            if page_token.is_none() {
-                break;
             }
         }
         while let Some(done) = removals.join_next().await {
             joined(done)?;
             removed += 1;
         }
-        // Which shred it finished: the HLC the removal went up to.
-        let done = system_record(shred_removal_key(tenant), shredded_at.hlc.to_be_bytes().to_vec());
-        self.put(done, None).await?;
+        self.mark_finished(shred_removal_key(tenant), shredded_at).await?;
         tracing::info!(tenant, removed, "removed the shredded tenant's records");
         Ok(removed)
     }

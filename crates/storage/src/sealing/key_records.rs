@@ -25,7 +25,13 @@
 //!   last rotated; every node's writer stops sealing with a key it made
 //!   before that, and makes a new one;
 //! - `shreds / <tenant>`: its stamp is when the tenant was shredded;
-//!   records written before it are removed.
+//!   records written before it are removed;
+//! - `shreds_removed / <tenant>`: the removal of a shred's records is done
+//!   (its value: the HLC of the shred it finished);
+//! - `reencryptions / <tenant>`: its stamp is when a re-encryption of the
+//!   tenant's values started, on the node of its origin;
+//! - `reencryptions_done / <tenant>`: that re-encryption finished (its
+//!   value: the HLC of the start it finished).
 
 use consensusdb_seal::KeyId;
 use consensusdb_types::key_codec::encode_key;
@@ -44,6 +50,11 @@ pub const SHREDS_REGION: &str = "shreds";
 /// The system tenant's region marking, per tenant, that a shred's records
 /// were all removed (newer than the shred record: that shred is done).
 pub const SHRED_REMOVALS_REGION: &str = "shreds_removed";
+/// The system tenant's region of re-encryptions started, one per tenant.
+pub const REENCRYPTIONS_REGION: &str = "reencryptions";
+/// The system tenant's region marking, per tenant, that a re-encryption
+/// finished.
+pub const REENCRYPTIONS_DONE_REGION: &str = "reencryptions_done";
 
 /// The record marking `tenant`'s last key rotation.
 pub(crate) fn rotation_key(tenant: &str) -> RecordKey {
@@ -58,6 +69,16 @@ pub(crate) fn shred_key(tenant: &str) -> RecordKey {
 /// The record marking that `tenant`'s shredded records were removed.
 pub(crate) fn shred_removal_key(tenant: &str) -> RecordKey {
     RowKey::new(SYSTEM_TENANT, SHRED_REMOVALS_REGION, tenant).at(None)
+}
+
+/// The record marking that a re-encryption of `tenant` started.
+pub(crate) fn reencryption_key(tenant: &str) -> RecordKey {
+    RowKey::new(SYSTEM_TENANT, REENCRYPTIONS_REGION, tenant).at(None)
+}
+
+/// The record marking that a re-encryption of `tenant` finished.
+pub(crate) fn reencryption_done_key(tenant: &str) -> RecordKey {
+    RowKey::new(SYSTEM_TENANT, REENCRYPTIONS_DONE_REGION, tenant).at(None)
 }
 
 /// Which data key: a tenant's, made by an origin, numbered by it.

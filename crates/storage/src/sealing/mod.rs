@@ -15,11 +15,17 @@
 //! What a sealed value is bound to (its associated data): the encoded
 //! record key, the key id and the stamp. A ciphertext copied onto another
 //! record, another version or another key does not open.
+//!
+//! - [`reencrypt`]: sealing a tenant's values again, in the background,
+//!   under keys made after its last rotation.
 
 pub(crate) mod admin;
 pub(crate) mod key_records;
 pub(crate) mod master_reload;
 mod opened_keys;
+pub(crate) mod reencrypt;
+pub(crate) mod reencryption_progress;
+mod tenant_walk;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -146,9 +152,10 @@ impl Vault {
     ) -> Result<Vec<u8>, StorageError> {
         let Some(seal) = head.seal else { return Ok(stored.to_vec()) };
         let refused = |reason: Unopenable| refusal(encoded_key, reason);
-        let key_of =
-            || KeyRef { tenant: tenant.to_string(), origin: head.stamp.origin, id: KeyId(seal.key_id) };
-        let sealer = match last.get(tenant, head.stamp.origin, seal.key_id) {
+        // The writer's key, unless a re-encryption sealed it again since.
+        let key_origin = seal.key_origin(&head.stamp);
+        let key_of = || KeyRef { tenant: tenant.to_string(), origin: key_origin, id: KeyId(seal.key_id) };
+        let sealer = match last.get(tenant, key_origin, seal.key_id) {
             Some(sealer) => sealer,
             None => {
                 let key = key_of();

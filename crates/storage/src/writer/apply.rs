@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use consensusdb_types::{FrontierMark, Origin};
+use consensusdb_types::{FrontierMark, Mutation, MutationKind, Origin};
 
 use super::{Group, IncomingEntry, Writer};
 use crate::columns::{self, LOG};
@@ -60,6 +60,10 @@ impl Writer {
             })
             .collect();
         mutations.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        // Whether each reseal's version was applied here before this chunk
+        // (read before the chunk's own marks are added below).
+        let unseen: Vec<bool> =
+            mutations.iter().map(|(mutation, ..)| self.reseal_version_unseen(mutation, group)).collect();
         // Every key's version is read first, so staging below cannot fail
         // half-way.
         let loaded = mutations
@@ -77,16 +81,28 @@ impl Writer {
             group.marks.insert(entry.origin, FrontierMark { seq: entry.seq, hlc: entry.hlc });
             ack.applied += 1;
         }
-        for ((mutation, stamp, seq), loaded) in mutations.into_iter().zip(loaded) {
+        for (((mutation, stamp, seq), loaded), unseen) in mutations.into_iter().zip(loaded).zip(unseen) {
             // A key met twice in the chunk: its first version may be staged.
             let existing = match group.staged.get(&mutation.key) {
                 Some(staged) => staged.clone(),
                 None => loaded,
             };
-            self.stage_mutation(group, stamp, seq, mutation, existing);
+            self.stage_mutation(group, stamp, seq, mutation, existing, unseen);
         }
         group.applied.push(fresh);
         Ok(ack)
+    }
+
+    /// Whether `mutation` is a reseal of a version this node has not
+    /// applied yet (its origin's frontier, with this group's advances, is
+    /// below the version's seq): it came here before the version did.
+    fn reseal_version_unseen(&self, mutation: &Mutation, group: &Group) -> bool {
+        match &mutation.kind {
+            MutationKind::Reseal { version, version_seq, .. } => {
+                *version_seq > self.mark_in(group, &version.origin).seq
+            }
+            MutationKind::Put { .. } | MutationKind::Tombstone => false,
+        }
     }
 
     /// The frontier mark of `origin` including this group's advances.

@@ -193,6 +193,10 @@ impl Committing {
                     self.counters.entries_applied.fetch_add(ack.applied, Ordering::Relaxed);
                     let _ = reply.send(Ok(ack));
                 }
+                Accepted::Reseal(reply, outcome) => {
+                    self.counters.values_resealed.fetch_add(outcome.resealed, Ordering::Relaxed);
+                    let _ = reply.send(Ok(outcome));
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use consensusdb_types::key_codec::{decode_key, region_prefix_of};
 use consensusdb_types::log_entry::log_key;
-use consensusdb_types::{Digest, FrontierMark, Head, LogEntry, Origin, stored_value};
+use consensusdb_types::{Digest, FrontierMark, Head, LogEntry, MutationKind, Origin, stored_value};
 use rocksdb::{IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use super::{Group, Writer};
@@ -187,7 +187,7 @@ impl Writer {
             self.keys.start_new_origin();
             outcome.new_origin = Some(new);
         } else {
-            outcome.reapplied_own = self.reapply_own_log(&mut group, snapshot_own)?;
+            outcome.reapplied_own = self.reapply_own_log(&mut group, snapshot_own, &snapshot_frontier)?;
             if let Some(mark) = self.frontier.get(&own) {
                 frontier.insert(own, *mark);
             }
@@ -214,8 +214,17 @@ impl Writer {
     }
 
     /// Stages this node's own log entries after `after_seq` on top of the
-    /// installed records, under the conflict rule. Returns how many.
-    fn reapply_own_log(&mut self, group: &mut Group, after_seq: u64) -> Result<u64, StorageError> {
+    /// installed records, under the conflict rule. Returns how many. A
+    /// reseal among them brings its version only if `installed` (the
+    /// snapshot's frontier, this node's own origin included) shows the
+    /// snapshot lacks it; otherwise the snapshot holds the version, or what
+    /// replaced it.
+    fn reapply_own_log(
+        &mut self,
+        group: &mut Group,
+        after_seq: u64,
+        installed: &Frontier,
+    ) -> Result<u64, StorageError> {
         let local = self.next_seq - 1;
         let engine = self.engine.clone();
         let db = &engine.db;
@@ -240,7 +249,13 @@ impl Writer {
             let (stamp, seq) = (entry.stamp(), entry.seq);
             for mutation in entry.mutations {
                 let existing = self.current(&mutation.key, &mut group.staged)?;
-                self.stage_mutation(group, stamp, seq, mutation, existing);
+                let unseen = match &mutation.kind {
+                    MutationKind::Reseal { version, version_seq, .. } => {
+                        installed.get(&version.origin).is_none_or(|mark| mark.seq < *version_seq)
+                    }
+                    MutationKind::Put { .. } | MutationKind::Tombstone => false,
+                };
+                self.stage_mutation(group, stamp, seq, mutation, existing, unseen);
             }
             count += 1;
         }

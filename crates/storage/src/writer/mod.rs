@@ -53,11 +53,15 @@ mod apply;
 mod committer;
 pub(crate) mod install;
 mod purge;
+mod reseal;
 mod sealing;
 
 pub(crate) use committer::Committer;
 use committer::StagedGroup;
 pub use purge::{PurgeOutcome, PurgePlan};
+pub use reseal::ResealOutcome;
+use reseal::ResealRule;
+pub(crate) use reseal::{ResealBatch, ResealReply};
 pub(crate) use sealing::WriterKeys;
 
 /// A map keyed by record keys or region prefixes. foldhash (hashbrown's own
@@ -171,6 +175,8 @@ pub(crate) enum WriterMessage {
     Purge(PurgePlan, oneshot::Sender<Result<PurgeOutcome, StorageError>>),
     /// One step of installing a bootstrap snapshot.
     Install(InstallStep, oneshot::Sender<Result<InstallOutcome, StorageError>>),
+    /// Seal stored versions again (a background re-encryption).
+    Reseal(ResealBatch, ResealReply),
     /// Finish everything queued before this message, flush, and stop.
     Shutdown(oneshot::Sender<Result<(), StorageError>>),
 }
@@ -180,6 +186,7 @@ impl WriterMessage {
         match self {
             WriterMessage::Write { command, .. } => command.byte_size(),
             WriterMessage::Apply { entries, .. } => encoded_bytes(entries),
+            WriterMessage::Reseal(batch, _) => batch.byte_size(),
             WriterMessage::Install(InstallStep::Records(records), _) => records
                 .iter()
                 .map(|r| r.key.len() + r.head.len() + r.value.as_ref().map_or(0, Vec::len))
@@ -196,6 +203,7 @@ impl WriterMessage {
 pub(crate) enum Pending {
     Write(WriteCommand, Option<Instant>, Reply),
     Apply(Vec<IncomingEntry>, ApplyReply),
+    Reseal(ResealBatch, ResealReply),
 }
 
 impl Pending {
@@ -204,6 +212,7 @@ impl Pending {
         match self {
             Pending::Write(command, ..) => command.byte_size(),
             Pending::Apply(entries, _) => encoded_bytes(entries),
+            Pending::Reseal(batch, _) => batch.byte_size(),
         }
     }
 
@@ -211,6 +220,7 @@ impl Pending {
         match self {
             Pending::Write(_, _, reply) => drop(reply.send(Err(error()))),
             Pending::Apply(_, reply) => drop(reply.send(Err(error()))),
+            Pending::Reseal(_, reply) => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -264,6 +274,7 @@ pub(crate) struct Version {
 enum Accepted {
     Write(Reply, WriteAck),
     Apply(ApplyReply, ApplyAck),
+    Reseal(ResealReply, ResealOutcome),
 }
 
 impl Accepted {
@@ -272,6 +283,7 @@ impl Accepted {
         match self {
             Accepted::Write(reply, _) => drop(reply.send(Err(error))),
             Accepted::Apply(reply, _) => drop(reply.send(Err(error))),
+            Accepted::Reseal(reply, _) => drop(reply.send(Err(error))),
         }
     }
 }
@@ -347,6 +359,7 @@ impl Writer {
                         Pending::Write(command, deadline, reply)
                     }
                     WriterMessage::Apply { entries, reply } => Pending::Apply(entries, reply),
+                    WriterMessage::Reseal(batch, reply) => Pending::Reseal(batch, reply),
                     WriterMessage::Promise(reply) => {
                         promises.push(reply);
                         continue;
@@ -412,6 +425,7 @@ impl Writer {
                         }
                         WriterMessage::Purge(_, reply) => drop(reply.send(Err(StorageError::ShuttingDown))),
                         WriterMessage::Install(_, reply) => drop(reply.send(Err(StorageError::ShuttingDown))),
+                        WriterMessage::Reseal(_, reply) => drop(reply.send(Err(StorageError::ShuttingDown))),
                         WriterMessage::Promise(_) | WriterMessage::Shutdown(_) => {}
                     }
                 }
@@ -453,6 +467,7 @@ impl Writer {
                     Ok(ack) => group.accepted.push(Accepted::Apply(reply, ack)),
                     Err(error) => drop(reply.send(Err(error))),
                 },
+                Pending::Reseal(batch, reply) => self.accept_reseal(&mut group, batch, reply),
             }
         }
         if group.marks.is_empty() {
@@ -568,7 +583,7 @@ impl Writer {
         group.marks.insert(self.origin, FrontierMark { seq, hlc: entry.hlc });
         // Encoded into the log above, the mutations are staged by value.
         (entry.mutations.into_iter().zip(existing))
-            .map(|(mutation, existing)| self.stage_mutation(group, stamp, seq, mutation, existing))
+            .map(|(mutation, existing)| self.stage_mutation(group, stamp, seq, mutation, existing, false))
             .collect()
     }
 
@@ -594,6 +609,10 @@ impl Writer {
     /// the digest change when it wins; a count when it loses. Returns the
     /// head the mutation carries. Taken by value: its key and value become
     /// the group's newest version without a copy.
+    ///
+    /// A reseal follows its own rule (`writer/reseal.rs`):
+    /// `reseal_version_unseen` says whether this node had not applied the
+    /// version it names before this mutation's chunk.
     fn stage_mutation(
         &mut self,
         group: &mut Group,
@@ -601,13 +620,32 @@ impl Writer {
         seq: u64,
         mutation: Mutation,
         existing: Option<Version>,
+        reseal_version_unseen: bool,
     ) -> Head {
         let head = mutation.head(stamp, seq);
-        if !incoming_wins(existing.as_ref().map(|v| &v.head.stamp), &stamp) {
+        // A reseal's head carries the stamp of the version it seals again.
+        let stamp = head.stamp;
+        let replaces_same_version = match &mutation.kind {
+            MutationKind::Reseal { .. } => {
+                match self.reseal_rule(&mutation.key, &head, existing.as_ref(), reseal_version_unseen) {
+                    ResealRule::Ignore => return head,
+                    ResealRule::Replace => true,
+                    ResealRule::AsVersion => false,
+                }
+            }
+            MutationKind::Put { .. } | MutationKind::Tombstone => false,
+        };
+        if !replaces_same_version && !incoming_wins(existing.as_ref().map(|v| &v.head.stamp), &stamp) {
             // A version with a greater stamp holds the key: a replicated
             // write from a clock ahead of ours, or two creates of one key on
-            // two nodes. The greater stamp stays, on every node.
-            self.counters.conflicts_lost.fetch_add(1, Ordering::Relaxed);
+            // two nodes. The greater stamp stays, on every node. Not counted:
+            // the same stamp (the version met again after a reseal brought
+            // it first), and a reseal taken as its version (the version
+            // counts when it comes itself).
+            let reseal = matches!(mutation.kind, MutationKind::Reseal { .. });
+            if !reseal && existing.as_ref().is_none_or(|v| v.head.stamp != stamp) {
+                self.counters.conflicts_lost.fetch_add(1, Ordering::Relaxed);
+            }
             return head;
         }
         let records = columns::handle(self.db(), RECORDS);
@@ -615,7 +653,8 @@ impl Writer {
         head.encode_into(&mut group.encode_buffer);
         group.batch.put_cf(records, &mutation.key, &group.encode_buffer);
         let value = match mutation.kind {
-            MutationKind::Put { value, expires_at_ms, .. } => {
+            MutationKind::Put { value, expires_at_ms, .. }
+            | MutationKind::Reseal { value, expires_at_ms, .. } => {
                 stored_value::encode_into(&mut group.encode_buffer, expires_at_ms, &value);
                 group.batch.put_cf(values, &mutation.key, &group.encode_buffer);
                 Some(value)

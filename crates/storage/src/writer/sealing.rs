@@ -102,6 +102,17 @@ impl WriterKeys {
         (key.origin == origin).then(|| current.sealer.clone())
     }
 
+    /// The id of this origin's current key for `tenant`, if it has one.
+    pub(super) fn current_id(&self, tenant: &str) -> Option<KeyId> {
+        self.current.get(tenant).map(|current| current.id)
+    }
+
+    /// Whether `key` (encoded) is a record of the system tenant, which is
+    /// never sealed.
+    pub(super) fn is_system(&self, key: &[u8]) -> bool {
+        key.starts_with(&self.system_prefix)
+    }
+
     /// Drops every current key: after a bootstrap made this node a new
     /// incarnation, whose values need keys of its own.
     pub(crate) fn start_new_origin(&mut self) {
@@ -121,7 +132,7 @@ impl WriterKeys {
         stamp: &Stamp,
         origin: Origin,
     ) -> Option<KeyRef> {
-        if !key.starts_with(&self.system_prefix) {
+        if !self.is_system(key) {
             return None;
         }
         let Ok(key) = decode_key(key) else { return None };
@@ -159,7 +170,7 @@ impl Writer {
         staged: &mut KeyMap<Option<Version>>,
     ) -> Result<Vec<u8>, StorageError> {
         let tenant = decode_tenant(key)?;
-        let data_key = KeyRef { tenant, origin: head.stamp.origin, id: KeyId(seal.key_id) };
+        let data_key = KeyRef { tenant, origin: seal.key_origin(&head.stamp), id: KeyId(seal.key_id) };
         let record = encode_key(&data_key.record_key());
         if self.current(&record, staged)?.is_some_and(|version| version.head.tombstone) {
             return Err(refusal(key, Unopenable::KeyDestroyed(data_key)));
@@ -207,19 +218,27 @@ impl Writer {
                     &decoded
                 }
             };
-            let sealer = if tenant == SYSTEM_TENANT {
-                None
-            } else {
-                if !self.keys.current.contains_key(tenant) {
-                    self.make_key(group, tenant, wall)?;
-                }
-                let current = &self.keys.current[tenant];
-                Some((current.id, current.sealer.clone()))
-            };
+            let sealer =
+                if tenant == SYSTEM_TENANT { None } else { Some(self.tenant_sealer(group, tenant, wall)?) };
             last = Some((tenant_bytes, sealer.clone()));
             sealers.push(sealer);
         }
         Ok(sealers)
+    }
+
+    /// This origin's current key for `tenant`, made first if it has none
+    /// (logged in an entry of its own, in `group`).
+    pub(super) fn tenant_sealer(
+        &mut self,
+        group: &mut Group,
+        tenant: &str,
+        wall: u64,
+    ) -> Result<ValueSealer, StorageError> {
+        if !self.keys.current.contains_key(tenant) {
+            self.make_key(group, tenant, wall)?;
+        }
+        let current = &self.keys.current[tenant];
+        Ok((current.id, current.sealer.clone()))
     }
 
     /// Makes this origin's key for `tenant`, logged in an entry of its

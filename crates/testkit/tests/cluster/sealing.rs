@@ -2,7 +2,9 @@
 //! (a put, a batch, a touch, replication, a bootstrap snapshot), no data
 //! directory of the cluster holds it in the clear. The same run with
 //! sealing off finds the values, so the search can fail. A tenant
-//! shredded on one node is unreadable on every node, then gone.
+//! shredded on one node is unreadable on every node, then gone. A
+//! re-encryption on one node moves every node's copy of the old values
+//! to its new key.
 
 use std::path::Path;
 use std::time::Duration;
@@ -163,6 +165,88 @@ async fn a_tenant_shredded_on_one_node_is_unreadable_on_every_node_and_its_recor
             })
             .await;
         }
+        cluster.shutdown().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reencryption_on_one_node_moves_every_nodes_copy_of_the_old_values_to_its_new_key() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let mut cluster = TestCluster::start(3).await;
+        let minors: Vec<String> = (0..10).map(|i| format!("old-{i}")).chain(["from-third".into()]).collect();
+        for minor in &minors[..10] {
+            cluster.client(0).put(record(minor)).await.expect("put");
+        }
+        cluster.client(2).put(record("from-third")).await.expect("put");
+        cluster.converge(CONVERGE).await;
+
+        let mut keys = KeysClient::new(cluster.admin_channel(1).await);
+        keys.rotate_tenant_key(v1::RotateTenantKeyRequest { tenant: "acme".into() }).await.expect("rotates");
+        let started = keys.reencrypt(v1::ReencryptRequest { tenant: "acme".into() }).await.expect("starts");
+        assert_eq!(started.into_inner().tenant, "acme");
+        let progress = eventually(CONVERGE, "the re-encryption ends", async || {
+            let progress = keys
+                .get_reencryption(v1::GetReencryptionRequest { tenant: "acme".into() })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            match progress.state() {
+                v1::ReencryptionState::ReencryptionRunning => Err(format!("{progress:?}")),
+                _ => Ok(progress),
+            }
+        })
+        .await;
+        assert_eq!(progress.state(), v1::ReencryptionState::ReencryptionDone, "{progress:?}");
+        assert_eq!((progress.resealed, progress.refused), (11, 0), "{progress:?}");
+        cluster.converge(CONVERGE).await;
+        for node in 0..3 {
+            let client = cluster.client(node);
+            for minor in &minors {
+                let got = client.get(RowKey::new("acme", "SEALED", minor).at(None)).await.expect("reads");
+                assert_eq!(got.expect("present").value, format!("{MARKER}-{minor}").as_bytes(), "{minor}");
+            }
+        }
+
+        // On disk, every node holds every value sealed by node 1, whoever
+        // wrote it.
+        let dirs: Vec<_> = (0..3).map(|node| cluster.data_dir(node).to_path_buf()).collect();
+        for node in 0..3 {
+            cluster.stop(node).await;
+        }
+        let master_key_file = cluster.pki().ca_file().with_file_name("master.key");
+        let (masters, _) = consensusdb_pki::master_key_file::load(&master_key_file).expect("loads");
+        let masters = std::sync::Arc::new(masters);
+        let mut sealers = std::collections::HashSet::new();
+        for dir in &dirs {
+            let options = consensusdb_storage::StoreOptions {
+                master_keys: Some(masters.clone()),
+                ..consensusdb_storage::StoreOptions::new(dir)
+            };
+            let store = consensusdb_storage::Store::open(options).expect("opens");
+            let query = consensusdb_storage::ScanQuery {
+                scope: consensusdb_storage::ScanScope::Tenant { major: "acme".into() },
+                limit: 1_000,
+                page_token: None,
+                read: consensusdb_storage::ReadOptions::default(),
+            };
+            let mut pages = store.scan(query).expect("scans");
+            let mut seen = 0;
+            while let Some(page) = pages.recv().await {
+                for record in page.expect("a page").records {
+                    let seal = record.head.seal.expect("sealed");
+                    let resealed = seal.resealed.expect("sealed again");
+                    assert_ne!(resealed.by, record.head.stamp.origin, "not by its writer");
+                    sealers.insert(resealed.by);
+                    assert!(record.value.expect("a value").starts_with(MARKER.as_bytes()));
+                    seen += 1;
+                }
+            }
+            assert_eq!(seen, minors.len(), "{}", dir.display());
+            store.close().await.expect("closes");
+        }
+        assert_eq!(sealers.len(), 1, "one node sealed them all again: {sealers:?}");
         cluster.shutdown().await;
     })
     .await
