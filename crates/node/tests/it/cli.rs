@@ -536,6 +536,17 @@ async fn data_keys_are_listed_rotated_and_a_tenant_shredded_from_the_cli() {
     assert_eq!(counts, [Some(2), Some(2), Some(1), Some(1), Some(0)], "{progress}");
     let shown = json_lines(&node, &["keys", "reencryption", "--tenant", "acme"]).await;
     assert_eq!((&shown[0]["state"], &shown[0]["resealed"]), (&progress["state"], &progress["resealed"]));
+    let security = crate::security::status_as_admin(&node).await["security"].clone();
+    assert_eq!(security["values_resealed"], 1, "{security}");
+    let status = &security["reencryptions"][0];
+    let expected = [Value::from("acme"), Value::from("done"), Value::from(1)];
+    assert_eq!(
+        [status["tenant"].clone(), status["state"].clone(), status["pass"].clone()],
+        expected,
+        "{status}"
+    );
+    let metrics = crate::security::as_admin(&node, "/metrics").await;
+    assert!(metrics.contains("consensusdb_values_resealed_total 1"), "{metrics}");
     let got = json_lines(&node, &["recent", "acme", "ORDERS", "o-1"]).await;
     assert_eq!(got[0]["value"], "before", "the resealed value reads back");
     let never = run(&node, &["keys", "reencryption", "--tenant", "zeta"]).await;
