@@ -8,8 +8,9 @@
 //!
 //! What it leaves: values written since the rotation (under keys made
 //! after it) and records stamped at or before a shred of the tenant (the
-//! shred removes them). Values it cannot open (a missing or destroyed
-//! key, bytes altered on disk) are counted and named, and left as they are.
+//! shred removes them, and a value whose key a shred destroyed counts as
+//! changed). Values it cannot read or open (a missing key, bytes altered
+//! on disk) are counted and named, and left as they are.
 //!
 //! Progress is kept in memory and shown by [`Store::reencryption`]. The
 //! start is a record of the system tenant (`reencryptions/<tenant>`), and
@@ -33,7 +34,8 @@ use rocksdb::DB;
 
 use super::admin::{check_tenant, marker};
 use super::key_records::{
-    KeyRef, REENCRYPTIONS_REGION, reencryption_done_key, reencryption_key, rotation_key, shred_key,
+    KEYS_REGION, KeyRef, REENCRYPTIONS_REGION, reencryption_done_key, reencryption_key, rotation_key,
+    shred_key,
 };
 use super::reencryption_progress::{
     Job, ReencryptionProgress, ReencryptionState, StopsUnlessFinished, progress_of, update,
@@ -67,7 +69,7 @@ enum Need {
     Shredded,
 }
 
-/// What the re-encryption of one tenant goes by, read when it starts.
+/// What a walk over one tenant's records goes by, read as it starts.
 struct Plan {
     /// When the tenant's keys were last rotated.
     rotated_at: Option<u64>,
@@ -85,7 +87,7 @@ impl Plan {
         let rotated_at = Self::rotated_at(db, tenant)?;
         let shredded_at = live_head(db, shred_key(tenant))?.map(|head| head.stamp);
         let mut keys = HashMap::new();
-        system_records(db, super::key_records::KEYS_REGION, |record, head| {
+        system_records(db, KEYS_REGION, |record, head| {
             if let Some(key) =
                 KeyRef::of_record(&record).filter(|key| key.tenant == tenant && !head.tombstone)
             {
