@@ -126,7 +126,8 @@ impl KeysCommand {
                 let mut progress = client.reencrypt(request).await?.into_inner();
                 let mut shown = None;
                 while !no_wait && progress.state() == v1::ReencryptionState::ReencryptionRunning {
-                    if shown != Some(progress.scanned) {
+                    // Pass 0: the walk has not counted the records yet.
+                    if progress.pass > 0 && shown != Some(progress.scanned) {
                         eprintln!(
                             "consensusdb: re-encrypting {tenant:?}: {} of {} records looked at, {} sealed again",
                             progress.scanned, progress.total, progress.resealed
