@@ -25,7 +25,8 @@
 //! tenant's 200 records with their 256-byte values, sealed, against the
 //! same scan of an unsealed store (the reference), both flushed to table
 //! files: what opening sealed values costs a scan, with no network or
-//! client around it.
+//! client around it. `get_recent_1_value` is R1 the same way: the newest
+//! record of one row, with its value, on the same two stores.
 //!
 //! `reencrypt_1024_values` is a re-encryption after a rotation
 //! (`Store::start_reencryption`, to its end): 1,024 values of 256 bytes,
@@ -347,28 +348,53 @@ async fn scan_tenant(store: &Store, tenant: usize) -> usize {
     records
 }
 
-/// R3 inside the store: a tenant's scan with values, sealed against the
-/// same scan of a store in the clear (the reference, in the same run), so
-/// the ratio is what opening sealed values costs a scan, without the
-/// network, the client or a loaded machine around it.
-fn sealed_scan(c: &mut Criterion) {
+/// R3 and R1 inside the store: a tenant's scan with values, and the
+/// newest record of one row with its value, sealed against the same reads
+/// of a store in the clear (the reference, in the same run), so the ratio
+/// is what opening sealed values costs, without the network, the client or
+/// a loaded machine around it. Both stores hold the same records in table
+/// files, so the reads meet the same shape of tree.
+fn sealed_reads(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let stores = [("reference_unsealed", false), ("sealed", true)].map(|(name, sealed)| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = scan_store(&runtime, dir.path(), sealed);
+        (name, dir, store)
+    });
+
     let mut group = c.benchmark_group("scan_tenant_200_values");
     group.sample_size(20).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(SCAN_TENANT_EVENTS as u64));
-    for (name, sealed) in [("reference_unsealed", false), ("sealed", true)] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = scan_store(&runtime, dir.path(), sealed);
+    for (name, _, store) in &stores {
         let mut tenant = 0;
-        group.bench_function(name, |b| {
+        group.bench_function(*name, |b| {
             b.iter(|| {
                 tenant = (tenant + 1) % SCAN_TENANTS;
-                runtime.block_on(scan_tenant(&store, tenant))
+                runtime.block_on(scan_tenant(store, tenant))
             })
         });
-        runtime.block_on(store.close()).expect("store closes");
     }
     group.finish();
+
+    let mut group = c.benchmark_group("get_recent_1_value");
+    group.sample_size(20).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+    for (name, _, store) in &stores {
+        let mut row = 0;
+        group.bench_function(*name, |b| {
+            b.iter(|| {
+                row = (row + 1) % (SCAN_TENANTS * 10);
+                let row = RowKey::new(format!("t{:04}", row / 10), "EVENTS", format!("m{}", row % 10));
+                let found = runtime.block_on(store.get_recent(row, None, ReadOptions::default()));
+                let record = found.expect("read").expect("every row has records");
+                assert_eq!(record.value.map(|value| value.len()), Some(256));
+            })
+        });
+    }
+    group.finish();
+
+    for (_, _, store) in stores {
+        runtime.block_on(store.close()).expect("store closes");
+    }
 }
 
 /// Values one re-encryption iteration seals again.
@@ -450,5 +476,5 @@ fn reencryption(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, durable_puts, catch_up, authorization, sealed_scan, reencryption);
+criterion_group!(benches, durable_puts, catch_up, authorization, sealed_reads, reencryption);
 criterion_main!(benches);

@@ -88,6 +88,14 @@ pub struct Args {
     /// measure what sealing costs (sealed is the default).
     #[arg(long)]
     pub unsealed: bool,
+    /// Restart the single load's node before the read phases. A clean stop
+    /// flushes its memtables, so the reads start from table files alone
+    /// instead of from whatever the load's last flush happened to leave in
+    /// memory (which differs between two configurations writing different
+    /// bytes, and moves R1 more than what is compared). Needs a node this
+    /// run starts.
+    #[arg(long)]
+    pub restart_before_reads: bool,
 }
 
 /// One step of a run.
@@ -165,6 +173,11 @@ impl Args {
         }
         if !(self.lag_rate > 0.0 && self.lag_rate.is_finite()) {
             return Err("--lag-rate must be a positive number of events per second".into());
+        }
+        if self.restart_before_reads && self.server.is_some() {
+            return Err(
+                "--restart-before-reads restarts a node this run starts; it cannot restart --server".into()
+            );
         }
         let reads = self.phases.iter().any(|p| p.read().is_some()) || self.runs(Phase::Catchup);
         if reads && self.server.is_none() && !self.runs(Phase::Single) {

@@ -57,7 +57,33 @@ impl NodeProcess {
         log: &Path,
         peers: &[SocketAddr],
     ) -> Result<Self, Error> {
-        let log_file = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        Self::start_on(binary, data_dir, log, "127.0.0.1:0", peers).await
+    }
+
+    /// Stops the node cleanly (which flushes its memtables) and starts it
+    /// again on the same data directory and gRPC address, so clients and
+    /// followers that know the address reach it again. No `--peer` is
+    /// passed again: the node keeps the peers it learnt in its directory.
+    pub async fn restart(self, binary: &Path) -> Result<Self, Error> {
+        let (addr, log) = (self.target.addr, self.log.clone());
+        let data_dir = self.target.data_dir.clone().ok_or("a started node has a data directory")?;
+        self.stop().await?;
+        Self::start_on(binary, &data_dir, &log, &addr.to_string(), &[]).await
+    }
+
+    async fn start_on(
+        binary: &Path,
+        data_dir: &Path,
+        log: &Path,
+        listen: &str,
+        peers: &[SocketAddr],
+    ) -> Result<Self, Error> {
+        // Appended to: a restarted node's log follows its first run's.
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("opening {}: {e}", log.display()))?;
         let mut command = Command::new(binary);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("CONSENSUSDB_") {
@@ -65,7 +91,7 @@ impl NodeProcess {
             }
         }
         command
-            .args(["serve", "--sync", "always", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["serve", "--sync", "always", "--listen", listen, "--http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(peers.iter().flat_map(|peer| ["--peer".to_string(), peer.to_string()]))

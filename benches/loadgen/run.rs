@@ -2,7 +2,8 @@
 //!
 //! 1. raw reference, single events (if asked);
 //! 2. W1 single into a fresh node, then `count` and `du`, then R1, R2 and
-//!    R3 on that node's warm data;
+//!    R3 on that node's warm data (restarted first with
+//!    `--restart-before-reads`);
 //! 3. raw reference, batches;
 //! 4. W1 batch into another fresh node, then `count` and `du`;
 //! 5. `lag` on a fresh 3-node cluster.
@@ -148,6 +149,9 @@ impl<'a> Run<'a> {
         if self.args.runs(Phase::Single) {
             self.load(&session, WriteMode::Single, raw, &self.args.label).await?;
         }
+        if self.args.restart_before_reads && !reads.is_empty() {
+            self.restart(&mut session).await?;
+        }
         for &kind in reads {
             self.read(&session, kind).await?;
         }
@@ -213,6 +217,20 @@ impl<'a> Run<'a> {
             Some(binary) => Ok(binary.clone()),
             None => node::default_binary(),
         }
+    }
+
+    /// Restarts the session's node on its data directory and address, and
+    /// connects to it again (`--restart-before-reads`).
+    async fn restart(&self, session: &mut Session) -> Result<(), Error> {
+        let process = session.process.take().ok_or("--restart-before-reads needs a node this run started")?;
+        let process = process.restart(&self.binary()?).await?;
+        session.target = process.target().clone();
+        session.process = Some(process);
+        session.clients = grpc::connect(session.target.addr, self.args.conns)
+            .await
+            .map_err(|e| format!("connecting again to {}: {e}", session.target.addr))?;
+        eprintln!("loadgen: restarted the node (pid {}) before the reads", session.target.pid);
+        Ok(())
     }
 
     /// One read phase on the session's node.

@@ -59,8 +59,9 @@ fn number(record: &Value, field: &str) -> f64 {
     record[field].as_f64().unwrap_or_else(|| panic!("{field} is a number in {record}"))
 }
 
-#[test]
-fn quick_run_reports_every_phase_without_errors() {
+/// Runs `loadgen --quick` with `args` in `dir`; returns its exit status
+/// and what it printed on stderr (also echoed, for a failing test's log).
+fn run_quick(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
     let node = Path::new(LOADGEN).with_file_name("consensusdb");
     assert!(
         node.exists(),
@@ -68,23 +69,47 @@ fn quick_run_reports_every_phase_without_errors() {
          (`cargo test --release --workspace --all-targets` builds it too)",
         node.display()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("results.jsonl");
+    let stderr_path = dir.join("loadgen.stderr");
+    let stderr = std::fs::File::create(&stderr_path).expect("creates the stderr file");
     let mut loadgen = ProcessGroup(
         Command::new(LOADGEN)
             .arg("--quick")
             .arg("--out")
-            .arg(&out)
+            .arg(dir.join("results.jsonl"))
             .arg("--work-dir")
-            .arg(dir.path())
+            .arg(dir)
+            .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .process_group(0)
             .spawn()
             .expect("starts loadgen"),
     );
     let status = loadgen.wait(TIME_LIMIT);
-    let records = records(&out);
+    let stderr = std::fs::read_to_string(&stderr_path).expect("reads loadgen's stderr");
+    eprintln!("{stderr}");
+    (status, stderr)
+}
+
+/// The pids in loadgen's lines "node pid N serving ..." and "restarted the
+/// node (pid N) ...", in order.
+fn node_pids(stderr: &str) -> Vec<u32> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line
+                .strip_prefix("loadgen: node pid ")
+                .or_else(|| line.strip_prefix("loadgen: restarted the node (pid "))?;
+            rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn quick_run_reports_every_phase_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _) = run_quick(dir.path(), &[]);
+    let records = records(&dir.path().join("results.jsonl"));
     for record in &records {
         println!("{record}");
     }
@@ -171,4 +196,44 @@ fn quick_run_reports_every_phase_without_errors() {
         assert!(number(du, "du_alloc_bytes") > 0.0, "{du}");
         assert!(number(du, "alloc_bytes_per_event") > 0.0, "{du}");
     }
+}
+
+/// `--restart-before-reads`: the single load's node is stopped and started
+/// again between the load and the reads, on the same address, so the reads
+/// still find every event and the follower still catches up from it.
+#[test]
+fn reads_after_a_restart_find_the_load_and_the_follower_still_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) =
+        run_quick(dir.path(), &["--phases", "single,r3,catchup", "--restart-before-reads"]);
+    assert!(status.success(), "loadgen exited with {status}");
+    let pids = node_pids(&stderr);
+    assert_eq!(pids.len(), 2, "one node started, then restarted: {stderr}");
+    assert_ne!(pids[0], pids[1], "the restart is a new process");
+
+    let records = records(&dir.path().join("results.jsonl"));
+    let phases: BTreeSet<&str> = records.iter().filter_map(|r| r["phase"].as_str()).collect();
+    assert_eq!(phases, BTreeSet::from(["load", "count", "du", "r3", "catchup", "bootstrap"]));
+    for record in &records {
+        assert_eq!(record["errors"].as_u64().unwrap_or(0), 0, "errors in {record}");
+    }
+    for read in find(&records, "consensusdb", "consensusdb-sync", "r3") {
+        assert!(number(read, "events_per_op") > 0.0, "{read}");
+    }
+    for phase in ["catchup", "bootstrap"] {
+        for catchup in find(&records, "consensusdb", "consensusdb-sync", phase) {
+            assert_eq!(catchup["events"].as_u64(), Some(QUICK_EVENTS), "{catchup}");
+        }
+    }
+}
+
+#[test]
+fn a_restart_before_reads_is_refused_for_a_node_this_run_did_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = run_quick(
+        dir.path(),
+        &["--server", "127.0.0.1:9", "--server-pid", "1", "--phases", "r1", "--restart-before-reads"],
+    );
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("--restart-before-reads"), "the error names the option: {stderr}");
 }

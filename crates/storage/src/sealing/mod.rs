@@ -155,24 +155,25 @@ impl Vault {
         // The writer's key, unless a re-encryption sealed it again since.
         let key_origin = seal.key_origin(&head.stamp);
         let key_of = || KeyRef { tenant: tenant.to_string(), origin: key_origin, id: KeyId(seal.key_id) };
-        let sealer = match last.get(tenant, key_origin, seal.key_id) {
-            Some(sealer) => sealer,
-            None => {
-                let key = key_of();
-                let sealer = self.sealer(db, &key).map_err(refused)?;
-                last.set(key, sealer.clone());
-                sealer
-            }
-        };
         let (key_id, stamp) = (seal.key_id.to_be_bytes(), stamp_bytes(&head.stamp));
-        sealer
-            .open_parts(
-                KeyId(seal.key_id),
-                &seal.nonce,
-                stored,
-                &associated_data(encoded_key, &key_id, &stamp),
-            )
-            .map_err(|error| refused(Unopenable::Refused(key_of(), error)))
+        let open = |sealer: &Sealer| {
+            sealer
+                .open_parts(
+                    KeyId(seal.key_id),
+                    &seal.nonce,
+                    stored,
+                    &associated_data(encoded_key, &key_id, &stamp),
+                )
+                .map_err(|error| refused(Unopenable::Refused(key_of(), error)))
+        };
+        if let Some(opened) = last.with(tenant, key_origin, seal.key_id, open) {
+            return opened;
+        }
+        let key = key_of();
+        let sealer = self.sealer(db, &key).map_err(refused)?;
+        let opened = open(&sealer);
+        last.set(key, sealer);
+        opened
     }
 
     /// The newest key of each tenant that `origin` made (live, and made
@@ -297,10 +298,13 @@ pub(crate) fn system_records(
 pub(crate) struct LastSealer(RefCell<Option<(KeyRef, Arc<Sealer>)>>);
 
 impl LastSealer {
-    fn get(&self, tenant: &str, origin: Origin, id: u32) -> Option<Arc<Sealer>> {
+    /// Runs `work` with the last sealer if it is the one of that key.
+    /// Borrowed, not cloned: a scan calls this for every value, and an
+    /// `Arc` clone is two atomic operations each time.
+    fn with<T>(&self, tenant: &str, origin: Origin, id: u32, work: impl FnOnce(&Sealer) -> T) -> Option<T> {
         let last = self.0.borrow();
         let (key, sealer) = last.as_ref()?;
-        (key.id.0 == id && key.origin == origin && key.tenant == tenant).then(|| sealer.clone())
+        (key.id.0 == id && key.origin == origin && key.tenant == tenant).then(|| work(sealer))
     }
 
     fn set(&self, key: KeyRef, sealer: Arc<Sealer>) {
