@@ -25,8 +25,9 @@
 //! tenant's 200 records with their 256-byte values, sealed, against the
 //! same scan of an unsealed store (the reference), both flushed to table
 //! files: what opening sealed values costs a scan, with no network or
-//! client around it. `get_recent_1_value` is R1 the same way: the newest
-//! record of one row, with its value, on the same two stores.
+//! client around it. `get_recent_1_value` does the same for one value:
+//! the newest record of a row (rows taken in turn, not loadgen's random
+//! time), with its value, on the same two stores.
 //!
 //! `reencrypt_1024_values` is a re-encryption after a rotation
 //! (`Store::start_reencryption`, to its end): 1,024 values of 256 bytes,

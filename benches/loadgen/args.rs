@@ -179,6 +179,12 @@ impl Args {
                 "--restart-before-reads restarts a node this run starts; it cannot restart --server".into()
             );
         }
+        if self.restart_before_reads && !self.phases.iter().any(|p| p.read().is_some()) {
+            return Err(
+                "--restart-before-reads restarts the node before the reads: add r1, r2 or r3 to --phases"
+                    .into(),
+            );
+        }
         let reads = self.phases.iter().any(|p| p.read().is_some()) || self.runs(Phase::Catchup);
         if reads && self.server.is_none() && !self.runs(Phase::Single) {
             return Err("the read and catchup phases use the single load's data: add `single` to --phases, \
